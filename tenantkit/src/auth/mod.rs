@@ -1,0 +1,158 @@
+//! Authentication (JWT bearer tokens and API keys) and the permission model.
+//!
+//! [`AuthLayer`] authenticates every request it wraps and puts a [`Principal`]
+//! into the request extensions. Handlers then ask the principal for a
+//! [`Permission`]:
+//!
+//! | permission | member | admin | owner | API key scope | platform admin |
+//! |---|---|---|---|---|---|
+//! | `ReadTenant` | yes | yes | yes | `tenant:read` | no |
+//! | `ReadUsers` | yes | yes | yes | `users:read` | no |
+//! | `WriteUsers` | no | yes | yes | `users:write` | no |
+//! | `ReadApiKeys`, `WriteApiKeys` | no | yes | yes | `api_keys:read`, `api_keys:write` | no |
+//! | `GrantOwner` (make or unmake owners) | no | no | yes | never | no |
+//! | `ManageTenants` | no | no | no | never | yes |
+//!
+//! ```
+//! use tenantkit::{Role, TenantId, auth::{Permission, Principal}};
+//!
+//! let member = Principal::user(TenantId::new(), "u1", Role::Member);
+//! assert!(member.allows(Permission::ReadUsers));
+//! assert!(!member.allows(Permission::WriteUsers));
+//! assert_eq!(member.require(Permission::WriteUsers).unwrap_err().status, 403);
+//! ```
+
+pub mod api_key;
+mod jwt;
+mod layer;
+
+use http::StatusCode;
+pub use jwt::{Claims, JwtKeys, MIN_SECRET_LEN, TokenError, TokenRole, parse_algorithm};
+pub use layer::{ApiKeyVerifier, AuthLayer, AuthRefused, AuthService};
+use serde::Serialize;
+
+use crate::{ApiKey, ApiKeyId, Role, Scope, TenantId, problem::Problem};
+
+/// Who made a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Principal {
+    /// The tenant it acts in; `None` only for a platform admin.
+    pub tenant: Option<TenantId>,
+    /// Who it is.
+    pub subject: Subject,
+}
+
+/// The kind of caller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Subject {
+    /// A user with a JWT.
+    User {
+        /// The token's `sub`.
+        id: String,
+        /// The token's role.
+        role: Role,
+    },
+    /// A program with an API key.
+    ApiKey {
+        /// The key's id.
+        id: ApiKeyId,
+        /// What the key may do.
+        scopes: Vec<Scope>,
+    },
+    /// A platform operator with a platform-admin JWT.
+    PlatformAdmin {
+        /// The token's `sub`.
+        id: String,
+    },
+}
+
+/// Something a handler may need to be allowed; see the [module docs](self).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Permission {
+    /// Read the tenant.
+    ReadTenant,
+    /// List and read users.
+    ReadUsers,
+    /// Create, change and delete users.
+    WriteUsers,
+    /// List API keys.
+    ReadApiKeys,
+    /// Create and revoke API keys.
+    WriteApiKeys,
+    /// Make a user an owner, or change or delete an owner.
+    GrantOwner,
+    /// Create and list tenants.
+    ManageTenants,
+}
+
+impl Principal {
+    /// A user with a tenant role.
+    pub fn user(tenant: TenantId, id: impl Into<String>, role: Role) -> Self {
+        Self {
+            tenant: Some(tenant),
+            subject: Subject::User {
+                id: id.into(),
+                role,
+            },
+        }
+    }
+
+    /// An API key of its tenant.
+    pub fn api_key(key: &ApiKey) -> Self {
+        Self {
+            tenant: Some(key.tenant_id),
+            subject: Subject::ApiKey {
+                id: key.id,
+                scopes: key.scopes.clone(),
+            },
+        }
+    }
+
+    /// A platform admin.
+    pub fn platform_admin(id: impl Into<String>) -> Self {
+        Self {
+            tenant: None,
+            subject: Subject::PlatformAdmin { id: id.into() },
+        }
+    }
+
+    /// Whether this principal has `permission`.
+    pub fn allows(&self, permission: Permission) -> bool {
+        use Permission::*;
+        match &self.subject {
+            Subject::PlatformAdmin { .. } => permission == ManageTenants,
+            Subject::User { role, .. } => match permission {
+                ReadTenant | ReadUsers => true,
+                WriteUsers | ReadApiKeys | WriteApiKeys => *role >= Role::Admin,
+                GrantOwner => *role == Role::Owner,
+                ManageTenants => false,
+            },
+            Subject::ApiKey { scopes, .. } => {
+                let needed = match permission {
+                    ReadTenant => Scope::TenantRead,
+                    ReadUsers => Scope::UsersRead,
+                    WriteUsers => Scope::UsersWrite,
+                    ReadApiKeys => Scope::ApiKeysRead,
+                    WriteApiKeys => Scope::ApiKeysWrite,
+                    GrantOwner | ManageTenants => return false,
+                };
+                scopes.contains(&needed)
+            }
+        }
+    }
+
+    /// `Ok` when allowed, else a `403` problem naming the permission.
+    pub fn require(&self, permission: Permission) -> Result<(), Problem> {
+        if self.allows(permission) {
+            Ok(())
+        } else {
+            Err(
+                Problem::new(StatusCode::FORBIDDEN, "Forbidden").with_detail(format!(
+                    "this credential lacks the {permission:?} permission"
+                )),
+            )
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The tenant model: tenants, their users and their API keys.
+
+use std::{fmt, str::FromStr};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{ApiKeyId, TenantId, UserId};
+
+/// A tenant: one customer organisation, isolated from every other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Tenant {
+    /// Its id.
+    pub id: TenantId,
+    /// Display name.
+    pub name: String,
+    /// Unique DNS label: `acme` serves `acme.<base domain>`.
+    pub subdomain: String,
+    /// Whether it may be used.
+    #[sqlx(try_from = "String")]
+    pub status: TenantStatus,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Whether a tenant may be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    /// Normal operation.
+    Active,
+    /// Requests are refused; data is kept.
+    Suspended,
+}
+
+/// A user of one tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct User {
+    /// The tenant it belongs to.
+    pub tenant_id: TenantId,
+    /// Its id.
+    pub id: UserId,
+    /// E-mail address, unique within the tenant (stored lower-case).
+    pub email: String,
+    /// What it may do.
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user's role within its tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads the tenant's data.
+    Member,
+    /// Also manages users and API keys.
+    Admin,
+    /// Also manages owners.
+    Owner,
+}
+
+/// An API key, as stored: the secret itself is never kept, only its hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ApiKey {
+    /// The tenant it belongs to.
+    pub tenant_id: TenantId,
+    /// Its id.
+    pub id: ApiKeyId,
+    /// A human label.
+    pub name: String,
+    /// The public part of the key, used to look it up.
+    pub prefix: String,
+    /// SHA-256 of the secret part.
+    #[serde(skip)]
+    pub hash: String,
+    /// What it may do.
+    #[sqlx(json)]
+    pub scopes: Vec<Scope>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last authenticated a request (updated at most once a minute).
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When it was revoked; a revoked key authenticates nothing.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A permission carried by an API key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scope {
+    /// Read the tenant.
+    #[serde(rename = "tenant:read")]
+    TenantRead,
+    /// List and read users.
+    #[serde(rename = "users:read")]
+    UsersRead,
+    /// Create, change and delete users.
+    #[serde(rename = "users:write")]
+    UsersWrite,
+    /// List API keys.
+    #[serde(rename = "api_keys:read")]
+    ApiKeysRead,
+    /// Create and revoke API keys.
+    #[serde(rename = "api_keys:write")]
+    ApiKeysWrite,
+}
+
+macro_rules! text_enum {
+    ($ty:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The stored and serialized spelling.
+            pub const fn as_str(&self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = crate::Error;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(crate::Error::invalid(format!(
+                        concat!("unknown ", stringify!($ty), " `{}`; expected one of: ", $($text, " "),+),
+                        other
+                    ))),
+                }
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = crate::Error;
+
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
+
+        impl From<$ty> for crate::store::Value {
+            fn from(v: $ty) -> Self {
+                crate::store::Value::Text(v.as_str().to_owned())
+            }
+        }
+    };
+}
+
+text_enum!(TenantStatus { Active = "active", Suspended = "suspended" });
+text_enum!(Role { Member = "member", Admin = "admin", Owner = "owner" });
+text_enum!(Scope {
+    TenantRead = "tenant:read",
+    UsersRead = "users:read",
+    UsersWrite = "users:write",
+    ApiKeysRead = "api_keys:read",
+    ApiKeysWrite = "api_keys:write",
+});
+
+impl Scope {
+    /// Every scope, for a key that may do everything an admin may.
+    pub const ALL: [Scope; 5] = [
+        Scope::TenantRead,
+        Scope::UsersRead,
+        Scope::UsersWrite,
+        Scope::ApiKeysRead,
+        Scope::ApiKeysWrite,
+    ];
+}
+
+/// What is needed to create a tenant.
+#[derive(Clone, Debug, Deserialize)]
+pub struct NewTenant {
+    /// Display name (1 to 200 characters).
+    pub name: String,
+    /// DNS label: 1 to 63 of `a-z`, `0-9` and `-`, not starting or ending with `-`.
+    pub subdomain: String,
+}
+
+/// What is needed to create a user.
+#[derive(Clone, Debug, Deserialize)]
+pub struct NewUser {
+    /// E-mail address; compared case-insensitively.
+    pub email: String,
+    /// Role; `member` when omitted.
+    #[serde(default = "default_role")]
+    pub role: Role,
+}
+
+fn default_role() -> Role {
+    Role::Member
+}
+
+/// A partial update of a user: absent fields are left as they are.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    /// New e-mail address.
+    pub email: Option<String>,
+    /// New role.
+    pub role: Option<Role>,
+}
+
+/// What is needed to create an API key.
+#[derive(Clone, Debug, Deserialize)]
+pub struct NewApiKey {
+    /// A human label (1 to 200 characters).
+    pub name: String,
+    /// What the key may do; read-only scopes when omitted.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<Scope>,
+}
+
+fn default_scopes() -> Vec<Scope> {
+    vec![Scope::TenantRead, Scope::UsersRead]
+}
+
+/// A page of a keyset-paginated listing.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct PageRequest<Id> {
+    /// Return items after this id (exclusive).
+    pub after: Option<Id>,
+    /// At most this many items (1 to [`PageRequest::MAX_LIMIT`]).
+    #[serde(default = "default_limit")]
+    pub limit: u32,
+}
+
+impl<Id> PageRequest<Id> {
+    /// The largest page size.
+    pub const MAX_LIMIT: u32 = 500;
+
+    /// The first page of `limit` items.
+    pub fn first(limit: u32) -> Self {
+        Self { after: None, limit }
+    }
+}
+
+fn default_limit() -> u32 {
+    50
+}

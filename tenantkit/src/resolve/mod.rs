@@ -1,0 +1,123 @@
+//! Tenant resolution as a tower layer.
+//!
+//! [`TenantLayer`] finds the tenant a request is for and puts its
+//! [`TenantContext`] into the request extensions (and the response extensions,
+//! so outer layers such as metrics can see it). In order:
+//!
+//! 1. the subdomain of `Host` under the configured base domain
+//!    (`acme.example.com` → `acme`);
+//! 2. the `X-Tenant-Id` header, holding a tenant id or a subdomain;
+//! 3. the default tenant, if one is configured, so that existing
+//!    single-tenant clients keep working unchanged.
+//!
+//! | outcome | response |
+//! |---|---|
+//! | found and active | passes to the inner service |
+//! | names no known tenant | `404` problem+json |
+//! | tenant suspended | `403` problem+json |
+//! | host and header name different tenants, or a malformed header | `400` problem+json |
+//! | names no tenant and no default is configured | `400` problem+json |
+//!
+//! Refusals are `Ok(response)`, so the layer drops into axum without
+//! `HandleErrorLayer`.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use http::{Request, Response};
+//! use tenantkit::{Db, NewTenant, TenantContext, resolve::TenantLayer};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! let db = Db::connect("sqlite::memory:").await?;
+//! db.migrate().await?;
+//! db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }).await?;
+//!
+//! let svc = ServiceBuilder::new()
+//!     .layer(TenantLayer::new(db).with_base_domain("example.com")?)
+//!     .service_fn(|req: Request<String>| async move {
+//!         let tenant = req.extensions().get::<TenantContext>().unwrap();
+//!         Ok::<_, std::convert::Infallible>(Response::new(tenant.tenant().subdomain.clone()))
+//!     });
+//!
+//! let req = Request::get("/").header("host", "acme.example.com").body(String::new()).unwrap();
+//! let res = svc.clone().oneshot(req).await.unwrap();
+//! assert_eq!(res.body(), "acme");
+//!
+//! let req = Request::get("/").header("host", "nope.example.com").body(String::new()).unwrap();
+//! assert_eq!(svc.oneshot(req).await.unwrap().status(), 404);
+//! # Ok::<_, tenantkit::Error>(()) }).unwrap();
+//! ```
+
+mod layer;
+mod service;
+
+use std::future::Future;
+
+pub use layer::TenantLayer;
+pub use service::TenantService;
+
+use crate::{Db, Result, TenantContext, TenantId};
+
+/// The default header naming a tenant.
+pub const TENANT_HEADER: &str = "x-tenant-id";
+
+/// Looks tenants up. Implemented by [`Db`]; wrap it to add caching.
+pub trait TenantResolver: Clone + Send + Sync + 'static {
+    /// The tenant with this id.
+    fn by_id(&self, id: TenantId) -> impl Future<Output = Result<Option<TenantContext>>> + Send;
+    /// The tenant with this subdomain.
+    fn by_subdomain(
+        &self,
+        subdomain: &str,
+    ) -> impl Future<Output = Result<Option<TenantContext>>> + Send;
+
+    /// The tenant a [`TenantRef`] names.
+    fn resolve(
+        &self,
+        tenant: &TenantRef,
+    ) -> impl Future<Output = Result<Option<TenantContext>>> + Send {
+        async move {
+            match tenant {
+                TenantRef::Id(id) => self.by_id(*id).await,
+                TenantRef::Subdomain(s) => self.by_subdomain(s).await,
+            }
+        }
+    }
+}
+
+impl TenantResolver for Db {
+    async fn by_id(&self, id: TenantId) -> Result<Option<TenantContext>> {
+        self.resolve_id(id).await
+    }
+
+    async fn by_subdomain(&self, subdomain: &str) -> Result<Option<TenantContext>> {
+        self.resolve_subdomain(subdomain).await
+    }
+}
+
+/// A tenant named by id or by subdomain, as in `X-Tenant-Id` or configuration.
+///
+/// ```
+/// use tenantkit::resolve::TenantRef;
+///
+/// assert!(matches!("acme".parse(), Ok(TenantRef::Subdomain(s)) if s == "acme"));
+/// assert!(matches!("0190e5b2-7c1e-7000-8000-000000000000".parse(), Ok(TenantRef::Id(_))));
+/// assert!("not a label!".parse::<TenantRef>().is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TenantRef {
+    /// By id.
+    Id(TenantId),
+    /// By subdomain.
+    Subdomain(String),
+}
+
+impl std::str::FromStr for TenantRef {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        if let Ok(id) = s.parse::<TenantId>() {
+            return Ok(TenantRef::Id(id));
+        }
+        crate::validate::subdomain(s).map(TenantRef::Subdomain)
+    }
+}

@@ -1,0 +1,111 @@
+//! API keys: tenant-owned, reached only through [`TenantTx`].
+
+use std::fmt;
+
+use chrono::{Duration, Utc};
+use serde::Serialize;
+
+use super::TenantTx;
+use crate::{ApiKey, ApiKeyId, Error, NewApiKey, PageRequest, Result, auth::api_key, validate};
+
+/// A key just created: the only time its secret is available.
+#[derive(Clone, Serialize)]
+pub struct CreatedApiKey {
+    /// The stored key.
+    #[serde(flatten)]
+    pub api_key: ApiKey,
+    /// The full key, to hand to the client once. It cannot be recovered later.
+    pub key: String,
+}
+
+impl fmt::Debug for CreatedApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedApiKey")
+            .field("api_key", &self.api_key)
+            .field("key", &"[redacted]")
+            .finish()
+    }
+}
+
+impl TenantTx {
+    /// Creates a key with a fresh random secret.
+    pub async fn create_api_key(&mut self, new: &NewApiKey) -> Result<CreatedApiKey> {
+        let name = validate::name("name", &new.name)?;
+        let mut scopes = new.scopes.clone();
+        scopes.dedup();
+        let (key, prefix, hash) = api_key::generate();
+        let q = self
+            .query(
+                "INSERT INTO api_keys (tenant_id, id, name, prefix, hash, scopes, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 RETURNING tenant_id, id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at",
+            )
+            .bind(ApiKeyId::new())
+            .bind(name)
+            .bind(prefix)
+            .bind(hash)
+            .bind(serde_json::to_value(&scopes).map_err(|e| Error::Internal(e.to_string()))?)
+            .bind(Utc::now());
+        let api_key = self.fetch_one(q).await?;
+        Ok(CreatedApiKey { api_key, key })
+    }
+
+    /// The tenant's keys (revoked ones included) in id order.
+    pub async fn list_api_keys(&mut self, page: PageRequest<ApiKeyId>) -> Result<Vec<ApiKey>> {
+        let limit = validate::limit(page.limit)?;
+        let q = self
+            .query(
+                "SELECT tenant_id, id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at \
+                 FROM api_keys WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
+            )
+            .bind(page.after.map(|id| id.as_uuid()))
+            .bind(limit);
+        self.fetch_all(q).await
+    }
+
+    /// Revokes a key. Revoking a revoked key changes nothing and succeeds.
+    pub async fn revoke_api_key(&mut self, id: ApiKeyId) -> Result<ApiKey> {
+        let q = self
+            .query(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) WHERE tenant_id = $1 AND id = $2 \
+                 RETURNING tenant_id, id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at",
+            )
+            .bind(id)
+            .bind(Utc::now());
+        self.fetch_optional(q)
+            .await?
+            .ok_or(Error::NotFound("API key"))
+    }
+
+    /// The live key `presented` is, if it is one of this tenant's. Records its
+    /// use (at most once a minute, so a busy key does not write on every request).
+    pub async fn verify_api_key(&mut self, presented: &str) -> Result<Option<ApiKey>> {
+        let Some(prefix) = api_key::prefix_of(presented) else {
+            return Ok(None);
+        };
+        let q = self
+            .query(
+                "SELECT tenant_id, id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at \
+                 FROM api_keys WHERE tenant_id = $1 AND prefix = $2",
+            )
+            .bind(prefix);
+        let Some(key) = self.fetch_optional::<ApiKey>(q).await? else {
+            return Ok(None);
+        };
+        if key.revoked_at.is_some() || !api_key::matches(presented, &key.hash) {
+            return Ok(None);
+        }
+        let now = Utc::now();
+        if key
+            .last_used_at
+            .is_none_or(|t| now - t > Duration::minutes(1))
+        {
+            let q = self
+                .query("UPDATE api_keys SET last_used_at = $3 WHERE tenant_id = $1 AND id = $2")
+                .bind(key.id)
+                .bind(now);
+            self.execute(q).await?;
+        }
+        Ok(Some(key))
+    }
+}

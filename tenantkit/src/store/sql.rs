@@ -1,0 +1,172 @@
+//! The one place that talks to the sqlx drivers.
+//!
+//! Store code is written once: static SQL with `$N` placeholders (which both
+//! PostgreSQL and SQLite accept) and a list of [`Value`]s. This module binds
+//! the values and decodes rows for whichever backend the [`Conn`] is.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::Result;
+
+/// A value bound to a query parameter.
+///
+/// Conversions exist for ids, text, integers, timestamps, JSON and the model's
+/// enums, so store code writes `.bind(user_id)` and never sees a driver type.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Value {
+    /// A UUID (every id).
+    Uuid(Uuid),
+    /// A UUID or NULL.
+    OptUuid(Option<Uuid>),
+    /// Text.
+    Text(String),
+    /// Text or NULL.
+    OptText(Option<String>),
+    /// A 64-bit integer.
+    Int(i64),
+    /// A point in time.
+    Time(DateTime<Utc>),
+    /// A point in time or NULL.
+    OptTime(Option<DateTime<Utc>>),
+    /// A JSON document (`jsonb` on PostgreSQL, text on SQLite).
+    Json(serde_json::Value),
+}
+
+macro_rules! value_from {
+    ($($ty:ty => $variant:ident),+ $(,)?) => {
+        $(impl From<$ty> for Value {
+            fn from(v: $ty) -> Self {
+                Value::$variant(v.into())
+            }
+        })+
+    };
+}
+
+value_from!(
+    Uuid => Uuid,
+    Option<Uuid> => OptUuid,
+    String => Text,
+    &str => Text,
+    Option<String> => OptText,
+    i64 => Int,
+    DateTime<Utc> => Time,
+    Option<DateTime<Utc>> => OptTime,
+    serde_json::Value => Json,
+);
+
+/// A row type both backends can decode (every `#[derive(sqlx::FromRow)]` struct
+/// of the model qualifies).
+pub trait Record: Send + Unpin + PgRecord + SqliteRecord {}
+impl<T: Send + Unpin + PgRecord + SqliteRecord> Record for T {}
+
+#[cfg(feature = "postgres")]
+#[doc(hidden)]
+pub trait PgRecord: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> {}
+#[cfg(feature = "postgres")]
+impl<T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>> PgRecord for T {}
+#[cfg(not(feature = "postgres"))]
+#[doc(hidden)]
+pub trait PgRecord {}
+#[cfg(not(feature = "postgres"))]
+impl<T> PgRecord for T {}
+
+#[cfg(feature = "sqlite")]
+#[doc(hidden)]
+pub trait SqliteRecord: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> {}
+#[cfg(feature = "sqlite")]
+impl<T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>> SqliteRecord for T {}
+#[cfg(not(feature = "sqlite"))]
+#[doc(hidden)]
+pub trait SqliteRecord {}
+#[cfg(not(feature = "sqlite"))]
+impl<T> SqliteRecord for T {}
+
+/// A borrowed connection of either backend.
+pub(crate) enum Conn<'a> {
+    #[cfg(feature = "postgres")]
+    Pg(&'a mut sqlx::PgConnection),
+    #[cfg(feature = "sqlite")]
+    Sqlite(&'a mut sqlx::SqliteConnection),
+}
+
+/// Binds `values` in order onto a `sqlx::query`.
+macro_rules! bind_values {
+    ($query:expr, $values:expr) => {{
+        let mut query = $query;
+        for value in $values {
+            query = match value {
+                Value::Uuid(v) => query.bind(v),
+                Value::OptUuid(v) => query.bind(v),
+                Value::Text(v) => query.bind(v),
+                Value::OptText(v) => query.bind(v),
+                Value::Int(v) => query.bind(v),
+                Value::Time(v) => query.bind(v),
+                Value::OptTime(v) => query.bind(v),
+                Value::Json(v) => query.bind(sqlx::types::Json(v)),
+            };
+        }
+        query
+    }};
+}
+
+/// Runs `$body` with `$q`, the bound query, and `$c`, the connection, for
+/// whichever backend `$conn` is.
+macro_rules! on_backend {
+    ($conn:expr, $sql:expr, $values:expr, |$c:ident, $q:ident| $body:expr) => {
+        match $conn {
+            #[cfg(feature = "postgres")]
+            Conn::Pg($c) => {
+                let $q = bind_values!(sqlx::query::<sqlx::Postgres>($sql), $values);
+                $body
+            }
+            #[cfg(feature = "sqlite")]
+            Conn::Sqlite($c) => {
+                let $q = bind_values!(sqlx::query::<sqlx::Sqlite>($sql), $values);
+                $body
+            }
+        }
+    };
+}
+
+impl Conn<'_> {
+    pub(crate) async fn fetch_all<O: Record>(
+        &mut self,
+        sql: &'static str,
+        values: Vec<Value>,
+    ) -> Result<Vec<O>> {
+        on_backend!(self, sql, values, |c, q| {
+            let rows = q.fetch_all(&mut **c).await?;
+            Ok(rows.iter().map(O::from_row).collect::<Result<_, _>>()?)
+        })
+    }
+
+    pub(crate) async fn fetch_optional<O: Record>(
+        &mut self,
+        sql: &'static str,
+        values: Vec<Value>,
+    ) -> Result<Option<O>> {
+        on_backend!(self, sql, values, |c, q| {
+            let row = q.fetch_optional(&mut **c).await?;
+            Ok(row.as_ref().map(O::from_row).transpose()?)
+        })
+    }
+
+    pub(crate) async fn fetch_one<O: Record>(
+        &mut self,
+        sql: &'static str,
+        values: Vec<Value>,
+    ) -> Result<O> {
+        self.fetch_optional(sql, values)
+            .await?
+            .ok_or_else(|| crate::Error::Internal(format!("expected a row from: {sql}")))
+    }
+
+    pub(crate) async fn execute(&mut self, sql: &'static str, values: Vec<Value>) -> Result<u64> {
+        on_backend!(self, sql, values, |c, q| Ok(q
+            .execute(&mut **c)
+            .await?
+            .rows_affected()))
+    }
+}

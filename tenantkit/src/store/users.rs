@@ -1,0 +1,105 @@
+//! Users: tenant-owned, reached only through [`TenantTx`].
+
+use chrono::Utc;
+
+use super::TenantTx;
+use crate::{Error, NewUser, PageRequest, Result, Role, User, UserId, UserPatch, validate};
+
+impl TenantTx {
+    /// The tenant's users in id (creation) order.
+    pub async fn list_users(&mut self, page: PageRequest<UserId>) -> Result<Vec<User>> {
+        let limit = validate::limit(page.limit)?;
+        let q = self
+            .query(
+                "SELECT tenant_id, id, email, role, created_at FROM users \
+                 WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
+            )
+            .bind(page.after.map(|id| id.as_uuid()))
+            .bind(limit);
+        self.fetch_all(q).await
+    }
+
+    /// One user; [`Error::NotFound`] when it does not exist in this tenant.
+    pub async fn get_user(&mut self, id: UserId) -> Result<User> {
+        let q = self
+            .query("SELECT tenant_id, id, email, role, created_at FROM users WHERE tenant_id = $1 AND id = $2")
+            .bind(id);
+        self.fetch_optional(q).await?.ok_or(Error::NotFound("user"))
+    }
+
+    /// Creates a user; [`Error::Conflict`] when the e-mail is taken in this tenant.
+    pub async fn create_user(&mut self, new: &NewUser) -> Result<User> {
+        let email = validate::email(&new.email)?;
+        let q = self
+            .query(
+                "INSERT INTO users (tenant_id, id, email, role, created_at) VALUES ($1, $2, $3, $4, $5) \
+                 RETURNING tenant_id, id, email, role, created_at",
+            )
+            .bind(UserId::new())
+            .bind(email)
+            .bind(new.role)
+            .bind(Utc::now());
+        self.fetch_one(q)
+            .await
+            .map_err(|e| e.conflict_if_unique("a user with this email already exists"))
+    }
+
+    /// Changes a user's e-mail and/or role. The last owner cannot be demoted.
+    pub async fn update_user(&mut self, id: UserId, patch: &UserPatch) -> Result<User> {
+        let current = self.get_user(id).await?;
+        let email = match &patch.email {
+            Some(email) => validate::email(email)?,
+            None => current.email.clone(),
+        };
+        let role = patch.role.unwrap_or(current.role);
+        if current.role == Role::Owner && role != Role::Owner {
+            self.ensure_another_owner(id).await?;
+        }
+        let q = self
+            .query(
+                "UPDATE users SET email = $3, role = $4 WHERE tenant_id = $1 AND id = $2 \
+                 RETURNING tenant_id, id, email, role, created_at",
+            )
+            .bind(id)
+            .bind(email)
+            .bind(role);
+        self.fetch_one(q)
+            .await
+            .map_err(|e| e.conflict_if_unique("a user with this email already exists"))
+    }
+
+    /// Deletes a user. The last owner cannot be deleted.
+    pub async fn delete_user(&mut self, id: UserId) -> Result<User> {
+        let current = self.get_user(id).await?;
+        if current.role == Role::Owner {
+            self.ensure_another_owner(id).await?;
+        }
+        let q = self
+            .query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
+            .bind(id);
+        self.execute(q).await?;
+        Ok(current)
+    }
+
+    /// How many users the tenant has.
+    pub async fn count_users(&mut self) -> Result<i64> {
+        let q = self.query("SELECT COUNT(*) FROM users WHERE tenant_id = $1");
+        let (n,): (i64,) = self.fetch_one(q).await?;
+        Ok(n)
+    }
+
+    async fn ensure_another_owner(&mut self, id: UserId) -> Result<()> {
+        let q = self
+            .query(
+                "SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND role = 'owner' AND id <> $2",
+            )
+            .bind(id);
+        let (others,): (i64,) = self.fetch_one(q).await?;
+        if others == 0 {
+            return Err(Error::Conflict(
+                "a tenant must keep at least one owner".into(),
+            ));
+        }
+        Ok(())
+    }
+}
