@@ -1,0 +1,10 @@
+//! tenantkit integration tests (one binary; see `common` for the harness).
+
+mod common;
+
+mod auth_layer;
+mod interleavings;
+mod postgres_rls;
+mod rate_limit;
+mod resolve_layer;
+mod store;

@@ -1,0 +1,331 @@
+//! PostgreSQL isolation enforced by the database itself, as the runtime role:
+//! these tests bypass the store and send raw SQL, so only row-level security
+//! stands between tenants.
+
+use sqlx::{Executor, PgPool, Row};
+use tenantkit::{Db, NewApiKey, NewUser, Role, TenantContext};
+
+use crate::common::{postgres_owner_url, postgres_runtime_url, postgres_with, tenant};
+
+/// A tenant with one row in every core tenant-owned table.
+async fn seeded_tenant(db: &Db) -> TenantContext {
+    let t = tenant(db).await;
+    let mut tx = db.begin(&t).await.unwrap();
+    tx.create_user(&NewUser {
+        email: "seed@t.test".into(),
+        role: Role::Owner,
+    })
+    .await
+    .unwrap();
+    tx.create_api_key(&NewApiKey {
+        name: "seed".into(),
+        scopes: vec![],
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    t
+}
+
+/// Every table with a `tenant_id` column, read from the catalog.
+async fn tenant_owned_tables(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped \
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+async fn runtime_pool() -> Option<(Db, PgPool)> {
+    let url = postgres_runtime_url().await?;
+    let db = postgres_with(2).await?;
+    // One connection, so temp tables and session state are shared across transactions.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    Some((db, pool))
+}
+
+async fn begin_as(
+    pool: &PgPool,
+    tenant: &TenantContext,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT set_config('tenantkit.tenant_id', $1, true)")
+        .bind(tenant.id().to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx
+}
+
+#[tokio::test]
+async fn tenant_a_cannot_touch_tenant_b_in_any_table() {
+    let Some((db, pool)) = runtime_pool().await else {
+        return;
+    };
+    let (a, b) = (seeded_tenant(&db).await, seeded_tenant(&db).await);
+    let tables = tenant_owned_tables(&pool).await;
+    assert!(tables.len() >= 2, "found {tables:?}");
+    let b_id = b.id().as_uuid();
+
+    for table in &tables {
+        // Copy B's rows aside while acting as B (RLS shows them to B only).
+        let mut tx = begin_as(&pool, &b).await;
+        tx.execute(sqlx::AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS pg_temp.stolen; CREATE TEMP TABLE stolen AS SELECT * FROM {table}"
+        )))
+        .await
+        .unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_temp.stolen")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert!(n >= 1, "{table}: B sees its own rows");
+        tx.commit().await.unwrap();
+
+        let mut tx = begin_as(&pool, &a).await;
+        let seen: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM {table} WHERE tenant_id = $1"
+        )))
+        .bind(b_id)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        assert_eq!(seen, 0, "{table}: A selects none of B's rows");
+        let all: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM {table} WHERE tenant_id <> $1"
+        )))
+        .bind(a.id().as_uuid())
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        assert_eq!(all, 0, "{table}: A sees no other tenant at all");
+        let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET tenant_id = tenant_id WHERE tenant_id = $1"
+        )))
+        .bind(b_id)
+        .execute(&mut *tx)
+        .await
+        .unwrap()
+        .rows_affected();
+        assert_eq!(updated, 0, "{table}: A updates none of B's rows");
+        let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE tenant_id = $1"
+        )))
+        .bind(b_id)
+        .execute(&mut *tx)
+        .await
+        .unwrap()
+        .rows_affected();
+        assert_eq!(deleted, 0, "{table}: A deletes none of B's rows");
+        tx.commit().await.unwrap();
+
+        // Inserting B's rows while acting as A is refused by WITH CHECK.
+        let mut tx = begin_as(&pool, &a).await;
+        let insert = tx
+            .execute(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {table} SELECT * FROM pg_temp.stolen"
+            )))
+            .await;
+        let err = insert.expect_err("inserting another tenant's row must fail");
+        assert_eq!(
+            err.as_database_error().and_then(|e| e.code()).as_deref(),
+            Some("42501"),
+            "{table}: {err}"
+        );
+        drop(tx);
+
+        // Moving A's own rows to B is refused too.
+        let mut tx = begin_as(&pool, &a).await;
+        let moved = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET tenant_id = $1"
+        )))
+        .bind(b_id)
+        .execute(&mut *tx)
+        .await;
+        assert!(moved.is_err(), "{table}: A cannot hand its rows to B");
+        drop(tx);
+
+        // And B still has everything.
+        let mut tx = begin_as(&pool, &b).await;
+        let still: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+        assert_eq!(still, n, "{table}: B's rows intact");
+        tx.commit().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn without_a_tenant_nothing_is_visible_and_inserts_fail() {
+    let Some((db, pool)) = runtime_pool().await else {
+        return;
+    };
+    let t = seeded_tenant(&db).await;
+    for table in tenant_owned_tables(&pool).await {
+        let mut tx = begin_as(&pool, &t).await;
+        tx.execute(sqlx::AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS pg_temp.mine; CREATE TEMP TABLE mine AS SELECT * FROM {table}"
+        )))
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+
+        // A plain transaction (and a plain statement) with no tenant set.
+        let mut tx = pool.begin().await.unwrap();
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+        assert_eq!(n, 0, "{table}: no tenant, no rows");
+        let err = tx
+            .execute(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {table} SELECT * FROM pg_temp.mine"
+            )))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.as_database_error().and_then(|e| e.code()).as_deref(),
+            Some("42501"),
+            "{table}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn tenant_setting_never_outlives_its_transaction() {
+    let Some((db, pool)) = runtime_pool().await else {
+        return;
+    };
+    let t = seeded_tenant(&db).await;
+    let mut tx = begin_as(&pool, &t).await;
+    let inside: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert!(inside >= 1);
+    tx.commit().await.unwrap();
+    // Same (only) connection of the pool, after the transaction.
+    let setting: Option<String> =
+        sqlx::query_scalar("SELECT NULLIF(current_setting('tenantkit.tenant_id', true), '')")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(setting, None);
+    let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(after, 0);
+
+    // The store's own transactions leave nothing behind either.
+    let store = Db::from(pool.clone());
+    let mut tx = store.begin(&t).await.unwrap();
+    assert!(tx.count_users().await.unwrap() >= 1);
+    tx.commit().await.unwrap();
+    let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(after, 0);
+}
+
+#[tokio::test]
+async fn every_tenant_owned_table_leads_keys_with_tenant_id_and_forces_rls() {
+    let Some(owner_url) = postgres_owner_url().await else {
+        return;
+    };
+    let pool = PgPool::connect(&owner_url).await.unwrap();
+    let tables = tenant_owned_tables(&pool).await;
+    assert!(tables.contains(&"users".to_owned()) && tables.contains(&"api_keys".to_owned()));
+    let mut problems = Vec::new();
+    for table in &tables {
+        let keys = sqlx::query(
+            "SELECT con.conname::text AS name, con.contype::text AS kind, \
+                    (SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = con.conrelid AND a.attnum = con.conkey[1]) AS first_col \
+             FROM pg_constraint con WHERE con.conrelid = $1::regclass AND con.contype IN ('p', 'f')",
+        )
+        .bind(table)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        if !keys.iter().any(|k| k.get::<String, _>("kind") == "p") {
+            problems.push(format!("{table}: no primary key"));
+        }
+        for k in &keys {
+            if k.get::<Option<String>, _>("first_col").as_deref() != Some("tenant_id") {
+                problems.push(format!(
+                    "{table}: key {} does not lead with tenant_id",
+                    k.get::<String, _>("name")
+                ));
+            }
+        }
+        let (enabled, forced): (bool, bool) = sqlx::query_as(
+            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = $1::regclass",
+        )
+        .bind(table)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if !(enabled && forced) {
+            problems.push(format!("{table}: RLS enabled={enabled} forced={forced}"));
+        }
+        let policies: Vec<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT qual, with_check FROM pg_policies WHERE schemaname = 'public' AND tablename = $1")
+                .bind(table)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let scoped = |e: &Option<String>| {
+            e.as_deref()
+                .is_some_and(|e| e.contains("tenantkit_current_tenant()"))
+        };
+        if !policies
+            .iter()
+            .any(|(using, check)| scoped(using) && scoped(check))
+        {
+            problems.push(format!(
+                "{table}: no policy USING and WITH CHECK on the current tenant: {policies:?}"
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "schema invariants broken:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn runtime_role_cannot_bypass_rls_and_owner_is_refused() {
+    let Some(owner_url) = postgres_owner_url().await else {
+        return;
+    };
+    let runtime = postgres_with(1).await.unwrap();
+    runtime
+        .ensure_cannot_bypass_isolation()
+        .await
+        .expect("runtime role is safe");
+    let (is_super, bypass): (bool, bool) = {
+        let url = postgres_runtime_url().await.unwrap();
+        let pool = PgPool::connect(&url).await.unwrap();
+        sqlx::query_as("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert!(!is_super && !bypass);
+
+    let owner = Db::connect_with(&owner_url, 1).await.unwrap();
+    let err = owner.ensure_cannot_bypass_isolation().await.unwrap_err();
+    assert!(matches!(err, tenantkit::Error::Misconfigured(_)), "{err}");
+}
