@@ -1,1 +1,294 @@
-//! wip
+//! # tenantkit-server
+//!
+//! The reference server: every tenantkit crate composed into one multi-tenant
+//! platform. `main.rs` is only the command line; everything it does is here so
+//! that tests can start the same server on a real socket.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use anyhow::{Context, bail};
+use axum_server::Handle;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use tenantkit::{
+    Backend, Db, NewTenant, NewUser, PageRequest, Role,
+    auth::{JwtKeys, TokenRole, parse_algorithm},
+    resolve::TenantRef,
+    store::RuntimeRole,
+};
+use tokio::task::JoinHandle;
+
+use crate::{
+    app::AppState,
+    config::{Config, Secret},
+    metrics::Metrics,
+};
+
+/// Opens the database the way `serve` uses it.
+///
+/// - Embedded SQLite: creates the data directory and file, and migrates.
+/// - PostgreSQL: connects as the runtime role and refuses (with a clear error)
+///   a role that could bypass row-level security, or a database that was not
+///   migrated.
+pub async fn open_runtime_db(config: &Config) -> anyhow::Result<Db> {
+    let url = config.database_url();
+    if config.is_embedded() {
+        if config.database.url.is_none() {
+            std::fs::create_dir_all(&config.database.data_dir).with_context(|| {
+                format!(
+                    "creating data directory {}",
+                    config.database.data_dir.display()
+                )
+            })?;
+        }
+        let db = Db::connect_with(&url, config.database.max_connections)
+            .await
+            .context("opening SQLite")?;
+        db.migrate().await.context("migrating SQLite")?;
+        return Ok(db);
+    }
+    let runtime_url = match &config.database.runtime_url {
+        Some(url) => url.expose().to_owned(),
+        None => runtime_role(config)?.connection_url(&url)?,
+    };
+    let db = Db::connect_with(&runtime_url, config.database.max_connections)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to {}",
+                tenantkit::store::redact_url(&runtime_url)
+            )
+        })?;
+    db.ensure_cannot_bypass_isolation().await?;
+    if let Err(e) = db.list_tenants(PageRequest::first(1)).await {
+        bail!("the database is not ready ({e}); run `tenantkit-server migrate` first");
+    }
+    Ok(db)
+}
+
+fn runtime_role(config: &Config) -> anyhow::Result<RuntimeRole> {
+    let mut role = RuntimeRole::new(&config.database.runtime_role)?;
+    if let Some(password) = &config.database.runtime_password {
+        role = role.with_password(password.expose());
+    }
+    Ok(role)
+}
+
+/// `migrate`: applies migrations as the owner named by `database.url`, then
+/// (PostgreSQL) creates or updates the runtime role and its grants.
+pub async fn migrate(config: &Config) -> anyhow::Result<String> {
+    if config.is_embedded() {
+        let db = open_runtime_db(config).await?;
+        db.close().await;
+        return Ok(format!("migrated {}", config.database_url()));
+    }
+    let url = config.database_url();
+    let owner = Db::connect_with(&url, 2)
+        .await
+        .with_context(|| format!("connecting to {}", tenantkit::store::redact_url(&url)))?;
+    owner.migrate().await?;
+    let role = runtime_role(config)?;
+    owner.setup_runtime_role(&role).await?;
+    owner.close().await;
+    Ok(format!(
+        "migrated {}; runtime role `{}` is ready (serve connects as it)",
+        tenantkit::store::redact_url(&url),
+        role.name()
+    ))
+}
+
+/// The JWT keys from configuration. On the embedded default with no key
+/// configured, a random secret is created once in the data directory.
+pub fn load_keys(config: &Config) -> anyhow::Result<JwtKeys> {
+    let auth = &config.auth;
+    let algorithm = parse_algorithm(&auth.jwt_algorithm)?;
+    if algorithm != jsonwebtoken::Algorithm::HS256 {
+        let public = auth
+            .jwt_public_key
+            .as_ref()
+            .context("auth.jwt_public_key is required for RS256/EdDSA")?;
+        let pem = std::fs::read(public).with_context(|| format!("reading {}", public.display()))?;
+        let mut keys = JwtKeys::public_pem(algorithm, &pem)?;
+        if let Some(private) = &auth.jwt_private_key {
+            let pem =
+                std::fs::read(private).with_context(|| format!("reading {}", private.display()))?;
+            keys = keys.with_private_pem(&pem)?;
+        }
+        return Ok(keys);
+    }
+    let secret = match &auth.jwt_secret {
+        Some(secret) => secret.clone(),
+        None if config.is_embedded() => embedded_secret(&config.database.data_dir)?,
+        None => bail!(
+            "auth.jwt_secret (env TENANTKIT_AUTH__JWT_SECRET) is required with PostgreSQL: \
+             a shared secret of at least 32 bytes, or use RS256/EdDSA keys"
+        ),
+    };
+    Ok(JwtKeys::hs256(secret.expose().as_bytes())?)
+}
+
+fn embedded_secret(data_dir: &Path) -> anyhow::Result<Secret> {
+    let path = data_dir.join("jwt-secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return Ok(Secret::from(existing.trim().to_owned()));
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let mut bytes = [0u8; 48];
+    rand::fill(&mut bytes);
+    let secret = URL_SAFE_NO_PAD.encode(bytes);
+    write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    Ok(Secret::from(secret))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+/// What first start created, to print.
+#[derive(Debug)]
+pub struct Demo {
+    /// The demo tenant's subdomain.
+    pub subdomain: String,
+    /// An owner token for it.
+    pub token: String,
+}
+
+/// On an empty database, creates tenant `demo` with an owner and mints a token.
+pub async fn bootstrap_demo(
+    db: &Db,
+    keys: &JwtKeys,
+    config: &Config,
+) -> anyhow::Result<Option<Demo>> {
+    if !db.list_tenants(PageRequest::first(1)).await?.is_empty() {
+        return Ok(None);
+    }
+    let (tenant, owner) = db
+        .create_tenant_with_owner(
+            &NewTenant {
+                name: "Demo".into(),
+                subdomain: "demo".into(),
+            },
+            &NewUser {
+                email: "owner@demo.example".into(),
+                role: Role::Owner,
+            },
+        )
+        .await?;
+    let token = keys.issue(
+        &owner.id.to_string(),
+        Some(tenant.id),
+        TokenRole::Owner,
+        config.auth.token_ttl_secs,
+    )?;
+    Ok(Some(Demo {
+        subdomain: tenant.subdomain,
+        token,
+    }))
+}
+
+/// Resolves `tenant` (id or subdomain) to its id, for the command line.
+pub async fn find_tenant(db: &Db, tenant: &str) -> anyhow::Result<tenantkit::TenantContext> {
+    let r: TenantRef = tenant.parse()?;
+    let found = match &r {
+        TenantRef::Id(id) => db.resolve_id(*id).await?,
+        TenantRef::Subdomain(s) => db.resolve_subdomain(s).await?,
+    };
+    found.with_context(|| format!("no tenant `{tenant}`"))
+}
+
+/// A server started by [`start`].
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Whether it serves HTTPS.
+    pub tls: bool,
+    /// What first start created, if anything.
+    pub demo: Option<Demo>,
+    /// The store it uses.
+    pub db: Db,
+    handle: Handle<SocketAddr>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (up to `grace`), and waits.
+    pub async fn shutdown(self, grace: Duration) -> anyhow::Result<()> {
+        self.handle.graceful_shutdown(Some(grace));
+        self.task.await??;
+        self.db.close().await;
+        Ok(())
+    }
+}
+
+/// Opens the database, bootstraps on first start, and serves in the background.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let db = open_runtime_db(&config).await?;
+    let keys = load_keys(&config)?;
+    let demo = bootstrap_demo(&db, &keys, &config).await?;
+    let state = AppState {
+        db: db.clone(),
+        keys: Arc::new(keys),
+        metrics: Metrics::default(),
+    };
+    let app = app::router(state, &config)?.into_make_service_with_connect_info::<SocketAddr>();
+
+    let handle = Handle::new();
+    let tls = config.server.tls_cert.is_some();
+    let task = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "loading TLS certificate {} and key {}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+            let server = axum_server::bind_rustls(config.server.listen, tls).handle(handle.clone());
+            tokio::spawn(server.serve(app))
+        }
+        _ => {
+            let server = axum_server::bind(config.server.listen).handle(handle.clone());
+            tokio::spawn(server.serve(app))
+        }
+    };
+    let Some(addr) = handle.listening().await else {
+        let err = match task.await {
+            Ok(Err(e)) => e.to_string(),
+            _ => "unknown error".into(),
+        };
+        bail!("could not listen on {}: {err}", config.server.listen);
+    };
+    Ok(Running {
+        addr,
+        tls,
+        demo,
+        db,
+        handle,
+        task,
+    })
+}
+
+/// Whether `db` is the embedded default.
+pub fn is_sqlite(db: &Db) -> bool {
+    db.backend() == Backend::Sqlite
+}

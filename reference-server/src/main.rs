@@ -1,1 +1,203 @@
-fn main() {}
+//! `tenantkit-server`: serve, migrate, create tenants, issue tokens.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tenantkit::{NewTenant, NewUser, Role, auth::TokenRole};
+use tenantkit_server::{
+    config::{Config, LogFormat},
+    find_tenant, load_keys, migrate, open_runtime_db, start,
+};
+
+/// The tenantkit reference server.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// A TOML config file (default: ./tenantkit.toml if present).
+    #[arg(long, short, env = "TENANTKIT_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve HTTP (the default).
+    Serve,
+    /// Migrate the database at DATABASE_URL (as its owner) and set up the runtime role.
+    Migrate,
+    /// Manage tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Issue tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Subdomain (DNS label).
+        #[arg(long)]
+        subdomain: String,
+        /// Also create its first owner with this e-mail.
+        #[arg(long)]
+        owner_email: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Mint a JWT for a tenant role, or a platform-admin token.
+    Issue {
+        /// The tenant (id or subdomain).
+        #[arg(
+            long,
+            required_unless_present = "platform_admin",
+            conflicts_with = "platform_admin"
+        )]
+        tenant: Option<String>,
+        /// The role within the tenant.
+        #[arg(long, value_parser = ["owner", "admin", "member"], default_value = "member")]
+        role: String,
+        /// A platform-admin token (manages tenants; belongs to no tenant).
+        #[arg(long)]
+        platform_admin: bool,
+        /// The subject (`sub` claim), e.g. a user id.
+        #[arg(long, default_value = "cli")]
+        sub: String,
+        /// Lifetime in seconds (default: auth.token_ttl_secs).
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TENANTKIT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    init_tracing(config.server.log_format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            println!("{}", migrate(&config).await?);
+            Ok(())
+        }
+        Command::Tenant {
+            command:
+                TenantCommand::Create {
+                    name,
+                    subdomain,
+                    owner_email,
+                },
+        } => {
+            let db = open_runtime_db(&config).await?;
+            let new = NewTenant { name, subdomain };
+            let out = match owner_email {
+                Some(email) => {
+                    let (tenant, owner) = db
+                        .create_tenant_with_owner(
+                            &new,
+                            &NewUser {
+                                email,
+                                role: Role::Owner,
+                            },
+                        )
+                        .await?;
+                    serde_json::json!({ "tenant": tenant, "owner": owner })
+                }
+                None => serde_json::json!({ "tenant": db.create_tenant(&new).await? }),
+            };
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+        Command::Token {
+            command:
+                TokenCommand::Issue {
+                    tenant,
+                    role,
+                    platform_admin,
+                    sub,
+                    ttl,
+                },
+        } => {
+            let keys = load_keys(&config)?;
+            let ttl = ttl.unwrap_or(config.auth.token_ttl_secs);
+            let token = if platform_admin {
+                keys.issue(&sub, None, TokenRole::PlatformAdmin, ttl)?
+            } else {
+                let db = open_runtime_db(&config).await?;
+                let tenant =
+                    find_tenant(&db, tenant.as_deref().context("--tenant is required")?).await?;
+                let role: Role = role.parse()?;
+                keys.issue(&sub, Some(tenant.id()), role.into(), ttl)?
+            };
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let running = start(config).await?;
+    let scheme = if running.tls { "https" } else { "http" };
+    let base = format!("{scheme}://{}", running.addr);
+    tracing::info!(addr = %running.addr, backend = ?running.db.backend(), "listening");
+    if let Some(demo) = &running.demo {
+        println!(
+            "\nFirst start: created tenant `{sub}` with an owner. Try:\n\n  \
+             export TOKEN={token}\n  \
+             curl -H \"Authorization: Bearer $TOKEN\" -H 'X-Tenant-Id: {sub}' {base}/tenant\n  \
+             curl -H \"Authorization: Bearer $TOKEN\" -H 'X-Tenant-Id: {sub}' {base}/users\n\n\
+             (the token expires; mint another with `tenantkit-server token issue --tenant {sub} --role owner`)\n",
+            sub = demo.subdomain,
+            token = demo.token,
+        );
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down; letting in-flight requests finish");
+    running.shutdown(grace).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -128,8 +128,11 @@ impl Tx {
 
 impl TenantTx {
     pub(crate) async fn begin(db: &Db, ctx: &TenantContext) -> Result<Self> {
-        let tenant = ctx.tenant().id;
-        let mut tx = Tx::begin(db).await?;
+        Self::scope(Tx::begin(db).await?, ctx.tenant().id).await
+    }
+
+    /// Scopes an open transaction to `tenant` (which must exist).
+    pub(crate) async fn scope(mut tx: Tx, tenant: TenantId) -> Result<Self> {
         #[cfg(feature = "postgres")]
         if let Tx::Pg(_) = tx {
             tx.conn()

@@ -3,37 +3,36 @@
 use chrono::Utc;
 
 use super::{
-    Db,
+    Db, TenantTx,
     scope::{Pooled, Tx},
     sql::Value,
 };
 use crate::{
-    Error, NewTenant, PageRequest, Result, Tenant, TenantContext, TenantId, TenantStatus, validate,
+    Error, NewTenant, NewUser, PageRequest, Result, Tenant, TenantContext, TenantId, TenantStatus,
+    User, validate,
 };
 
 impl Db {
     /// Creates a tenant; [`Error::Conflict`] when the subdomain is taken.
     pub async fn create_tenant(&self, new: &NewTenant) -> Result<Tenant> {
-        let name = validate::name("name", &new.name)?;
-        let subdomain = validate::subdomain(&new.subdomain)?;
         let mut tx = Tx::begin(self).await?;
-        let tenant: Tenant = tx
-            .conn()
-            .fetch_one(
-                "INSERT INTO tenants (id, name, subdomain, status, created_at) VALUES ($1, $2, $3, $4, $5) \
-                 RETURNING id, name, subdomain, status, created_at",
-                vec![
-                    TenantId::new().into(),
-                    name.into(),
-                    subdomain.into(),
-                    TenantStatus::Active.into(),
-                    Utc::now().into(),
-                ],
-            )
-            .await
-            .map_err(|e| e.conflict_if_unique("a tenant with this subdomain already exists"))?;
+        let tenant = insert_tenant(&mut tx, new).await?;
         tx.commit().await?;
         Ok(tenant)
+    }
+
+    /// Creates a tenant and its first user in one transaction: both or neither.
+    pub async fn create_tenant_with_owner(
+        &self,
+        new: &NewTenant,
+        owner: &NewUser,
+    ) -> Result<(Tenant, User)> {
+        let mut tx = Tx::begin(self).await?;
+        let tenant = insert_tenant(&mut tx, new).await?;
+        let mut scoped = TenantTx::scope(tx, tenant.id).await?;
+        let user = scoped.create_user(owner).await?;
+        scoped.commit().await?;
+        Ok((tenant, user))
     }
 
     /// Tenants in id (creation) order.
@@ -94,4 +93,23 @@ impl Db {
             .await?;
         Ok(tenant.map(TenantContext::new))
     }
+}
+
+async fn insert_tenant(tx: &mut Tx, new: &NewTenant) -> Result<Tenant> {
+    let name = validate::name("name", &new.name)?;
+    let subdomain = validate::subdomain(&new.subdomain)?;
+    tx            .conn()
+            .fetch_one(
+                "INSERT INTO tenants (id, name, subdomain, status, created_at) VALUES ($1, $2, $3, $4, $5) \
+                 RETURNING id, name, subdomain, status, created_at",
+                vec![
+                    TenantId::new().into(),
+                    name.into(),
+                    subdomain.into(),
+                    TenantStatus::Active.into(),
+                    Utc::now().into(),
+                ],
+            )
+            .await
+            .map_err(|e| e.conflict_if_unique("a tenant with this subdomain already exists"))
 }

@@ -1,0 +1,134 @@
+//! The router: which layers guard which routes.
+//!
+//! ```text
+//! every route     metrics → request id → trace → body limit → timeout
+//! /healthz /readyz                         rate limit per client IP
+//! /tenants /metrics   auth (platform admin) → rate limit per client IP
+//! tenant routes       TenantLayer → AuthLayer → rate limit per tenant
+//! ```
+
+use std::{num::NonZeroU32, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    routing::{delete, get},
+};
+use http::{HeaderName, Request};
+use tenantkit::{
+    Db,
+    auth::{AuthLayer, JwtKeys},
+    rate_limit::{Quota, RateLimitLayer},
+    resolve::{TenantLayer, TenantRef},
+};
+use tower::ServiceBuilder;
+use tower_http::{
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use crate::{config::Config, error, metrics::Metrics, routes};
+
+/// What handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The store.
+    pub db: Db,
+    /// Token keys.
+    pub keys: Arc<JwtKeys>,
+    /// Metrics registry.
+    pub metrics: Metrics,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+fn per_minute(n: u32) -> Quota {
+    Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
+}
+
+/// The full application.
+pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
+    let mut tenant_layer = TenantLayer::new(state.db.clone());
+    if let Some(base) = &config.server.base_domain {
+        tenant_layer = tenant_layer.with_base_domain(base)?;
+    }
+    if let Some(default) = &config.server.default_tenant {
+        tenant_layer = tenant_layer.with_default_tenant(default.parse::<TenantRef>()?);
+    }
+    let auth = AuthLayer::new((*state.keys).clone(), state.db.clone());
+    let per_ip = RateLimitLayer::per_client_ip(per_minute(config.rate_limit.per_ip_per_minute));
+
+    let tenant_routes = Router::new()
+        .route("/tenant", get(routes::tenant::get))
+        .route(
+            "/users",
+            get(routes::users::list).post(routes::users::create),
+        )
+        .route(
+            "/users/{id}",
+            get(routes::users::get)
+                .patch(routes::users::update)
+                .delete(routes::users::delete),
+        )
+        .route(
+            "/api-keys",
+            get(routes::api_keys::list).post(routes::api_keys::create),
+        )
+        .route("/api-keys/{id}", delete(routes::api_keys::revoke))
+        .route_layer(
+            ServiceBuilder::new()
+                .layer(tenant_layer)
+                .layer(auth.clone())
+                .layer(RateLimitLayer::per_tenant(per_minute(
+                    config.rate_limit.per_tenant_per_minute,
+                ))),
+        );
+
+    let platform_routes = Router::new()
+        .route(
+            "/tenants",
+            get(routes::tenants::list).post(routes::tenants::create),
+        )
+        .route("/metrics", get(routes::health::metrics))
+        .route_layer(ServiceBuilder::new().layer(per_ip.clone()).layer(auth));
+
+    let public_routes = Router::new()
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route_layer(per_ip);
+
+    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+        let request_id = req
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        tracing::info_span!(
+            "request",
+            method = %req.method(),
+            path = %req.uri().path(),
+            request_id = %request_id,
+            tenant_id = tracing::field::Empty,
+        )
+    });
+
+    Ok(Router::new()
+        .merge(tenant_routes)
+        .merge(platform_routes)
+        .merge(public_routes)
+        .fallback(error::not_found)
+        .layer(
+            ServiceBuilder::new()
+                .layer(state.metrics.clone())
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(trace)
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(RequestBodyLimitLayer::new(config.server.max_body_bytes))
+                .layer(TimeoutLayer::with_status_code(
+                    http::StatusCode::REQUEST_TIMEOUT,
+                    Duration::from_secs(30),
+                )),
+        )
+        .with_state(state))
+}

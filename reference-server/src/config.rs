@@ -1,0 +1,260 @@
+//! Configuration: defaults, then a TOML file, then environment variables.
+//!
+//! Environment variables are `TENANTKIT_<SECTION>__<KEY>` (for example
+//! `TENANTKIT_AUTH__JWT_SECRET`), plus `DATABASE_URL` for `database.url`.
+//! See `docs/configuration.md` for every key.
+
+use std::{fmt, net::SocketAddr, path::PathBuf};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A secret: deserialized like a string, never printed.
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// HTTP serving.
+    pub server: ServerConfig,
+    /// Storage.
+    pub database: DatabaseConfig,
+    /// Tokens.
+    pub auth: AuthConfig,
+    /// Request rates.
+    pub rate_limit: RateLimitConfig,
+}
+
+/// `[server]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Tenants are served at `<subdomain>.<base_domain>`; unset: only `X-Tenant-Id`.
+    pub base_domain: Option<String>,
+    /// Requests naming no tenant go here (id or subdomain); for single-tenant clients.
+    pub default_tenant: Option<String>,
+    /// PEM certificate chain; with `tls_key`, serve HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// `text` or `json` logs.
+    pub log_format: LogFormat,
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub shutdown_grace_secs: u64,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            base_domain: None,
+            default_tenant: None,
+            tls_cert: None,
+            tls_key: None,
+            log_format: LogFormat::Text,
+            shutdown_grace_secs: 20,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[database]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://owner@host/db` or `sqlite:path`; unset: SQLite in `data_dir`.
+    pub url: Option<String>,
+    /// PostgreSQL: the role `serve` connects as (created by `migrate`).
+    pub runtime_role: String,
+    /// PostgreSQL: its password, if the server requires one.
+    pub runtime_password: Option<Secret>,
+    /// PostgreSQL: a full URL for the runtime role, overriding the two above.
+    pub runtime_url: Option<Secret>,
+    /// Pool size.
+    pub max_connections: u32,
+    /// Where the embedded default keeps its files.
+    pub data_dir: PathBuf,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            runtime_role: tenantkit::store::RuntimeRole::DEFAULT_NAME.into(),
+            runtime_password: None,
+            runtime_url: None,
+            max_connections: 10,
+            data_dir: PathBuf::from("tenantkit-data"),
+        }
+    }
+}
+
+/// `[auth]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `HS256`, `RS256` or `EdDSA`.
+    pub jwt_algorithm: String,
+    /// HS256 shared secret (at least 32 bytes).
+    pub jwt_secret: Option<Secret>,
+    /// RS256/EdDSA: PEM public key file (verifies tokens).
+    pub jwt_public_key: Option<PathBuf>,
+    /// RS256/EdDSA: PEM private key file (issues tokens; only `token issue` and first start need it).
+    pub jwt_private_key: Option<PathBuf>,
+    /// Lifetime of issued tokens, in seconds.
+    pub token_ttl_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_algorithm: "HS256".into(),
+            jwt_secret: None,
+            jwt_public_key: None,
+            jwt_private_key: None,
+            token_ttl_secs: 3600,
+        }
+    }
+}
+
+/// `[rate_limit]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per minute per tenant on tenant routes.
+    pub per_tenant_per_minute: u32,
+    /// Requests per minute per client IP on routes without a tenant.
+    pub per_ip_per_minute: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_tenant_per_minute: 1200,
+            per_ip_per_minute: 300,
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads defaults, then `file` (if given, it must exist; otherwise
+    /// `tenantkit.toml` if present), then the environment.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if std::path::Path::new("tenantkit.toml").exists() => {
+                figment = figment.merge(Toml::file_exact("tenantkit.toml"));
+            }
+            None => {}
+        }
+        // Only `TENANTKIT_<SECTION>__<KEY>` variables are configuration.
+        figment = figment.merge(
+            Env::prefixed("TENANTKIT_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
+        if let Ok(url) = std::env::var("DATABASE_URL")
+            && !url.is_empty()
+        {
+            figment = figment.merge(("database.url", url));
+        }
+        let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(ConfigError(
+                "server.tls_cert and server.tls_key go together".into(),
+            ));
+        }
+        if self.rate_limit.per_tenant_per_minute == 0 || self.rate_limit.per_ip_per_minute == 0 {
+            return Err(ConfigError(
+                "rate limits must be at least 1 per minute".into(),
+            ));
+        }
+        if self.auth.token_ttl_secs == 0 {
+            return Err(ConfigError("auth.token_ttl_secs must be positive".into()));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError(
+                "database.max_connections must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database URL in force: the configured one, or the embedded SQLite file.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}",
+                self.database.data_dir.join("tenantkit.db").display()
+            ),
+        }
+    }
+
+    /// Whether this runs on the embedded default.
+    pub fn is_embedded(&self) -> bool {
+        !self.database_url().starts_with("postgres")
+    }
+}

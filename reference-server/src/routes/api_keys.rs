@@ -1,0 +1,73 @@
+//! `/api-keys`: the tenant's API keys.
+
+use axum::{extract::State, response::IntoResponse};
+use http::{StatusCode, header};
+use tenantkit::{
+    ApiKey, ApiKeyId, NewApiKey, PageRequest, TenantContext,
+    auth::{Permission, Principal, Subject},
+    problem::Problem,
+};
+
+use super::Page;
+use crate::{
+    app::AppState,
+    error::{ApiResult, Json, Path, Query},
+};
+
+/// `GET /api-keys?after=&limit=` (hashes are never shown)
+pub async fn list(
+    State(state): State<AppState>,
+    tenant: TenantContext,
+    principal: Principal,
+    Query(page): Query<PageRequest<ApiKeyId>>,
+) -> ApiResult<Json<Page<ApiKey, ApiKeyId>>> {
+    principal.require(Permission::ReadApiKeys)?;
+    let keys = state.db.begin(&tenant).await?.list_api_keys(page).await?;
+    Ok(Json(Page::new(keys, page.limit, |k| k.id)))
+}
+
+/// `POST /api-keys` → `201`; the response holds the key, shown this once.
+/// An API key can only create keys with scopes it has itself.
+pub async fn create(
+    State(state): State<AppState>,
+    tenant: TenantContext,
+    principal: Principal,
+    Json(new): Json<NewApiKey>,
+) -> ApiResult<impl IntoResponse> {
+    principal.require(Permission::WriteApiKeys)?;
+    if let Subject::ApiKey { scopes, .. } = &principal.subject
+        && let Some(missing) = new.scopes.iter().find(|s| !scopes.contains(s))
+    {
+        return Err(Problem::new(StatusCode::FORBIDDEN, "Forbidden")
+            .with_detail(format!(
+                "an API key cannot grant the scope `{missing}` it does not have"
+            ))
+            .into());
+    }
+    let mut tx = state.db.begin(&tenant).await?;
+    let created = tx.create_api_key(&new).await?;
+    tx.commit().await?;
+    let location = format!("/api-keys/{}", created.api_key.id);
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, "no-store".into()),
+        ],
+        Json(created),
+    ))
+}
+
+/// `DELETE /api-keys/{id}` → `204` (revokes; idempotent).
+pub async fn revoke(
+    State(state): State<AppState>,
+    tenant: TenantContext,
+    principal: Principal,
+    Path(id): Path<ApiKeyId>,
+) -> ApiResult<StatusCode> {
+    principal.require(Permission::WriteApiKeys)?;
+    let mut tx = state.db.begin(&tenant).await?;
+    tx.revoke_api_key(id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

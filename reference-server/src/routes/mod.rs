@@ -1,0 +1,28 @@
+//! Handlers, one module per resource.
+
+pub mod api_keys;
+pub mod health;
+pub mod tenant;
+pub mod tenants;
+pub mod users;
+
+use serde::Serialize;
+
+/// A page of a keyset-paginated listing.
+#[derive(Debug, Serialize)]
+pub struct Page<T, Id> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `after` to get the next page; `null` on the last page.
+    pub next_after: Option<Id>,
+}
+
+impl<T, Id> Page<T, Id> {
+    /// A page; `next_after` is set when the page is full.
+    pub fn new(items: Vec<T>, limit: u32, id: impl Fn(&T) -> Id) -> Self {
+        let next_after = (items.len() == limit as usize)
+            .then(|| items.last().map(&id))
+            .flatten();
+        Self { items, next_after }
+    }
+}

@@ -1,0 +1,78 @@
+//! `/tenants`: platform administration.
+
+use axum::extract::State;
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use tenantkit::{
+    NewTenant, NewUser, PageRequest, Role, Tenant, TenantId, User,
+    auth::{Permission, Principal},
+};
+
+use super::Page;
+use crate::{
+    app::AppState,
+    error::{ApiResult, Json, Query},
+};
+
+/// `POST /tenants` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// Display name.
+    pub name: String,
+    /// DNS label.
+    pub subdomain: String,
+    /// If given, the tenant's first owner is created with this e-mail.
+    pub owner_email: Option<String>,
+}
+
+/// `POST /tenants` response.
+#[derive(Debug, Serialize)]
+pub struct CreatedTenant {
+    /// The tenant.
+    #[serde(flatten)]
+    pub tenant: Tenant,
+    /// Its first owner, when requested.
+    pub owner: Option<User>,
+}
+
+/// `POST /tenants` (platform admin)
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<CreateTenant>,
+) -> ApiResult<(StatusCode, Json<CreatedTenant>)> {
+    principal.require(Permission::ManageTenants)?;
+    let new = NewTenant {
+        name: body.name,
+        subdomain: body.subdomain,
+    };
+    let (tenant, owner) = match body.owner_email {
+        Some(email) => {
+            let (tenant, owner) = state
+                .db
+                .create_tenant_with_owner(
+                    &new,
+                    &NewUser {
+                        email,
+                        role: Role::Owner,
+                    },
+                )
+                .await?;
+            (tenant, Some(owner))
+        }
+        None => (state.db.create_tenant(&new).await?, None),
+    };
+    Ok((StatusCode::CREATED, Json(CreatedTenant { tenant, owner })))
+}
+
+/// `GET /tenants?after=&limit=` (platform admin)
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(page): Query<PageRequest<TenantId>>,
+) -> ApiResult<Json<Page<Tenant, TenantId>>> {
+    principal.require(Permission::ManageTenants)?;
+    let tenants = state.db.list_tenants(page).await?;
+    Ok(Json(Page::new(tenants, page.limit, |t| t.id)))
+}

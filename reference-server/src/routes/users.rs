@@ -1,0 +1,95 @@
+//! `/users`: the tenant's users.
+
+use axum::{extract::State, response::IntoResponse};
+use http::{StatusCode, header};
+use tenantkit::{
+    NewUser, PageRequest, Role, TenantContext, User, UserId, UserPatch,
+    auth::{Permission, Principal},
+};
+
+use super::Page;
+use crate::{
+    app::AppState,
+    error::{ApiResult, Json, Path, Query},
+};
+
+/// `GET /users?after=&limit=`
+pub async fn list(
+    State(state): State<AppState>,
+    tenant: TenantContext,
+    principal: Principal,
+    Query(page): Query<PageRequest<UserId>>,
+) -> ApiResult<Json<Page<User, UserId>>> {
+    principal.require(Permission::ReadUsers)?;
+    let mut tx = state.db.begin(&tenant).await?;
+    let users = tx.list_users(page).await?;
+    Ok(Json(Page::new(users, page.limit, |u| u.id)))
+}
+
+/// `GET /users/{id}`
+pub async fn get(
+    State(state): State<AppState>,
+    tenant: TenantContext,
+    principal: Principal,
+    Path(id): Path<UserId>,
+) -> ApiResult<Json<User>> {
+    principal.require(Permission::ReadUsers)?;
+    Ok(Json(state.db.begin(&tenant).await?.get_user(id).await?))
+}
+
+/// `POST /users` → `201` with `Location`. Only owners create owners.
+pub async fn create(
+    State(state): State<AppState>,
+    tenant: TenantContext,
+    principal: Principal,
+    Json(new): Json<NewUser>,
+) -> ApiResult<impl IntoResponse> {
+    principal.require(Permission::WriteUsers)?;
+    if new.role == Role::Owner {
+        principal.require(Permission::GrantOwner)?;
+    }
+    let mut tx = state.db.begin(&tenant).await?;
+    let user = tx.create_user(&new).await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/users/{}", user.id))],
+        Json(user),
+    ))
+}
+
+/// `PATCH /users/{id}`. Only owners change owners or make new ones.
+pub async fn update(
+    State(state): State<AppState>,
+    tenant: TenantContext,
+    principal: Principal,
+    Path(id): Path<UserId>,
+    Json(patch): Json<UserPatch>,
+) -> ApiResult<Json<User>> {
+    principal.require(Permission::WriteUsers)?;
+    let mut tx = state.db.begin(&tenant).await?;
+    let current = tx.get_user(id).await?;
+    if current.role == Role::Owner || patch.role == Some(Role::Owner) {
+        principal.require(Permission::GrantOwner)?;
+    }
+    let user = tx.update_user(id, &patch).await?;
+    tx.commit().await?;
+    Ok(Json(user))
+}
+
+/// `DELETE /users/{id}` → `204`. Only owners delete owners.
+pub async fn delete(
+    State(state): State<AppState>,
+    tenant: TenantContext,
+    principal: Principal,
+    Path(id): Path<UserId>,
+) -> ApiResult<StatusCode> {
+    principal.require(Permission::WriteUsers)?;
+    let mut tx = state.db.begin(&tenant).await?;
+    if tx.get_user(id).await?.role == Role::Owner {
+        principal.require(Permission::GrantOwner)?;
+    }
+    tx.delete_user(id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
