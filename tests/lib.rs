@@ -1,1 +1,175 @@
-//! wip
+//! Harness for the end-to-end suite: the reference server on a real socket,
+//! on SQLite or on PostgreSQL (migrated by the server's own `migrate`, served
+//! as the runtime role).
+
+use std::time::Duration;
+
+use tenantkit::{TenantId, auth::TokenRole};
+use tenantkit_server::{Running, config::Config};
+
+/// The HS256 secret every test server uses.
+pub const SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-!!";
+/// The base domain every test server serves tenants under.
+pub const BASE_DOMAIN: &str = "example.test";
+
+/// A running server and a client for it.
+pub struct Server {
+    /// The server.
+    pub running: Running,
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    /// A client.
+    pub http: reqwest::Client,
+    keys: tenantkit::auth::JwtKeys,
+    _dir: tempfile::TempDir,
+}
+
+fn base_config(dir: &tempfile::TempDir) -> Config {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.base_domain = Some(BASE_DOMAIN.into());
+    config.database.data_dir = dir.path().to_owned();
+    config.database.max_connections = 5;
+    config.auth.jwt_secret = Some(SECRET.to_owned().into());
+    config
+}
+
+/// Which backend a test runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    /// Embedded SQLite in a temporary directory.
+    Sqlite,
+    /// PostgreSQL, as the runtime role.
+    Postgres,
+}
+
+fn postgres_required() -> bool {
+    ["CI", "TENANTKIT_REQUIRE_POSTGRES"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty() && v != "false" && v != "0"))
+}
+
+static PG_URL: tokio::sync::OnceCell<Option<String>> = tokio::sync::OnceCell::const_new();
+
+/// An empty database migrated by `tenantkit-server migrate`, once per process.
+async fn postgres_url() -> Option<String> {
+    PG_URL
+        .get_or_init(|| async {
+            let admin = std::env::var("TENANTKIT_TEST_PG_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+            let pool = match sqlx::PgPool::connect(&admin).await {
+                Ok(pool) => pool,
+                Err(e) if !postgres_required() => {
+                    eprintln!("WARNING: PostgreSQL unreachable at {admin} ({e}); PostgreSQL e2e tests SKIPPED");
+                    return None;
+                }
+                Err(e) => panic!("PostgreSQL is required in CI but unreachable at {admin}: {e}"),
+            };
+            // A fresh, empty database per run. Earlier runs' databases are dropped unless
+            // still in use (DROP DATABASE refuses while connections are open).
+            let name = format!("tenantkit_e2e_{}", std::process::id());
+            let stale: Vec<String> = sqlx::query_scalar(
+                "SELECT datname::text FROM pg_database WHERE datname LIKE 'tenantkit\\_e2e\\_%' AND datname <> $1",
+            )
+            .bind(&name)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            for db in stale {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}")))
+                    .execute(&pool)
+                    .await;
+            }
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.unwrap();
+            pool.close().await;
+            let (prefix, _) = admin.rsplit_once('/').unwrap();
+            let url = format!("{prefix}/{name}");
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = base_config(&dir);
+            config.database.url = Some(url.clone());
+            tenantkit_server::migrate(&config).await.expect("tenantkit-server migrate");
+            Some(url)
+        })
+        .await
+        .clone()
+}
+
+impl Server {
+    /// Starts a server on `backend`, after `tweak` adjusts its configuration.
+    /// `None` when PostgreSQL is unreachable and not required.
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = base_config(&dir);
+        if let Backend::Postgres = backend {
+            config.database.url = Some(postgres_url().await?);
+        }
+        tweak(&mut config);
+        let keys = tenantkit_server::load_keys(&config).unwrap();
+        let running = tenantkit_server::start(config)
+            .await
+            .expect("server starts");
+        let base = format!("http://{}", running.addr);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        Some(Self {
+            running,
+            base,
+            http,
+            keys,
+            _dir: dir,
+        })
+    }
+
+    /// Starts a server with the default test configuration.
+    pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// A token for `tenant` with `role`.
+    pub fn token(&self, tenant: TenantId, role: TokenRole) -> String {
+        self.keys
+            .issue("e2e-user", Some(tenant), role, 600)
+            .unwrap()
+    }
+
+    /// A platform-admin token.
+    pub fn admin_token(&self) -> String {
+        self.keys
+            .issue("e2e-ops", None, TokenRole::PlatformAdmin, 600)
+            .unwrap()
+    }
+
+    /// The keys the server verifies with.
+    pub fn keys(&self) -> &tenantkit::auth::JwtKeys {
+        &self.keys
+    }
+
+    /// `<base><path>`
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Creates a tenant with a random subdomain through `POST /tenants`;
+    /// returns `(id, subdomain)`.
+    pub async fn create_tenant(&self) -> (TenantId, String) {
+        let sub = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let res = self
+            .http
+            .post(self.url("/tenants"))
+            .bearer_auth(self.admin_token())
+            .json(&serde_json::json!({ "name": "E2E", "subdomain": sub, "owner_email": "owner@e2e.test" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "{:?}", res.text().await);
+        let body: serde_json::Value = res.json().await.unwrap();
+        (body["id"].as_str().unwrap().parse().unwrap(), sub)
+    }
+
+    /// Stops the server.
+    pub async fn stop(self) {
+        self.running.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+}

@@ -179,7 +179,7 @@ pub async fn bootstrap_demo(
     if !db.list_tenants(PageRequest::first(1)).await?.is_empty() {
         return Ok(None);
     }
-    let (tenant, owner) = db
+    let created = db
         .create_tenant_with_owner(
             &NewTenant {
                 name: "Demo".into(),
@@ -190,7 +190,13 @@ pub async fn bootstrap_demo(
                 role: Role::Owner,
             },
         )
-        .await?;
+        .await;
+    let (tenant, owner) = match created {
+        Ok(created) => created,
+        // Another server process sharing this database bootstrapped first.
+        Err(tenantkit::Error::Conflict(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
     let token = keys.issue(
         &owner.id.to_string(),
         Some(tenant.id),
