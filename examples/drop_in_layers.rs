@@ -1,1 +1,88 @@
-fn main() {}
+//! Dropping tenantkit's layers into an existing axum app.
+//!
+//! The app had one handler and no notion of tenants. Adding `TenantLayer` and
+//! `AuthLayer` makes it multi-tenant; `with_default_tenant` keeps requests that
+//! name no tenant (the old clients) on the tenant that now holds the old data.
+//!
+//! ```text
+//! cargo run -p tenantkit-examples --bin drop-in-layers
+//! ```
+//! then run the `curl` lines it prints.
+
+use std::net::SocketAddr;
+
+use axum::{Router, extract::State, routing::get};
+use tenantkit::{
+    Db, NewTenant, NewUser, Role, TenantContext,
+    auth::{AuthLayer, JwtKeys, Principal, TokenRole},
+    resolve::{TenantLayer, TenantRef},
+};
+use tower::ServiceBuilder;
+
+/// The app's one handler, now tenant-aware: it counts the tenant's users.
+async fn hello(
+    State(db): State<Db>,
+    tenant: TenantContext,
+    principal: Principal,
+) -> Result<String, tenantkit::Error> {
+    let mut tx = db.begin(&tenant).await?;
+    let users = tx.count_users().await?;
+    Ok(format!(
+        "hello {:?} of tenant `{}`, which has {users} user(s)\n",
+        principal.subject,
+        tenant.tenant().subdomain
+    ))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let db = Db::connect("sqlite::memory:").await?;
+    db.migrate().await?;
+    // The tenant that holds what used to be the single tenant's data.
+    let (legacy, _) = db
+        .create_tenant_with_owner(
+            &NewTenant {
+                name: "Legacy".into(),
+                subdomain: "legacy".into(),
+            },
+            &NewUser {
+                email: "admin@legacy.example".into(),
+                role: Role::Owner,
+            },
+        )
+        .await?;
+    let acme = db
+        .create_tenant(&NewTenant {
+            name: "Acme".into(),
+            subdomain: "acme".into(),
+        })
+        .await?;
+
+    let keys = JwtKeys::hs256(b"example-secret-example-secret-example!")?;
+    let layers = ServiceBuilder::new()
+        .layer(
+            TenantLayer::new(db.clone()).with_default_tenant(TenantRef::Subdomain("legacy".into())),
+        )
+        .layer(AuthLayer::new(keys.clone(), db.clone()));
+    let app = Router::new()
+        .route("/hello", get(hello))
+        .route_layer(layers)
+        .with_state(db);
+
+    let legacy_token = keys.issue("old-client", Some(legacy.id), TokenRole::Member, 3600)?;
+    let acme_token = keys.issue("new-client", Some(acme.id), TokenRole::Member, 3600)?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], 3000));
+    println!("listening on http://{addr}\n");
+    println!("# an old single-tenant client, unchanged (no tenant named):");
+    println!("curl -H 'Authorization: Bearer {legacy_token}' http://{addr}/hello\n");
+    println!("# a new client of tenant acme:");
+    println!(
+        "curl -H 'Authorization: Bearer {acme_token}' -H 'X-Tenant-Id: acme' http://{addr}/hello\n"
+    );
+    println!("# acme's token on the legacy tenant is refused (403):");
+    println!("curl -i -H 'Authorization: Bearer {acme_token}' http://{addr}/hello");
+
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}

@@ -26,6 +26,12 @@ impl From<Problem> for ApiError {
     }
 }
 
+impl From<tenantkit::auth::Denied> for ApiError {
+    fn from(d: tenantkit::auth::Denied) -> Self {
+        Self(Problem::from(d))
+    }
+}
+
 impl From<tenantkit::Error> for ApiError {
     fn from(e: tenantkit::Error) -> Self {
         Self(Problem::from(&e))

@@ -93,15 +93,16 @@ enum Credential {
     ApiKey(String),
 }
 
-fn credential<B>(req: &Request<B>) -> Result<Option<Credential>, Problem> {
+/// The request's credential; `Err` says why the headers are malformed.
+fn credential<B>(req: &Request<B>) -> Result<Option<Credential>, &'static str> {
     if let Some(value) = req.headers().get(header::AUTHORIZATION) {
         let value = value
             .to_str()
-            .map_err(|_| unauthorized("the Authorization header is not valid text"))?;
+            .map_err(|_| "the Authorization header is not valid text")?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| unauthorized("use `Authorization: Bearer <token or API key>`"))?
+            .ok_or("use `Authorization: Bearer <token or API key>`")?
             .trim();
         return Ok(Some(if token.starts_with("tk_") {
             Credential::ApiKey(token.to_owned())
@@ -112,7 +113,7 @@ fn credential<B>(req: &Request<B>) -> Result<Option<Credential>, Problem> {
     if let Some(value) = req.headers().get("x-api-key") {
         let key = value
             .to_str()
-            .map_err(|_| unauthorized("the X-Api-Key header is not valid text"))?;
+            .map_err(|_| "the X-Api-Key header is not valid text")?;
         return Ok(Some(Credential::ApiKey(key.trim().to_owned())));
     }
     Ok(None)
@@ -198,7 +199,7 @@ where
                 Ok(cred) => {
                     authenticate(&layer, cred, req.extensions().get::<TenantContext>()).await
                 }
-                Err(problem) => Err(problem),
+                Err(reason) => Err(unauthorized(reason)),
             };
             match outcome {
                 Ok(principal) => {

@@ -19,7 +19,8 @@
 //! let member = Principal::user(TenantId::new(), "u1", Role::Member);
 //! assert!(member.allows(Permission::ReadUsers));
 //! assert!(!member.allows(Permission::WriteUsers));
-//! assert_eq!(member.require(Permission::WriteUsers).unwrap_err().status, 403);
+//! let denied = tenantkit::problem::Problem::from(member.require(Permission::WriteUsers).unwrap_err());
+//! assert_eq!(denied.status, 403);
 //! ```
 
 pub mod api_key;
@@ -143,16 +144,23 @@ impl Principal {
         }
     }
 
-    /// `Ok` when allowed, else a `403` problem naming the permission.
-    pub fn require(&self, permission: Permission) -> Result<(), Problem> {
+    /// `Ok` when allowed, else [`Denied`] (a `403` problem).
+    pub fn require(&self, permission: Permission) -> Result<(), Denied> {
         if self.allows(permission) {
             Ok(())
         } else {
-            Err(
-                Problem::new(StatusCode::FORBIDDEN, "Forbidden").with_detail(format!(
-                    "this credential lacks the {permission:?} permission"
-                )),
-            )
+            Err(Denied(permission))
         }
+    }
+}
+
+/// A principal lacked a [`Permission`]; becomes a `403` problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("this credential lacks the {0:?} permission")]
+pub struct Denied(pub Permission);
+
+impl From<Denied> for Problem {
+    fn from(denied: Denied) -> Self {
+        Problem::new(StatusCode::FORBIDDEN, "Forbidden").with_detail(denied.to_string())
     }
 }

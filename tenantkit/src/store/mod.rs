@@ -119,9 +119,9 @@ impl Db {
     pub async fn ping(&self) -> Result<()> {
         match &self.pool {
             #[cfg(feature = "postgres")]
-            Pool::Pg(p) => drop(sqlx::query("SELECT 1").execute(p).await?),
+            Pool::Pg(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?,
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite(p) => drop(sqlx::query("SELECT 1").execute(p).await?),
+            Pool::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?,
         };
         Ok(())
     }

@@ -7,16 +7,11 @@
 //! `TENANTKIT_REQUIRE_POSTGRES` set, an unreachable PostgreSQL fails the test
 //! instead of skipping it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use sha2::{Digest, Sha256};
 use tenantkit::{Db, NewTenant, TenantContext, store::RuntimeRole};
 use tokio::sync::OnceCell;
 
-/// How many PostgreSQL tests ran to the point of connecting (printed so CI can check).
-pub static PG_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
-
-pub async fn sqlite() -> Db {
+pub(crate) async fn sqlite() -> Db {
     let db = Db::connect("sqlite::memory:")
         .await
         .expect("in-memory SQLite");
@@ -36,7 +31,7 @@ fn postgres_required() -> bool {
 }
 
 /// Replaces the database name of a postgres URL.
-pub fn with_database(url: &str, database: &str) -> String {
+pub(crate) fn with_database(url: &str, database: &str) -> String {
     let (base, query) = url
         .split_once('?')
         .map_or((url, None), |(b, q)| (b, Some(q)));
@@ -113,7 +108,7 @@ async fn setup_postgres() -> Option<(String, String)> {
 }
 
 /// The admin (owner) URL of the migrated test database.
-pub async fn postgres_owner_url() -> Option<String> {
+pub(crate) async fn postgres_owner_url() -> Option<String> {
     PG.get_or_init(setup_postgres)
         .await
         .as_ref()
@@ -121,7 +116,7 @@ pub async fn postgres_owner_url() -> Option<String> {
 }
 
 /// The runtime-role URL of the migrated test database.
-pub async fn postgres_runtime_url() -> Option<String> {
+pub(crate) async fn postgres_runtime_url() -> Option<String> {
     PG.get_or_init(setup_postgres)
         .await
         .as_ref()
@@ -130,21 +125,20 @@ pub async fn postgres_runtime_url() -> Option<String> {
 
 /// A pool connected as the runtime role, or `None` (skip) when PostgreSQL is
 /// unreachable and not required.
-pub async fn postgres() -> Option<Db> {
+pub(crate) async fn postgres() -> Option<Db> {
     postgres_with(5).await
 }
 
-pub async fn postgres_with(max_connections: u32) -> Option<Db> {
+pub(crate) async fn postgres_with(max_connections: u32) -> Option<Db> {
     let url = postgres_runtime_url().await?;
     let db = Db::connect_with(&url, max_connections)
         .await
         .expect("connect as runtime role");
-    PG_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
     Some(db)
 }
 
 /// A new tenant with a random subdomain.
-pub async fn tenant(db: &Db) -> TenantContext {
+pub(crate) async fn tenant(db: &Db) -> TenantContext {
     let sub = format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
     let t = db
         .create_tenant(&NewTenant {
