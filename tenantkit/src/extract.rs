@@ -1,12 +1,26 @@
 //! axum extractors for what the layers put into request extensions.
 //!
 //! ```
-//! use tenantkit::{TenantContext, auth::Principal};
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use axum::{Router, body::Body, routing::get};
+//! use http::Request;
+//! use http_body_util::BodyExt;
+//! use tenantkit::{Db, NewTenant, TenantContext, resolve::TenantLayer};
+//! use tower::ServiceExt;
 //!
-//! async fn handler(tenant: TenantContext, principal: Principal) -> String {
-//!     format!("{} as {:?}", tenant.tenant().subdomain, principal.subject)
+//! async fn handler(tenant: TenantContext) -> String {
+//!     tenant.tenant().subdomain.clone()
 //! }
-//! # let _ = axum::routing::get(handler);
+//!
+//! let db = Db::connect("sqlite::memory:").await?;
+//! db.migrate().await?;
+//! db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }).await?;
+//! let app = Router::new().route("/", get(handler)).route_layer(TenantLayer::new(db));
+//!
+//! let req = Request::get("/").header("x-tenant-id", "acme").body(Body::empty()).unwrap();
+//! let body = app.oneshot(req).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(body, "acme");
+//! # Ok::<_, tenantkit::Error>(()) }).unwrap();
 //! ```
 
 use axum::extract::FromRequestParts;
