@@ -51,8 +51,9 @@ fn postgres_required() -> bool {
 
 static PG_URL: tokio::sync::OnceCell<Option<String>> = tokio::sync::OnceCell::const_new();
 
-/// An empty database migrated by `tenantkit-server migrate`, once per process.
-async fn postgres_url() -> Option<String> {
+/// The owner URL of an empty database migrated by `tenantkit-server migrate`,
+/// once per process.
+pub async fn postgres_url() -> Option<String> {
     PG_URL
         .get_or_init(|| async {
             let admin = std::env::var("TENANTKIT_TEST_PG_URL")

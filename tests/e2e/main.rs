@@ -3,6 +3,7 @@
 
 mod attacks;
 mod flows;
+mod startup;
 
 /// Declares each `async fn name(backend: Backend)` as a test on both backends.
 macro_rules! on_both_backends {

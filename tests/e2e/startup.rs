@@ -1,0 +1,104 @@
+//! Starting the server: refusing unsafe database roles, serving TLS.
+
+use std::time::Duration;
+
+use tenantkit_e2e::{Backend, SECRET, Server, postgres_url};
+use tenantkit_server::config::Config;
+
+fn config(url: &str, runtime_url: Option<String>) -> Config {
+    let mut c = Config::default();
+    c.server.listen = "127.0.0.1:0".parse().unwrap();
+    c.database.url = Some(url.to_owned());
+    c.database.runtime_url = runtime_url.map(Into::into);
+    c.auth.jwt_secret = Some(SECRET.to_owned().into());
+    c
+}
+
+#[tokio::test]
+async fn postgres_server_refuses_to_serve_as_a_superuser() {
+    let Some(owner_url) = postgres_url().await else {
+        return;
+    };
+    // The owner URL connects as `postgres`, a superuser.
+    let err = tenantkit_server::start(config(&owner_url, Some(owner_url.clone())))
+        .await
+        .unwrap_err();
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("can bypass row-level security"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn postgres_server_refuses_to_serve_as_a_table_owner() {
+    let Some(owner_url) = postgres_url().await else {
+        return;
+    };
+    // A non-superuser role that owns one table in the schema.
+    let pool = sqlx::PgPool::connect(&owner_url).await.unwrap();
+    for sql in [
+        "DO $$ BEGIN CREATE ROLE tenantkit_e2e_owner LOGIN NOSUPERUSER NOBYPASSRLS; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+        "CREATE TABLE IF NOT EXISTS e2e_owned_probe (id int)",
+        "ALTER TABLE e2e_owned_probe OWNER TO tenantkit_e2e_owner",
+        "GRANT USAGE ON SCHEMA public TO tenantkit_e2e_owner",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    let (prefix, rest) = owner_url.split_once("://").unwrap();
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let as_owner = format!("{prefix}://tenantkit_e2e_owner@{host}");
+    let err = tenantkit_server::start(config(&owner_url, Some(as_owner)))
+        .await
+        .unwrap_err();
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("owns") && message.contains("e2e_owned_probe"),
+        "{message}"
+    );
+    sqlx::query("DROP TABLE e2e_owned_probe")
+        .execute(&pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn postgres_server_without_a_jwt_secret_refuses_to_start() {
+    let Some(owner_url) = postgres_url().await else {
+        return;
+    };
+    let mut c = config(&owner_url, None);
+    c.auth.jwt_secret = None;
+    let err = tenantkit_server::start(c).await.unwrap_err();
+    assert!(format!("{err:#}").contains("jwt_secret"), "{err:#}");
+}
+
+#[tokio::test]
+async fn serves_https_with_the_configured_certificate() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+    let Some(s) = Server::start_with(Backend::Sqlite, |c| {
+        c.server.tls_cert = Some(format!("{fixtures}/tls-cert.pem").into());
+        c.server.tls_key = Some(format!("{fixtures}/tls-key.pem").into());
+    })
+    .await
+    else {
+        return;
+    };
+    assert!(s.running.tls);
+    let cert =
+        reqwest::Certificate::from_pem(&std::fs::read(format!("{fixtures}/tls-ca.pem")).unwrap())
+            .unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([cert])
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{}/healthz", s.running.addr.port());
+    let res = client.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "ok");
+    // Plain HTTP to the TLS port does not get an answer.
+    assert!(s.http.get(s.url("/healthz")).send().await.is_err());
+    s.stop().await;
+}
