@@ -209,6 +209,30 @@ pub async fn bootstrap_demo(
     }))
 }
 
+/// Creates a tenant and, when `owner_email` is given, its first owner in the
+/// same transaction (`POST /tenants` and `tenant create`).
+pub async fn create_tenant(
+    db: &Db,
+    new: &NewTenant,
+    owner_email: Option<String>,
+) -> tenantkit::Result<(tenantkit::Tenant, Option<tenantkit::User>)> {
+    match owner_email {
+        Some(email) => {
+            let (tenant, owner) = db
+                .create_tenant_with_owner(
+                    new,
+                    &NewUser {
+                        email,
+                        role: Role::Owner,
+                    },
+                )
+                .await?;
+            Ok((tenant, Some(owner)))
+        }
+        None => Ok((db.create_tenant(new).await?, None)),
+    }
+}
+
 /// Resolves `tenant` (id or subdomain) to its id, for the command line.
 pub async fn find_tenant(db: &Db, tenant: &str) -> anyhow::Result<tenantkit::TenantContext> {
     let r: TenantRef = tenant.parse()?;

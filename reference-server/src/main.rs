@@ -4,10 +4,10 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tenantkit::{NewTenant, NewUser, Role, auth::TokenRole};
+use tenantkit::{NewTenant, Role, auth::TokenRole};
 use tenantkit_server::{
     config::{Config, LogFormat},
-    find_tenant, load_keys, migrate, open_runtime_db, start,
+    create_tenant, find_tenant, load_keys, migrate, open_runtime_db, start,
 };
 
 /// The tenantkit reference server.
@@ -113,22 +113,9 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => {
             let db = open_runtime_db(&config).await?;
-            let new = NewTenant { name, subdomain };
-            let out = match owner_email {
-                Some(email) => {
-                    let (tenant, owner) = db
-                        .create_tenant_with_owner(
-                            &new,
-                            &NewUser {
-                                email,
-                                role: Role::Owner,
-                            },
-                        )
-                        .await?;
-                    serde_json::json!({ "tenant": tenant, "owner": owner })
-                }
-                None => serde_json::json!({ "tenant": db.create_tenant(&new).await? }),
-            };
+            let (tenant, owner) =
+                create_tenant(&db, &NewTenant { name, subdomain }, owner_email).await?;
+            let out = serde_json::json!({ "tenant": tenant, "owner": owner });
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }

@@ -4,7 +4,7 @@ use axum::extract::State;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tenantkit::{
-    NewTenant, NewUser, PageRequest, Role, Tenant, TenantId, User,
+    NewTenant, PageRequest, Tenant, TenantId, User,
     auth::{Permission, Principal},
 };
 
@@ -47,22 +47,7 @@ pub async fn create(
         name: body.name,
         subdomain: body.subdomain,
     };
-    let (tenant, owner) = match body.owner_email {
-        Some(email) => {
-            let (tenant, owner) = state
-                .db
-                .create_tenant_with_owner(
-                    &new,
-                    &NewUser {
-                        email,
-                        role: Role::Owner,
-                    },
-                )
-                .await?;
-            (tenant, Some(owner))
-        }
-        None => (state.db.create_tenant(&new).await?, None),
-    };
+    let (tenant, owner) = crate::create_tenant(&state.db, &new, body.owner_email).await?;
     Ok((StatusCode::CREATED, Json(CreatedTenant { tenant, owner })))
 }
 

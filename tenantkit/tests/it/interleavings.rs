@@ -70,6 +70,15 @@ struct Model {
     keys: Vec<(usize, String)>,
 }
 
+impl Model {
+    /// A user created earlier, by any tenant: `(owning tenant, id, not deleted)`.
+    fn pick_user(&self, pick: usize) -> (usize, UserId, bool) {
+        let (owner, id) = self.users[pick % self.users.len()];
+        let live = self.live_users.get(&owner).is_some_and(|s| s.contains(&id));
+        (owner, id, live)
+    }
+}
+
 async fn run(db: Db, ops: Vec<Op>) {
     let mut tenants: Vec<TenantContext> = Vec::new();
     for _ in 0..TENANTS {
@@ -109,12 +118,8 @@ async fn run(db: Db, ops: Vec<Op>) {
                 assert_eq!(ids, model.live_users.get(&t).cloned().unwrap_or_default());
             }
             Op::GetUser { tenant: t, pick } if !model.users.is_empty() => {
-                let (owner, id) = model.users[pick % model.users.len()];
+                let (owner, id, live) = model.pick_user(pick);
                 let mut tx = db.begin(&tenants[t]).await.unwrap();
-                let live = model
-                    .live_users
-                    .get(&owner)
-                    .is_some_and(|s| s.contains(&id));
                 match tx.get_user(id).await {
                     Ok(u) => {
                         assert_eq!(
@@ -132,12 +137,8 @@ async fn run(db: Db, ops: Vec<Op>) {
                 pick,
                 email,
             } if !model.users.is_empty() => {
-                let (owner, id) = model.users[pick % model.users.len()];
+                let (owner, id, live) = model.pick_user(pick);
                 let mut tx = db.begin(&tenants[t]).await.unwrap();
-                let live = model
-                    .live_users
-                    .get(&owner)
-                    .is_some_and(|s| s.contains(&id));
                 let patch = UserPatch {
                     email: Some(format!("v{email}@x.test")),
                     role: None,
@@ -153,12 +154,8 @@ async fn run(db: Db, ops: Vec<Op>) {
                 }
             }
             Op::DeleteUser { tenant: t, pick } if !model.users.is_empty() => {
-                let (owner, id) = model.users[pick % model.users.len()];
+                let (owner, id, live) = model.pick_user(pick);
                 let mut tx = db.begin(&tenants[t]).await.unwrap();
-                let live = model
-                    .live_users
-                    .get(&owner)
-                    .is_some_and(|s| s.contains(&id));
                 match tx.delete_user(id).await {
                     Ok(u) => {
                         assert_eq!(
