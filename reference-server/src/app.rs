@@ -25,7 +25,7 @@ use tower_http::{
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
-    trace::TraceLayer,
+    trace::{DefaultOnResponse, TraceLayer},
 };
 
 use crate::{config::Config, error, metrics::Metrics, routes};
@@ -98,20 +98,22 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/readyz", get(routes::health::readyz))
         .route_layer(per_ip);
 
-    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-        let request_id = req
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-");
-        tracing::info_span!(
-            "request",
-            method = %req.method(),
-            path = %req.uri().path(),
-            request_id = %request_id,
-            tenant_id = tracing::field::Empty,
-        )
-    });
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &Request<_>| {
+            let request_id = req
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!(
+                "request",
+                method = %req.method(),
+                path = %req.uri().path(),
+                request_id = %request_id,
+                tenant_id = tracing::field::Empty,
+            )
+        })
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
 
     Ok(Router::new()
         .merge(tenant_routes)
