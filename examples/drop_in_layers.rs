@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use axum::{Router, extract::State, routing::get};
 use tenantkit::{
     Db, NewTenant, NewUser, Role, TenantContext,
+    audit::Actor,
     auth::{AuthLayer, JwtKeys, Principal, TokenRole},
     resolve::{TenantLayer, TenantRef},
 };
@@ -49,13 +50,17 @@ async fn main() -> anyhow::Result<()> {
                 email: "admin@legacy.example".into(),
                 role: Role::Owner,
             },
+            &Actor::System,
         )
         .await?;
     let acme = db
-        .create_tenant(&NewTenant {
-            name: "Acme".into(),
-            subdomain: "acme".into(),
-        })
+        .create_tenant(
+            &NewTenant {
+                name: "Acme".into(),
+                subdomain: "acme".into(),
+            },
+            &Actor::System,
+        )
         .await?;
 
     let keys = JwtKeys::hs256(b"example-secret-example-secret-example!")?;

@@ -17,6 +17,7 @@ use axum_server::Handle;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use tenantkit::{
     Backend, Db, NewTenant, NewUser, PageRequest, Role,
+    audit::Actor,
     auth::{JwtKeys, TokenRole, parse_algorithm},
     resolve::TenantRef,
     store::RuntimeRole,
@@ -189,6 +190,7 @@ pub async fn bootstrap_demo(
                 email: "owner@demo.example".into(),
                 role: Role::Owner,
             },
+            &Actor::System,
         )
         .await;
     let (tenant, owner) = match created {
@@ -215,21 +217,18 @@ pub async fn create_tenant(
     db: &Db,
     new: &NewTenant,
     owner_email: Option<String>,
+    by: &Actor,
 ) -> tenantkit::Result<(tenantkit::Tenant, Option<tenantkit::User>)> {
     match owner_email {
         Some(email) => {
-            let (tenant, owner) = db
-                .create_tenant_with_owner(
-                    new,
-                    &NewUser {
-                        email,
-                        role: Role::Owner,
-                    },
-                )
-                .await?;
+            let owner = NewUser {
+                email,
+                role: Role::Owner,
+            };
+            let (tenant, owner) = db.create_tenant_with_owner(new, &owner, by).await?;
             Ok((tenant, Some(owner)))
         }
-        None => Ok((db.create_tenant(new).await?, None)),
+        None => Ok((db.create_tenant(new, by).await?, None)),
     }
 }
 

@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tenantkit::{NewTenant, Role, auth::TokenRole};
+use tenantkit::{NewTenant, Role, audit::Actor, auth::TokenRole};
 use tenantkit_server::{
     config::{Config, LogFormat},
     create_tenant, find_tenant, load_keys, migrate, open_runtime_db, start,
@@ -113,8 +113,13 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => {
             let db = open_runtime_db(&config).await?;
-            let (tenant, owner) =
-                create_tenant(&db, &NewTenant { name, subdomain }, owner_email).await?;
+            let (tenant, owner) = create_tenant(
+                &db,
+                &NewTenant { name, subdomain },
+                owner_email,
+                &Actor::System,
+            )
+            .await?;
             let out = serde_json::json!({ "tenant": tenant, "owner": owner });
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())

@@ -5,7 +5,7 @@
 //! use axum::{Router, body::Body, routing::get};
 //! use http::Request;
 //! use http_body_util::BodyExt;
-//! use tenantkit::{Db, NewTenant, TenantContext, resolve::TenantLayer};
+//! use tenantkit::{Db, NewTenant, TenantContext, audit::Actor, resolve::TenantLayer};
 //! use tower::ServiceExt;
 //!
 //! async fn handler(tenant: TenantContext) -> String {
@@ -14,7 +14,7 @@
 //!
 //! let db = Db::connect("sqlite::memory:").await?;
 //! db.migrate().await?;
-//! db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }).await?;
+//! db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
 //! let app = Router::new().route("/", get(handler)).route_layer(TenantLayer::new(db));
 //!
 //! let req = Request::get("/").header("x-tenant-id", "acme").body(Body::empty()).unwrap();

@@ -78,3 +78,7 @@ id_newtype!(
     /// Identifies an API key within its tenant.
     ApiKeyId
 );
+id_newtype!(
+    /// Identifies an audit-log entry.
+    AuditEntryId
+);

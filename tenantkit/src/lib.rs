@@ -14,12 +14,12 @@
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! use tenantkit::{Db, NewTenant, NewUser, PageRequest, Role};
+//! use tenantkit::{Db, NewTenant, NewUser, PageRequest, Role, audit::Actor};
 //!
 //! let db = Db::connect("sqlite::memory:").await?;
 //! db.migrate().await?;
-//! db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }).await?;
-//! db.create_tenant(&NewTenant { name: "Globex".into(), subdomain: "globex".into() }).await?;
+//! db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
+//! db.create_tenant(&NewTenant { name: "Globex".into(), subdomain: "globex".into() }, &Actor::System).await?;
 //! let acme = db.resolve_subdomain("acme").await?.unwrap();
 //! let globex = db.resolve_subdomain("globex").await?.unwrap();
 //!
@@ -34,6 +34,7 @@
 //! # Ok::<_, tenantkit::Error>(()) }).unwrap();
 //! ```
 
+pub mod audit;
 pub mod auth;
 mod context;
 mod error;
@@ -43,13 +44,14 @@ mod id;
 mod model;
 pub mod problem;
 pub mod rate_limit;
+mod request;
 pub mod resolve;
 pub mod store;
 mod validate;
 
 pub use context::TenantContext;
 pub use error::{Error, Result};
-pub use id::{ApiKeyId, TenantId, UserId};
+pub use id::{ApiKeyId, AuditEntryId, TenantId, UserId};
 pub use model::{
     ApiKey, NewApiKey, NewTenant, NewUser, PageRequest, Role, Scope, Tenant, TenantStatus, User,
     UserPatch,

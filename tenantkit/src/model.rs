@@ -172,6 +172,22 @@ impl Scope {
     ];
 }
 
+impl crate::audit::Audited for User {
+    const RESOURCE_TYPE: &'static str = "user";
+
+    fn resource_id(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+impl crate::audit::Audited for ApiKey {
+    const RESOURCE_TYPE: &'static str = "api_key";
+
+    fn resource_id(&self) -> String {
+        self.id.to_string()
+    }
+}
+
 /// What is needed to create a tenant.
 #[derive(Clone, Debug, Deserialize)]
 pub struct NewTenant {

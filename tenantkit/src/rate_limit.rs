@@ -28,7 +28,7 @@
 //! ```
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
     sync::Arc,
     task::{Context, Poll},
 };
@@ -96,22 +96,8 @@ impl RateLimitLayer {
         {
             return Key::Tenant(ctx.id());
         }
-        client_ip(req).map_or(Key::Unknown, Key::Ip)
+        crate::request::client_ip(req).map_or(Key::Unknown, Key::Ip)
     }
-}
-
-fn client_ip<B>(req: &Request<B>) -> Option<IpAddr> {
-    if let Some(addr) = req.extensions().get::<SocketAddr>() {
-        return Some(addr.ip());
-    }
-    #[cfg(feature = "axum")]
-    if let Some(axum::extract::ConnectInfo(addr)) = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-    {
-        return Some(addr.ip());
-    }
-    None
 }
 
 impl<S> Layer<S> for RateLimitLayer {

@@ -5,6 +5,7 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tenantkit::{
     NewTenant, PageRequest, Tenant, TenantId, User,
+    audit::Actor,
     auth::{Permission, Principal},
 };
 
@@ -47,7 +48,8 @@ pub async fn create(
         name: body.name,
         subdomain: body.subdomain,
     };
-    let (tenant, owner) = crate::create_tenant(&state.db, &new, body.owner_email).await?;
+    let (tenant, owner) =
+        crate::create_tenant(&state.db, &new, body.owner_email, &Actor::from(&principal)).await?;
     Ok((StatusCode::CREATED, Json(CreatedTenant { tenant, owner })))
 }
 

@@ -9,25 +9,56 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use tower::{Layer, Service};
 
 use super::{JwtKeys, Principal, TokenError, TokenRole};
-use crate::{ApiKey, Db, Result, TenantContext, problem::Problem};
+use crate::{ApiKey, Db, Result, TenantContext, TenantId, audit::Actor, problem::Problem};
 
-/// Checks API keys for [`AuthLayer`]. Implemented by [`Db`].
-pub trait ApiKeyVerifier: Clone + Send + Sync + 'static {
+/// What [`AuthLayer`] needs from storage: checking API keys, and recording
+/// refused requests in the tenant's audit trail. Implemented by [`Db`].
+pub trait AuthStore: Clone + Send + Sync + 'static {
     /// The live key of `tenant` that `presented` is, if any.
-    fn verify(
+    fn verify_api_key(
         &self,
         tenant: &TenantContext,
         presented: &str,
     ) -> impl Future<Output = Result<Option<ApiKey>>> + Send;
+
+    /// Records a refused request (`auth.failed` or `auth.tenant_mismatch`).
+    fn record_refusal(
+        &self,
+        tenant: &TenantContext,
+        refusal: &SecurityEvent,
+    ) -> impl Future<Output = Result<()>> + Send;
 }
 
-impl ApiKeyVerifier for Db {
-    async fn verify(&self, tenant: &TenantContext, presented: &str) -> Result<Option<ApiKey>> {
+impl AuthStore for Db {
+    async fn verify_api_key(
+        &self,
+        tenant: &TenantContext,
+        presented: &str,
+    ) -> Result<Option<ApiKey>> {
         let mut tx = self.begin(tenant).await?;
         let key = tx.verify_api_key(presented).await?;
         tx.commit().await?;
         Ok(key)
     }
+
+    async fn record_refusal(&self, tenant: &TenantContext, refusal: &SecurityEvent) -> Result<()> {
+        let ctx = tenant.clone().with_actor(refusal.actor.clone());
+        let mut tx = self.begin(&ctx).await?;
+        tx.record_event(refusal.action, "auth", None, refusal.details.clone())
+            .await?;
+        tx.commit().await
+    }
+}
+
+/// A refused request, as the audit trail records it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SecurityEvent {
+    /// `auth.failed` (401) or `auth.tenant_mismatch` (403).
+    pub action: &'static str,
+    /// Who the credential claimed to be; [`Actor::Anonymous`] when unknown.
+    pub actor: Actor,
+    /// Status, reason, credential kind and any claimed tenant.
+    pub details: serde_json::Value,
 }
 
 /// Authenticates requests with `Authorization: Bearer <JWT or API key>` or
@@ -40,15 +71,15 @@ impl ApiKeyVerifier for Db {
 #[derive(Clone, Debug)]
 pub struct AuthLayer<V> {
     jwt: Arc<JwtKeys>,
-    api_keys: V,
+    store: V,
 }
 
-impl<V: ApiKeyVerifier> AuthLayer<V> {
-    /// Verifies JWTs with `jwt` and API keys with `api_keys`.
-    pub fn new(jwt: JwtKeys, api_keys: V) -> Self {
+impl<V: AuthStore> AuthLayer<V> {
+    /// Verifies JWTs with `jwt`; checks API keys and records refusals in `store`.
+    pub fn new(jwt: JwtKeys, store: V) -> Self {
         Self {
             jwt: Arc::new(jwt),
-            api_keys,
+            store,
         }
     }
 }
@@ -130,17 +161,64 @@ fn wrong_tenant() -> Problem {
         .with_detail("this credential does not belong to the tenant the request is for")
 }
 
-async fn authenticate<V: ApiKeyVerifier>(
+/// A refusal: the response, and what the audit trail records.
+struct Refused {
+    problem: Problem,
+    event: SecurityEvent,
+}
+
+fn refuse(
+    problem: Problem,
+    actor: Actor,
+    credential: &str,
+    claimed_tenant: Option<TenantId>,
+) -> Refused {
+    let action = if problem.status == StatusCode::FORBIDDEN {
+        "auth.tenant_mismatch"
+    } else {
+        "auth.failed"
+    };
+    let details = serde_json::json!({
+        "status": problem.status.as_u16(),
+        "reason": problem.detail,
+        "credential": credential,
+        "claimed_tenant": claimed_tenant,
+    });
+    Refused {
+        problem,
+        event: SecurityEvent {
+            action,
+            actor,
+            details,
+        },
+    }
+}
+
+async fn authenticate<V: AuthStore>(
     layer: &AuthLayer<V>,
-    credential: Option<Credential>,
+    credential: Result<Option<Credential>, &'static str>,
     tenant: Option<&TenantContext>,
-) -> Result<Principal, Problem> {
+) -> Result<Principal, Refused> {
     match credential {
-        None => Err(unauthorized("authentication required")),
-        Some(Credential::Jwt(token)) => {
-            let claims = layer.jwt.verify(&token).map_err(|e| match e {
-                TokenError::Expired => unauthorized("the token has expired"),
-                TokenError::Invalid(_) => unauthorized("the token is invalid"),
+        Err(reason) => Err(refuse(
+            unauthorized(reason),
+            Actor::Anonymous,
+            "malformed",
+            None,
+        )),
+        Ok(None) => Err(refuse(
+            unauthorized("authentication required"),
+            Actor::Anonymous,
+            "none",
+            None,
+        )),
+        Ok(Some(Credential::Jwt(token))) => {
+            let claims = layer.jwt.verify(&token).map_err(|e| {
+                let detail = match e {
+                    TokenError::Expired => "the token has expired",
+                    TokenError::Invalid(_) => "the token is invalid",
+                };
+                refuse(unauthorized(detail), Actor::Anonymous, "jwt", None)
             })?;
             let principal = match (claims.role.tenant_role(), claims.tenant) {
                 (Some(role), Some(t)) => Principal::user(t, claims.sub, role),
@@ -148,27 +226,41 @@ async fn authenticate<V: ApiKeyVerifier>(
                     Principal::platform_admin(claims.sub)
                 }
                 _ => {
-                    return Err(unauthorized(
-                        "the token's role and tenant do not fit together",
-                    ));
+                    let problem = unauthorized("the token's role and tenant do not fit together");
+                    return Err(refuse(problem, Actor::Anonymous, "jwt", claims.tenant));
                 }
             };
             match tenant {
                 Some(ctx) if principal.tenant == Some(ctx.id()) => Ok(principal),
                 None if principal.tenant.is_none() => Ok(principal),
-                _ => Err(wrong_tenant()),
+                _ => Err(refuse(
+                    wrong_tenant(),
+                    Actor::from(&principal),
+                    "jwt",
+                    principal.tenant,
+                )),
             }
         }
-        Some(Credential::ApiKey(key)) => {
+        Ok(Some(Credential::ApiKey(key))) => {
             // A key is looked up inside its tenant, so a key of another tenant
             // is simply not found there.
             let Some(ctx) = tenant else {
-                return Err(wrong_tenant().with_detail("API keys act inside their tenant; name it"));
+                let problem =
+                    wrong_tenant().with_detail("API keys act inside their tenant; name it");
+                return Err(refuse(problem, Actor::Anonymous, "api_key", None));
             };
-            match layer.api_keys.verify(ctx, &key).await {
+            match layer.store.verify_api_key(ctx, &key).await {
                 Ok(Some(key)) => Ok(Principal::api_key(&key)),
-                Ok(None) => Err(unauthorized("the API key is invalid or revoked")),
-                Err(e) => Err(Problem::from(&e)),
+                Ok(None) => Err(refuse(
+                    unauthorized("the API key is invalid or revoked"),
+                    Actor::Anonymous,
+                    "api_key",
+                    None,
+                )),
+                Err(e) => {
+                    let problem = Problem::from(&e);
+                    Err(refuse(problem, Actor::Anonymous, "api_key", None))
+                }
             }
         }
     }
@@ -178,7 +270,7 @@ impl<S, V, ReqBody, ResBody> Service<Request<ReqBody>> for AuthService<S, V>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send,
-    V: ApiKeyVerifier,
+    V: AuthStore,
     ReqBody: Send + 'static,
     ResBody: From<String>,
 {
@@ -195,23 +287,28 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
         Box::pin(async move {
-            let outcome = match credential(&req) {
-                Ok(cred) => {
-                    authenticate(&layer, cred, req.extensions().get::<TenantContext>()).await
-                }
-                Err(reason) => Err(unauthorized(reason)),
-            };
-            match outcome {
+            let tenant = req.extensions().get::<TenantContext>().cloned();
+            match authenticate(&layer, credential(&req), tenant.as_ref()).await {
                 Ok(principal) => {
+                    // Everything this request changes is audited as this principal.
+                    if let Some(ctx) = tenant {
+                        req.extensions_mut()
+                            .insert(ctx.with_actor(Actor::from(&principal)));
+                    }
                     req.extensions_mut().insert(principal.clone());
                     let mut res = inner.call(req).await?;
                     res.extensions_mut().insert(principal);
                     Ok(res)
                 }
-                Err(problem) => {
+                Err(Refused { problem, event }) => {
                     tracing::info!(status = problem.status.as_u16(), reason = ?problem.detail, "authentication refused");
+                    if let Some(ctx) = &tenant
+                        && problem.status.is_client_error()
+                        && let Err(e) = layer.store.record_refusal(ctx, &event).await
+                    {
+                        tracing::error!(error = %e, "could not audit a refused request");
+                    }
                     let mut res = problem.into_response();
-                    // Refusals are security events; later layers (audit) read this.
                     res.extensions_mut().insert(AuthRefused);
                     Ok(res)
                 }

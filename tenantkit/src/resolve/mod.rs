@@ -24,12 +24,12 @@
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use http::{Request, Response};
-//! use tenantkit::{Db, NewTenant, TenantContext, resolve::TenantLayer};
+//! use tenantkit::{Db, NewTenant, TenantContext, audit::Actor, resolve::TenantLayer};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
 //! let db = Db::connect("sqlite::memory:").await?;
 //! db.migrate().await?;
-//! db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }).await?;
+//! db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
 //!
 //! let svc = ServiceBuilder::new()
 //!     .layer(TenantLayer::new(db).with_base_domain("example.com")?)

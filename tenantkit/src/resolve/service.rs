@@ -5,7 +5,7 @@ use http::{Request, Response, StatusCode, header};
 use tower::Service;
 
 use super::{TenantLayer, TenantRef, TenantResolver, layer::Config};
-use crate::{Error, TenantContext, TenantStatus, problem::Problem};
+use crate::{Error, TenantContext, TenantStatus, audit::Actor, problem::Problem};
 
 /// The service made by [`TenantLayer`].
 #[derive(Clone, Debug)]
@@ -186,6 +186,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
         let host = host_of(&req);
+        let meta = crate::request::request_meta(&req);
         let header = req
             .headers()
             .get(&layer.config.header)
@@ -193,6 +194,7 @@ where
         Box::pin(async move {
             match resolve(&layer.resolver, &layer.config, host, header).await {
                 Ok(ctx) => {
+                    let ctx = ctx.with_actor(Actor::Anonymous).with_request(meta);
                     tracing::Span::current().record("tenant_id", tracing::field::display(ctx.id()));
                     req.extensions_mut().insert(ctx.clone());
                     let mut res = inner.call(req).await?;

@@ -46,7 +46,7 @@ impl TenantTx {
             .bind(hash)
             .bind(serde_json::to_value(&scopes).map_err(|e| Error::Internal(e.to_string()))?)
             .bind(Utc::now());
-        let api_key = self.fetch_one(q).await?;
+        let api_key = self.insert(q).await?;
         Ok(CreatedApiKey { api_key, key })
     }
 
@@ -63,18 +63,30 @@ impl TenantTx {
         self.fetch_all(q).await
     }
 
-    /// Revokes a key. Revoking a revoked key changes nothing and succeeds.
+    /// Revokes a key (audited as `api_key.revoked`). Revoking a revoked key
+    /// changes nothing and succeeds.
     pub async fn revoke_api_key(&mut self, id: ApiKeyId) -> Result<ApiKey> {
         let q = self
             .query(
-                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) WHERE tenant_id = $1 AND id = $2 \
+                "SELECT tenant_id, id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at \
+                 FROM api_keys WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(id);
+        let current: ApiKey = self
+            .fetch_optional(q)
+            .await?
+            .ok_or(Error::NotFound("API key"))?;
+        if current.revoked_at.is_some() {
+            return Ok(current);
+        }
+        let q = self
+            .query(
+                "UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 \
                  RETURNING tenant_id, id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at",
             )
             .bind(id)
             .bind(Utc::now());
-        self.fetch_optional(q)
-            .await?
-            .ok_or(Error::NotFound("API key"))
+        self.update_as("api_key.revoked", &current, q).await
     }
 
     /// The live key `presented` is, if it is one of this tenant's. Records its
@@ -101,10 +113,14 @@ impl TenantTx {
             .is_none_or(|t| now - t > Duration::minutes(1))
         {
             let q = self
-                .query("UPDATE api_keys SET last_used_at = $3 WHERE tenant_id = $1 AND id = $2")
+                .query(
+                    "UPDATE api_keys SET last_used_at = $3 WHERE tenant_id = $1 AND id = $2 \
+                     RETURNING tenant_id, id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at",
+                )
                 .bind(key.id)
                 .bind(now);
-            self.execute(q).await?;
+            self.set_actor(crate::audit::Actor::ApiKey(key.id));
+            self.update_as("api_key.used", &key, q).await?;
         }
         Ok(Some(key))
     }

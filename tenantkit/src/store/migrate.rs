@@ -133,6 +133,12 @@ impl Db {
                 format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {name}"),
                 format!("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {name}"),
                 format!("REVOKE ALL ON TABLE _sqlx_migrations FROM {name}"),
+                // The audit trail is append-only for the runtime: insert and read.
+                format!("REVOKE UPDATE, DELETE, TRUNCATE ON TABLE audit_logs FROM {name}"),
+                // The chain head: only its position and hash move; the purge
+                // anchor moves only inside tenantkit_audit_purge.
+                format!("REVOKE UPDATE, DELETE, TRUNCATE ON TABLE audit_heads FROM {name}"),
+                format!("GRANT UPDATE (seq, hash) ON TABLE audit_heads TO {name}"),
             ] {
                 sqlx::query(AssertSqlSafe(statement))
                     .execute(&mut *tx)

@@ -7,6 +7,7 @@
 //! a crate adds its own tenant-owned tables.
 
 mod api_keys;
+mod audit;
 mod migrate;
 mod scope;
 mod sql;

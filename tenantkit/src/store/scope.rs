@@ -4,7 +4,10 @@ use super::{
     Db, Pool,
     sql::{Conn, Record, Value},
 };
-use crate::{Error, Result, TenantContext, TenantId};
+use crate::{
+    Error, Result, TenantContext, TenantId,
+    audit::{Actor, AuditEntry, Audited},
+};
 
 /// A database transaction bound to one tenant.
 ///
@@ -22,11 +25,11 @@ use crate::{Error, Result, TenantContext, TenantId};
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use tenantkit::{Db, NewTenant, store::Value};
+/// use tenantkit::{Db, NewTenant, audit::Actor, store::Value};
 ///
 /// let db = Db::connect("sqlite::memory:").await?;
 /// db.migrate().await?;
-/// let acme = db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }).await?;
+/// let acme = db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
 /// let ctx = db.resolve_subdomain("acme").await?.expect("just created");
 ///
 /// let mut tx = db.begin(&ctx).await?;
@@ -41,6 +44,7 @@ use crate::{Error, Result, TenantContext, TenantId};
 pub struct TenantTx {
     tx: Tx,
     tenant: TenantId,
+    ctx: TenantContext,
 }
 
 /// A query built by [`TenantTx::query`], with the tenant already bound as `$1`.
@@ -128,26 +132,32 @@ impl Tx {
 
 impl TenantTx {
     pub(crate) async fn begin(db: &Db, ctx: &TenantContext) -> Result<Self> {
-        Self::scope(Tx::begin(db).await?, ctx.tenant().id).await
+        Self::scope(Tx::begin(db).await?, ctx.clone()).await
     }
 
-    /// Scopes an open transaction to `tenant` (which must exist).
-    pub(crate) async fn scope(mut tx: Tx, tenant: TenantId) -> Result<Self> {
+    /// Scopes an open transaction to `ctx`'s tenant (which must exist).
+    pub(crate) async fn scope(mut tx: Tx, ctx: TenantContext) -> Result<Self> {
         #[cfg(feature = "postgres")]
         if let Tx::Pg(_) = tx {
             tx.conn()
                 .execute(
                     "SELECT set_config('tenantkit.tenant_id', $1, true)",
-                    vec![Value::Text(tenant.to_string())],
+                    vec![Value::Text(ctx.id().to_string())],
                 )
                 .await?;
         }
-        Ok(Self { tx, tenant })
+        let tenant = ctx.id();
+        Ok(Self { tx, tenant, ctx })
     }
 
     /// The tenant every query of this transaction is scoped to.
     pub fn tenant_id(&self) -> TenantId {
         self.tenant
+    }
+
+    /// The context it was opened with (tenant, actor, request).
+    pub fn context(&self) -> &TenantContext {
+        &self.ctx
     }
 
     /// Starts a query whose `$1` is this transaction's tenant id.
@@ -166,30 +176,159 @@ impl TenantTx {
         }
     }
 
-    /// All rows.
+    /// All rows of a `SELECT`.
     pub async fn fetch_all<O: Record>(&mut self, query: Scoped) -> Result<Vec<O>> {
+        query.expect_verb("SELECT");
         self.tx.conn().fetch_all(query.sql, query.values).await
     }
 
-    /// The first row, if any.
+    /// The first row of a `SELECT`, if any.
     pub async fn fetch_optional<O: Record>(&mut self, query: Scoped) -> Result<Option<O>> {
+        query.expect_verb("SELECT");
         self.tx.conn().fetch_optional(query.sql, query.values).await
     }
 
-    /// Exactly one row; [`Error::NotFound`] when there is none.
+    /// Exactly one row of a `SELECT`; [`Error::NotFound`] when there is none.
     pub async fn fetch_one<O: Record>(&mut self, query: Scoped) -> Result<O> {
         self.fetch_optional(query)
             .await?
             .ok_or(Error::NotFound("row"))
     }
 
-    /// Runs a statement and returns how many rows it affected.
-    pub async fn execute(&mut self, query: Scoped) -> Result<u64> {
-        self.tx.conn().execute(query.sql, query.values).await
+    /// Runs an `INSERT … RETURNING <row>` and audits it as `create` with the new state.
+    pub async fn insert<O: Audited>(&mut self, query: Scoped) -> Result<O> {
+        query.expect_verb("INSERT");
+        let row: O = self.tx.conn().fetch_one(query.sql, query.values).await?;
+        self.append(Change::new("create", &row).after(&row)?)
+            .await?;
+        Ok(row)
     }
 
-    /// Commits every change made through this transaction.
+    /// Runs an `UPDATE … RETURNING <row>` of the row `before` and audits it as
+    /// `update` with both states; [`Error::NotFound`] when no row matched.
+    pub async fn update<O: Audited>(&mut self, before: &O, query: Scoped) -> Result<O> {
+        self.update_as("update", before, query).await
+    }
+
+    /// Like [`TenantTx::update`], audited under a named action such as
+    /// `api_key.revoked` or `user.role_changed`.
+    pub async fn update_as<O: Audited>(
+        &mut self,
+        action: &str,
+        before: &O,
+        query: Scoped,
+    ) -> Result<O> {
+        query.expect_verb("UPDATE");
+        let row: O = self
+            .tx
+            .conn()
+            .fetch_optional(query.sql, query.values)
+            .await?
+            .ok_or(Error::NotFound(O::RESOURCE_TYPE))?;
+        self.append(Change::new(action, &row).before(before)?.after(&row)?)
+            .await?;
+        Ok(row)
+    }
+
+    /// Runs a `DELETE` of the row `before` and audits it as `delete` with the
+    /// old state; [`Error::NotFound`] when no row matched.
+    pub async fn delete<O: Audited>(&mut self, before: &O, query: Scoped) -> Result<()> {
+        query.expect_verb("DELETE");
+        if self.tx.conn().execute(query.sql, query.values).await? == 0 {
+            return Err(Error::NotFound(O::RESOURCE_TYPE));
+        }
+        self.append(Change::new("delete", before).before(before)?)
+            .await?;
+        Ok(())
+    }
+
+    /// Records an event that changes no row (a failed login, a data export)
+    /// with `details` as its `after` state.
+    pub async fn record_event(
+        &mut self,
+        action: &str,
+        resource_type: &str,
+        resource_id: Option<String>,
+        details: serde_json::Value,
+    ) -> Result<AuditEntry> {
+        self.append(Change {
+            action: action.to_owned(),
+            resource_type: resource_type.to_owned(),
+            resource_id,
+            before: None,
+            after: Some(details),
+        })
+        .await
+    }
+
+    /// Commits every change, and its audit entries, at once.
     pub async fn commit(self) -> Result<()> {
         self.tx.commit().await
     }
+
+    pub(crate) fn conn(&mut self) -> Conn<'_> {
+        self.tx.conn()
+    }
+
+    /// Which database this transaction runs on.
+    pub fn backend(&self) -> super::Backend {
+        match self.tx {
+            #[cfg(feature = "postgres")]
+            Tx::Pg(_) => super::Backend::Postgres,
+            #[cfg(feature = "sqlite")]
+            Tx::Sqlite(_) => super::Backend::Sqlite,
+        }
+    }
+
+    pub(crate) fn set_actor(&mut self, actor: Actor) {
+        self.ctx = self.ctx.clone().with_actor(actor);
+    }
+}
+
+impl Scoped {
+    /// Panics unless the statement starts with `verb`: reads cannot write, and
+    /// writes go only through the audited methods.
+    fn expect_verb(&self, verb: &str) {
+        let first = self.sql.split_whitespace().next().unwrap_or_default();
+        assert!(
+            first.eq_ignore_ascii_case(verb),
+            "expected a {verb} statement here (writes must go through TenantTx::insert/update/delete): {}",
+            self.sql
+        );
+    }
+}
+
+/// What an audit entry records about a change.
+pub(crate) struct Change {
+    pub(crate) action: String,
+    pub(crate) resource_type: String,
+    pub(crate) resource_id: Option<String>,
+    pub(crate) before: Option<serde_json::Value>,
+    pub(crate) after: Option<serde_json::Value>,
+}
+
+impl Change {
+    fn new<O: Audited>(action: &str, row: &O) -> Self {
+        Self {
+            action: action.to_owned(),
+            resource_type: O::RESOURCE_TYPE.to_owned(),
+            resource_id: Some(row.resource_id()),
+            before: None,
+            after: None,
+        }
+    }
+
+    fn before<O: Audited>(mut self, row: &O) -> Result<Self> {
+        self.before = Some(state(row)?);
+        Ok(self)
+    }
+
+    fn after<O: Audited>(mut self, row: &O) -> Result<Self> {
+        self.after = Some(state(row)?);
+        Ok(self)
+    }
+}
+
+fn state<O: Audited>(row: &O) -> Result<serde_json::Value> {
+    serde_json::to_value(row).map_err(|e| Error::Internal(format!("serializing audit state: {e}")))
 }

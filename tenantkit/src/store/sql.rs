@@ -30,8 +30,12 @@ pub enum Value {
     Time(DateTime<Utc>),
     /// A point in time or NULL.
     OptTime(Option<DateTime<Utc>>),
+    /// A 64-bit integer or NULL.
+    OptInt(Option<i64>),
     /// A JSON document (`jsonb` on PostgreSQL, text on SQLite).
     Json(serde_json::Value),
+    /// A JSON document or NULL.
+    OptJson(Option<serde_json::Value>),
 }
 
 macro_rules! value_from {
@@ -51,6 +55,7 @@ value_from!(
     &str => Text,
     Option<String> => OptText,
     i64 => Int,
+    Option<i64> => OptInt,
     DateTime<Utc> => Time,
     Option<DateTime<Utc>> => OptTime,
     serde_json::Value => Json,
@@ -104,7 +109,9 @@ macro_rules! bind_values {
                 Value::Int(v) => query.bind(v),
                 Value::Time(v) => query.bind(v),
                 Value::OptTime(v) => query.bind(v),
+                Value::OptInt(v) => query.bind(v),
                 Value::Json(v) => query.bind(sqlx::types::Json(v)),
+                Value::OptJson(v) => query.bind(v.map(sqlx::types::Json)),
             };
         }
         query

@@ -4,20 +4,24 @@ use chrono::Utc;
 
 use super::{
     Db, TenantTx,
-    scope::{Pooled, Tx},
+    scope::{Change, Pooled, Tx},
     sql::Value,
 };
 use crate::{
     Error, NewTenant, NewUser, PageRequest, Result, Tenant, TenantContext, TenantId, TenantStatus,
-    User, validate,
+    User, audit::Actor, validate,
 };
+
+fn tenant_state(tenant: &Tenant) -> Result<serde_json::Value> {
+    serde_json::to_value(tenant).map_err(|e| Error::Internal(e.to_string()))
+}
 
 impl Db {
     /// Creates a tenant; [`Error::Conflict`] when the subdomain is taken.
-    pub async fn create_tenant(&self, new: &NewTenant) -> Result<Tenant> {
-        let mut tx = Tx::begin(self).await?;
-        let tenant = insert_tenant(&mut tx, new).await?;
-        tx.commit().await?;
+    /// Its audit trail starts with the creation, by `by`.
+    pub async fn create_tenant(&self, new: &NewTenant, by: &Actor) -> Result<Tenant> {
+        let (tenant, scoped) = self.insert_tenant(new, by).await?;
+        scoped.commit().await?;
         Ok(tenant)
     }
 
@@ -26,13 +30,30 @@ impl Db {
         &self,
         new: &NewTenant,
         owner: &NewUser,
+        by: &Actor,
     ) -> Result<(Tenant, User)> {
-        let mut tx = Tx::begin(self).await?;
-        let tenant = insert_tenant(&mut tx, new).await?;
-        let mut scoped = TenantTx::scope(tx, tenant.id).await?;
+        let (tenant, mut scoped) = self.insert_tenant(new, by).await?;
         let user = scoped.create_user(owner).await?;
         scoped.commit().await?;
         Ok((tenant, user))
+    }
+
+    /// Inserts the tenant and returns a transaction scoped to it, with the
+    /// creation audited as its first entry.
+    async fn insert_tenant(&self, new: &NewTenant, by: &Actor) -> Result<(Tenant, TenantTx)> {
+        let mut tx = Tx::begin(self).await?;
+        let tenant = insert_tenant(&mut tx, new).await?;
+        let ctx = TenantContext::new(tenant.clone()).with_actor(by.clone());
+        let mut scoped = TenantTx::scope(tx, ctx).await?;
+        scoped
+            .record_event(
+                "create",
+                "tenant",
+                Some(tenant.id.to_string()),
+                tenant_state(&tenant)?,
+            )
+            .await?;
+        Ok((tenant, scoped))
     }
 
     /// Tenants in id (creation) order.
@@ -52,19 +73,43 @@ impl Db {
             .await
     }
 
-    /// Sets a tenant's status (suspend or reactivate it).
-    pub async fn set_tenant_status(&self, id: TenantId, status: TenantStatus) -> Result<Tenant> {
+    /// Sets a tenant's status (suspend or reactivate it), audited in the
+    /// tenant's trail as `tenant.status_changed` by `by`.
+    pub async fn set_tenant_status(
+        &self,
+        id: TenantId,
+        status: TenantStatus,
+        by: &Actor,
+    ) -> Result<Tenant> {
         let mut tx = Tx::begin(self).await?;
-        let tenant = tx
+        let before: Tenant = tx
             .conn()
             .fetch_optional(
-                "UPDATE tenants SET status = $2 WHERE id = $1 RETURNING id, name, subdomain, status, created_at",
-                vec![id.into(), status.into()],
+                "SELECT id, name, subdomain, status, created_at FROM tenants WHERE id = $1",
+                vec![id.into()],
             )
             .await?
             .ok_or(Error::NotFound("tenant"))?;
-        tx.commit().await?;
-        Ok(tenant)
+        let after: Tenant = tx
+            .conn()
+            .fetch_one(
+                "UPDATE tenants SET status = $2 WHERE id = $1 RETURNING id, name, subdomain, status, created_at",
+                vec![id.into(), status.into()],
+            )
+            .await?;
+        let ctx = TenantContext::new(after.clone()).with_actor(by.clone());
+        let mut scoped = TenantTx::scope(tx, ctx).await?;
+        scoped
+            .append(Change {
+                action: "tenant.status_changed".into(),
+                resource_type: "tenant".into(),
+                resource_id: Some(id.to_string()),
+                before: Some(tenant_state(&before)?),
+                after: Some(tenant_state(&after)?),
+            })
+            .await?;
+        scoped.commit().await?;
+        Ok(after)
     }
 
     /// Resolves a tenant by id.

@@ -39,13 +39,14 @@ impl TenantTx {
             .bind(email)
             .bind(new.role)
             .bind(Utc::now());
-        self.fetch_one(q)
+        self.insert(q)
             .await
             .map_err(|e| e.conflict_if_unique("a user with this email already exists"))
     }
 
     /// Changes a user's e-mail and/or role. The last owner cannot be demoted.
     pub async fn update_user(&mut self, id: UserId, patch: &UserPatch) -> Result<User> {
+        self.lock_tenant_writes().await?;
         let current = self.get_user(id).await?;
         let email = match &patch.email {
             Some(email) => validate::email(email)?,
@@ -63,13 +64,19 @@ impl TenantTx {
             .bind(id)
             .bind(email)
             .bind(role);
-        self.fetch_one(q)
+        let action = if role == current.role {
+            "update"
+        } else {
+            "user.role_changed"
+        };
+        self.update_as(action, &current, q)
             .await
             .map_err(|e| e.conflict_if_unique("a user with this email already exists"))
     }
 
     /// Deletes a user. The last owner cannot be deleted.
     pub async fn delete_user(&mut self, id: UserId) -> Result<User> {
+        self.lock_tenant_writes().await?;
         let current = self.get_user(id).await?;
         if current.role == Role::Owner {
             self.ensure_another_owner(id).await?;
@@ -77,7 +84,7 @@ impl TenantTx {
         let q = self
             .query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
             .bind(id);
-        self.execute(q).await?;
+        self.delete(&current, q).await?;
         Ok(current)
     }
 

@@ -8,6 +8,7 @@
 //! instead of skipping it.
 
 use sha2::{Digest, Sha256};
+use tenantkit::audit::Actor;
 use tenantkit::{Db, NewTenant, TenantContext, store::RuntimeRole};
 use tokio::sync::OnceCell;
 
@@ -141,10 +142,13 @@ pub(crate) async fn postgres_with(max_connections: u32) -> Option<Db> {
 pub(crate) async fn tenant(db: &Db) -> TenantContext {
     let sub = format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
     let t = db
-        .create_tenant(&NewTenant {
-            name: format!("Tenant {sub}"),
-            subdomain: sub,
-        })
+        .create_tenant(
+            &NewTenant {
+                name: format!("Tenant {sub}"),
+                subdomain: sub,
+            },
+            &Actor::System,
+        )
         .await
         .unwrap();
     db.resolve_id(t.id).await.unwrap().unwrap()

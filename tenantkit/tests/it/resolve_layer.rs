@@ -2,6 +2,7 @@
 //! inside a plain hyper server on a real socket.
 
 use std::convert::Infallible;
+use tenantkit::audit::Actor;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -27,15 +28,18 @@ async fn fixture() -> Fixture {
         ("Globex", "globex"),
         ("Initech", "initech"),
     ] {
-        db.create_tenant(&NewTenant {
-            name: name.into(),
-            subdomain: sub.into(),
-        })
+        db.create_tenant(
+            &NewTenant {
+                name: name.into(),
+                subdomain: sub.into(),
+            },
+            &Actor::System,
+        )
         .await
         .unwrap();
     }
     let initech = db.resolve_subdomain("initech").await.unwrap().unwrap();
-    db.set_tenant_status(initech.id(), TenantStatus::Suspended)
+    db.set_tenant_status(initech.id(), TenantStatus::Suspended, &Actor::System)
         .await
         .unwrap();
     let acme = db.resolve_subdomain("acme").await.unwrap().unwrap();

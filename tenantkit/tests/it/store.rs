@@ -1,5 +1,6 @@
 //! Store conformance: every test runs on SQLite and on PostgreSQL (as the runtime role).
 
+use tenantkit::audit::Actor;
 use tenantkit::{
     Db, Error, NewApiKey, NewTenant, NewUser, PageRequest, Role, Scope, TenantStatus, UserId,
     UserPatch,
@@ -357,10 +358,13 @@ async fn api_key_of_another_tenant_does_not_verify(db: Db) {
 async fn tenant_subdomain_rules(db: Db) {
     let sub = format!("x{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let t = db
-        .create_tenant(&NewTenant {
-            name: " Named ".into(),
-            subdomain: sub.to_uppercase(),
-        })
+        .create_tenant(
+            &NewTenant {
+                name: " Named ".into(),
+                subdomain: sub.to_uppercase(),
+            },
+            &Actor::System,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -368,18 +372,24 @@ async fn tenant_subdomain_rules(db: Db) {
         ("Named", sub.as_str())
     );
     let dup = db
-        .create_tenant(&NewTenant {
-            name: "Again".into(),
-            subdomain: sub.clone(),
-        })
+        .create_tenant(
+            &NewTenant {
+                name: "Again".into(),
+                subdomain: sub.clone(),
+            },
+            &Actor::System,
+        )
         .await;
     assert!(matches!(dup, Err(Error::Conflict(_))), "{dup:?}");
     for bad in ["", "-x", "x-", "a.b", "under_score", &"a".repeat(64)] {
         let r = db
-            .create_tenant(&NewTenant {
-                name: "Bad".into(),
-                subdomain: bad.into(),
-            })
+            .create_tenant(
+                &NewTenant {
+                    name: "Bad".into(),
+                    subdomain: bad.into(),
+                },
+                &Actor::System,
+            )
             .await;
         assert!(matches!(r, Err(Error::Invalid(_))), "{bad:?}");
     }
@@ -402,7 +412,7 @@ async fn tenant_subdomain_rules(db: Db) {
 async fn suspend_and_reactivate_tenant(db: Db) {
     let t = tenant(&db).await;
     let suspended = db
-        .set_tenant_status(t.id(), TenantStatus::Suspended)
+        .set_tenant_status(t.id(), TenantStatus::Suspended, &Actor::System)
         .await
         .unwrap();
     assert_eq!(suspended.status, TenantStatus::Suspended);
@@ -415,12 +425,16 @@ async fn suspend_and_reactivate_tenant(db: Db) {
             .status,
         TenantStatus::Suspended
     );
-    db.set_tenant_status(t.id(), TenantStatus::Active)
+    db.set_tenant_status(t.id(), TenantStatus::Active, &Actor::System)
         .await
         .unwrap();
     assert!(matches!(
-        db.set_tenant_status(tenantkit::TenantId::new(), TenantStatus::Active)
-            .await,
+        db.set_tenant_status(
+            tenantkit::TenantId::new(),
+            TenantStatus::Active,
+            &Actor::System
+        )
+        .await,
         Err(Error::NotFound(_))
     ));
 }

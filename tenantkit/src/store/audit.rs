@@ -1,0 +1,300 @@
+//! Appending to, reading and verifying a tenant's audit chain; retention purge.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::types::Json;
+
+use super::{Backend, TenantTx, scope::Change, sql::Value};
+use crate::{
+    AuditEntryId, Error, Result,
+    audit::{AuditEntry, AuditFilter, BrokenLink, ChainReport},
+    validate,
+};
+
+/// How many entries verification and export read per query.
+pub(crate) const AUDIT_BATCH: u32 = 1000;
+
+/// The head of a tenant's chain.
+#[derive(sqlx::FromRow)]
+struct Head {
+    seq: i64,
+    hash: String,
+    anchor_seq: i64,
+    anchor_hash: String,
+}
+
+impl TenantTx {
+    /// Appends an entry for `change` to this tenant's chain, in this
+    /// transaction. Locking the chain head (an `UPDATE` of its row) makes
+    /// concurrent writers of one tenant take turns, so links never fork.
+    pub(crate) async fn append(&mut self, change: Change) -> Result<AuditEntry> {
+        let tenant = self.tenant_id();
+        let ctx = self.context().clone();
+        let mut conn = self.conn();
+        conn.execute(
+            "INSERT INTO audit_heads (tenant_id) VALUES ($1) ON CONFLICT (tenant_id) DO NOTHING",
+            vec![tenant.into()],
+        )
+        .await?;
+        let (seq, prev_hash): (i64, String) = conn
+            .fetch_one(
+                "UPDATE audit_heads SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq, hash",
+                vec![tenant.into()],
+            )
+            .await?;
+        let request = ctx.request();
+        let mut entry = AuditEntry {
+            tenant_id: tenant,
+            seq,
+            id: AuditEntryId::new(),
+            actor_type: ctx.actor().kind().to_owned(),
+            actor_id: ctx.actor().id(),
+            action: change.action,
+            resource_type: change.resource_type,
+            resource_id: change.resource_id,
+            before: change.before.map(Json),
+            after: change.after.map(Json),
+            request_id: request.request_id.clone(),
+            client_ip: request.client_ip.clone(),
+            user_agent: request.user_agent.clone(),
+            // Both databases keep microseconds; hash what they will give back.
+            occurred_at: Utc::now().trunc_subsecs(6),
+            prev_hash,
+            hash: String::new(),
+        };
+        entry.hash = entry.compute_hash();
+        conn.execute(
+            "INSERT INTO audit_logs (tenant_id, seq, id, actor_type, actor_id, action, resource_type, resource_id, \
+             before, after, request_id, client_ip, user_agent, occurred_at, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            vec![
+                tenant.into(),
+                entry.seq.into(),
+                entry.id.into(),
+                entry.actor_type.clone().into(),
+                entry.actor_id.clone().into(),
+                entry.action.clone().into(),
+                entry.resource_type.clone().into(),
+                entry.resource_id.clone().into(),
+                Value::OptJson(entry.before.as_ref().map(|j| j.0.clone())),
+                Value::OptJson(entry.after.as_ref().map(|j| j.0.clone())),
+                entry.request_id.clone().into(),
+                entry.client_ip.clone().into(),
+                entry.user_agent.clone().into(),
+                entry.occurred_at.into(),
+                entry.prev_hash.clone().into(),
+                entry.hash.clone().into(),
+            ],
+        )
+        .await?;
+        conn.execute(
+            "UPDATE audit_heads SET hash = $2 WHERE tenant_id = $1",
+            vec![tenant.into(), entry.hash.clone().into()],
+        )
+        .await?;
+        Ok(entry)
+    }
+
+    /// Takes this tenant's write lock (the chain head) until the transaction
+    /// ends, so a check followed by a write cannot race another writer of the
+    /// same tenant (every audited write takes the same lock).
+    pub async fn lock_tenant_writes(&mut self) -> Result<()> {
+        let tenant = self.tenant_id();
+        let mut conn = self.conn();
+        conn.execute(
+            "INSERT INTO audit_heads (tenant_id) VALUES ($1) ON CONFLICT (tenant_id) DO NOTHING",
+            vec![tenant.into()],
+        )
+        .await?;
+        conn.execute(
+            "UPDATE audit_heads SET seq = seq WHERE tenant_id = $1",
+            vec![tenant.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Entries matching `filter`, newest first (keyset-paginated by `before_seq`).
+    pub async fn list_audit_logs(&mut self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        if let Some(kind) = &filter.actor_type
+            && !["user", "api_key", "system", "platform_admin", "anonymous"]
+                .contains(&kind.as_str())
+        {
+            return Err(Error::invalid(format!(
+                "`actor_type` must be user, api_key, system, platform_admin or anonymous, got `{kind}`"
+            )));
+        }
+        let limit = validate::limit(filter.limit.unwrap_or(50))?;
+        let q = self
+            .query(
+                "SELECT tenant_id, seq, id, actor_type, actor_id, action, resource_type, resource_id, before, after, \
+                 request_id, client_ip, user_agent, occurred_at, prev_hash, hash FROM audit_logs \
+                 WHERE tenant_id = $1 AND ($2 IS NULL OR actor_type = $2) AND ($3 IS NULL OR actor_id = $3) \
+                 AND ($4 IS NULL OR action = $4) AND ($5 IS NULL OR resource_type = $5) \
+                 AND ($6 IS NULL OR resource_id = $6) AND ($7 IS NULL OR occurred_at >= $7) \
+                 AND ($8 IS NULL OR occurred_at < $8) AND ($9 IS NULL OR seq < $9) \
+                 ORDER BY seq DESC LIMIT $10",
+            )
+            .bind(filter.actor_type.clone())
+            .bind(filter.actor_id.clone())
+            .bind(filter.action.clone())
+            .bind(filter.resource_type.clone())
+            .bind(filter.resource_id.clone())
+            .bind(filter.from)
+            .bind(filter.to)
+            .bind(filter.before_seq)
+            .bind(limit);
+        self.fetch_all(q).await
+    }
+
+    /// Up to `limit` entries after `after_seq` in `[from, to)`, oldest first:
+    /// one page of an export.
+    pub async fn audit_page(
+        &mut self,
+        after_seq: i64,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
+        let limit = validate::limit(limit.clamp(1, AUDIT_BATCH))?;
+        let q = self
+            .query(
+                "SELECT tenant_id, seq, id, actor_type, actor_id, action, resource_type, resource_id, before, after, \
+                 request_id, client_ip, user_agent, occurred_at, prev_hash, hash FROM audit_logs \
+                 WHERE tenant_id = $1 AND seq > $2 AND ($3 IS NULL OR occurred_at >= $3) \
+                 AND ($4 IS NULL OR occurred_at < $4) ORDER BY seq LIMIT $5",
+            )
+            .bind(after_seq)
+            .bind(from)
+            .bind(to)
+            .bind(limit);
+        self.fetch_all(q).await
+    }
+
+    /// Walks the whole chain and reports the first broken or missing link:
+    /// an entry whose hash does not match its contents, whose `prev_hash` is
+    /// not its predecessor's hash, a gap in `seq`, or a head that does not
+    /// match the last entry (a deleted tail).
+    pub async fn verify_audit_chain(&mut self) -> Result<ChainReport> {
+        let head: Option<Head> = self
+            .fetch_optional(self.query(
+                "SELECT seq, hash, anchor_seq, anchor_hash FROM audit_heads WHERE tenant_id = $1",
+            ))
+            .await?;
+        let head = head.unwrap_or(Head {
+            seq: 0,
+            hash: String::new(),
+            anchor_seq: 0,
+            anchor_hash: String::new(),
+        });
+        let mut report = ChainReport {
+            valid: true,
+            checked: 0,
+            first_seq: head.anchor_seq + 1,
+            head_seq: head.seq,
+            first_broken: None,
+        };
+        let (mut expected_seq, mut prev_hash) = (head.anchor_seq + 1, head.anchor_hash.clone());
+        let broken = |seq, id, reason| Some(BrokenLink { seq, id, reason });
+        'pages: loop {
+            let page = self
+                .audit_page(expected_seq - 1, None, None, AUDIT_BATCH)
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            for entry in page {
+                report.checked += 1;
+                let problem = if entry.seq != expected_seq {
+                    broken(expected_seq, None, "missing_entry")
+                } else if entry.prev_hash != prev_hash {
+                    broken(entry.seq, Some(entry.id), "prev_hash_mismatch")
+                } else if entry.compute_hash() != entry.hash {
+                    broken(entry.seq, Some(entry.id), "hash_mismatch")
+                } else {
+                    None
+                };
+                if problem.is_some() {
+                    report.first_broken = problem;
+                    break 'pages;
+                }
+                expected_seq += 1;
+                prev_hash = entry.hash;
+            }
+        }
+        if report.first_broken.is_none() && (expected_seq - 1 != head.seq || prev_hash != head.hash)
+        {
+            report.first_broken = broken(expected_seq, None, "head_mismatch");
+        }
+        report.valid = report.first_broken.is_none();
+        Ok(report)
+    }
+
+    /// Deletes this tenant's entries older than `cutoff` (which must be at
+    /// least a day ago), oldest first, through the one purge path the
+    /// database allows, and audits the purge itself. Returns how many entries
+    /// were removed.
+    pub async fn purge_audit_logs(&mut self, cutoff: DateTime<Utc>) -> Result<u64> {
+        if cutoff > Utc::now() - chrono::Duration::days(1) {
+            return Err(Error::invalid("audit retention must be at least one day"));
+        }
+        let tenant = self.tenant_id();
+        let (purged, through_seq): (i64, Option<i64>) = match self.backend() {
+            Backend::Postgres => {
+                self.conn()
+                    .fetch_one(
+                        "SELECT purged, through_seq FROM tenantkit_audit_purge($1, $2)",
+                        vec![tenant.into(), cutoff.into()],
+                    )
+                    .await?
+            }
+            Backend::Sqlite => {
+                let last: Option<(i64, String)> = self
+                    .conn()
+                    .fetch_optional(
+                        "SELECT seq, hash FROM audit_logs WHERE tenant_id = $1 AND occurred_at < $2 \
+                         ORDER BY seq DESC LIMIT 1",
+                        vec![tenant.into(), cutoff.into()],
+                    )
+                    .await?;
+                match last {
+                    None => (0, None),
+                    Some((seq, hash)) => {
+                        let mut conn = self.conn();
+                        conn.execute(
+                            "INSERT INTO audit_purge_in_progress (tenant_id) VALUES ($1)",
+                            vec![tenant.into()],
+                        )
+                        .await?;
+                        let n = conn
+                            .execute(
+                                "DELETE FROM audit_logs WHERE tenant_id = $1 AND seq <= $2",
+                                vec![tenant.into(), seq.into()],
+                            )
+                            .await?;
+                        conn.execute(
+                            "DELETE FROM audit_purge_in_progress WHERE tenant_id = $1",
+                            vec![tenant.into()],
+                        )
+                        .await?;
+                        conn.execute(
+                            "UPDATE audit_heads SET anchor_seq = $2, anchor_hash = $3 WHERE tenant_id = $1",
+                            vec![tenant.into(), seq.into(), hash.into()],
+                        )
+                        .await?;
+                        (i64::try_from(n).unwrap_or(i64::MAX), Some(seq))
+                    }
+                }
+            }
+        };
+        if purged > 0 {
+            self.record_event(
+                "audit_log.purged",
+                "audit_log",
+                None,
+                serde_json::json!({ "purged": purged, "through_seq": through_seq, "cutoff": cutoff }),
+            )
+            .await?;
+        }
+        Ok(u64::try_from(purged).unwrap_or(0))
+    }
+}
