@@ -3,15 +3,17 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::types::Json;
 
-use super::{Backend, TenantTx, scope::Change, sql::Value};
+use futures_util::Stream;
+
+use super::{Backend, Db, TenantTx, scope::Change, sql::Value};
 use crate::{
-    AuditEntryId, Error, Result,
+    AuditEntryId, Error, Result, TenantContext,
     audit::{AuditEntry, AuditFilter, BrokenLink, ChainReport},
     validate,
 };
 
 /// How many entries verification and export read per query.
-pub(crate) const AUDIT_BATCH: u32 = 1000;
+pub const AUDIT_BATCH: u32 = 1000;
 
 /// The head of a tenant's chain.
 #[derive(sqlx::FromRow)]
@@ -155,7 +157,7 @@ impl TenantTx {
         to: Option<DateTime<Utc>>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>> {
-        let limit = validate::limit(limit.clamp(1, AUDIT_BATCH))?;
+        let limit = i64::from(limit.clamp(1, AUDIT_BATCH));
         let q = self
             .query(
                 "SELECT tenant_id, seq, id, actor_type, actor_id, action, resource_type, resource_id, before, after, \
@@ -296,5 +298,39 @@ impl TenantTx {
             .await?;
         }
         Ok(u64::try_from(purged).unwrap_or(0))
+    }
+}
+
+impl Db {
+    /// `ctx`'s tenant's entries in `[from, to)`, oldest first, as NDJSON
+    /// chunks of at most [`AUDIT_BATCH`] lines: one short transaction per
+    /// chunk, so memory stays bounded however long the range.
+    pub fn export_audit_logs(
+        &self,
+        ctx: TenantContext,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> impl Stream<Item = Result<String>> + Send + 'static {
+        let state = (self.clone(), ctx, 0_i64, false);
+        futures_util::stream::try_unfold(state, move |(db, ctx, after_seq, done)| async move {
+            if done {
+                return Ok(None);
+            }
+            let mut tx = db.begin(&ctx).await?;
+            let page = tx.audit_page(after_seq, from, to, AUDIT_BATCH).await?;
+            tx.commit().await?;
+            let Some(last) = page.last().map(|e| e.seq) else {
+                return Ok(None);
+            };
+            let finished = page.len() < AUDIT_BATCH as usize;
+            let mut chunk = String::with_capacity(page.len() * 512);
+            for entry in &page {
+                chunk.push_str(
+                    &serde_json::to_string(entry).map_err(|e| Error::Internal(e.to_string()))?,
+                );
+                chunk.push('\n');
+            }
+            Ok(Some((chunk, (db, ctx, last, finished))))
+        })
     }
 }

@@ -17,6 +17,7 @@ mod users;
 use std::{str::FromStr, time::Duration};
 
 pub use api_keys::CreatedApiKey;
+pub use audit::AUDIT_BATCH;
 pub use migrate::RuntimeRole;
 pub use scope::{Scoped, TenantTx};
 pub use sql::{PgRecord, Record, SqliteRecord, Value};

@@ -173,3 +173,39 @@ macro_rules! on_both_backends {
     };
 }
 pub(crate) use on_both_backends;
+
+/// An in-memory SQLite database and its raw pool (for tests that must go
+/// around the store).
+pub(crate) async fn sqlite_with_pool() -> (Db, sqlx::SqlitePool) {
+    use std::str::FromStr;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str("sqlite::memory:")
+        .unwrap()
+        .foreign_keys(true);
+    // One connection that never closes: the in-memory database lives in it.
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let db = Db::from(pool.clone());
+    db.migrate().await.expect("SQLite migrations");
+    (db, pool)
+}
+
+/// A SQLite file in a temporary directory, with a pool of several
+/// connections (for real concurrency).
+pub(crate) async fn sqlite_file(dir: &tempfile::TempDir) -> Db {
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let db = Db::connect_with(&url, 4).await.expect("SQLite file");
+    db.migrate().await.expect("SQLite migrations");
+    db
+}
+
+/// A pool connected as the owner (a superuser here) to the test database.
+pub(crate) async fn postgres_owner_pool() -> Option<sqlx::PgPool> {
+    let url = postgres_owner_url().await?;
+    Some(sqlx::PgPool::connect(&url).await.expect("owner connection"))
+}

@@ -2,6 +2,7 @@
 
 mod common;
 
+mod audit;
 mod auth_layer;
 mod interleavings;
 mod postgres_rls;
