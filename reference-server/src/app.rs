@@ -4,7 +4,7 @@
 //! every route     metrics → request id → trace → body limit → timeout
 //! /healthz /readyz                         rate limit per client IP
 //! /tenants /metrics   auth (platform admin) → rate limit per client IP
-//! tenant routes       TenantLayer → AuthLayer → rate limit per tenant
+//! tenant routes       TenantLayer → rate limit per client IP → AuthLayer → rate limit per tenant
 //! ```
 
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
@@ -76,9 +76,17 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
             get(routes::api_keys::list).post(routes::api_keys::create),
         )
         .route("/api-keys/{id}", delete(routes::api_keys::revoke))
+        .route("/audit-logs", get(routes::audit_logs::list))
+        .route("/audit-logs/export", get(routes::audit_logs::export))
+        .route("/audit-logs/verify", get(routes::audit_logs::verify))
         .route_layer(
             ServiceBuilder::new()
                 .layer(tenant_layer)
+                // Per client IP before authentication: bounds how fast one
+                // client can guess credentials (each refusal is audited).
+                .layer(RateLimitLayer::per_client_ip(per_minute(
+                    config.rate_limit.per_ip_per_minute,
+                )))
                 .layer(auth.clone())
                 .layer(RateLimitLayer::per_tenant(per_minute(
                     config.rate_limit.per_tenant_per_minute,
@@ -89,6 +97,10 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route(
             "/tenants",
             get(routes::tenants::list).post(routes::tenants::create),
+        )
+        .route(
+            "/tenants/{id}/audit-logs",
+            get(routes::audit_logs::platform_list),
         )
         .route("/metrics", get(routes::health::metrics))
         .route_layer(ServiceBuilder::new().layer(per_ip.clone()).layer(auth));

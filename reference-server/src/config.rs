@@ -54,6 +54,27 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Request rates.
     pub rate_limit: RateLimitConfig,
+    /// Audit-trail retention.
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Entries older than this many days are purged (at least 1).
+    pub retention_days: u32,
+    /// How often `serve` purges, in hours; 0 never (use `tenantkit-server audit purge`).
+    pub purge_every_hours: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 365,
+            purge_every_hours: 24,
+        }
+    }
 }
 
 /// `[server]`
@@ -176,7 +197,7 @@ impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
             per_tenant_per_minute: 1200,
-            per_ip_per_minute: 300,
+            per_ip_per_minute: 600,
         }
     }
 }
@@ -229,6 +250,11 @@ impl Config {
         if self.rate_limit.per_tenant_per_minute == 0 || self.rate_limit.per_ip_per_minute == 0 {
             return Err(ConfigError(
                 "rate limits must be at least 1 per minute".into(),
+            ));
+        }
+        if self.audit.retention_days == 0 {
+            return Err(ConfigError(
+                "audit.retention_days must be at least 1".into(),
             ));
         }
         if self.auth.token_ttl_secs == 0 {

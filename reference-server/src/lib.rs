@@ -232,6 +232,32 @@ pub async fn create_tenant(
     }
 }
 
+/// Purges every tenant's audit entries older than `retention_days`, each
+/// through the audited purge path. Returns `(tenants purged, entries removed)`.
+pub async fn purge_audit_logs(db: &Db, retention_days: u32) -> tenantkit::Result<(u64, u64)> {
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(retention_days.max(1)));
+    let (mut tenants, mut entries) = (0, 0);
+    let mut after = None;
+    loop {
+        let page = db.list_tenants(PageRequest { after, limit: 500 }).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for tenant in &page {
+            let Some(ctx) = db.resolve_id(tenant.id).await? else {
+                continue;
+            };
+            let mut tx = db.begin(&ctx).await?;
+            let purged = tx.purge_audit_logs(cutoff).await?;
+            tx.commit().await?;
+            if purged > 0 {
+                tenants += 1;
+                entries += purged;
+            }
+        }
+    }
+    Ok((tenants, entries))
+}
+
 /// Resolves `tenant` (id or subdomain) to its id, for the command line.
 pub async fn find_tenant(db: &Db, tenant: &str) -> anyhow::Result<tenantkit::TenantContext> {
     let r: TenantRef = tenant.parse()?;
@@ -255,11 +281,15 @@ pub struct Running {
     pub db: Db,
     handle: Handle<SocketAddr>,
     task: JoinHandle<std::io::Result<()>>,
+    purger: Option<JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops accepting, lets in-flight requests finish (up to `grace`), and waits.
     pub async fn shutdown(self, grace: Duration) -> anyhow::Result<()> {
+        if let Some(purger) = &self.purger {
+            purger.abort();
+        }
         self.handle.graceful_shutdown(Some(grace));
         self.task.await??;
         self.db.close().await;
@@ -307,6 +337,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         };
         bail!("could not listen on {}: {err}", config.server.listen);
     };
+    let purger = (config.audit.purge_every_hours > 0).then(|| {
+        let every = Duration::from_secs(config.audit.purge_every_hours * 3600);
+        let (db, retention) = (db.clone(), config.audit.retention_days);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            loop {
+                ticks.tick().await;
+                match purge_audit_logs(&db, retention).await {
+                    Ok((tenants, entries)) => {
+                        tracing::info!(tenants, entries, "audit retention purge")
+                    }
+                    Err(e) => tracing::error!(error = %e, "audit retention purge failed"),
+                }
+            }
+        })
+    });
     Ok(Running {
         addr,
         tls,
@@ -314,6 +360,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         db,
         handle,
         task,
+        purger,
     })
 }
 

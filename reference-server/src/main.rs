@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use tenantkit::{NewTenant, Role, audit::Actor, auth::TokenRole};
 use tenantkit_server::{
     config::{Config, LogFormat},
-    create_tenant, find_tenant, load_keys, migrate, open_runtime_db, start,
+    create_tenant, find_tenant, load_keys, migrate, open_runtime_db, purge_audit_logs, start,
 };
 
 /// The tenantkit reference server.
@@ -36,6 +36,27 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Audit trail maintenance.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Purge entries older than the retention period, in every tenant (audited).
+    Purge {
+        /// Days to keep (default: audit.retention_days).
+        #[arg(long)]
+        retention_days: Option<u32>,
+    },
+    /// Check a tenant's hash chain.
+    Verify {
+        /// The tenant (id or subdomain).
+        #[arg(long)]
+        tenant: String,
     },
 }
 
@@ -122,6 +143,29 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             let out = serde_json::json!({ "tenant": tenant, "owner": owner });
             println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Purge { retention_days },
+        } => {
+            let db = open_runtime_db(&config).await?;
+            let days = retention_days.unwrap_or(config.audit.retention_days);
+            let (tenants, entries) = purge_audit_logs(&db, days).await?;
+            println!(
+                "purged {entries} audit entries older than {days} days from {tenants} tenants"
+            );
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { tenant },
+        } => {
+            let db = open_runtime_db(&config).await?;
+            let ctx = find_tenant(&db, &tenant).await?;
+            let report = db.begin(&ctx).await?.verify_audit_chain().await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !report.valid {
+                std::process::exit(2);
+            }
             Ok(())
         }
         Command::Token {

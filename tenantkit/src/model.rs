@@ -104,6 +104,9 @@ pub enum Scope {
     /// Create and revoke API keys.
     #[serde(rename = "api_keys:write")]
     ApiKeysWrite,
+    /// Read, export and verify the audit trail.
+    #[serde(rename = "audit_logs:read")]
+    AuditLogsRead,
 }
 
 macro_rules! text_enum {
@@ -159,16 +162,18 @@ text_enum!(Scope {
     UsersWrite = "users:write",
     ApiKeysRead = "api_keys:read",
     ApiKeysWrite = "api_keys:write",
+    AuditLogsRead = "audit_logs:read",
 });
 
 impl Scope {
     /// Every scope, for a key that may do everything an admin may.
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::TenantRead,
         Scope::UsersRead,
         Scope::UsersWrite,
         Scope::ApiKeysRead,
         Scope::ApiKeysWrite,
+        Scope::AuditLogsRead,
     ];
 }
 

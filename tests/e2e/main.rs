@@ -2,6 +2,7 @@
 //! SQLite and on PostgreSQL (as the runtime role).
 
 mod attacks;
+mod audit;
 mod flows;
 mod startup;
 

@@ -1,6 +1,7 @@
 //! Handlers, one module per resource.
 
 pub mod api_keys;
+pub mod audit_logs;
 pub mod health;
 pub mod tenant;
 pub mod tenants;

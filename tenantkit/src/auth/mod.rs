@@ -10,6 +10,7 @@
 //! | `ReadUsers` | yes | yes | yes | `users:read` | no |
 //! | `WriteUsers` | no | yes | yes | `users:write` | no |
 //! | `ReadApiKeys`, `WriteApiKeys` | no | yes | yes | `api_keys:read`, `api_keys:write` | no |
+//! | `ReadAuditLogs` | no | yes | yes | `audit_logs:read` | only through the audited platform path |
 //! | `GrantOwner` (make or unmake owners) | no | no | yes | never | no |
 //! | `ManageTenants` | no | no | no | never | yes |
 //!
@@ -82,6 +83,8 @@ pub enum Permission {
     ReadApiKeys,
     /// Create and revoke API keys.
     WriteApiKeys,
+    /// Read, export and verify the tenant's audit trail.
+    ReadAuditLogs,
     /// Make a user an owner, or change or delete an owner.
     GrantOwner,
     /// Create and list tenants.
@@ -126,7 +129,7 @@ impl Principal {
             Subject::PlatformAdmin { .. } => permission == ManageTenants,
             Subject::User { role, .. } => match permission {
                 ReadTenant | ReadUsers => true,
-                WriteUsers | ReadApiKeys | WriteApiKeys => *role >= Role::Admin,
+                WriteUsers | ReadApiKeys | WriteApiKeys | ReadAuditLogs => *role >= Role::Admin,
                 GrantOwner => *role == Role::Owner,
                 ManageTenants => false,
             },
@@ -137,6 +140,7 @@ impl Principal {
                     WriteUsers => Scope::UsersWrite,
                     ReadApiKeys => Scope::ApiKeysRead,
                     WriteApiKeys => Scope::ApiKeysWrite,
+                    ReadAuditLogs => Scope::AuditLogsRead,
                     GrantOwner | ManageTenants => return false,
                 };
                 scopes.contains(&needed)

@@ -1,0 +1,399 @@
+//! The audit trail over HTTP: what is recorded, who may read it, export, verify.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tenantkit::auth::TokenRole;
+use tenantkit_e2e::{Backend, Server};
+
+use crate::on_both_backends;
+
+on_both_backends!(
+    changes_are_recorded_with_actor_and_request_details,
+    security_events_are_recorded,
+    export_streams_ndjson_and_is_itself_audited,
+    verify_reports_a_valid_chain,
+    only_admins_and_scoped_keys_read_the_trail,
+    platform_admin_reads_across_tenants_only_through_the_audited_path,
+    bad_audit_queries_get_problem_details,
+);
+
+macro_rules! server {
+    ($backend:expr) => {
+        match Server::start($backend).await {
+            Some(s) => s,
+            None => return,
+        }
+    };
+}
+
+async fn log(s: &Server, sub: &str, token: &str, query: &str) -> Vec<Value> {
+    let res = s
+        .http
+        .get(s.url(&format!("/audit-logs{query}")))
+        .header("x-tenant-id", sub)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json::<Value>().await.unwrap()["items"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn changes_are_recorded_with_actor_and_request_details(backend: Backend) {
+    let s = server!(backend);
+    let (id, sub) = s.create_tenant().await;
+    let token = s.token(id, TokenRole::Owner);
+    let res = s
+        .http
+        .post(s.url("/users"))
+        .header("x-tenant-id", &sub)
+        .header("user-agent", "e2e-agent/1.0")
+        .bearer_auth(&token)
+        .json(&json!({ "email": "audited@x.test" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let user: Value = res.json().await.unwrap();
+
+    let entries = log(&s, &sub, &token, "?resource_type=user&action=create").await;
+    let entry = entries
+        .iter()
+        .find(|e| e["resource_id"] == user["id"])
+        .expect("creation audited");
+    assert_eq!(entry["actor"]["type"], "user");
+    assert_eq!(entry["user_id"], "e2e-user");
+    assert_eq!(entry["request_id"], request_id);
+    assert_eq!(entry["user_agent"], "e2e-agent/1.0");
+    assert_eq!(entry["client_ip"], "127.0.0.1");
+    assert_eq!(entry["changes"]["after"]["email"], "audited@x.test");
+    assert!(entry["changes"]["before"].is_null());
+    s.stop().await;
+}
+
+async fn security_events_are_recorded(backend: Backend) {
+    let s = server!(backend);
+    let ((a, a_sub), (b, b_sub)) = (s.create_tenant().await, s.create_tenant().await);
+    let a_owner = s.token(a, TokenRole::Owner);
+    // A failed login at A, and A's token used at B.
+    let failed = s
+        .http
+        .get(s.url("/users"))
+        .header("x-tenant-id", &a_sub)
+        .bearer_auth("garbage")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), StatusCode::UNAUTHORIZED);
+    let mismatch = s
+        .http
+        .get(s.url("/users"))
+        .header("x-tenant-id", &b_sub)
+        .bearer_auth(&a_owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mismatch.status(), StatusCode::FORBIDDEN);
+
+    let a_log = log(&s, &a_sub, &a_owner, "?action=auth.failed").await;
+    assert_eq!(a_log.len(), 1);
+    assert_eq!(a_log[0]["actor"]["type"], "anonymous");
+    assert_eq!(a_log[0]["changes"]["after"]["status"], 401);
+    let b_log = log(
+        &s,
+        &b_sub,
+        &s.token(b, TokenRole::Owner),
+        "?action=auth.tenant_mismatch",
+    )
+    .await;
+    assert_eq!(b_log.len(), 1);
+    assert_eq!(
+        b_log[0]["changes"]["after"]["claimed_tenant"],
+        a.to_string()
+    );
+    assert_eq!(b_log[0]["user_id"], "e2e-user");
+
+    // API key creation and revocation, and a role change.
+    let key: Value = s
+        .http
+        .post(s.url("/api-keys"))
+        .header("x-tenant-id", &a_sub)
+        .bearer_auth(&a_owner)
+        .json(&json!({ "name": "k" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key_id = key["id"].as_str().unwrap();
+    let del = s
+        .http
+        .delete(s.url(&format!("/api-keys/{key_id}")))
+        .header("x-tenant-id", &a_sub)
+        .bearer_auth(&a_owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), StatusCode::NO_CONTENT);
+    let user: Value = s
+        .http
+        .post(s.url("/users"))
+        .header("x-tenant-id", &a_sub)
+        .bearer_auth(&a_owner)
+        .json(&json!({ "email": "promote@x.test" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let patch = s
+        .http
+        .patch(s.url(&format!("/users/{}", user["id"].as_str().unwrap())))
+        .header("x-tenant-id", &a_sub)
+        .bearer_auth(&a_owner)
+        .json(&json!({ "role": "admin" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status(), StatusCode::OK);
+
+    let keys = log(&s, &a_sub, &a_owner, "?resource_type=api_key").await;
+    let actions: Vec<_> = keys.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["api_key.revoked", "create"]);
+    assert!(
+        keys.iter()
+            .all(|e| e["changes"]["after"].get("hash").is_none()),
+        "key hashes stay out of the trail"
+    );
+    let roles = log(&s, &a_sub, &a_owner, "?action=user.role_changed").await;
+    assert_eq!(roles.len(), 1);
+    assert_eq!(roles[0]["changes"]["before"]["role"], "member");
+    assert_eq!(roles[0]["changes"]["after"]["role"], "admin");
+    s.stop().await;
+}
+
+async fn export_streams_ndjson_and_is_itself_audited(backend: Backend) {
+    let s = server!(backend);
+    let (id, sub) = s.create_tenant().await;
+    let token = s.token(id, TokenRole::Admin);
+    let res = s
+        .http
+        .get(s.url("/audit-logs/export"))
+        .header("x-tenant-id", &sub)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "application/x-ndjson");
+    let body = res.text().await.unwrap();
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actions: Vec<_> = lines
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    // Tenant created, owner created, then this export (recorded before it streams).
+    assert_eq!(actions, ["create", "create", "audit_log.exported"]);
+    let seqs: Vec<_> = lines.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+
+    let future = s
+        .http
+        .get(s.url("/audit-logs/export?from=2999-01-01T00:00:00Z"))
+        .header("x-tenant-id", &sub)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(future.status(), StatusCode::OK);
+    assert_eq!(
+        future.text().await.unwrap(),
+        "",
+        "an empty range exports nothing"
+    );
+    s.stop().await;
+}
+
+async fn verify_reports_a_valid_chain(backend: Backend) {
+    let s = server!(backend);
+    let (id, sub) = s.create_tenant().await;
+    let token = s.token(id, TokenRole::Owner);
+    for i in 0..3 {
+        let res = s
+            .http
+            .post(s.url("/users"))
+            .header("x-tenant-id", &sub)
+            .bearer_auth(&token)
+            .json(&json!({ "email": format!("v{i}@x.test") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    let report: Value = s
+        .http
+        .get(s.url("/audit-logs/verify"))
+        .header("x-tenant-id", &sub)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["valid"], true, "{report}");
+    assert_eq!(report["checked"], 5);
+    assert!(report["first_broken"].is_null());
+    s.stop().await;
+}
+
+async fn only_admins_and_scoped_keys_read_the_trail(backend: Backend) {
+    let s = server!(backend);
+    let (id, sub) = s.create_tenant().await;
+    for path in ["/audit-logs", "/audit-logs/export", "/audit-logs/verify"] {
+        let res = s
+            .http
+            .get(s.url(path))
+            .header("x-tenant-id", &sub)
+            .bearer_auth(s.token(id, TokenRole::Member))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    let admin = s.token(id, TokenRole::Admin);
+    let mut keys = Vec::new();
+    for scopes in [json!(["users:read"]), json!(["audit_logs:read"])] {
+        let key: Value = s
+            .http
+            .post(s.url("/api-keys"))
+            .header("x-tenant-id", &sub)
+            .bearer_auth(&admin)
+            .json(&json!({ "name": "k", "scopes": scopes }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        keys.push(key["key"].as_str().unwrap().to_owned());
+    }
+    let with = |key: &str| {
+        s.http
+            .get(s.url("/audit-logs"))
+            .header("x-tenant-id", &sub)
+            .header("x-api-key", key)
+            .send()
+    };
+    assert_eq!(
+        with(&keys[0]).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(with(&keys[1]).await.unwrap().status(), StatusCode::OK);
+    s.stop().await;
+}
+
+async fn platform_admin_reads_across_tenants_only_through_the_audited_path(backend: Backend) {
+    let s = server!(backend);
+    let (id, sub) = s.create_tenant().await;
+    // A platform token cannot use the tenant's own route.
+    let direct = s
+        .http
+        .get(s.url("/audit-logs"))
+        .header("x-tenant-id", &sub)
+        .bearer_auth(s.admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), StatusCode::FORBIDDEN);
+    // Tenant tokens cannot use the platform path.
+    let path = format!("/tenants/{id}/audit-logs");
+    let res = s
+        .http
+        .get(s.url(&path))
+        .bearer_auth(s.token(id, TokenRole::Owner))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    let res = s
+        .http
+        .get(s.url(&format!("{path}?action=create")))
+        .bearer_auth(s.admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let items = res.json::<Value>().await.unwrap()["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(!items.is_empty() && items.iter().all(|e| e["tenant_id"] == id.to_string()));
+
+    let reads = log(
+        &s,
+        &sub,
+        &s.token(id, TokenRole::Owner),
+        "?action=audit_log.platform_read",
+    )
+    .await;
+    assert_eq!(
+        reads.len(),
+        1,
+        "the tenant sees that the platform read its trail"
+    );
+    assert_eq!(reads[0]["actor"]["type"], "platform_admin");
+    assert_eq!(reads[0]["changes"]["after"]["query"], "action=create");
+
+    let unknown = s
+        .http
+        .get(s.url(&format!(
+            "/tenants/{}/audit-logs",
+            tenantkit::TenantId::new()
+        )))
+        .bearer_auth(s.admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+async fn bad_audit_queries_get_problem_details(backend: Backend) {
+    let s = server!(backend);
+    let (id, sub) = s.create_tenant().await;
+    let token = s.token(id, TokenRole::Owner);
+    for (query, status) in [
+        ("?actor_type=robot", StatusCode::UNPROCESSABLE_ENTITY),
+        ("?limit=0", StatusCode::UNPROCESSABLE_ENTITY),
+        ("?limit=501", StatusCode::UNPROCESSABLE_ENTITY),
+        ("?from=yesterday", StatusCode::BAD_REQUEST),
+        ("?colour=red", StatusCode::BAD_REQUEST),
+    ] {
+        let res = s
+            .http
+            .get(s.url(&format!("/audit-logs{query}")))
+            .header("x-tenant-id", &sub)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status, "{query}");
+        assert_eq!(
+            res.headers()["content-type"],
+            "application/problem+json",
+            "{query}"
+        );
+    }
+    s.stop().await;
+}
