@@ -35,17 +35,22 @@ CREATE TABLE audit_heads (
     PRIMARY KEY (tenant_id)
 );
 
-ALTER TABLE audit_logs ENABLE ROW LEVEL SECURITY;
-ALTER TABLE audit_logs FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON audit_logs
-    USING (tenant_id = tenantkit_current_tenant())
-    WITH CHECK (tenant_id = tenantkit_current_tenant());
+-- One definition of tenant isolation for every tenant-owned table from here
+-- on (later crates call it in their migrations): ENABLE and FORCE row-level
+-- security and the policy on the current tenant.
+CREATE FUNCTION tenantkit_isolate(tbl regclass) RETURNS void
+    LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
+    EXECUTE format(
+        'CREATE POLICY tenant_isolation ON %s '
+        'USING (tenant_id = tenantkit_current_tenant()) '
+        'WITH CHECK (tenant_id = tenantkit_current_tenant())', tbl);
+END $$;
 
-ALTER TABLE audit_heads ENABLE ROW LEVEL SECURITY;
-ALTER TABLE audit_heads FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON audit_heads
-    USING (tenant_id = tenantkit_current_tenant())
-    WITH CHECK (tenant_id = tenantkit_current_tenant());
+SELECT tenantkit_isolate('audit_logs');
+SELECT tenantkit_isolate('audit_heads');
 
 -- Append-only, even for the owner: UPDATE, DELETE and TRUNCATE fail, except
 -- DELETE inside tenantkit_audit_purge, which sets a transaction-local flag.
