@@ -23,6 +23,16 @@ pub enum Error {
     /// The input breaks a documented rule.
     #[error("{0}")]
     Invalid(Cow<'static, str>),
+    /// A quota would be exceeded (e.g. the plan's user limit).
+    #[error("{resource} limit of {limit} reached ({usage} in use)")]
+    LimitExceeded {
+        /// What is limited, e.g. `users`.
+        resource: &'static str,
+        /// The limit.
+        limit: u64,
+        /// Current usage.
+        usage: u64,
+    },
     /// Configuration or deployment is unsafe or incomplete; the process should not start.
     #[error("misconfigured: {0}")]
     Misconfigured(String),

@@ -110,6 +110,17 @@ impl From<&Error> for Problem {
             Error::Conflict(msg) => {
                 Problem::new(StatusCode::CONFLICT, "Conflict").with_detail(msg.to_string())
             }
+            Error::LimitExceeded {
+                resource,
+                limit,
+                usage,
+            } => Problem::new(StatusCode::PAYMENT_REQUIRED, "Limit reached")
+                .with_detail(format!(
+                    "the {resource} limit of {limit} is reached ({usage} in use)"
+                ))
+                .with_extension("resource", *resource)
+                .with_extension("limit", *limit)
+                .with_extension("usage", *usage),
             Error::Invalid(msg) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid request")
                     .with_detail(msg.to_string())

@@ -101,6 +101,25 @@ impl Db {
         Ok(())
     }
 
+    /// Applies another crate's migrations: one migrator per backend, each with
+    /// its own history table (see `Migrator::dangerous_set_table_name`), so
+    /// crates never see each other's migrations. Connect as the owner on
+    /// PostgreSQL, then call [`Db::setup_runtime_role`] again.
+    pub async fn apply_migrations(
+        &self,
+        postgres: &sqlx::migrate::Migrator,
+        sqlite: &sqlx::migrate::Migrator,
+    ) -> Result<()> {
+        match &self.pool {
+            #[cfg(feature = "postgres")]
+            Pool::Pg(pool) => postgres.run(pool).await?,
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => sqlite.run(pool).await?,
+        }
+        let _ = (postgres, sqlite);
+        Ok(())
+    }
+
     /// PostgreSQL: creates the runtime role if missing (without superuser,
     /// `BYPASSRLS` or ownership) and grants it row access to every table of the
     /// current schema. Run it as the owner after every migration, so tables
@@ -132,7 +151,12 @@ impl Db {
                 ),
                 format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {name}"),
                 format!("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {name}"),
-                format!("REVOKE ALL ON TABLE _sqlx_migrations FROM {name}"),
+                // Every crate's migration history (`_..._migrations`) is the owner's alone.
+                format!(
+                    "DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename FROM pg_tables \
+                     WHERE schemaname = 'public' AND tablename LIKE '\\_%migrations' LOOP \
+                     EXECUTE format('REVOKE ALL ON TABLE %I FROM {name}', t); END LOOP; END $$"
+                ),
                 // The audit trail is append-only for the runtime: insert and read.
                 format!("REVOKE UPDATE, DELETE, TRUNCATE ON TABLE audit_logs FROM {name}"),
                 // The chain head: only its position and hash move; the purge

@@ -112,6 +112,60 @@ impl Db {
         Ok(after)
     }
 
+    /// Records that `external_id` at `provider` (e.g. a Stripe customer)
+    /// belongs to `tenant`. Linking the same pair again is a no-op; linking it
+    /// to another tenant is [`Error::Conflict`].
+    pub async fn link_external_id(
+        &self,
+        provider: &str,
+        external_id: &str,
+        tenant: TenantId,
+    ) -> Result<()> {
+        let mut tx = Tx::begin(self).await?;
+        tx.conn()
+            .execute(
+                "INSERT INTO tenant_external_ids (provider, external_id, tenant_id, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (provider, external_id) DO NOTHING",
+                vec![provider.into(), external_id.into(), tenant.into(), Utc::now().into()],
+            )
+            .await?;
+        let (owner,): (TenantId,) = tx
+            .conn()
+            .fetch_one(
+                "SELECT tenant_id FROM tenant_external_ids WHERE provider = $1 AND external_id = $2",
+                vec![provider.into(), external_id.into()],
+            )
+            .await?;
+        tx.commit().await?;
+        if owner == tenant {
+            Ok(())
+        } else {
+            Err(Error::Conflict(
+                format!("{provider} id {external_id} belongs to another tenant").into(),
+            ))
+        }
+    }
+
+    /// The tenant `external_id` at `provider` belongs to, if linked.
+    pub async fn resolve_external_id(
+        &self,
+        provider: &str,
+        external_id: &str,
+    ) -> Result<Option<TenantContext>> {
+        let owner: Option<(TenantId,)> = Pooled::acquire(self)
+            .await?
+            .conn()
+            .fetch_optional(
+                "SELECT tenant_id FROM tenant_external_ids WHERE provider = $1 AND external_id = $2",
+                vec![provider.into(), external_id.into()],
+            )
+            .await?;
+        match owner {
+            Some((id,)) => self.resolve_id(id).await,
+            None => Ok(None),
+        }
+    }
+
     /// Resolves a tenant by id.
     pub async fn resolve_id(&self, id: TenantId) -> Result<Option<TenantContext>> {
         self.find_tenant(

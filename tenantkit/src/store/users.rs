@@ -29,7 +29,29 @@ impl TenantTx {
 
     /// Creates a user; [`Error::Conflict`] when the e-mail is taken in this tenant.
     pub async fn create_user(&mut self, new: &NewUser) -> Result<User> {
+        self.create_user_within(new, None).await
+    }
+
+    /// Creates a user unless the tenant already has `max_users` users
+    /// ([`Error::LimitExceeded`]). The count and the insert happen under the
+    /// tenant's write lock, so concurrent creations never overshoot the limit.
+    pub async fn create_user_within(
+        &mut self,
+        new: &NewUser,
+        max_users: Option<u64>,
+    ) -> Result<User> {
         let email = validate::email(&new.email)?;
+        if let Some(limit) = max_users {
+            self.lock_tenant_writes().await?;
+            let usage = u64::try_from(self.count_users().await?).unwrap_or(u64::MAX);
+            if usage >= limit {
+                return Err(Error::LimitExceeded {
+                    resource: "users",
+                    limit,
+                    usage,
+                });
+            }
+        }
         let q = self
             .query(
                 "INSERT INTO users (tenant_id, id, email, role, created_at) VALUES ($1, $2, $3, $4, $5) \

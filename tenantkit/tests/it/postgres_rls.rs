@@ -32,7 +32,8 @@ async fn tenant_owned_tables(pool: &PgPool) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped \
-         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 1",
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') \
+         AND obj_description(c.oid, 'pg_class') IS DISTINCT FROM 'tenantkit:platform' ORDER BY 1",
     )
     .fetch_all(pool)
     .await
@@ -300,6 +301,17 @@ async fn every_tenant_owned_table_leads_keys_with_tenant_id_and_forces_rls() {
                 "{table}: no policy USING and WITH CHECK on the current tenant: {policies:?}"
             ));
         }
+    }
+    // Only these tables may opt out of tenant isolation as platform tables.
+    let platform: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND obj_description(c.oid, 'pg_class') = 'tenantkit:platform' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    if platform != ["tenant_external_ids"] {
+        problems.push(format!("unexpected platform tables: {platform:?}"));
     }
     assert!(
         problems.is_empty(),
