@@ -1,10 +1,377 @@
 //! # tenantkit-billing
 //!
-//! Will hold Stripe subscriptions (async-stripe), plans loaded from
-//! configuration, and `PlanLayer`, a tower layer that refuses requests a
-//! tenant's plan does not allow with `402 Payment Required`.
+//! Stripe subscriptions and plan enforcement for tenantkit:
 //!
-//! Its tables (`subscriptions`, processed Stripe event ids) are tenant-owned
-//! and plug into `tenantkit` as described in `ARCHITECTURE.md`: `tenant_id`
-//! leads every key, row-level security on PostgreSQL, and every query through
-//! `tenantkit::TenantTx`. Nothing is implemented yet.
+//! - [`plans`]: plans from configuration (defaults Free, Pro, Enterprise) and
+//!   the Stripe prices that map to them;
+//! - [`Billing`]: a tenant's effective plan (cached in process), Checkout and
+//!   billing-portal sessions, and verified, idempotent, order-safe Stripe
+//!   webhooks ([`webhook`], [`signature`]);
+//! - [`PlanLayer`]: a tower layer that refuses what the tenant's plan does not
+//!   allow with `402 Payment Required`;
+//! - the user limit, enforced atomically with user creation
+//!   ([`Billing::create_user`]).
+//!
+//! Its tables (`subscriptions`, `stripe_events`) are tenant-owned: every
+//! change goes through `tenantkit::TenantTx` and is audited.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use tenantkit::{Db, NewTenant, audit::Actor};
+//! use tenantkit_billing::{Billing, BillingConfig};
+//!
+//! let db = Db::connect("sqlite::memory:").await?;
+//! db.migrate().await?;
+//! Billing::migrate(&db).await?;
+//! db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
+//! let acme = db.resolve_subdomain("acme").await?.unwrap();
+//!
+//! let billing = Billing::new(db, BillingConfig::default()).unwrap();
+//! assert_eq!(billing.plan_for(&acme).await?.id, "free", "no subscription yet");
+//! # Ok::<_, tenantkit::Error>(()) }).unwrap();
+//! ```
+
+pub mod config;
+mod plan_layer;
+pub mod plans;
+pub mod signature;
+mod stripe_api;
+pub mod subscription;
+pub mod webhook;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+pub use config::BillingConfig;
+use http::StatusCode;
+pub use plan_layer::{PlanLayer, PlanService, PlanSource};
+use plans::{Feature, Plan, Plans};
+use serde::Serialize;
+pub use stripe_api::StripeApi;
+use subscription::Subscription;
+use tenantkit::{Db, NewUser, TenantContext, TenantId, TenantTx, User, problem::Problem};
+
+/// What can go wrong in billing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BillingError {
+    /// The store failed, or refused (not found, invalid, limit).
+    #[error(transparent)]
+    Store(#[from] tenantkit::Error),
+    /// Stripe is not configured (no secret key, no webhook secret).
+    #[error("billing is not configured: {0}")]
+    NotConfigured(&'static str),
+    /// No such plan, or it has no Stripe price.
+    #[error("{0}")]
+    UnknownPlan(String),
+    /// The tenant has no Stripe customer yet (no checkout happened).
+    #[error("this tenant has no Stripe customer yet; start a checkout first")]
+    NoCustomer,
+    /// Stripe answered with an error.
+    #[error("Stripe request failed: {0}")]
+    Stripe(String),
+    /// A webhook signature was missing, stale or wrong.
+    #[error(transparent)]
+    Signature(#[from] signature::SignatureError),
+    /// A webhook body is not a Stripe event.
+    #[error("malformed Stripe event: {0}")]
+    Malformed(String),
+}
+
+impl From<&BillingError> for Problem {
+    fn from(err: &BillingError) -> Self {
+        match err {
+            BillingError::Store(e) => Problem::from(e),
+            BillingError::NotConfigured(what) => {
+                tracing::error!(%what, "billing not configured");
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Billing unavailable")
+                    .with_detail("billing is not configured on this server")
+            }
+            BillingError::UnknownPlan(msg) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Unknown plan").with_detail(msg)
+            }
+            BillingError::NoCustomer => Problem::new(StatusCode::CONFLICT, "No billing account")
+                .with_detail(err.to_string()),
+            BillingError::Stripe(msg) => {
+                tracing::error!(error = %msg, "Stripe request failed");
+                Problem::new(StatusCode::BAD_GATEWAY, "Payment provider error")
+                    .with_detail("the payment provider could not complete the request; try again")
+            }
+            BillingError::Signature(e) => {
+                Problem::new(StatusCode::BAD_REQUEST, "Invalid signature")
+                    .with_detail(e.to_string())
+            }
+            BillingError::Malformed(msg) => {
+                Problem::new(StatusCode::BAD_REQUEST, "Malformed event").with_detail(msg)
+            }
+        }
+    }
+}
+
+/// The `402` for a plan that lacks `feature`.
+pub fn feature_problem(plan: &Plan, feature: Feature) -> Problem {
+    Problem::new(StatusCode::PAYMENT_REQUIRED, "Payment required")
+        .with_type("https://tenantkit.dev/problems/plan-limit")
+        .with_detail(format!(
+            "the {} plan does not include {}",
+            plan.name,
+            feature.as_str()
+        ))
+        .with_extension("plan", plan.id.clone())
+        .with_extension("limit", feature.as_str())
+        .with_extension("usage", serde_json::Value::Null)
+        .with_extension(
+            "upgrade",
+            "POST /billing/checkout with a plan that includes it",
+        )
+}
+
+/// The `402` for a plan whose user limit is reached.
+pub fn user_limit_problem(plan: &Plan, limit: u64, usage: u64) -> Problem {
+    Problem::new(StatusCode::PAYMENT_REQUIRED, "Payment required")
+        .with_type("https://tenantkit.dev/problems/plan-limit")
+        .with_detail(format!(
+            "the {} plan allows {limit} users and {usage} exist",
+            plan.name
+        ))
+        .with_extension("plan", plan.id.clone())
+        .with_extension("limit", serde_json::json!({ "max_users": limit }))
+        .with_extension("usage", serde_json::json!({ "users": usage }))
+        .with_extension("upgrade", "POST /billing/checkout with a larger plan")
+}
+
+/// A tenant's subscription as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SubscriptionView {
+    /// The plan in force now (after grace periods and cancellations).
+    pub effective_plan: Plan,
+    /// The stored subscription, if there is one.
+    pub subscription: Option<Subscription>,
+}
+
+type PlanCache = Mutex<HashMap<TenantId, (Instant, Arc<Plan>)>>;
+
+struct Inner {
+    db: Db,
+    plans: Plans,
+    config: BillingConfig,
+    stripe: Option<StripeApi>,
+    cache: PlanCache,
+}
+
+/// Billing for a platform; cheap to clone.
+#[derive(Clone)]
+pub struct Billing {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Billing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Billing")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn migrators() -> (sqlx::migrate::Migrator, sqlx::migrate::Migrator) {
+    let mut postgres = sqlx::migrate!("./migrations/postgres");
+    postgres.dangerous_set_table_name("_tenantkit_billing_migrations");
+    let mut sqlite = sqlx::migrate!("./migrations/sqlite");
+    sqlite.dangerous_set_table_name("_tenantkit_billing_migrations");
+    (postgres, sqlite)
+}
+
+impl Billing {
+    /// Applies billing's migrations (after tenantkit's; as the owner on PostgreSQL).
+    pub async fn migrate(db: &Db) -> tenantkit::Result<()> {
+        let (postgres, sqlite) = migrators();
+        db.apply_migrations(&postgres, &sqlite).await
+    }
+
+    /// Validates `config` (plans, Stripe client) and builds the service.
+    pub fn new(db: Db, config: BillingConfig) -> Result<Self, BillingError> {
+        let plans = Plans::new(config.plans.clone())
+            .map_err(|e| BillingError::Store(tenantkit::Error::Misconfigured(e.to_string())))?;
+        let stripe = match &config.stripe_secret_key {
+            Some(key) => Some(StripeApi::new(key, config.stripe_api_base.as_deref())?),
+            None => None,
+        };
+        let cache = Mutex::default();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                plans,
+                config,
+                stripe,
+                cache,
+            }),
+        })
+    }
+
+    /// The configured plans.
+    pub fn plans(&self) -> &Plans {
+        &self.inner.plans
+    }
+
+    fn grace(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.inner.config.past_due_grace_days))
+    }
+
+    /// The plan `ctx`'s tenant is on now; cached for `plan_cache_ttl_secs`.
+    pub async fn plan_for(&self, ctx: &TenantContext) -> tenantkit::Result<Arc<Plan>> {
+        let ttl = Duration::from_secs(self.inner.config.plan_cache_ttl_secs);
+        if let Some((at, plan)) = self.inner.cache.lock().expect("plan cache").get(&ctx.id())
+            && at.elapsed() < ttl
+        {
+            return Ok(plan.clone());
+        }
+        let sub = subscription::load(&mut self.inner.db.begin(ctx).await?).await?;
+        let plan = Arc::new(
+            subscription::effective_plan(&self.inner.plans, sub.as_ref(), self.grace(), Utc::now())
+                .clone(),
+        );
+        self.inner
+            .cache
+            .lock()
+            .expect("plan cache")
+            .insert(ctx.id(), (Instant::now(), plan.clone()));
+        Ok(plan)
+    }
+
+    /// Forgets the cached plan of `tenant` (after its subscription changed).
+    pub fn invalidate(&self, tenant: TenantId) {
+        self.inner.cache.lock().expect("plan cache").remove(&tenant);
+    }
+
+    /// The tenant's subscription and effective plan.
+    pub async fn subscription(&self, ctx: &TenantContext) -> tenantkit::Result<SubscriptionView> {
+        let sub = subscription::load(&mut self.inner.db.begin(ctx).await?).await?;
+        let effective_plan =
+            subscription::effective_plan(&self.inner.plans, sub.as_ref(), self.grace(), Utc::now())
+                .clone();
+        Ok(SubscriptionView {
+            effective_plan,
+            subscription: sub,
+        })
+    }
+
+    /// Creates a user within the plan's user limit; the count and the insert
+    /// are atomic, so concurrent creations never end above the limit. At the
+    /// limit the error is the `402` to send.
+    pub async fn create_user(
+        &self,
+        tx: &mut TenantTx,
+        plan: &Plan,
+        new: &NewUser,
+    ) -> Result<User, Problem> {
+        match tx.create_user_within(new, plan.max_users).await {
+            Ok(user) => Ok(user),
+            Err(tenantkit::Error::LimitExceeded { limit, usage, .. }) => {
+                Err(user_limit_problem(plan, limit, usage))
+            }
+            Err(e) => Err(Problem::from(&e)),
+        }
+    }
+
+    fn stripe(&self) -> Result<&StripeApi, BillingError> {
+        self.inner
+            .stripe
+            .as_ref()
+            .ok_or(BillingError::NotConfigured("billing.stripe_secret_key"))
+    }
+
+    /// A Checkout Session URL for `plan_id`, creating the tenant's Stripe
+    /// customer first if it has none.
+    pub async fn checkout(
+        &self,
+        ctx: &TenantContext,
+        plan_id: &str,
+        email: Option<&str>,
+    ) -> Result<String, BillingError> {
+        let stripe = self.stripe()?;
+        let plan = self
+            .inner
+            .plans
+            .get(plan_id)
+            .ok_or_else(|| BillingError::UnknownPlan(format!("no plan `{plan_id}`")))?;
+        let price = self.inner.plans.price_of(&plan.id).ok_or_else(|| {
+            BillingError::UnknownPlan(format!("plan `{plan_id}` has no Stripe price"))
+        })?;
+        let customer = match self.customer_of(ctx).await? {
+            Some(customer) => customer,
+            None => {
+                let customer = stripe.create_customer(ctx.tenant(), email).await?;
+                self.inner
+                    .db
+                    .link_external_id(webhook::STRIPE_CUSTOMER, &customer, ctx.id())
+                    .await?;
+                customer
+            }
+        };
+        let config = &self.inner.config;
+        stripe
+            .create_checkout_session(
+                &customer,
+                price,
+                ctx.id(),
+                &config.success_url,
+                &config.cancel_url,
+            )
+            .await
+    }
+
+    /// A billing-portal session URL for the tenant's Stripe customer.
+    pub async fn portal(&self, ctx: &TenantContext) -> Result<String, BillingError> {
+        let stripe = self.stripe()?;
+        let customer = self
+            .customer_of(ctx)
+            .await?
+            .ok_or(BillingError::NoCustomer)?;
+        stripe
+            .create_portal_session(&customer, &self.inner.config.portal_return_url)
+            .await
+    }
+
+    async fn customer_of(&self, ctx: &TenantContext) -> Result<Option<String>, BillingError> {
+        let sub = subscription::load(&mut self.inner.db.begin(ctx).await?).await?;
+        if let Some(customer) = sub.and_then(|s| s.stripe_customer_id) {
+            return Ok(Some(customer));
+        }
+        // A customer created by an earlier, unfinished checkout.
+        let linked = self
+            .inner
+            .db
+            .linked_external_ids(webhook::STRIPE_CUSTOMER, ctx.id())
+            .await?;
+        Ok(linked.into_iter().next())
+    }
+
+    /// Verifies and applies a Stripe webhook delivery (`POST /webhooks/stripe`).
+    pub async fn receive_webhook(
+        &self,
+        payload: &[u8],
+        signature: Option<&str>,
+    ) -> Result<webhook::Outcome, BillingError> {
+        let header = signature.ok_or(signature::SignatureError::Missing)?;
+        let config = &self.inner.config;
+        signature::verify(
+            payload,
+            header,
+            &config.stripe_webhook_secrets,
+            config.signature_tolerance_secs,
+            Utc::now().timestamp(),
+        )?;
+        let event: webhook::StripeEvent =
+            serde_json::from_slice(payload).map_err(|e| BillingError::Malformed(e.to_string()))?;
+        let (outcome, tenant) = webhook::apply(&self.inner.db, &self.inner.plans, &event).await?;
+        if let (webhook::Outcome::Applied, Some(tenant)) = (&outcome, tenant) {
+            self.invalidate(tenant);
+        }
+        tracing::info!(event = %event.id, kind = %event.kind, ?outcome, "Stripe webhook");
+        Ok(outcome)
+    }
+}

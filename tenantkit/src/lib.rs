@@ -46,6 +46,7 @@ pub mod problem;
 pub mod rate_limit;
 mod request;
 pub mod resolve;
+mod secret;
 pub mod store;
 mod validate;
 
@@ -56,4 +57,5 @@ pub use model::{
     ApiKey, NewApiKey, NewTenant, NewUser, PageRequest, Role, Scope, Tenant, TenantStatus, User,
     UserPatch,
 };
+pub use secret::Secret;
 pub use store::{Backend, Db, TenantTx};

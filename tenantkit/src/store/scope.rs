@@ -204,6 +204,22 @@ impl TenantTx {
         Ok(row)
     }
 
+    /// Runs an `INSERT … ON CONFLICT DO NOTHING RETURNING <row>`: audits and
+    /// returns the row when it was inserted, `None` when it already existed
+    /// (idempotent receipt of an event, say).
+    pub async fn insert_if_absent<O: Audited>(&mut self, query: Scoped) -> Result<Option<O>> {
+        query.expect_verb("INSERT");
+        let row: Option<O> = self
+            .tx
+            .conn()
+            .fetch_optional(query.sql, query.values)
+            .await?;
+        if let Some(row) = &row {
+            self.append(Change::new("create", row).after(row)?).await?;
+        }
+        Ok(row)
+    }
+
     /// Runs an `UPDATE … RETURNING <row>` of the row `before` and audits it as
     /// `update` with both states; [`Error::NotFound`] when no row matched.
     pub async fn update<O: Audited>(&mut self, before: &O, query: Scoped) -> Result<O> {

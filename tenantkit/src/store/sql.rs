@@ -24,6 +24,8 @@ pub enum Value {
     Text(String),
     /// Text or NULL.
     OptText(Option<String>),
+    /// A boolean (`boolean` on PostgreSQL, `0`/`1` on SQLite).
+    Bool(bool),
     /// A 64-bit integer.
     Int(i64),
     /// A point in time.
@@ -54,6 +56,7 @@ value_from!(
     String => Text,
     &str => Text,
     Option<String> => OptText,
+    bool => Bool,
     i64 => Int,
     Option<i64> => OptInt,
     DateTime<Utc> => Time,
@@ -106,6 +109,7 @@ macro_rules! bind_values {
                 Value::OptUuid(v) => query.bind(v),
                 Value::Text(v) => query.bind(v),
                 Value::OptText(v) => query.bind(v),
+                Value::Bool(v) => query.bind(v),
                 Value::Int(v) => query.bind(v),
                 Value::Time(v) => query.bind(v),
                 Value::OptTime(v) => query.bind(v),

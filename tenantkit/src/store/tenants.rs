@@ -146,6 +146,24 @@ impl Db {
         }
     }
 
+    /// The ids at `provider` linked to `tenant`, oldest first.
+    pub async fn linked_external_ids(
+        &self,
+        provider: &str,
+        tenant: TenantId,
+    ) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = Pooled::acquire(self)
+            .await?
+            .conn()
+            .fetch_all(
+                "SELECT external_id FROM tenant_external_ids WHERE provider = $1 AND tenant_id = $2 \
+                 ORDER BY created_at, external_id",
+                vec![provider.into(), tenant.into()],
+            )
+            .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
     /// The tenant `external_id` at `provider` belongs to, if linked.
     pub async fn resolve_external_id(
         &self,

@@ -1,0 +1,112 @@
+//! Outbound calls to Stripe (async-stripe): customers, Checkout, the billing portal.
+
+use std::collections::HashMap;
+
+use stripe_billing::billing_portal_session::CreateBillingPortalSession;
+use stripe_checkout::checkout_session::{
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
+};
+use stripe_core::customer::CreateCustomer;
+use stripe_shared::CheckoutSessionMode;
+use tenantkit::{Secret, Tenant, TenantId};
+
+use crate::BillingError;
+
+/// A Stripe API client.
+#[derive(Clone)]
+pub struct StripeApi {
+    client: stripe::Client,
+}
+
+impl std::fmt::Debug for StripeApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeApi").finish_non_exhaustive()
+    }
+}
+
+fn stripe_error(e: stripe::StripeError) -> BillingError {
+    BillingError::Stripe(e.to_string())
+}
+
+fn tenant_metadata(tenant: TenantId) -> HashMap<String, String> {
+    HashMap::from([("tenant_id".to_owned(), tenant.to_string())])
+}
+
+impl StripeApi {
+    /// A client with `secret_key`, talking to `api_base` (default: Stripe itself).
+    pub fn new(secret_key: &Secret, api_base: Option<&str>) -> Result<Self, BillingError> {
+        let mut builder = stripe::ClientBuilder::new(secret_key.expose());
+        if let Some(base) = api_base {
+            builder = builder.url(base);
+        }
+        Ok(Self {
+            client: builder.build().map_err(stripe_error)?,
+        })
+    }
+
+    /// Creates the Stripe customer of `tenant` (tagged with its id); returns `cus_...`.
+    pub async fn create_customer(
+        &self,
+        tenant: &Tenant,
+        email: Option<&str>,
+    ) -> Result<String, BillingError> {
+        let mut request = CreateCustomer::new()
+            .name(tenant.name.clone())
+            .metadata(tenant_metadata(tenant.id));
+        if let Some(email) = email {
+            request = request.email(email);
+        }
+        Ok(request
+            .send(&self.client)
+            .await
+            .map_err(stripe_error)?
+            .id
+            .to_string())
+    }
+
+    /// Creates a subscription Checkout Session for `price`; returns its URL.
+    pub async fn create_checkout_session(
+        &self,
+        customer: &str,
+        price: &str,
+        tenant: TenantId,
+        success_url: &str,
+        cancel_url: &str,
+    ) -> Result<String, BillingError> {
+        let mut line = CreateCheckoutSessionLineItems::new();
+        line.price = Some(price.to_owned());
+        line.quantity = Some(1);
+        let mut subscription = CreateCheckoutSessionSubscriptionData::new();
+        subscription.metadata = Some(tenant_metadata(tenant));
+        let session = CreateCheckoutSession::new()
+            .mode(CheckoutSessionMode::Subscription)
+            .customer(customer)
+            .client_reference_id(tenant.to_string())
+            .line_items(vec![line])
+            .subscription_data(subscription)
+            .metadata(tenant_metadata(tenant))
+            .success_url(success_url)
+            .cancel_url(cancel_url)
+            .send(&self.client)
+            .await
+            .map_err(stripe_error)?;
+        session
+            .url
+            .ok_or_else(|| BillingError::Stripe("Checkout Session has no URL".into()))
+    }
+
+    /// Creates a billing portal session; returns its URL.
+    pub async fn create_portal_session(
+        &self,
+        customer: &str,
+        return_url: &str,
+    ) -> Result<String, BillingError> {
+        let session = CreateBillingPortalSession::new()
+            .customer(customer)
+            .return_url(return_url)
+            .send(&self.client)
+            .await
+            .map_err(stripe_error)?;
+        Ok(session.url)
+    }
+}
