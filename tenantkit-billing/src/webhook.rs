@@ -125,11 +125,11 @@ pub async fn apply(
         return Ok((Outcome::Ignored("no known tenant"), None));
     };
     let tenant = ctx.id();
-    if event.kind == "checkout.session.completed"
-        && let Some(customer) = customer_of(object)
+    // Invoices name only the customer: remember whose customer it is.
+    if let Some(customer) = customer_of(object)
+        && let Err(e) = db.link_external_id(STRIPE_CUSTOMER, customer, tenant).await
     {
-        db.link_external_id(STRIPE_CUSTOMER, customer, tenant)
-            .await?;
+        tracing::warn!(event = %event.id, customer, error = %e, "could not link the Stripe customer to the tenant");
     }
     let created = DateTime::from_timestamp(event.created, 0)
         .ok_or_else(|| BillingError::Malformed("event `created` is out of range".into()))?;

@@ -48,6 +48,8 @@ mod request;
 pub mod resolve;
 mod secret;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod validate;
 
 pub use context::TenantContext;

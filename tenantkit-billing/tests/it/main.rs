@@ -1,0 +1,5 @@
+//! tenantkit-billing integration tests (one binary).
+
+mod common;
+
+mod webhooks;

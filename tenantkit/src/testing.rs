@@ -1,0 +1,176 @@
+//! Test harness (feature `testing`): databases of both backends and fresh
+//! tenants, for tenantkit's tests and those of crates built on it.
+//!
+//! PostgreSQL databases are migrated as the owner and used as the runtime role
+//! (not a superuser, not an owner), so row-level security is in force. The
+//! admin URL is `TENANTKIT_TEST_PG_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`). With `CI` or
+//! `TENANTKIT_REQUIRE_POSTGRES` set, an unreachable PostgreSQL fails the test
+//! instead of skipping it.
+
+use std::{collections::HashMap, future::Future, path::Path, pin::Pin, sync::OnceLock};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use crate::{Db, NewTenant, TenantContext, audit::Actor, store::RuntimeRole};
+
+/// A migrated in-memory SQLite database.
+pub async fn sqlite() -> Db {
+    let db = Db::connect("sqlite::memory:")
+        .await
+        .expect("in-memory SQLite");
+    db.migrate().await.expect("SQLite migrations");
+    db
+}
+
+/// The admin URL of the test PostgreSQL server.
+pub fn admin_url() -> String {
+    std::env::var("TENANTKIT_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Whether PostgreSQL tests must run (in CI) rather than skip.
+pub fn postgres_required() -> bool {
+    ["CI", "TENANTKIT_REQUIRE_POSTGRES"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty() && v != "false" && v != "0"))
+}
+
+/// `url` with another database name.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let prefix = base.rsplit_once('/').map_or(base, |(p, _)| p);
+    match query {
+        Some(q) => format!("{prefix}/{database}?{q}"),
+        None => format!("{prefix}/{database}"),
+    }
+}
+
+/// A migrated PostgreSQL test database.
+#[derive(Clone, Debug)]
+pub struct PgTestDatabase {
+    /// Connects as the owner (migrations, tampering tests).
+    pub owner_url: String,
+    /// Connects as the runtime role.
+    pub runtime_url: String,
+}
+
+/// Migrations to apply to a test database, as the owner.
+pub type Migrate = fn(&Db) -> Pin<Box<dyn Future<Output = crate::Result<()>> + Send + '_>>;
+
+fn core_migrations(db: &Db) -> Pin<Box<dyn Future<Output = crate::Result<()>> + Send + '_>> {
+    Box::pin(db.migrate())
+}
+
+/// The database for tenantkit's own tests.
+pub async fn postgres_database() -> Option<PgTestDatabase> {
+    let dirs = [concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres")];
+    postgres_database_with("tenantkit_test", &dirs, core_migrations).await
+}
+
+/// A database named `<prefix>_<hash of the migration files in dirs>`, created
+/// and migrated by `migrate` once per process (and reused across runs while
+/// the migrations are unchanged), with the runtime role set up. `None` when
+/// PostgreSQL is unreachable and not required.
+pub async fn postgres_database_with(
+    prefix: &str,
+    dirs: &[&str],
+    migrate: Migrate,
+) -> Option<PgTestDatabase> {
+    static READY: OnceLock<Mutex<HashMap<String, Option<PgTestDatabase>>>> = OnceLock::new();
+    let mut ready = READY.get_or_init(Mutex::default).lock().await;
+    if let Some(db) = ready.get(prefix) {
+        return db.clone();
+    }
+    let db = setup(prefix, dirs, migrate).await;
+    ready.insert(prefix.to_owned(), db.clone());
+    db
+}
+
+async fn setup(prefix: &str, dirs: &[&str], migrate: Migrate) -> Option<PgTestDatabase> {
+    let admin = admin_url();
+    let pool = match sqlx::PgPool::connect(&admin).await {
+        Ok(pool) => pool,
+        Err(e) if !postgres_required() => {
+            eprintln!("WARNING: PostgreSQL unreachable at {admin} ({e}); PostgreSQL tests SKIPPED");
+            return None;
+        }
+        Err(e) => panic!(
+            "PostgreSQL is required (CI/TENANTKIT_REQUIRE_POSTGRES) but unreachable at {admin}: {e}"
+        ),
+    };
+    let mut hasher = Sha256::new();
+    for dir in dirs {
+        let mut files: Vec<_> = std::fs::read_dir(Path::new(dir))
+            .expect("migrations dir")
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for f in files {
+            hasher.update(std::fs::read(f).unwrap());
+        }
+    }
+    let name = format!("{prefix}_{}", &format!("{:x}", hasher.finalize())[..12]);
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    if !exists {
+        // Another test process may win the race; that is fine.
+        if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&pool)
+            .await
+        {
+            let code = e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .unwrap_or_default();
+            assert!(
+                code == "42P04" || code == "23505",
+                "create test database: {e}"
+            );
+        }
+    }
+    pool.close().await;
+    let owner_url = with_database(&admin, &name);
+    let owner = Db::connect_with(&owner_url, 2)
+        .await
+        .expect("connect to test database");
+    migrate(&owner).await.expect("migrations");
+    let role = RuntimeRole::new(RuntimeRole::DEFAULT_NAME).unwrap();
+    owner.setup_runtime_role(&role).await.expect("runtime role");
+    owner.close().await;
+    let runtime_url = role.connection_url(&owner_url).unwrap();
+    Some(PgTestDatabase {
+        owner_url,
+        runtime_url,
+    })
+}
+
+/// A pool on `database` as the runtime role.
+pub async fn runtime_db(database: &PgTestDatabase, max_connections: u32) -> Db {
+    Db::connect_with(&database.runtime_url, max_connections)
+        .await
+        .expect("connect as runtime role")
+}
+
+/// A new tenant with a random subdomain.
+pub async fn tenant(db: &Db) -> TenantContext {
+    let sub = format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+    let t = db
+        .create_tenant(
+            &NewTenant {
+                name: format!("Tenant {sub}"),
+                subdomain: sub,
+            },
+            &Actor::System,
+        )
+        .await
+        .expect("create tenant");
+    db.resolve_id(t.id).await.unwrap().unwrap()
+}
