@@ -7,6 +7,9 @@ use std::time::Duration;
 use tenantkit::{TenantId, auth::TokenRole};
 use tenantkit_server::{Running, config::Config};
 
+/// The Stripe webhook signing secret every test server uses.
+pub const STRIPE_WEBHOOK_SECRET: &str = "whsec_e2e";
+
 /// The HS256 secret every test server uses.
 pub const SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-!!";
 /// The base domain every test server serves tenants under.
@@ -31,6 +34,11 @@ fn base_config(dir: &tempfile::TempDir) -> Config {
     config.database.data_dir = dir.path().to_owned();
     config.database.max_connections = 5;
     config.auth.jwt_secret = Some(SECRET.to_owned().into());
+    config.billing.stripe_webhook_secrets = vec![STRIPE_WEBHOOK_SECRET.to_owned().into()];
+    config.billing.plan_cache_ttl_secs = 0;
+    let plans = &mut config.billing.plans.plans;
+    plans.get_mut("pro").unwrap().stripe_price_ids = vec!["price_pro".into()];
+    plans.get_mut("enterprise").unwrap().stripe_price_ids = vec!["price_enterprise".into()];
     config
 }
 
@@ -167,6 +175,37 @@ impl Server {
         assert_eq!(res.status(), 201, "{:?}", res.text().await);
         let body: serde_json::Value = res.json().await.unwrap();
         (body["id"].as_str().unwrap().parse().unwrap(), sub)
+    }
+
+    /// Puts `tenant` on the plan of `price` the way Stripe would: a signed
+    /// `customer.subscription.updated` to `POST /webhooks/stripe`.
+    pub async fn subscribe(&self, tenant: TenantId, price: &str) {
+        let ctx = self
+            .running
+            .db
+            .resolve_id(tenant)
+            .await
+            .unwrap()
+            .expect("tenant exists");
+        let now = tenantkit_billing::testing::now();
+        let event = tenantkit_billing::testing::event(
+            &format!("evt_{}", uuid::Uuid::new_v4().simple()),
+            "customer.subscription.updated",
+            now,
+            tenantkit_billing::testing::subscription(&ctx, "active", price, now + 86_400),
+        );
+        let (body, signature) =
+            tenantkit_billing::testing::signed(&event, &STRIPE_WEBHOOK_SECRET.to_owned().into());
+        let res = self
+            .http
+            .post(self.url("/webhooks/stripe"))
+            .header("stripe-signature", signature)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{:?}", res.text().await);
     }
 
     /// Stops the server.

@@ -2,16 +2,16 @@
 //!
 //! ```text
 //! every route     metrics → request id → trace → body limit → timeout
-//! /healthz /readyz                         rate limit per client IP
+//! /healthz /readyz /webhooks/stripe       rate limit per client IP (Stripe events are signed)
 //! /tenants /metrics   auth (platform admin) → rate limit per client IP
-//! tenant routes       TenantLayer → rate limit per client IP → AuthLayer → rate limit per tenant
+//! tenant routes       TenantLayer → rate limit per client IP → AuthLayer → rate limit per tenant → PlanLayer
 //! ```
 
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    routing::{delete, get},
+    routing::{delete, get, post},
 };
 use http::{HeaderName, Request};
 use tenantkit::{
@@ -20,6 +20,7 @@ use tenantkit::{
     rate_limit::{Quota, RateLimitLayer},
     resolve::{TenantLayer, TenantRef},
 };
+use tenantkit_billing::PlanLayer;
 use tower::ServiceBuilder;
 use tower_http::{
     limit::RequestBodyLimitLayer,
@@ -39,6 +40,8 @@ pub struct AppState {
     pub keys: Arc<JwtKeys>,
     /// Metrics registry.
     pub metrics: Metrics,
+    /// Plans, subscriptions and Stripe.
+    pub billing: tenantkit_billing::Billing,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -79,6 +82,9 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/audit-logs", get(routes::audit_logs::list))
         .route("/audit-logs/export", get(routes::audit_logs::export))
         .route("/audit-logs/verify", get(routes::audit_logs::verify))
+        .route("/billing/subscription", get(routes::billing::subscription))
+        .route("/billing/checkout", post(routes::billing::checkout))
+        .route("/billing/portal", post(routes::billing::portal))
         .route_layer(
             ServiceBuilder::new()
                 .layer(tenant_layer)
@@ -90,7 +96,9 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
                 .layer(auth.clone())
                 .layer(RateLimitLayer::per_tenant(per_minute(
                     config.rate_limit.per_tenant_per_minute,
-                ))),
+                )))
+                // The tenant's plan: API-key access needs `api_access` (402 otherwise).
+                .layer(PlanLayer::new(state.billing.clone())),
         );
 
     let platform_routes = Router::new()
@@ -108,6 +116,8 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
     let public_routes = Router::new()
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
+        // Signed by Stripe, not authenticated by us.
+        .route("/webhooks/stripe", post(routes::billing::stripe_webhook))
         .route_layer(per_ip);
 
     let trace = TraceLayer::new_for_http()

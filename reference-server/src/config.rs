@@ -27,6 +27,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// Audit-trail retention.
     pub audit: AuditConfig,
+    /// Stripe and plans (see docs/billing.md).
+    pub billing: tenantkit_billing::BillingConfig,
 }
 
 /// `[audit]`

@@ -51,6 +51,9 @@ pub async fn open_runtime_db(config: &Config) -> anyhow::Result<Db> {
             .await
             .context("opening SQLite")?;
         db.migrate().await.context("migrating SQLite")?;
+        tenantkit_billing::Billing::migrate(&db)
+            .await
+            .context("migrating SQLite (billing)")?;
         return Ok(db);
     }
     let runtime_url = match &config.database.runtime_url {
@@ -93,6 +96,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<String> {
         .await
         .with_context(|| format!("connecting to {}", tenantkit::store::redact_url(&url)))?;
     owner.migrate().await?;
+    tenantkit_billing::Billing::migrate(&owner).await?;
     let role = runtime_role(config)?;
     owner.setup_runtime_role(&role).await?;
     owner.close().await;
@@ -302,10 +306,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let db = open_runtime_db(&config).await?;
     let keys = load_keys(&config)?;
     let demo = bootstrap_demo(&db, &keys, &config).await?;
+    let billing = tenantkit_billing::Billing::new(db.clone(), config.billing.clone())?;
     let state = AppState {
         db: db.clone(),
         keys: Arc::new(keys),
         metrics: Metrics::default(),
+        billing,
     };
     let app = app::router(state, &config)?.into_make_service_with_connect_info::<SocketAddr>();
 

@@ -37,6 +37,8 @@ pub mod plans;
 pub mod signature;
 mod stripe_api;
 pub mod subscription;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod webhook;
 
 use std::{

@@ -35,8 +35,16 @@ fn tenant_metadata(tenant: TenantId) -> HashMap<String, String> {
 impl StripeApi {
     /// A client with `secret_key`, talking to `api_base` (default: Stripe itself).
     pub fn new(secret_key: &Secret, api_base: Option<&str>) -> Result<Self, BillingError> {
-        let mut builder = stripe::ClientBuilder::new(secret_key.expose());
+        // The async client has no timeout of its own; a hung Stripe call must not hang a request.
+        let mut builder = stripe::ClientBuilder::new(secret_key.expose())
+            .timeout(std::time::Duration::from_secs(10));
         if let Some(base) = api_base {
+            // Requests go to `{base}v1/...`.
+            let base = if base.ends_with('/') {
+                base.to_owned()
+            } else {
+                format!("{base}/")
+            };
             builder = builder.url(base);
         }
         Ok(Self {

@@ -253,7 +253,10 @@ async fn user_id_of_b_in_a_url_is_404(backend: Backend) {
 
 async fn api_key_of_a_is_useless_at_b(backend: Backend) {
     let s = server!(backend);
-    let ((a, a_sub), (_, b_sub)) = (s.create_tenant().await, s.create_tenant().await);
+    let ((a, a_sub), (b, b_sub)) = (s.create_tenant().await, s.create_tenant().await);
+    // Both on a plan with API access, so only tenancy decides.
+    s.subscribe(a, "price_pro").await;
+    s.subscribe(b, "price_pro").await;
     let created: Value = s
         .http
         .post(s.url("/api-keys"))

@@ -33,6 +33,7 @@ macro_rules! server {
 
 struct As<'a> {
     s: &'a Server,
+    id: tenantkit::TenantId,
     tenant: String,
     token: String,
 }
@@ -74,6 +75,7 @@ async fn as_role(s: &Server, role: TokenRole) -> As<'_> {
     let (id, sub) = s.create_tenant().await;
     As {
         s,
+        id,
         tenant: sub,
         token: s.token(id, role),
     }
@@ -134,16 +136,19 @@ async fn roles_limit_what_users_may_do(backend: Backend) {
     let (id, sub) = s.create_tenant().await;
     let member = As {
         s: &s,
+        id,
         tenant: sub.clone(),
         token: s.token(id, TokenRole::Member),
     };
     let admin = As {
         s: &s,
+        id,
         tenant: sub.clone(),
         token: s.token(id, TokenRole::Admin),
     };
     let owner = As {
         s: &s,
+        id,
         tenant: sub,
         token: s.token(id, TokenRole::Owner),
     };
@@ -220,6 +225,7 @@ async fn roles_limit_what_users_may_do(backend: Backend) {
 async fn api_key_lifecycle_and_scopes(backend: Backend) {
     let s = server!(backend);
     let admin = as_role(&s, TokenRole::Admin).await;
+    s.subscribe(admin.id, "price_pro").await;
     let res = admin
         .post(
             "/api-keys",
@@ -237,6 +243,7 @@ async fn api_key_lifecycle_and_scopes(backend: Backend) {
 
     let robot = As {
         s: &s,
+        id: admin.id,
         tenant: admin.tenant.clone(),
         token: key.clone(),
     };

@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod audit_logs;
+pub mod billing;
 pub mod health;
 pub mod tenant;
 pub mod tenants;

@@ -1,11 +1,14 @@
 //! `/users`: the tenant's users.
 
-use axum::{extract::State, response::IntoResponse};
+use std::sync::Arc;
+
+use axum::{Extension, extract::State, response::IntoResponse};
 use http::{StatusCode, header};
 use tenantkit::{
     NewUser, PageRequest, Role, TenantContext, User, UserId, UserPatch,
     auth::{Permission, Principal},
 };
+use tenantkit_billing::plans::Plan;
 
 use super::Page;
 use crate::{
@@ -37,11 +40,13 @@ pub async fn get(
     Ok(Json(state.db.begin(&tenant).await?.get_user(id).await?))
 }
 
-/// `POST /users` → `201` with `Location`. Only owners create owners.
+/// `POST /users` → `201` with `Location`. Only owners create owners. The
+/// plan's user limit is enforced atomically with the creation (`402` at it).
 pub async fn create(
     State(state): State<AppState>,
     tenant: TenantContext,
     principal: Principal,
+    Extension(plan): Extension<Arc<Plan>>,
     Json(new): Json<NewUser>,
 ) -> ApiResult<impl IntoResponse> {
     principal.require(Permission::WriteUsers)?;
@@ -49,7 +54,7 @@ pub async fn create(
         principal.require(Permission::GrantOwner)?;
     }
     let mut tx = state.db.begin(&tenant).await?;
-    let user = tx.create_user(&new).await?;
+    let user = state.billing.create_user(&mut tx, &plan, &new).await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,

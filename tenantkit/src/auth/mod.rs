@@ -12,6 +12,7 @@
 //! | `ReadApiKeys`, `WriteApiKeys` | no | yes | yes | `api_keys:read`, `api_keys:write` | no |
 //! | `ReadAuditLogs` | no | yes | yes | `audit_logs:read` | only through the audited platform path |
 //! | `GrantOwner` (make or unmake owners) | no | no | yes | never | no |
+//! | `ManageBilling` (checkout, billing portal) | no | yes | yes | never | no |
 //! | `ManageTenants` | no | no | no | never | yes |
 //!
 //! ```
@@ -87,6 +88,8 @@ pub enum Permission {
     ReadAuditLogs,
     /// Make a user an owner, or change or delete an owner.
     GrantOwner,
+    /// Start a checkout or open the billing portal.
+    ManageBilling,
     /// Create and list tenants.
     ManageTenants,
 }
@@ -129,7 +132,9 @@ impl Principal {
             Subject::PlatformAdmin { .. } => permission == ManageTenants,
             Subject::User { role, .. } => match permission {
                 ReadTenant | ReadUsers => true,
-                WriteUsers | ReadApiKeys | WriteApiKeys | ReadAuditLogs => *role >= Role::Admin,
+                WriteUsers | ReadApiKeys | WriteApiKeys | ReadAuditLogs | ManageBilling => {
+                    *role >= Role::Admin
+                }
                 GrantOwner => *role == Role::Owner,
                 ManageTenants => false,
             },
@@ -141,7 +146,7 @@ impl Principal {
                     ReadApiKeys => Scope::ApiKeysRead,
                     WriteApiKeys => Scope::ApiKeysWrite,
                     ReadAuditLogs => Scope::AuditLogsRead,
-                    GrantOwner | ManageTenants => return false,
+                    GrantOwner | ManageTenants | ManageBilling => return false,
                 };
                 scopes.contains(&needed)
             }
