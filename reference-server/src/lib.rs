@@ -303,6 +303,9 @@ impl Running {
 
 /// Opens the database, bootstraps on first start, and serves in the background.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    // One TLS crypto provider for the process (ring, which Stripe's client
+    // uses too); with several in the dependency graph rustls cannot pick one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let db = open_runtime_db(&config).await?;
     let keys = load_keys(&config)?;
     let demo = bootstrap_demo(&db, &keys, &config).await?;

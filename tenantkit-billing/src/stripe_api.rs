@@ -34,7 +34,14 @@ fn tenant_metadata(tenant: TenantId) -> HashMap<String, String> {
 
 impl StripeApi {
     /// A client with `secret_key`, talking to `api_base` (default: Stripe itself).
+    ///
+    /// The client uses rustls with `ring`. When the process has no default
+    /// rustls crypto provider yet, `ring` is installed as the default, since
+    /// rustls cannot choose one by itself when several providers are compiled in.
     pub fn new(secret_key: &Secret, api_base: Option<&str>) -> Result<Self, BillingError> {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         // The async client has no timeout of its own; a hung Stripe call must not hang a request.
         let mut builder = stripe::ClientBuilder::new(secret_key.expose())
             .timeout(std::time::Duration::from_secs(10));

@@ -3,6 +3,7 @@
 
 mod attacks;
 mod audit;
+mod billing;
 mod flows;
 mod startup;
 
