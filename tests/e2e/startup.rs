@@ -102,3 +102,33 @@ async fn serves_https_with_the_configured_certificate() {
     assert!(s.http.get(s.url("/healthz")).send().await.is_err());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn bad_plan_configuration_stops_the_server_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::default();
+    c.server.listen = "127.0.0.1:0".parse().unwrap();
+    c.database.data_dir = dir.path().to_owned();
+    c.auth.jwt_secret = Some(SECRET.to_owned().into());
+    c.billing.plans.default_plan = "gold".into();
+    let err = tenantkit_server::start(c.clone()).await.unwrap_err();
+    assert!(
+        format!("{err:#}").contains("default_plan `gold`"),
+        "{err:#}"
+    );
+    c.billing.plans.default_plan = "free".into();
+    c.billing
+        .plans
+        .plans
+        .get_mut("pro")
+        .unwrap()
+        .stripe_price_ids = vec!["price_x".into()];
+    c.billing
+        .plans
+        .plans
+        .get_mut("enterprise")
+        .unwrap()
+        .stripe_price_ids = vec!["price_x".into()];
+    let err = tenantkit_server::start(c).await.unwrap_err();
+    assert!(format!("{err:#}").contains("mapped to both"), "{err:#}");
+}
