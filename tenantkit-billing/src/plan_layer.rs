@@ -1,19 +1,15 @@
 //! [`PlanLayer`]: refuses what the tenant's plan does not allow, with `402`.
 
-use std::{
-    future::Future,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::{future::Future, sync::Arc};
 
-use futures_util::future::BoxFuture;
-use http::{Request, Response};
+use http::{Extensions, Request};
 use tenantkit::{
     TenantContext,
     auth::{Principal, Subject},
+    guard::{Guard, Guarded},
     problem::Problem,
 };
-use tower::{Layer, Service};
+use tower::Layer;
 
 use crate::{
     Billing, feature_problem,
@@ -70,83 +66,44 @@ impl<S, P: Clone> Layer<S> for PlanLayer<P> {
     type Service = PlanService<S, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        PlanService {
-            inner,
-            layer: self.clone(),
-        }
+        Guarded::new(inner, self.clone())
     }
 }
 
 /// The service made by [`PlanLayer`].
-#[derive(Clone, Debug)]
-pub struct PlanService<S, P> {
-    inner: S,
-    layer: PlanLayer<P>,
-}
+pub type PlanService<S, P> = Guarded<S, PlanLayer<P>>;
 
-impl<S, P> PlanService<S, P> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// Consumes `self`, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S, P, ReqBody, ResBody> Service<Request<ReqBody>> for PlanService<S, P>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send,
-    P: PlanSource,
-    ReqBody: Send + 'static,
-    ResBody: From<String>,
-{
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
-        Box::pin(async move {
-            let Some(ctx) = req.extensions().get::<TenantContext>().cloned() else {
-                tracing::error!("PlanLayer needs TenantLayer in front of it");
-                return Ok(Problem::new(
-                    http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "Internal server error",
-                )
-                .with_detail("plan enforcement is misconfigured")
-                .into_response());
-            };
-            let plan = match layer.source.plan_for(&ctx).await {
-                Ok(plan) => plan,
-                Err(e) => return Ok(Problem::from(&e).into_response()),
-            };
-            let programmatic = matches!(
-                req.extensions().get::<Principal>(),
-                Some(Principal {
-                    subject: Subject::ApiKey { .. },
-                    ..
-                })
-            );
-            let missing = if programmatic && !plan.has(Feature::ApiAccess) {
-                Some(Feature::ApiAccess)
-            } else {
-                layer.required.filter(|f| !plan.has(*f))
-            };
-            if let Some(feature) = missing {
-                return Ok(feature_problem(&plan, feature).into_response());
-            }
-            req.extensions_mut().insert(plan);
-            inner.call(req).await
-        })
+impl<P: PlanSource, B: Send + 'static> Guard<B> for PlanLayer<P> {
+    async fn check(&self, mut req: Request<B>) -> Result<(Request<B>, Extensions), Problem> {
+        let Some(ctx) = req.extensions().get::<TenantContext>().cloned() else {
+            tracing::error!("PlanLayer needs TenantLayer in front of it");
+            return Err(Problem::new(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+            )
+            .with_detail("plan enforcement is misconfigured"));
+        };
+        let plan = self
+            .source
+            .plan_for(&ctx)
+            .await
+            .map_err(|e| Problem::from(&e))?;
+        let programmatic = matches!(
+            req.extensions().get::<Principal>(),
+            Some(Principal {
+                subject: Subject::ApiKey { .. },
+                ..
+            })
+        );
+        let missing = if programmatic && !plan.has(Feature::ApiAccess) {
+            Some(Feature::ApiAccess)
+        } else {
+            self.required.filter(|f| !plan.has(*f))
+        };
+        if let Some(feature) = missing {
+            return Err(feature_problem(&plan, feature));
+        }
+        req.extensions_mut().insert(plan);
+        Ok((req, Extensions::new()))
     }
 }

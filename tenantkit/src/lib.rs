@@ -40,6 +40,7 @@ mod context;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
+pub mod guard;
 mod id;
 mod model;
 pub mod problem;

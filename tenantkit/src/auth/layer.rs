@@ -1,15 +1,15 @@
-use std::{
-    future::Future,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::{future::Future, sync::Arc};
 
-use futures_util::future::BoxFuture;
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use tower::{Layer, Service};
+use http::{Extensions, HeaderValue, Request, StatusCode, header};
+use tower::Layer;
 
 use super::{JwtKeys, Principal, TokenError, TokenRole};
-use crate::{ApiKey, Db, Result, TenantContext, TenantId, audit::Actor, problem::Problem};
+use crate::{
+    ApiKey, Db, Result, TenantContext, TenantId,
+    audit::Actor,
+    guard::{Guard, Guarded},
+    problem::Problem,
+};
 
 /// What [`AuthLayer`] needs from storage: checking API keys, and recording
 /// refused requests in the tenant's audit trail. Implemented by [`Db`].
@@ -88,36 +88,12 @@ impl<S, V: Clone> Layer<S> for AuthLayer<V> {
     type Service = AuthService<S, V>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService {
-            inner,
-            layer: self.clone(),
-        }
+        Guarded::new(inner, self.clone())
     }
 }
 
 /// The service made by [`AuthLayer`].
-#[derive(Clone, Debug)]
-pub struct AuthService<S, V> {
-    inner: S,
-    layer: AuthLayer<V>,
-}
-
-impl<S, V> AuthService<S, V> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes `self`, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
+pub type AuthService<S, V> = Guarded<S, AuthLayer<V>>;
 
 enum Credential {
     Jwt(String),
@@ -266,57 +242,30 @@ async fn authenticate<V: AuthStore>(
     }
 }
 
-impl<S, V, ReqBody, ResBody> Service<Request<ReqBody>> for AuthService<S, V>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send,
-    V: AuthStore,
-    ReqBody: Send + 'static,
-    ResBody: From<String>,
-{
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
-        Box::pin(async move {
-            let tenant = req.extensions().get::<TenantContext>().cloned();
-            match authenticate(&layer, credential(&req), tenant.as_ref()).await {
-                Ok(principal) => {
-                    // Everything this request changes is audited as this principal.
-                    if let Some(ctx) = tenant {
-                        req.extensions_mut()
-                            .insert(ctx.with_actor(Actor::from(&principal)));
-                    }
-                    req.extensions_mut().insert(principal.clone());
-                    let mut res = inner.call(req).await?;
-                    res.extensions_mut().insert(principal);
-                    Ok(res)
+impl<V: AuthStore, B: Send + 'static> Guard<B> for AuthLayer<V> {
+    async fn check(&self, mut req: Request<B>) -> Result<(Request<B>, Extensions), Problem> {
+        let tenant = req.extensions().get::<TenantContext>().cloned();
+        match authenticate(self, credential(&req), tenant.as_ref()).await {
+            Ok(principal) => {
+                // Everything this request changes is audited as this principal.
+                if let Some(ctx) = tenant {
+                    req.extensions_mut()
+                        .insert(ctx.with_actor(Actor::from(&principal)));
                 }
-                Err(Refused { problem, event }) => {
-                    tracing::info!(status = problem.status.as_u16(), reason = ?problem.detail, "authentication refused");
-                    if let Some(ctx) = &tenant
-                        && problem.status.is_client_error()
-                        && let Err(e) = layer.store.record_refusal(ctx, &event).await
-                    {
-                        tracing::error!(error = %e, "could not audit a refused request");
-                    }
-                    let mut res = problem.into_response();
-                    res.extensions_mut().insert(AuthRefused);
-                    Ok(res)
-                }
+                req.extensions_mut().insert(principal);
+                Ok((req, Extensions::new()))
             }
-        })
+            Err(Refused { problem, event }) => {
+                tracing::info!(status = problem.status.as_u16(), reason = ?problem.detail, "authentication refused");
+                // A refusal inside a tenant is a security event in its trail.
+                if let Some(ctx) = &tenant
+                    && problem.status.is_client_error()
+                    && let Err(e) = self.store.record_refusal(ctx, &event).await
+                {
+                    tracing::error!(error = %e, "could not audit a refused request");
+                }
+                Err(problem)
+            }
+        }
     }
 }
-
-/// Put in the extensions of a response [`AuthLayer`] refused.
-#[derive(Clone, Copy, Debug)]
-pub struct AuthRefused;

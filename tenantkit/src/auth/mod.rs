@@ -31,7 +31,7 @@ mod layer;
 
 use http::StatusCode;
 pub use jwt::{Claims, JwtKeys, MIN_SECRET_LEN, TokenError, TokenRole, parse_algorithm};
-pub use layer::{AuthLayer, AuthRefused, AuthService, AuthStore, SecurityEvent};
+pub use layer::{AuthLayer, AuthService, AuthStore, SecurityEvent};
 use serde::Serialize;
 
 use crate::{ApiKey, ApiKeyId, Role, Scope, TenantId, problem::Problem};

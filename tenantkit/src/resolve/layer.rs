@@ -73,6 +73,6 @@ impl<S, R: Clone> Layer<S> for TenantLayer<R> {
     type Service = TenantService<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TenantService::new(inner, self.clone())
+        crate::guard::Guarded::new(inner, self.clone())
     }
 }

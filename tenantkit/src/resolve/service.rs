@@ -1,39 +1,15 @@
-use std::task::{Context, Poll};
-
-use futures_util::future::BoxFuture;
-use http::{Request, Response, StatusCode, header};
-use tower::Service;
+use http::{Extensions, Request, StatusCode, header};
 
 use super::{TenantLayer, TenantRef, TenantResolver, layer::Config};
-use crate::{Error, TenantContext, TenantStatus, audit::Actor, problem::Problem};
+use crate::{
+    Error, TenantContext, TenantStatus,
+    audit::Actor,
+    guard::{Guard, Guarded},
+    problem::Problem,
+};
 
 /// The service made by [`TenantLayer`].
-#[derive(Clone, Debug)]
-pub struct TenantService<S, R> {
-    inner: S,
-    layer: TenantLayer<R>,
-}
-
-impl<S, R> TenantService<S, R> {
-    pub(super) fn new(inner: S, layer: TenantLayer<R>) -> Self {
-        Self { inner, layer }
-    }
-
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes `self`, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
+pub type TenantService<S, R> = Guarded<S, TenantLayer<R>>;
 
 /// Why no tenant could be resolved; each maps to one problem response.
 enum Refusal {
@@ -164,46 +140,25 @@ async fn resolve<R: TenantResolver>(
     }
 }
 
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for TenantService<S, R>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send,
-    R: TenantResolver,
-    ReqBody: Send + 'static,
-    ResBody: From<String>,
-{
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        // The clone is not ready; keep the ready one for this call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
+impl<R: TenantResolver, B: Send + 'static> Guard<B> for TenantLayer<R> {
+    async fn check(&self, mut req: Request<B>) -> Result<(Request<B>, Extensions), Problem> {
         let host = host_of(&req);
         let meta = crate::request::request_meta(&req);
         let header = req
             .headers()
-            .get(&layer.config.header)
+            .get(&self.config.header)
             .map(|v| v.to_str().map(|s| s.trim().to_owned()).map_err(|_| ()));
-        Box::pin(async move {
-            match resolve(&layer.resolver, &layer.config, host, header).await {
-                Ok(ctx) => {
-                    let ctx = ctx.with_actor(Actor::Anonymous).with_request(meta);
-                    tracing::Span::current().record("tenant_id", tracing::field::display(ctx.id()));
-                    req.extensions_mut().insert(ctx.clone());
-                    let mut res = inner.call(req).await?;
-                    res.extensions_mut().insert(ctx);
-                    Ok(res)
-                }
-                Err(refusal) => Ok(refusal.problem(&layer.config).into_response()),
-            }
-        })
+        let ctx = resolve(&self.resolver, &self.config, host, header)
+            .await
+            .map_err(|refusal| refusal.problem(&self.config))?
+            .with_actor(Actor::Anonymous)
+            .with_request(meta);
+        tracing::Span::current().record("tenant_id", tracing::field::display(ctx.id()));
+        req.extensions_mut().insert(ctx.clone());
+        // Outer layers (metrics, logs) see the tenant on the response.
+        let mut extensions = Extensions::new();
+        extensions.insert(ctx);
+        Ok((req, extensions))
     }
 }
 
