@@ -160,6 +160,21 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// A request to `path` for the tenant named `tenant` (`X-Tenant-Id`), with
+    /// `credential` (a JWT or an API key) as the bearer token.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        tenant: &str,
+        credential: impl std::fmt::Display,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .header("x-tenant-id", tenant)
+            .bearer_auth(credential)
+    }
+
     /// Creates a tenant with a random subdomain through `POST /tenants`;
     /// returns `(id, subdomain)`.
     pub async fn create_tenant(&self) -> (TenantId, String) {

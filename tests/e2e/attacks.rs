@@ -1,6 +1,6 @@
 //! HTTP-level attacks across tenants.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tenantkit::auth::{Claims, JwtKeys, TokenRole};
 use tenantkit_e2e::{BASE_DOMAIN, Backend, Server};
@@ -66,10 +66,7 @@ async fn token_of_a_with_b_header_is_403(backend: Backend) {
     let token = s.token(a, TokenRole::Owner);
     for header in [b.to_string(), b_sub] {
         let res = s
-            .http
-            .get(s.url("/users"))
-            .header("x-tenant-id", &header)
-            .bearer_auth(&token)
+            .request(Method::GET, "/users", &header, &token)
             .send()
             .await
             .unwrap();
@@ -105,10 +102,12 @@ async fn unknown_tenant_is_404(backend: Backend) {
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert_eq!(problem(res).await["title"], "Unknown tenant");
     let res = s
-        .http
-        .get(s.url("/users"))
-        .header("x-tenant-id", tenantkit::TenantId::new().to_string())
-        .bearer_auth(&token)
+        .request(
+            Method::GET,
+            "/users",
+            &tenantkit::TenantId::new().to_string(),
+            &token,
+        )
         .send()
         .await
         .unwrap();
@@ -194,10 +193,7 @@ async fn user_id_of_b_in_a_url_is_404(backend: Backend) {
     let ((a, a_sub), (b, b_sub)) = (s.create_tenant().await, s.create_tenant().await);
     let b_token = s.token(b, TokenRole::Owner);
     let b_users: Value = s
-        .http
-        .get(s.url("/users"))
-        .header("x-tenant-id", &b_sub)
-        .bearer_auth(&b_token)
+        .request(Method::GET, "/users", &b_sub, &b_token)
         .send()
         .await
         .unwrap()
@@ -209,29 +205,20 @@ async fn user_id_of_b_in_a_url_is_404(backend: Backend) {
     let a_token = s.token(a, TokenRole::Owner);
     let path = format!("/users/{b_user}");
     let get = s
-        .http
-        .get(s.url(&path))
-        .header("x-tenant-id", &a_sub)
-        .bearer_auth(&a_token)
+        .request(Method::GET, &path, &a_sub, &a_token)
         .send()
         .await
         .unwrap();
     assert_eq!(get.status(), StatusCode::NOT_FOUND);
     let patch = s
-        .http
-        .patch(s.url(&path))
-        .header("x-tenant-id", &a_sub)
-        .bearer_auth(&a_token)
+        .request(Method::PATCH, &path, &a_sub, &a_token)
         .json(&json!({ "role": "member" }))
         .send()
         .await
         .unwrap();
     assert_eq!(patch.status(), StatusCode::NOT_FOUND);
     let delete = s
-        .http
-        .delete(s.url(&path))
-        .header("x-tenant-id", &a_sub)
-        .bearer_auth(&a_token)
+        .request(Method::DELETE, &path, &a_sub, &a_token)
         .send()
         .await
         .unwrap();
@@ -239,10 +226,7 @@ async fn user_id_of_b_in_a_url_is_404(backend: Backend) {
 
     // B's user is untouched.
     let still = s
-        .http
-        .get(s.url(&path))
-        .header("x-tenant-id", &b_sub)
-        .bearer_auth(&b_token)
+        .request(Method::GET, &path, &b_sub, &b_token)
         .send()
         .await
         .unwrap();
@@ -258,10 +242,12 @@ async fn api_key_of_a_is_useless_at_b(backend: Backend) {
     s.subscribe(a, "price_pro").await;
     s.subscribe(b, "price_pro").await;
     let created: Value = s
-        .http
-        .post(s.url("/api-keys"))
-        .header("x-tenant-id", &a_sub)
-        .bearer_auth(s.token(a, TokenRole::Admin))
+        .request(
+            Method::POST,
+            "/api-keys",
+            &a_sub,
+            s.token(a, TokenRole::Admin),
+        )
         .json(&json!({ "name": "robot", "scopes": ["users:read"] }))
         .send()
         .await

@@ -1,6 +1,6 @@
 //! The audit trail over HTTP: what is recorded, who may read it, export, verify.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tenantkit::auth::TokenRole;
 use tenantkit_e2e::{Backend, Server};
@@ -28,10 +28,7 @@ macro_rules! server {
 
 async fn log(s: &Server, sub: &str, token: &str, query: &str) -> Vec<Value> {
     let res = s
-        .http
-        .get(s.url(&format!("/audit-logs{query}")))
-        .header("x-tenant-id", sub)
-        .bearer_auth(token)
+        .request(Method::GET, &format!("/audit-logs{query}"), sub, token)
         .send()
         .await
         .unwrap();
@@ -81,19 +78,13 @@ async fn security_events_are_recorded(backend: Backend) {
     let a_owner = s.token(a, TokenRole::Owner);
     // A failed login at A, and A's token used at B.
     let failed = s
-        .http
-        .get(s.url("/users"))
-        .header("x-tenant-id", &a_sub)
-        .bearer_auth("garbage")
+        .request(Method::GET, "/users", &a_sub, "garbage")
         .send()
         .await
         .unwrap();
     assert_eq!(failed.status(), StatusCode::UNAUTHORIZED);
     let mismatch = s
-        .http
-        .get(s.url("/users"))
-        .header("x-tenant-id", &b_sub)
-        .bearer_auth(&a_owner)
+        .request(Method::GET, "/users", &b_sub, &a_owner)
         .send()
         .await
         .unwrap();
@@ -119,10 +110,7 @@ async fn security_events_are_recorded(backend: Backend) {
 
     // API key creation and revocation, and a role change.
     let key: Value = s
-        .http
-        .post(s.url("/api-keys"))
-        .header("x-tenant-id", &a_sub)
-        .bearer_auth(&a_owner)
+        .request(Method::POST, "/api-keys", &a_sub, &a_owner)
         .json(&json!({ "name": "k" }))
         .send()
         .await
@@ -132,19 +120,18 @@ async fn security_events_are_recorded(backend: Backend) {
         .unwrap();
     let key_id = key["id"].as_str().unwrap();
     let del = s
-        .http
-        .delete(s.url(&format!("/api-keys/{key_id}")))
-        .header("x-tenant-id", &a_sub)
-        .bearer_auth(&a_owner)
+        .request(
+            Method::DELETE,
+            &format!("/api-keys/{key_id}"),
+            &a_sub,
+            &a_owner,
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(del.status(), StatusCode::NO_CONTENT);
     let user: Value = s
-        .http
-        .post(s.url("/users"))
-        .header("x-tenant-id", &a_sub)
-        .bearer_auth(&a_owner)
+        .request(Method::POST, "/users", &a_sub, &a_owner)
         .json(&json!({ "email": "promote@x.test" }))
         .send()
         .await
@@ -153,10 +140,12 @@ async fn security_events_are_recorded(backend: Backend) {
         .await
         .unwrap();
     let patch = s
-        .http
-        .patch(s.url(&format!("/users/{}", user["id"].as_str().unwrap())))
-        .header("x-tenant-id", &a_sub)
-        .bearer_auth(&a_owner)
+        .request(
+            Method::PATCH,
+            &format!("/users/{}", user["id"].as_str().unwrap()),
+            &a_sub,
+            &a_owner,
+        )
         .json(&json!({ "role": "admin" }))
         .send()
         .await
@@ -183,10 +172,7 @@ async fn export_streams_ndjson_and_is_itself_audited(backend: Backend) {
     let (id, sub) = s.create_tenant().await;
     let token = s.token(id, TokenRole::Admin);
     let res = s
-        .http
-        .get(s.url("/audit-logs/export"))
-        .header("x-tenant-id", &sub)
-        .bearer_auth(&token)
+        .request(Method::GET, "/audit-logs/export", &sub, &token)
         .send()
         .await
         .unwrap();
@@ -207,10 +193,12 @@ async fn export_streams_ndjson_and_is_itself_audited(backend: Backend) {
     assert_eq!(seqs, [1, 2, 3]);
 
     let future = s
-        .http
-        .get(s.url("/audit-logs/export?from=2999-01-01T00:00:00Z"))
-        .header("x-tenant-id", &sub)
-        .bearer_auth(&token)
+        .request(
+            Method::GET,
+            "/audit-logs/export?from=2999-01-01T00:00:00Z",
+            &sub,
+            &token,
+        )
         .send()
         .await
         .unwrap();
@@ -229,10 +217,7 @@ async fn verify_reports_a_valid_chain(backend: Backend) {
     let token = s.token(id, TokenRole::Owner);
     for i in 0..3 {
         let res = s
-            .http
-            .post(s.url("/users"))
-            .header("x-tenant-id", &sub)
-            .bearer_auth(&token)
+            .request(Method::POST, "/users", &sub, &token)
             .json(&json!({ "email": format!("v{i}@x.test") }))
             .send()
             .await
@@ -240,10 +225,7 @@ async fn verify_reports_a_valid_chain(backend: Backend) {
         assert_eq!(res.status(), StatusCode::CREATED);
     }
     let report: Value = s
-        .http
-        .get(s.url("/audit-logs/verify"))
-        .header("x-tenant-id", &sub)
-        .bearer_auth(&token)
+        .request(Method::GET, "/audit-logs/verify", &sub, &token)
         .send()
         .await
         .unwrap()
@@ -262,10 +244,7 @@ async fn only_admins_and_scoped_keys_read_the_trail(backend: Backend) {
     s.subscribe(id, "price_pro").await;
     for path in ["/audit-logs", "/audit-logs/export", "/audit-logs/verify"] {
         let res = s
-            .http
-            .get(s.url(path))
-            .header("x-tenant-id", &sub)
-            .bearer_auth(s.token(id, TokenRole::Member))
+            .request(Method::GET, path, &sub, s.token(id, TokenRole::Member))
             .send()
             .await
             .unwrap();
@@ -275,10 +254,7 @@ async fn only_admins_and_scoped_keys_read_the_trail(backend: Backend) {
     let mut keys = Vec::new();
     for scopes in [json!(["users:read"]), json!(["audit_logs:read"])] {
         let key: Value = s
-            .http
-            .post(s.url("/api-keys"))
-            .header("x-tenant-id", &sub)
-            .bearer_auth(&admin)
+            .request(Method::POST, "/api-keys", &sub, &admin)
             .json(&json!({ "name": "k", "scopes": scopes }))
             .send()
             .await
@@ -308,10 +284,7 @@ async fn platform_admin_reads_across_tenants_only_through_the_audited_path(backe
     let (id, sub) = s.create_tenant().await;
     // A platform token cannot use the tenant's own route.
     let direct = s
-        .http
-        .get(s.url("/audit-logs"))
-        .header("x-tenant-id", &sub)
-        .bearer_auth(s.admin_token())
+        .request(Method::GET, "/audit-logs", &sub, s.admin_token())
         .send()
         .await
         .unwrap();
@@ -382,10 +355,7 @@ async fn bad_audit_queries_get_problem_details(backend: Backend) {
         ("?colour=red", StatusCode::BAD_REQUEST),
     ] {
         let res = s
-            .http
-            .get(s.url(&format!("/audit-logs{query}")))
-            .header("x-tenant-id", &sub)
-            .bearer_auth(&token)
+            .request(Method::GET, &format!("/audit-logs{query}"), &sub, &token)
             .send()
             .await
             .unwrap();

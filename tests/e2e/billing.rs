@@ -1,6 +1,6 @@
 //! Billing through the server: 402s, the user limit, Stripe webhooks, checkout.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tenantkit::auth::TokenRole;
 use tenantkit_e2e::{Backend, STRIPE_WEBHOOK_SECRET, Server};
@@ -31,10 +31,7 @@ macro_rules! server {
 
 async fn api_key(s: &Server, sub: &str, token: &str) -> String {
     let res = s
-        .http
-        .post(s.url("/api-keys"))
-        .header("x-tenant-id", sub)
-        .bearer_auth(token)
+        .request(Method::POST, "/api-keys", sub, token)
         .json(&json!({ "name": "robot", "scopes": ["users:read", "users:write"] }))
         .send()
         .await
@@ -73,10 +70,7 @@ async fn free_plan_api_key_gets_402_with_plan_and_upgrade(backend: Backend) {
     );
     // Users with tokens are not programmatic access.
     let res = s
-        .http
-        .get(s.url("/users"))
-        .header("x-tenant-id", &sub)
-        .bearer_auth(s.token(id, TokenRole::Member))
+        .request(Method::GET, "/users", &sub, s.token(id, TokenRole::Member))
         .send()
         .await
         .unwrap();
@@ -95,10 +89,7 @@ async fn user_limit_is_402_at_the_limit(backend: Backend) {
     let (id, sub) = s.create_tenant().await; // with its owner: 1 of 2
     let owner = s.token(id, TokenRole::Owner);
     let post = |email: &str| {
-        s.http
-            .post(s.url("/users"))
-            .header("x-tenant-id", &sub)
-            .bearer_auth(&owner)
+        s.request(Method::POST, "/users", &sub, &owner)
             .json(&json!({ "email": email }))
             .send()
     };
@@ -132,10 +123,7 @@ async fn concurrent_user_creation_over_http_never_exceeds_the_limit(backend: Bac
     let (id, sub) = s.create_tenant().await;
     let owner = s.token(id, TokenRole::Owner);
     let requests = (0..20).map(|i| {
-        s.http
-            .post(s.url("/users"))
-            .header("x-tenant-id", &sub)
-            .bearer_auth(&owner)
+        s.request(Method::POST, "/users", &sub, &owner)
             .json(&json!({ "email": format!("race{i}@x.test") }))
             .send()
     });
@@ -154,10 +142,7 @@ async fn concurrent_user_creation_over_http_never_exceeds_the_limit(backend: Bac
         .count();
     assert_eq!((created, refused), (5, 15), "{statuses:?}");
     let users: Value = s
-        .http
-        .get(s.url("/users?limit=500"))
-        .header("x-tenant-id", &sub)
-        .bearer_auth(&owner)
+        .request(Method::GET, "/users?limit=500", &sub, &owner)
         .send()
         .await
         .unwrap()
@@ -250,11 +235,13 @@ async fn subscription_endpoint_shows_the_effective_plan(backend: Backend) {
     let s = server!(backend, |_| {});
     let (id, sub) = s.create_tenant().await;
     let get = || {
-        s.http
-            .get(s.url("/billing/subscription"))
-            .header("x-tenant-id", &sub)
-            .bearer_auth(s.token(id, TokenRole::Member))
-            .send()
+        s.request(
+            Method::GET,
+            "/billing/subscription",
+            &sub,
+            s.token(id, TokenRole::Member),
+        )
+        .send()
     };
     let view: Value = get().await.unwrap().json().await.unwrap();
     assert_eq!(view["effective_plan"]["id"], "free");
@@ -294,10 +281,7 @@ async fn checkout_and_portal_go_to_stripe(backend: Backend) {
     });
     let (id, sub) = s.create_tenant().await;
     let post = |path: &str, role: TokenRole, body: Value| {
-        s.http
-            .post(s.url(path))
-            .header("x-tenant-id", &sub)
-            .bearer_auth(s.token(id, role))
+        s.request(Method::POST, path, &sub, s.token(id, role))
             .json(&body)
             .send()
     };
