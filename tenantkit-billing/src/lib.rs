@@ -179,7 +179,8 @@ impl std::fmt::Debug for Billing {
     }
 }
 
-fn migrators() -> (sqlx::migrate::Migrator, sqlx::migrate::Migrator) {
+/// Billing's migrations (PostgreSQL, SQLite), each with its own history table.
+pub fn migrators() -> (sqlx::migrate::Migrator, sqlx::migrate::Migrator) {
     let mut postgres = sqlx::migrate!("./migrations/postgres");
     postgres.dangerous_set_table_name("_tenantkit_billing_migrations");
     let mut sqlite = sqlx::migrate!("./migrations/sqlite");

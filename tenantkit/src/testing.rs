@@ -8,7 +8,7 @@
 //! `TENANTKIT_REQUIRE_POSTGRES` set, an unreachable PostgreSQL fails the test
 //! instead of skipping it.
 
-use std::{collections::HashMap, future::Future, path::Path, pin::Pin, sync::OnceLock};
+use std::{collections::HashMap, future::Future, pin::Pin, sync::OnceLock};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
@@ -67,17 +67,24 @@ fn core_migrations(db: &Db) -> Pin<Box<dyn Future<Output = crate::Result<()>> + 
 
 /// The database for tenantkit's own tests.
 pub async fn postgres_database() -> Option<PgTestDatabase> {
-    let dirs = [concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres")];
-    postgres_database_with("tenantkit_test", &dirs, core_migrations).await
+    postgres_database_with(
+        "tenantkit_test",
+        &[crate::store::postgres_migrator()],
+        core_migrations,
+    )
+    .await
 }
 
-/// A database named `<prefix>_<hash of the migration files in dirs>`, created
-/// and migrated by `migrate` once per process (and reused across runs while
-/// the migrations are unchanged), with the runtime role set up. `None` when
-/// PostgreSQL is unreachable and not required.
+/// A database named `<prefix>_<hash of the migrations>`, created and migrated
+/// by `migrate` once per process (and reused across runs while the migrations
+/// are unchanged), with the runtime role set up. `None` when PostgreSQL is
+/// unreachable and not required.
+///
+/// The hash comes from the checksums compiled into `migrators`, never from
+/// files on disk, so a test binary works wherever it was built.
 pub async fn postgres_database_with(
     prefix: &str,
-    dirs: &[&str],
+    migrators: &[&sqlx::migrate::Migrator],
     migrate: Migrate,
 ) -> Option<PgTestDatabase> {
     static READY: OnceLock<Mutex<HashMap<String, Option<PgTestDatabase>>>> = OnceLock::new();
@@ -85,12 +92,16 @@ pub async fn postgres_database_with(
     if let Some(db) = ready.get(prefix) {
         return db.clone();
     }
-    let db = setup(prefix, dirs, migrate).await;
+    let db = setup(prefix, migrators, migrate).await;
     ready.insert(prefix.to_owned(), db.clone());
     db
 }
 
-async fn setup(prefix: &str, dirs: &[&str], migrate: Migrate) -> Option<PgTestDatabase> {
+async fn setup(
+    prefix: &str,
+    migrators: &[&sqlx::migrate::Migrator],
+    migrate: Migrate,
+) -> Option<PgTestDatabase> {
     let admin = admin_url();
     let pool = match sqlx::PgPool::connect(&admin).await {
         Ok(pool) => pool,
@@ -103,15 +114,9 @@ async fn setup(prefix: &str, dirs: &[&str], migrate: Migrate) -> Option<PgTestDa
         ),
     };
     let mut hasher = Sha256::new();
-    for dir in dirs {
-        let mut files: Vec<_> = std::fs::read_dir(Path::new(dir))
-            .expect("migrations dir")
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        for f in files {
-            hasher.update(std::fs::read(f).unwrap());
-        }
+    for migration in migrators.iter().flat_map(|m| m.iter()) {
+        hasher.update(migration.version.to_be_bytes());
+        hasher.update(&migration.checksum);
     }
     let name = format!("{prefix}_{}", &format!("{:x}", hasher.finalize())[..12]);
     let exists: bool =

@@ -76,7 +76,21 @@ async fn postgres_server_without_a_jwt_secret_refuses_to_start() {
 
 #[tokio::test]
 async fn serves_https_with_the_configured_certificate() {
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+    // Embedded, then written out: the binary may run far from its sources.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, pem) in [
+        (
+            "tls-cert.pem",
+            &include_bytes!("../fixtures/tls-cert.pem")[..],
+        ),
+        (
+            "tls-key.pem",
+            &include_bytes!("../fixtures/tls-key.pem")[..],
+        ),
+    ] {
+        std::fs::write(dir.path().join(name), pem).unwrap();
+    }
+    let fixtures = dir.path().display().to_string();
     let Some(s) = Server::start_with(Backend::Sqlite, |c| {
         c.server.tls_cert = Some(format!("{fixtures}/tls-cert.pem").into());
         c.server.tls_key = Some(format!("{fixtures}/tls-key.pem").into());
@@ -86,9 +100,7 @@ async fn serves_https_with_the_configured_certificate() {
         return;
     };
     assert!(s.running.tls);
-    let cert =
-        reqwest::Certificate::from_pem(&std::fs::read(format!("{fixtures}/tls-ca.pem")).unwrap())
-            .unwrap();
+    let cert = reqwest::Certificate::from_pem(include_bytes!("../fixtures/tls-ca.pem")).unwrap();
     let client = reqwest::Client::builder()
         .tls_certs_only([cert])
         .timeout(Duration::from_secs(10))

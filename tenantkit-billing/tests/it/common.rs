@@ -22,15 +22,10 @@ pub(crate) async fn sqlite() -> Db {
 }
 
 pub(crate) async fn postgres() -> Option<Db> {
-    let dirs = [
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tenantkit/migrations/postgres"
-        ),
-        concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"),
-    ];
+    let (billing, _) = tenantkit_billing::migrators();
+    let migrators = [tenantkit::store::postgres_migrator(), &billing];
     let database =
-        testing::postgres_database_with("tenantkit_billing_test", &dirs, migrate_all).await?;
+        testing::postgres_database_with("tenantkit_billing_test", &migrators, migrate_all).await?;
     Some(testing::runtime_db(&database, 20).await)
 }
 

@@ -7,6 +7,12 @@ use crate::{Error, Result};
 
 #[cfg(feature = "postgres")]
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// tenantkit's PostgreSQL migrations, as compiled in.
+#[cfg(feature = "postgres")]
+pub fn postgres_migrator() -> &'static sqlx::migrate::Migrator {
+    &PG_MIGRATOR
+}
+
 #[cfg(feature = "sqlite")]
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 

@@ -19,6 +19,8 @@ use std::{str::FromStr, time::Duration};
 pub use api_keys::CreatedApiKey;
 pub use audit::AUDIT_BATCH;
 pub use migrate::RuntimeRole;
+#[cfg(feature = "postgres")]
+pub use migrate::postgres_migrator;
 pub use scope::{Scoped, TenantTx};
 pub use sql::{PgRecord, Record, SqliteRecord, Value};
 
