@@ -40,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let db = Db::connect("sqlite::memory:").await?;
     db.migrate().await?;
     // The tenant that holds what used to be the single tenant's data.
-    let (legacy, _) = db
+    let (legacy, legacy_admin) = db
         .create_tenant_with_owner(
             &NewTenant {
                 name: "Legacy".into(),
@@ -53,11 +53,15 @@ async fn main() -> anyhow::Result<()> {
             &Actor::System,
         )
         .await?;
-    let acme = db
-        .create_tenant(
+    let (acme, acme_owner) = db
+        .create_tenant_with_owner(
             &NewTenant {
                 name: "Acme".into(),
                 subdomain: "acme".into(),
+            },
+            &NewUser {
+                email: "ann@acme.example".into(),
+                role: Role::Owner,
             },
             &Actor::System,
         )
@@ -74,8 +78,19 @@ async fn main() -> anyhow::Result<()> {
         .route_layer(layers)
         .with_state(db);
 
-    let legacy_token = keys.issue("old-client", Some(legacy.id), TokenRole::Member, 3600)?;
-    let acme_token = keys.issue("new-client", Some(acme.id), TokenRole::Member, 3600)?;
+    // Tokens name a user of their tenant; a member token of an owner acts as a member.
+    let legacy_token = keys.issue(
+        &legacy_admin.id.to_string(),
+        Some(legacy.id),
+        TokenRole::Member,
+        3600,
+    )?;
+    let acme_token = keys.issue(
+        &acme_owner.id.to_string(),
+        Some(acme.id),
+        TokenRole::Member,
+        3600,
+    )?;
     let addr = SocketAddr::from(([127, 0, 0, 1], 3000));
     println!("listening on http://{addr}\n");
     println!("# an old single-tenant client, unchanged (no tenant named):");

@@ -24,6 +24,9 @@ pub struct Server {
     /// A client.
     pub http: reqwest::Client,
     keys: tenantkit::auth::JwtKeys,
+    /// The first owner of each tenant made by [`Server::create_tenant`]:
+    /// tokens must name a real user.
+    owners: std::sync::Mutex<std::collections::HashMap<TenantId, String>>,
     _dir: tempfile::TempDir,
 }
 
@@ -127,6 +130,7 @@ impl Server {
             base,
             http,
             keys,
+            owners: Default::default(),
             _dir: dir,
         })
     }
@@ -136,11 +140,48 @@ impl Server {
         Self::start_with(backend, |_| {}).await
     }
 
-    /// A token for `tenant` with `role`.
+    /// A token for the first owner of `tenant` (made by
+    /// [`Server::create_tenant`]) carrying `role`, which is then their
+    /// effective role.
     pub fn token(&self, tenant: TenantId, role: TokenRole) -> String {
-        self.keys
-            .issue("e2e-user", Some(tenant), role, 600)
+        let owner = self.owner(tenant);
+        self.keys.issue(&owner, Some(tenant), role, 600).unwrap()
+    }
+
+    /// A token as `tenantkit-server token issue --tenant T --role R` mints
+    /// it: for the tenant's first owner, whoever made the tenant.
+    pub async fn cli_token(&self, tenant: TenantId, role: tenantkit::Role) -> String {
+        let ctx = self.context(tenant).await;
+        tenantkit_server::issue_user_token(
+            &self.running.db,
+            &self.keys,
+            &ctx,
+            None,
+            Some(role),
+            600,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// `tenant`, resolved through the server's store.
+    pub async fn context(&self, tenant: TenantId) -> tenantkit::TenantContext {
+        self.running
+            .db
+            .resolve_id(tenant)
+            .await
             .unwrap()
+            .expect("tenant exists")
+    }
+
+    /// The user id of the first owner of `tenant` (made by [`Server::create_tenant`]).
+    pub fn owner(&self, tenant: TenantId) -> String {
+        self.owners
+            .lock()
+            .unwrap()
+            .get(&tenant)
+            .cloned()
+            .expect("tokens name a real user: make the tenant with Server::create_tenant")
     }
 
     /// A platform-admin token.
@@ -189,19 +230,16 @@ impl Server {
             .unwrap();
         assert_eq!(res.status(), 201, "{:?}", res.text().await);
         let body: serde_json::Value = res.json().await.unwrap();
-        (body["id"].as_str().unwrap().parse().unwrap(), sub)
+        let id: TenantId = body["id"].as_str().unwrap().parse().unwrap();
+        let owner = body["owner"]["id"].as_str().unwrap().to_owned();
+        self.owners.lock().unwrap().insert(id, owner);
+        (id, sub)
     }
 
     /// Puts `tenant` on the plan of `price` the way Stripe would: a signed
     /// `customer.subscription.updated` to `POST /webhooks/stripe`.
     pub async fn subscribe(&self, tenant: TenantId, price: &str) {
-        let ctx = self
-            .running
-            .db
-            .resolve_id(tenant)
-            .await
-            .unwrap()
-            .expect("tenant exists");
+        let ctx = self.context(tenant).await;
         let now = tenantkit_billing::testing::now();
         let event = tenantkit_billing::testing::event(
             &format!("evt_{}", uuid::Uuid::new_v4().simple()),

@@ -16,7 +16,7 @@ use axum::{
 use http::{HeaderName, Request};
 use tenantkit::{
     Db,
-    auth::{AuthLayer, JwtKeys},
+    auth::{AuthLayer, JwtKeys, UserClaim},
     rate_limit::{Quota, RateLimitLayer},
     resolve::{TenantLayer, TenantRef},
 };
@@ -59,7 +59,8 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
     if let Some(default) = &config.server.default_tenant {
         tenant_layer = tenant_layer.with_default_tenant(default.parse::<TenantRef>()?);
     }
-    let auth = AuthLayer::new((*state.keys).clone(), state.db.clone());
+    let auth = AuthLayer::new((*state.keys).clone(), state.db.clone())
+        .with_user_claim(config.auth.user_claim.parse::<UserClaim>()?);
     let per_ip = RateLimitLayer::per_client_ip(per_minute(config.rate_limit.per_ip_per_minute));
 
     let tenant_routes = Router::new()
@@ -154,5 +155,8 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
                     Duration::from_secs(30),
                 )),
         )
+        // Whatever answers with a bare error (the body limit's 413, the
+        // router's 405, the timeout's 408) answers problem+json.
+        .layer(axum::middleware::map_response(error::ensure_problem))
         .with_state(state))
 }

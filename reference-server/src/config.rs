@@ -142,6 +142,14 @@ pub struct AuthConfig {
     pub jwt_private_key: Option<PathBuf>,
     /// Lifetime of issued tokens, in seconds.
     pub token_ttl_secs: u64,
+    /// Which claim of a tenant token names its user: `sub` (the tenantkit
+    /// user id; tokens this server issues) or `email` (tokens of an external
+    /// identity provider). See docs/configuration.md.
+    pub user_claim: String,
+    /// How long a tenant or user is trusted from the in-process cache, in
+    /// milliseconds: the longest a deleted user, a demotion or a suspension
+    /// can go unseen by a process (others are told at once on PostgreSQL).
+    pub access_cache_ttl_ms: u64,
 }
 
 impl Default for AuthConfig {
@@ -152,6 +160,8 @@ impl Default for AuthConfig {
             jwt_public_key: None,
             jwt_private_key: None,
             token_ttl_secs: 3600,
+            user_claim: "sub".into(),
+            access_cache_ttl_ms: 2000,
         }
     }
 }
@@ -233,6 +243,10 @@ impl Config {
         if self.auth.token_ttl_secs == 0 {
             return Err(ConfigError("auth.token_ttl_secs must be positive".into()));
         }
+        self.auth
+            .user_claim
+            .parse::<tenantkit::auth::UserClaim>()
+            .map_err(|e| ConfigError(format!("auth.user_claim: {e}")))?;
         if self.database.max_connections == 0 {
             return Err(ConfigError(
                 "database.max_connections must be positive".into(),
@@ -250,6 +264,11 @@ impl Config {
                 self.database.data_dir.join("tenantkit.db").display()
             ),
         }
+    }
+
+    /// How long tenants and users are cached ([`AuthConfig::access_cache_ttl_ms`]).
+    pub fn access_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.auth.access_cache_ttl_ms)
     }
 
     /// Whether this runs on the embedded default.

@@ -92,3 +92,10 @@ pub struct Path<T>(pub T);
 pub async fn not_found() -> ApiError {
     ApiError(Problem::new(StatusCode::NOT_FOUND, "Not found").with_detail("no such endpoint"))
 }
+
+/// Error responses that are not problem+json yet (the router's `405`, the
+/// body limit's `413`, the timeout's `408`) become problem+json; see
+/// [`tenantkit::problem::ensure_problem`].
+pub async fn ensure_problem(res: Response) -> Response {
+    tenantkit::problem::ensure_problem(res)
+}

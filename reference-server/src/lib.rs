@@ -49,7 +49,8 @@ pub async fn open_runtime_db(config: &Config) -> anyhow::Result<Db> {
         }
         let db = Db::connect_with(&url, config.database.max_connections)
             .await
-            .context("opening SQLite")?;
+            .context("opening SQLite")?
+            .with_access_ttl(config.access_ttl());
         db.migrate().await.context("migrating SQLite")?;
         tenantkit_billing::Billing::migrate(&db)
             .await
@@ -67,7 +68,8 @@ pub async fn open_runtime_db(config: &Config) -> anyhow::Result<Db> {
                 "connecting to {}",
                 tenantkit::store::redact_url(&runtime_url)
             )
-        })?;
+        })?
+        .with_access_ttl(config.access_ttl());
     db.ensure_cannot_bypass_isolation().await?;
     if let Err(e) = db.list_tenants(PageRequest::first(1)).await {
         bail!("the database is not ready ({e}); run `tenantkit-server migrate` first");
@@ -262,6 +264,54 @@ pub async fn purge_audit_logs(db: &Db, retention_days: u32) -> tenantkit::Result
     Ok((tenants, entries))
 }
 
+/// `token issue` for a tenant: a token for `user` (an id or an e-mail; the
+/// tenant's first owner when `None`) with `role` (the user's own role when
+/// `None`; never more than it).
+pub async fn issue_user_token(
+    db: &Db,
+    keys: &JwtKeys,
+    tenant: &tenantkit::TenantContext,
+    user: Option<&str>,
+    role: Option<Role>,
+    ttl_secs: u64,
+) -> anyhow::Result<String> {
+    let mut tx = db.begin(tenant).await?;
+    let user = match user {
+        None => tx
+            .first_owner()
+            .await
+            .context("the tenant has no owner; name a user with --user")?,
+        Some(named) => {
+            let by = match named.parse() {
+                Ok(id) => tenantkit::store::UserRef::Id(id),
+                Err(_) => tenantkit::store::UserRef::Email(named.to_owned()),
+            };
+            let access = tx.find_user_access(&by).await?.with_context(|| {
+                format!(
+                    "no user `{named}` in tenant `{}`",
+                    tenant.tenant().subdomain
+                )
+            })?;
+            tx.get_user(access.id).await?
+        }
+    };
+    tx.commit().await?;
+    let role = role.unwrap_or(user.role);
+    if role > user.role {
+        bail!(
+            "user {} is {}; a token cannot carry the higher role {role}",
+            user.email,
+            user.role
+        );
+    }
+    Ok(keys.issue(
+        &user.id.to_string(),
+        Some(tenant.id()),
+        role.into(),
+        ttl_secs,
+    )?)
+}
+
 /// Resolves `tenant` (id or subdomain) to its id, for the command line.
 pub async fn find_tenant(db: &Db, tenant: &str) -> anyhow::Result<tenantkit::TenantContext> {
     let r: TenantRef = tenant.parse()?;
@@ -286,6 +336,7 @@ pub struct Running {
     handle: Handle<SocketAddr>,
     task: JoinHandle<std::io::Result<()>>,
     purger: Option<JoinHandle<()>>,
+    access_watcher: JoinHandle<()>,
 }
 
 impl Running {
@@ -294,6 +345,7 @@ impl Running {
         if let Some(purger) = &self.purger {
             purger.abort();
         }
+        self.access_watcher.abort();
         self.handle.graceful_shutdown(Some(grace));
         self.task.await??;
         self.db.close().await;
@@ -346,6 +398,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         };
         bail!("could not listen on {}: {err}", config.server.listen);
     };
+    // Other processes' user and tenant changes reach this one's cache at once.
+    let access_watcher = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            if let Err(e) = db.watch_access_changes().await {
+                tracing::error!(error = %e, "could not listen for access changes; relying on the cache TTL");
+            }
+        })
+    };
     let purger = (config.audit.purge_every_hours > 0).then(|| {
         let every = Duration::from_secs(config.audit.purge_every_hours * 3600);
         let (db, retention) = (db.clone(), config.audit.retention_days);
@@ -370,6 +431,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         handle,
         task,
         purger,
+        access_watcher,
     })
 }
 

@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 use tenantkit::{NewTenant, Role, audit::Actor, auth::TokenRole};
 use tenantkit_server::{
     config::{Config, LogFormat},
-    create_tenant, find_tenant, load_keys, migrate, open_runtime_db, purge_audit_logs, start,
+    create_tenant, find_tenant, issue_user_token, load_keys, migrate, open_runtime_db,
+    purge_audit_logs, start,
 };
 
 /// The tenantkit reference server.
@@ -78,7 +79,7 @@ enum TenantCommand {
 
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
-    /// Mint a JWT for a tenant role, or a platform-admin token.
+    /// Mint a JWT for a user of a tenant, or a platform-admin token.
     Issue {
         /// The tenant (id or subdomain).
         #[arg(
@@ -87,13 +88,16 @@ enum TokenCommand {
             conflicts_with = "platform_admin"
         )]
         tenant: Option<String>,
-        /// The role within the tenant.
-        #[arg(long, value_parser = ["owner", "admin", "member"], default_value = "member")]
-        role: String,
+        /// The user (id or e-mail) the token acts for; default: the tenant's first owner.
+        #[arg(long, conflicts_with = "platform_admin")]
+        user: Option<String>,
+        /// The role the token carries (default: the user's role; never more).
+        #[arg(long, value_parser = ["owner", "admin", "member"], conflicts_with = "platform_admin")]
+        role: Option<String>,
         /// A platform-admin token (manages tenants; belongs to no tenant).
         #[arg(long)]
         platform_admin: bool,
-        /// The subject (`sub` claim), e.g. a user id.
+        /// The platform admin's name (`sub` claim).
         #[arg(long, default_value = "cli")]
         sub: String,
         /// Lifetime in seconds (default: auth.token_ttl_secs).
@@ -172,6 +176,7 @@ async fn main() -> anyhow::Result<()> {
             command:
                 TokenCommand::Issue {
                     tenant,
+                    user,
                     role,
                     platform_admin,
                     sub,
@@ -186,8 +191,8 @@ async fn main() -> anyhow::Result<()> {
                 let db = open_runtime_db(&config).await?;
                 let tenant =
                     find_tenant(&db, tenant.as_deref().context("--tenant is required")?).await?;
-                let role: Role = role.parse()?;
-                keys.issue(&sub, Some(tenant.id()), role.into(), ttl)?
+                let role = role.map(|r| r.parse::<Role>()).transpose()?;
+                issue_user_token(&db, &keys, &tenant, user.as_deref(), role, ttl).await?
             };
             println!("{token}");
             Ok(())
@@ -207,7 +212,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
              export TOKEN={token}\n  \
              curl -H \"Authorization: Bearer $TOKEN\" -H 'X-Tenant-Id: {sub}' {base}/tenant\n  \
              curl -H \"Authorization: Bearer $TOKEN\" -H 'X-Tenant-Id: {sub}' {base}/users\n\n\
-             (the token expires; mint another with `tenantkit-server token issue --tenant {sub} --role owner`)\n",
+             (the token expires; mint another with `tenantkit-server token issue --tenant {sub}`)\n",
             sub = demo.subdomain,
             token = demo.token,
         );

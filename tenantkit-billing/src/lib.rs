@@ -295,6 +295,8 @@ impl Billing {
         plan_id: &str,
         email: Option<&str>,
     ) -> Result<String, BillingError> {
+        // Every input is checked before Stripe hears of anything.
+        let email = email.map(tenantkit::validate::email).transpose()?;
         let stripe = self.stripe()?;
         let plan = self
             .inner
@@ -307,7 +309,9 @@ impl Billing {
         let customer = match self.customer_of(ctx).await? {
             Some(customer) => customer,
             None => {
-                let customer = stripe.create_customer(ctx.tenant(), email).await?;
+                let customer = stripe
+                    .create_customer(ctx.tenant(), email.as_deref())
+                    .await?;
                 self.inner
                     .db
                     .link_external_id(webhook::STRIPE_CUSTOMER, &customer, ctx.id())
@@ -340,16 +344,13 @@ impl Billing {
     }
 
     async fn customer_of(&self, ctx: &TenantContext) -> Result<Option<String>, BillingError> {
-        let sub = subscription::load(&mut self.inner.db.begin(ctx).await?).await?;
+        let mut tx = self.inner.db.begin(ctx).await?;
+        let sub = subscription::load(&mut tx).await?;
         if let Some(customer) = sub.and_then(|s| s.stripe_customer_id) {
             return Ok(Some(customer));
         }
         // A customer created by an earlier, unfinished checkout.
-        let linked = self
-            .inner
-            .db
-            .linked_external_ids(webhook::STRIPE_CUSTOMER, ctx.id())
-            .await?;
+        let linked = tx.linked_external_ids(webhook::STRIPE_CUSTOMER).await?;
         Ok(linked.into_iter().next())
     }
 

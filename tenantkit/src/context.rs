@@ -33,6 +33,19 @@ impl TenantContext {
         }
     }
 
+    /// A context sharing an already resolved tenant (from the access cache).
+    pub(crate) fn shared(tenant: Arc<Tenant>) -> Self {
+        Self {
+            tenant,
+            actor: Actor::System,
+            request: Arc::default(),
+        }
+    }
+
+    pub(crate) fn shared_tenant(&self) -> Arc<Tenant> {
+        Arc::clone(&self.tenant)
+    }
+
     /// The resolved tenant.
     pub fn tenant(&self) -> &Tenant {
         &self.tenant

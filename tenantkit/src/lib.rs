@@ -51,7 +51,7 @@ mod secret;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
-mod validate;
+pub mod validate;
 
 pub use context::TenantContext;
 pub use error::{Error, Result};

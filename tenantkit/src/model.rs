@@ -195,6 +195,7 @@ impl crate::audit::Audited for ApiKey {
 
 /// What is needed to create a tenant.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewTenant {
     /// Display name (1 to 200 characters).
     pub name: String,
@@ -204,6 +205,7 @@ pub struct NewTenant {
 
 /// What is needed to create a user.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// E-mail address; compared case-insensitively.
     pub email: String,
@@ -228,6 +230,7 @@ pub struct UserPatch {
 
 /// What is needed to create an API key.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     /// A human label (1 to 200 characters).
     pub name: String,

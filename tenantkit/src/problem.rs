@@ -102,6 +102,69 @@ impl Problem {
     }
 }
 
+/// `res` as a problem document if it is an error (4xx or 5xx) that is not one
+/// yet: what a framework or middleware answers by itself (axum's empty `405`,
+/// a body limit's `text/plain` `413`, a timeout's `408`) becomes
+/// problem+json with the same status and headers (`Allow`, `Retry-After`).
+/// Every other response passes unchanged. Wrap a whole service with it, e.g.
+/// `tower::util::MapResponseLayer::new(ensure_problem::<axum::body::Body>)`.
+///
+/// ```
+/// use http::{Response, StatusCode, header};
+/// use tenantkit::problem::ensure_problem;
+///
+/// let bare = Response::builder()
+///     .status(StatusCode::METHOD_NOT_ALLOWED)
+///     .header(header::ALLOW, "GET,HEAD")
+///     .body(String::new())
+///     .unwrap();
+/// let res = ensure_problem(bare);
+/// assert_eq!(res.status(), 405);
+/// assert_eq!(res.headers()["content-type"], "application/problem+json");
+/// assert_eq!(res.headers()["allow"], "GET,HEAD");
+/// let body: serde_json::Value = serde_json::from_str(res.body()).unwrap();
+/// assert_eq!(body["detail"], "this endpoint accepts only GET,HEAD");
+/// ```
+pub fn ensure_problem<B: From<String>>(res: http::Response<B>) -> http::Response<B> {
+    let status = res.status();
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(CONTENT_TYPE.as_bytes()));
+    if is_problem || !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let (parts, _bare_body) = res.into_parts();
+    let title = status.canonical_reason().unwrap_or("Error");
+    let detail = match status {
+        StatusCode::METHOD_NOT_ALLOWED => match parts.headers.get(header::ALLOW) {
+            Some(allow) => format!(
+                "this endpoint accepts only {}",
+                allow.to_str().unwrap_or_default()
+            ),
+            None => "this endpoint does not accept this method".to_owned(),
+        },
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "the request body is larger than this server accepts".to_owned()
+        }
+        StatusCode::REQUEST_TIMEOUT => "the request took too long to be served".to_owned(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            "this endpoint does not accept this content type".to_owned()
+        }
+        other => format!("the request failed with status {}", other.as_u16()),
+    };
+    let mut problem = Problem::new(status, title).with_detail(detail);
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem = problem.with_header(name.clone(), value.clone());
+        }
+    }
+    let mut response = problem.into_response::<B>();
+    *response.version_mut() = parts.version;
+    response.extensions_mut().extend(parts.extensions);
+    response
+}
+
 impl From<&Error> for Problem {
     fn from(err: &Error) -> Self {
         match err {

@@ -179,3 +179,18 @@ pub async fn tenant(db: &Db) -> TenantContext {
         .expect("create tenant");
     db.resolve_id(t.id).await.unwrap().unwrap()
 }
+
+/// A new user of `tenant` with `role` and a random e-mail.
+pub async fn user(db: &Db, tenant: &TenantContext, role: crate::Role) -> crate::User {
+    let email = format!(
+        "u-{}@test.example",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let mut tx = db.begin(tenant).await.expect("begin");
+    let user = tx
+        .create_user(&crate::NewUser { email, role })
+        .await
+        .expect("create user");
+    tx.commit().await.expect("commit");
+    user
+}

@@ -1,9 +1,18 @@
-//! Input rules, checked before anything reaches the database.
+//! Input rules, checked before anything reaches the database (or any other
+//! service): one definition each, used by the store and by crates built on it.
+//!
+//! ```
+//! use tenantkit::validate;
+//!
+//! assert_eq!(validate::email(" Ann@Example.COM ").unwrap(), "ann@example.com");
+//! let refused = tenantkit::problem::Problem::from(&validate::email("no-at-sign").unwrap_err());
+//! assert_eq!(refused.status, 422);
+//! ```
 
 use crate::{Error, PageRequest, Result};
 
 /// A display name: trimmed, 1 to 200 characters, no control characters.
-pub(crate) fn name(field: &str, value: &str) -> Result<String> {
+pub fn name(field: &str, value: &str) -> Result<String> {
     let trimmed = value.trim();
     let len = trimmed.chars().count();
     if len == 0 || len > 200 {
@@ -20,7 +29,7 @@ pub(crate) fn name(field: &str, value: &str) -> Result<String> {
 }
 
 /// A DNS label: 1 to 63 of `a-z 0-9 -`, not starting or ending with `-`; lower-cased.
-pub(crate) fn subdomain(value: &str) -> Result<String> {
+pub fn subdomain(value: &str) -> Result<String> {
     let label = value.trim().to_ascii_lowercase();
     let ok = (1..=63).contains(&label.len())
         && label
@@ -39,7 +48,7 @@ pub(crate) fn subdomain(value: &str) -> Result<String> {
 
 /// An e-mail address: one `@` with text on both sides, a dot in the domain,
 /// no white space, at most 254 characters; lower-cased.
-pub(crate) fn email(value: &str) -> Result<String> {
+pub fn email(value: &str) -> Result<String> {
     let email = value.trim().to_lowercase();
     let valid = email.len() <= 254
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -64,7 +73,7 @@ pub(crate) fn email(value: &str) -> Result<String> {
 }
 
 /// A page size between 1 and [`PageRequest::MAX_LIMIT`].
-pub(crate) fn limit(limit: u32) -> Result<i64> {
+pub fn limit(limit: u32) -> Result<i64> {
     let max = PageRequest::<()>::MAX_LIMIT;
     if (1..=max).contains(&limit) {
         Ok(i64::from(limit))

@@ -139,6 +139,8 @@ async fn missing_expired_or_forged_token_is_401(backend: Backend) {
             role: TokenRole::Owner,
             exp: now - 300,
             iat: now - 900,
+            nbf: None,
+            email: None,
         })
         .unwrap();
     assert_eq!(

@@ -63,7 +63,7 @@ async fn changes_are_recorded_with_actor_and_request_details(backend: Backend) {
         .find(|e| e["resource_id"] == user["id"])
         .expect("creation audited");
     assert_eq!(entry["actor"]["type"], "user");
-    assert_eq!(entry["user_id"], "e2e-user");
+    assert_eq!(entry["user_id"], s.owner(id));
     assert_eq!(entry["request_id"], request_id);
     assert_eq!(entry["user_agent"], "e2e-agent/1.0");
     assert_eq!(entry["client_ip"], "127.0.0.1");
@@ -106,7 +106,7 @@ async fn security_events_are_recorded(backend: Backend) {
         b_log[0]["changes"]["after"]["claimed_tenant"],
         a.to_string()
     );
-    assert_eq!(b_log[0]["user_id"], "e2e-user");
+    assert_eq!(b_log[0]["user_id"], s.owner(a));
 
     // API key creation and revocation, and a role change.
     let key: Value = s

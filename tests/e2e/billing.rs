@@ -315,6 +315,20 @@ async fn checkout_and_portal_go_to_stripe(backend: Backend) {
         .status(),
         StatusCode::UNPROCESSABLE_ENTITY
     );
+    // Every input is checked before Stripe hears of anything.
+    let res = post(
+        "/billing/checkout",
+        TokenRole::Owner,
+        json!({ "plan": "pro", "email": "no-at-sign" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert!(
+        stripe.received_requests().await.unwrap().is_empty(),
+        "Stripe was called for invalid input"
+    );
     // Stripe's checkout endpoint is not mocked: its failure is a 502 without Stripe's details.
     let res = post(
         "/billing/checkout",

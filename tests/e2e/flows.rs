@@ -467,7 +467,7 @@ async fn default_tenant_keeps_single_tenant_clients_working(backend: Backend) {
     let res = s
         .http
         .get(s.url("/tenant"))
-        .bearer_auth(s.token(id, TokenRole::Member))
+        .bearer_auth(s.cli_token(id, tenantkit::Role::Member).await)
         .send()
         .await
         .unwrap();

@@ -1,11 +1,13 @@
 //! End-to-end: the reference server on a real socket, driven by reqwest, on
 //! SQLite and on PostgreSQL (as the runtime role).
 
+mod access;
 mod attacks;
 mod audit;
 mod billing;
 mod flows;
 mod startup;
+mod strict;
 
 /// Declares each `async fn name(backend: Backend)` as a test on both backends.
 macro_rules! on_both_backends {

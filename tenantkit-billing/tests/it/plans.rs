@@ -68,10 +68,12 @@ async fn call(
     (status, res.into_body().collect().await.unwrap().to_bytes())
 }
 
-fn jwt(t: &TenantContext) -> String {
+/// A token of a new admin of `t`.
+async fn jwt(db: &Db, t: &TenantContext) -> String {
+    let admin = tenantkit::testing::user(db, t, Role::Admin).await;
     JwtKeys::hs256(SECRET)
         .unwrap()
-        .issue("u1", Some(t.id()), TokenRole::Admin, 600)
+        .issue(&admin.id.to_string(), Some(t.id()), TokenRole::Admin, 600)
         .unwrap()
 }
 
@@ -132,7 +134,8 @@ async fn free_plan_refuses_api_keys_with_a_402_naming_plan_limit_and_upgrade(db:
 async fn free_plan_serves_users_with_tokens(db: Db) {
     let billing = Billing::new(db.clone(), config()).unwrap();
     let t = tenant(&db).await;
-    let (status, body) = call(&billing, &db, &t, &jwt(&t), PlanLayer::new(billing.clone())).await;
+    let token = jwt(&db, &t).await;
+    let (status, body) = call(&billing, &db, &t, &token, PlanLayer::new(billing.clone())).await;
     assert_eq!((status, body.as_ref()), (StatusCode::OK, &b"free"[..]));
 }
 
@@ -148,9 +151,10 @@ async fn pro_plan_serves_api_keys(db: Db) {
 async fn routes_can_require_a_feature(db: Db) {
     let billing = Billing::new(db.clone(), config()).unwrap();
     let t = tenant(&db).await;
+    let token = jwt(&db, &t).await;
     let webhooks = || PlanLayer::new(billing.clone()).requiring(Feature::Webhooks);
     let custom = || PlanLayer::new(billing.clone()).requiring(Feature::CustomIntegrations);
-    let (status, body) = call(&billing, &db, &t, &jwt(&t), webhooks()).await;
+    let (status, body) = call(&billing, &db, &t, &token, webhooks()).await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
     assert_eq!(
         serde_json::from_slice::<Value>(&body).unwrap()["limit"],
@@ -158,16 +162,16 @@ async fn routes_can_require_a_feature(db: Db) {
     );
     subscribe(&billing, &t, "evt_w", "active", "price_pro", now() - 10).await;
     assert_eq!(
-        call(&billing, &db, &t, &jwt(&t), webhooks()).await.0,
+        call(&billing, &db, &t, &token, webhooks()).await.0,
         StatusCode::OK
     );
     assert_eq!(
-        call(&billing, &db, &t, &jwt(&t), custom()).await.0,
+        call(&billing, &db, &t, &token, custom()).await.0,
         StatusCode::PAYMENT_REQUIRED
     );
     subscribe(&billing, &t, "evt_e", "active", "price_enterprise", now()).await;
     assert_eq!(
-        call(&billing, &db, &t, &jwt(&t), custom()).await.0,
+        call(&billing, &db, &t, &token, custom()).await.0,
         StatusCode::OK
     );
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, Role, TenantId};
+use crate::{Error, Result, Role, TenantId, UserId, store::UserRef};
 
 /// What a tenantkit token claims.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +22,61 @@ pub struct Claims {
     /// Issue time, seconds since the Unix epoch.
     #[serde(default)]
     pub iat: u64,
+    /// Not before, seconds since the Unix epoch; checked with the same
+    /// leeway as `exp` when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// The user's e-mail, for tokens of an external identity provider
+    /// mapped with [`UserClaim::Email`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// Which claim of a tenant token names the user it acts for. The user must
+/// exist in the token's tenant; the effective role is the lesser of the
+/// token's role and the user's current role.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UserClaim {
+    /// `sub` is the tenantkit user id (tokens tenantkit issues).
+    #[default]
+    Sub,
+    /// The `email` claim names the user (tokens of an external identity
+    /// provider whose `sub` is its own identifier).
+    Email,
+}
+
+impl UserClaim {
+    /// The user `claims` name, or why they name none.
+    pub fn user_of(self, claims: &Claims) -> Result<UserRef, &'static str> {
+        match self {
+            UserClaim::Sub => claims
+                .sub
+                .parse::<UserId>()
+                .map(UserRef::Id)
+                .map_err(|_| "the token's subject is not a user of this tenant"),
+            UserClaim::Email => claims
+                .email
+                .as_deref()
+                .filter(|e| !e.is_empty())
+                .map(|e| UserRef::Email(e.to_ascii_lowercase()))
+                .ok_or("the token has no `email` claim naming a user"),
+        }
+    }
+}
+
+impl std::str::FromStr for UserClaim {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "sub" => Ok(UserClaim::Sub),
+            "email" => Ok(UserClaim::Email),
+            other => Err(Error::Misconfigured(format!(
+                "unknown user claim `{other}`: use `sub` or `email`"
+            ))),
+        }
+    }
 }
 
 /// The role a token carries: a tenant role, or platform administration.
@@ -67,6 +122,9 @@ pub enum TokenError {
     /// The token's `exp` has passed.
     #[error("token expired")]
     Expired,
+    /// The token's `nbf` has not come yet.
+    #[error("token not yet valid")]
+    NotYetValid,
     /// Malformed, wrongly signed, wrong algorithm or missing claims.
     #[error("invalid token: {0}")]
     Invalid(String),
@@ -154,6 +212,7 @@ impl JwtKeys {
         let mut validation = Validation::new(algorithm);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = 30;
+        validation.validate_nbf = true;
         Self {
             algorithm,
             decoding,
@@ -169,6 +228,7 @@ impl JwtKeys {
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
                 _ => TokenError::Invalid(e.to_string()),
             })
     }
@@ -200,6 +260,8 @@ impl JwtKeys {
             role,
             exp: now + ttl_secs,
             iat: now,
+            nbf: None,
+            email: None,
         };
         self.sign(&claims)
     }

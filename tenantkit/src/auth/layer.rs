@@ -3,17 +3,28 @@ use std::{future::Future, sync::Arc};
 use http::{Extensions, HeaderValue, Request, StatusCode, header};
 use tower::Layer;
 
-use super::{JwtKeys, Principal, TokenError, TokenRole};
+use super::{JwtKeys, Principal, TokenError, TokenRole, UserClaim};
 use crate::{
     ApiKey, Db, Result, TenantContext, TenantId,
     audit::Actor,
     guard::{Guard, Guarded},
     problem::Problem,
+    store::{UserAccess, UserRef},
 };
 
-/// What [`AuthLayer`] needs from storage: checking API keys, and recording
-/// refused requests in the tenant's audit trail. Implemented by [`Db`].
+/// What [`AuthLayer`] needs from storage: the current state of a token's
+/// user, checking API keys, and recording refused requests in the tenant's
+/// audit trail. Implemented by [`Db`].
 pub trait AuthStore: Clone + Send + Sync + 'static {
+    /// The user `user` names in `tenant` with their current role; `None` when
+    /// there is no such user. Called on every JWT request: cache it ([`Db`]
+    /// keeps it for the access TTL, see [`Db::with_access_ttl`]).
+    fn user_access(
+        &self,
+        tenant: &TenantContext,
+        user: &UserRef,
+    ) -> impl Future<Output = Result<Option<UserAccess>>> + Send;
+
     /// The live key of `tenant` that `presented` is, if any.
     fn verify_api_key(
         &self,
@@ -30,6 +41,14 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
 }
 
 impl AuthStore for Db {
+    async fn user_access(
+        &self,
+        tenant: &TenantContext,
+        user: &UserRef,
+    ) -> Result<Option<UserAccess>> {
+        Db::user_access(self, tenant, user).await
+    }
+
     async fn verify_api_key(
         &self,
         tenant: &TenantContext,
@@ -66,21 +85,35 @@ pub struct SecurityEvent {
 ///
 /// Behind [`crate::resolve::TenantLayer`] the credential must belong to the
 /// resolved tenant (else `403`); without a resolved tenant only a
-/// platform-admin token passes (else `403`). No, malformed, expired or wrongly
-/// signed credentials get `401` with `WWW-Authenticate: Bearer`.
+/// platform-admin token passes (else `403`). No, malformed, expired,
+/// not-yet-valid or wrongly signed credentials get `401` with
+/// `WWW-Authenticate: Bearer`.
+///
+/// A tenant token must name a user of its tenant (by [`UserClaim`]): a token
+/// of a deleted user is `401`, and a demoted user acts with the lesser of the
+/// token's and their current role. The user is looked up through
+/// [`AuthStore::user_access`], which [`Db`] caches for a short TTL.
 #[derive(Clone, Debug)]
 pub struct AuthLayer<V> {
     jwt: Arc<JwtKeys>,
     store: V,
+    user_claim: UserClaim,
 }
 
 impl<V: AuthStore> AuthLayer<V> {
-    /// Verifies JWTs with `jwt`; checks API keys and records refusals in `store`.
+    /// Verifies JWTs with `jwt`; checks users and API keys and records refusals in `store`.
     pub fn new(jwt: JwtKeys, store: V) -> Self {
         Self {
             jwt: Arc::new(jwt),
             store,
+            user_claim: UserClaim::default(),
         }
+    }
+
+    /// Which claim of a tenant token names its user (default [`UserClaim::Sub`]).
+    pub fn with_user_claim(mut self, claim: UserClaim) -> Self {
+        self.user_claim = claim;
+        self
     }
 }
 
@@ -192,30 +225,36 @@ async fn authenticate<V: AuthStore>(
             let claims = layer.jwt.verify(&token).map_err(|e| {
                 let detail = match e {
                     TokenError::Expired => "the token has expired",
+                    TokenError::NotYetValid => "the token is not valid yet",
                     TokenError::Invalid(_) => "the token is invalid",
                 };
                 refuse(unauthorized(detail), Actor::Anonymous, "jwt", None)
             })?;
-            let principal = match (claims.role.tenant_role(), claims.tenant) {
-                (Some(role), Some(t)) => Principal::user(t, claims.sub, role),
+            let (role, claimed) = match (claims.role.tenant_role(), claims.tenant) {
+                (Some(role), Some(t)) => (role, Principal::user(t, claims.sub.clone(), role)),
                 (None, None) if claims.role == TokenRole::PlatformAdmin => {
-                    Principal::platform_admin(claims.sub)
+                    return match tenant {
+                        None => Ok(Principal::platform_admin(claims.sub)),
+                        Some(_) => {
+                            let principal = Principal::platform_admin(claims.sub);
+                            Err(refuse(wrong_tenant(), Actor::from(&principal), "jwt", None))
+                        }
+                    };
                 }
                 _ => {
                     let problem = unauthorized("the token's role and tenant do not fit together");
                     return Err(refuse(problem, Actor::Anonymous, "jwt", claims.tenant));
                 }
             };
-            match tenant {
-                Some(ctx) if principal.tenant == Some(ctx.id()) => Ok(principal),
-                None if principal.tenant.is_none() => Ok(principal),
-                _ => Err(refuse(
+            let Some(ctx) = tenant.filter(|ctx| claimed.tenant == Some(ctx.id())) else {
+                return Err(refuse(
                     wrong_tenant(),
-                    Actor::from(&principal),
+                    Actor::from(&claimed),
                     "jwt",
-                    principal.tenant,
-                )),
-            }
+                    claimed.tenant,
+                ));
+            };
+            current_user(layer, ctx, &claims, role).await
         }
         Ok(Some(Credential::ApiKey(key))) => {
             // A key is looked up inside its tenant, so a key of another tenant
@@ -239,6 +278,40 @@ async fn authenticate<V: AuthStore>(
                 }
             }
         }
+    }
+}
+
+/// The principal of a tenant token (signature and tenant checked) with
+/// `token_role`: its user must still exist, and acts with at most their
+/// current role.
+async fn current_user<V: AuthStore>(
+    layer: &AuthLayer<V>,
+    ctx: &TenantContext,
+    claims: &super::Claims,
+    token_role: crate::Role,
+) -> Result<Principal, Refused> {
+    let refused = |problem: Problem| {
+        refuse(
+            problem,
+            Actor::User(claims.sub.clone()),
+            "jwt",
+            Some(ctx.id()),
+        )
+    };
+    let user = layer
+        .user_claim
+        .user_of(claims)
+        .map_err(|detail| refused(unauthorized(detail)))?;
+    match layer.store.user_access(ctx, &user).await {
+        Ok(Some(access)) => Ok(Principal::user(
+            ctx.id(),
+            access.id.to_string(),
+            token_role.min(access.role),
+        )),
+        Ok(None) => Err(refused(unauthorized(
+            "the token's user does not exist in this tenant",
+        ))),
+        Err(e) => Err(refused(Problem::from(&e))),
     }
 }
 

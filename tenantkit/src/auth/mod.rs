@@ -30,7 +30,7 @@ mod jwt;
 mod layer;
 
 use http::StatusCode;
-pub use jwt::{Claims, JwtKeys, MIN_SECRET_LEN, TokenError, TokenRole, parse_algorithm};
+pub use jwt::{Claims, JwtKeys, MIN_SECRET_LEN, TokenError, TokenRole, UserClaim, parse_algorithm};
 pub use layer::{AuthLayer, AuthService, AuthStore, SecurityEvent};
 use serde::Serialize;
 
@@ -51,9 +51,9 @@ pub struct Principal {
 pub enum Subject {
     /// A user with a JWT.
     User {
-        /// The token's `sub`.
+        /// The user's id.
         id: String,
-        /// The token's role.
+        /// The effective role: the lesser of the token's and the user's current one.
         role: Role,
     },
     /// A program with an API key.

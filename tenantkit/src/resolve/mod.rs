@@ -15,7 +15,7 @@
 //! | found and active | passes to the inner service |
 //! | names no known tenant | `404` problem+json |
 //! | tenant suspended | `403` problem+json |
-//! | host and header name different tenants, or a malformed header | `400` problem+json |
+//! | host and header name different tenants, a malformed header, or the header twice | `400` problem+json |
 //! | names no tenant and no default is configured | `400` problem+json |
 //!
 //! Refusals are `Ok(response)`, so the layer drops into axum without
@@ -84,13 +84,16 @@ pub trait TenantResolver: Clone + Send + Sync + 'static {
     }
 }
 
+/// Through the access cache: a tenant's status change is seen within its TTL
+/// in every process (at once in the one that made it).
 impl TenantResolver for Db {
     async fn by_id(&self, id: TenantId) -> Result<Option<TenantContext>> {
-        self.resolve_id(id).await
+        self.resolve_cached(&TenantRef::Id(id)).await
     }
 
     async fn by_subdomain(&self, subdomain: &str) -> Result<Option<TenantContext>> {
-        self.resolve_subdomain(subdomain).await
+        self.resolve_cached(&TenantRef::Subdomain(subdomain.to_ascii_lowercase()))
+            .await
     }
 }
 
@@ -103,7 +106,7 @@ impl TenantResolver for Db {
 /// assert!(matches!("0190e5b2-7c1e-7000-8000-000000000000".parse(), Ok(TenantRef::Id(_))));
 /// assert!("not a label!".parse::<TenantRef>().is_err());
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum TenantRef {
     /// By id.
     Id(TenantId),

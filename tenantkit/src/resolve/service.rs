@@ -144,10 +144,18 @@ impl<R: TenantResolver, B: Send + 'static> Guard<B> for TenantLayer<R> {
     async fn check(&self, mut req: Request<B>) -> Result<(Request<B>, Extensions), Problem> {
         let host = host_of(&req);
         let meta = crate::request::request_meta(&req);
-        let header = req
-            .headers()
-            .get(&self.config.header)
+        let mut values = req.headers().get_all(&self.config.header).iter();
+        let header = values
+            .next()
             .map(|v| v.to_str().map(|s| s.trim().to_owned()).map_err(|_| ()));
+        if values.next().is_some() {
+            // Behind proxies, which of two would win is anybody's guess.
+            return Err(Refusal::Malformed(format!(
+                "send the `{}` header once, not several times",
+                self.config.header
+            ))
+            .problem(&self.config));
+        }
         let ctx = resolve(&self.resolver, &self.config, host, header)
             .await
             .map_err(|refusal| refusal.problem(&self.config))?

@@ -169,6 +169,12 @@ impl Db {
                 // anchor moves only inside tenantkit_audit_purge.
                 format!("REVOKE UPDATE, DELETE, TRUNCATE ON TABLE audit_heads FROM {name}"),
                 format!("GRANT UPDATE (seq, hash) ON TABLE audit_heads TO {name}"),
+                // Platform tables: read and create tenants; change a status,
+                // or touch the external-id mapping, only through the narrow
+                // SECURITY DEFINER functions (tenantkit_set_tenant_status,
+                // tenantkit_link/resolve/linked_external_id(s)).
+                format!("REVOKE UPDATE, DELETE, TRUNCATE ON TABLE tenants FROM {name}"),
+                format!("REVOKE ALL ON TABLE tenant_external_ids FROM {name}"),
             ] {
                 sqlx::query(AssertSqlSafe(statement))
                     .execute(&mut *tx)

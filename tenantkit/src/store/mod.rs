@@ -6,6 +6,7 @@
 //! single place that scopes queries to a tenant. See `ARCHITECTURE.md` for how
 //! a crate adds its own tenant-owned tables.
 
+mod access;
 mod api_keys;
 mod audit;
 mod migrate;
@@ -16,6 +17,8 @@ mod users;
 
 use std::{str::FromStr, time::Duration};
 
+use access::AccessCache;
+pub use access::{ACCESS_CHANNEL, DEFAULT_ACCESS_TTL, UserAccess, UserRef};
 pub use api_keys::CreatedApiKey;
 pub use audit::AUDIT_BATCH;
 pub use migrate::RuntimeRole;
@@ -30,6 +33,7 @@ use crate::{Error, Result, TenantContext};
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: Pool,
+    access: AccessCache,
 }
 
 #[derive(Clone, Debug)]
@@ -114,6 +118,15 @@ impl Db {
         }
     }
 
+    /// The same pool, with tenants and users cached for `ttl` by
+    /// [`Db::resolve_cached`] and [`Db::user_access`] (default
+    /// [`DEFAULT_ACCESS_TTL`]; zero turns the cache off). The TTL bounds how
+    /// long another process's change can go unseen here.
+    pub fn with_access_ttl(mut self, ttl: Duration) -> Self {
+        self.access = AccessCache::new(ttl);
+        self
+    }
+
     /// Opens a transaction scoped to the resolved tenant.
     pub async fn begin(&self, ctx: &TenantContext) -> Result<TenantTx> {
         TenantTx::begin(self, ctx).await
@@ -146,6 +159,7 @@ impl From<sqlx::PgPool> for Db {
     fn from(pool: sqlx::PgPool) -> Self {
         Self {
             pool: Pool::Pg(pool),
+            access: AccessCache::new(DEFAULT_ACCESS_TTL),
         }
     }
 }
@@ -155,6 +169,7 @@ impl From<sqlx::SqlitePool> for Db {
     fn from(pool: sqlx::SqlitePool) -> Self {
         Self {
             pool: Pool::Sqlite(pool),
+            access: AccessCache::new(DEFAULT_ACCESS_TTL),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::{
     Db, Pool,
+    access::{AccessCache, AccessChange},
     sql::{Conn, Record, Value},
 };
 use crate::{
@@ -45,6 +46,9 @@ pub struct TenantTx {
     tx: Tx,
     tenant: TenantId,
     ctx: TenantContext,
+    access: AccessCache,
+    /// Access changes to drop from the cache once this commits.
+    changed: Vec<AccessChange>,
 }
 
 /// A query built by [`TenantTx::query`], with the tenant already bound as `$1`.
@@ -132,11 +136,11 @@ impl Tx {
 
 impl TenantTx {
     pub(crate) async fn begin(db: &Db, ctx: &TenantContext) -> Result<Self> {
-        Self::scope(Tx::begin(db).await?, ctx.clone()).await
+        Self::scope(db, Tx::begin(db).await?, ctx.clone()).await
     }
 
-    /// Scopes an open transaction to `ctx`'s tenant (which must exist).
-    pub(crate) async fn scope(mut tx: Tx, ctx: TenantContext) -> Result<Self> {
+    /// Scopes an open transaction of `db` to `ctx`'s tenant (which must exist).
+    pub(crate) async fn scope(db: &Db, mut tx: Tx, ctx: TenantContext) -> Result<Self> {
         #[cfg(feature = "postgres")]
         if let Tx::Pg(_) = tx {
             tx.conn()
@@ -147,7 +151,13 @@ impl TenantTx {
                 .await?;
         }
         let tenant = ctx.id();
-        Ok(Self { tx, tenant, ctx })
+        Ok(Self {
+            tx,
+            tenant,
+            ctx,
+            access: db.access.clone(),
+            changed: Vec::new(),
+        })
     }
 
     /// The tenant every query of this transaction is scoped to.
@@ -279,7 +289,22 @@ impl TenantTx {
 
     /// Commits every change, and its audit entries, at once.
     pub async fn commit(self) -> Result<()> {
-        self.tx.commit().await
+        self.tx.commit().await?;
+        for change in self.changed {
+            self.access.forget(change);
+        }
+        Ok(())
+    }
+
+    /// Marks that this transaction changes what authentication sees (a
+    /// user's existence or role, a tenant's status): other processes are told
+    /// at commit, and this one drops its cached copy then.
+    pub(crate) async fn access_changed(&mut self, change: AccessChange) -> Result<()> {
+        if !self.changed.contains(&change) {
+            change.notify_in(&mut self.tx).await?;
+            self.changed.push(change);
+        }
+        Ok(())
     }
 
     pub(crate) fn conn(&mut self) -> Conn<'_> {

@@ -3,7 +3,8 @@
 use chrono::Utc;
 
 use super::{
-    Db, TenantTx,
+    Backend, Db, TenantTx,
+    access::AccessChange,
     scope::{Change, Pooled, Tx},
     sql::Value,
 };
@@ -11,6 +12,15 @@ use crate::{
     Error, NewTenant, NewUser, PageRequest, Result, Tenant, TenantContext, TenantId, TenantStatus,
     User, audit::Actor, validate,
 };
+
+/// A tenant's row after a status change, with its status before.
+#[derive(sqlx::FromRow)]
+struct StatusChange {
+    #[sqlx(try_from = "String")]
+    before_status: TenantStatus,
+    #[sqlx(flatten)]
+    tenant: Tenant,
+}
 
 fn tenant_state(tenant: &Tenant) -> Result<serde_json::Value> {
     serde_json::to_value(tenant).map_err(|e| Error::Internal(e.to_string()))
@@ -44,7 +54,7 @@ impl Db {
         let mut tx = Tx::begin(self).await?;
         let tenant = insert_tenant(&mut tx, new).await?;
         let ctx = TenantContext::new(tenant.clone()).with_actor(by.clone());
-        let mut scoped = TenantTx::scope(tx, ctx).await?;
+        let mut scoped = TenantTx::scope(self, tx, ctx).await?;
         scoped
             .record_event(
                 "create",
@@ -74,7 +84,12 @@ impl Db {
     }
 
     /// Sets a tenant's status (suspend or reactivate it), audited in the
-    /// tenant's trail as `tenant.status_changed` by `by`.
+    /// tenant's trail as `tenant.status_changed` by `by`. Requests of the
+    /// tenant see it at once in this process and within the access TTL (at
+    /// once on PostgreSQL) in every other.
+    ///
+    /// On PostgreSQL this goes through `tenantkit_set_tenant_status`: the
+    /// runtime role has no `UPDATE` on `tenants`.
     pub async fn set_tenant_status(
         &self,
         id: TenantId,
@@ -82,23 +97,50 @@ impl Db {
         by: &Actor,
     ) -> Result<Tenant> {
         let mut tx = Tx::begin(self).await?;
-        let before: Tenant = tx
-            .conn()
-            .fetch_optional(
-                "SELECT id, name, subdomain, status, created_at FROM tenants WHERE id = $1",
-                vec![id.into()],
-            )
-            .await?
-            .ok_or(Error::NotFound("tenant"))?;
-        let after: Tenant = tx
-            .conn()
-            .fetch_one(
-                "UPDATE tenants SET status = $2 WHERE id = $1 RETURNING id, name, subdomain, status, created_at",
-                vec![id.into(), status.into()],
-            )
-            .await?;
+        let changed: StatusChange = match self.backend() {
+            Backend::Postgres => {
+                tx.conn()
+                    .fetch_optional(
+                        "SELECT before_status, id, name, subdomain, status, created_at \
+                     FROM tenantkit_set_tenant_status($1, $2)",
+                        vec![id.into(), status.into()],
+                    )
+                    .await?
+            }
+            // SQLite's write transaction is exclusive: nothing moves in between.
+            Backend::Sqlite => {
+                let before: Option<Tenant> = tx
+                    .conn()
+                    .fetch_optional(
+                        "SELECT id, name, subdomain, status, created_at FROM tenants WHERE id = $1",
+                        vec![id.into()],
+                    )
+                    .await?;
+                match before {
+                    Some(before) => Some(StatusChange {
+                        before_status: before.status,
+                        tenant: tx
+                            .conn()
+                            .fetch_one(
+                                "UPDATE tenants SET status = $2 WHERE id = $1 \
+                                 RETURNING id, name, subdomain, status, created_at",
+                                vec![id.into(), status.into()],
+                            )
+                            .await?,
+                    }),
+                    None => None,
+                }
+            }
+        }
+        .ok_or(Error::NotFound("tenant"))?;
+        let after = changed.tenant;
+        let before = Tenant {
+            status: changed.before_status,
+            ..after.clone()
+        };
         let ctx = TenantContext::new(after.clone()).with_actor(by.clone());
-        let mut scoped = TenantTx::scope(tx, ctx).await?;
+        let mut scoped = TenantTx::scope(self, tx, ctx).await?;
+        scoped.access_changed(AccessChange::Tenant(id)).await?;
         scoped
             .append(Change {
                 action: "tenant.status_changed".into(),
@@ -114,7 +156,8 @@ impl Db {
 
     /// Records that `external_id` at `provider` (e.g. a Stripe customer)
     /// belongs to `tenant`. Linking the same pair again is a no-op; linking it
-    /// to another tenant is [`Error::Conflict`].
+    /// to another tenant is [`Error::Conflict`] and changes nothing (on
+    /// PostgreSQL through `tenantkit_link_external_id`, which never re-homes).
     pub async fn link_external_id(
         &self,
         provider: &str,
@@ -122,20 +165,29 @@ impl Db {
         tenant: TenantId,
     ) -> Result<()> {
         let mut tx = Tx::begin(self).await?;
-        tx.conn()
-            .execute(
-                "INSERT INTO tenant_external_ids (provider, external_id, tenant_id, created_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (provider, external_id) DO NOTHING",
-                vec![provider.into(), external_id.into(), tenant.into(), Utc::now().into()],
-            )
-            .await?;
-        let (owner,): (TenantId,) = tx
-            .conn()
-            .fetch_one(
-                "SELECT tenant_id FROM tenant_external_ids WHERE provider = $1 AND external_id = $2",
-                vec![provider.into(), external_id.into()],
-            )
-            .await?;
+        let values = || vec![provider.into(), external_id.into(), tenant.into()];
+        let (owner,): (TenantId,) = match self.backend() {
+            Backend::Postgres => {
+                tx.conn()
+                    .fetch_one("SELECT tenantkit_link_external_id($1, $2, $3)", values())
+                    .await?
+            }
+            Backend::Sqlite => {
+                tx.conn()
+                    .execute(
+                        "INSERT INTO tenant_external_ids (provider, external_id, tenant_id, created_at) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (provider, external_id) DO NOTHING",
+                        vec![provider.into(), external_id.into(), tenant.into(), Utc::now().into()],
+                    )
+                    .await?;
+                tx.conn()
+                    .fetch_one(
+                        "SELECT tenant_id FROM tenant_external_ids WHERE provider = $1 AND external_id = $2",
+                        vec![provider.into(), external_id.into()],
+                    )
+                    .await?
+            }
+        };
         tx.commit().await?;
         if owner == tenant {
             Ok(())
@@ -146,40 +198,26 @@ impl Db {
         }
     }
 
-    /// The ids at `provider` linked to `tenant`, oldest first.
-    pub async fn linked_external_ids(
-        &self,
-        provider: &str,
-        tenant: TenantId,
-    ) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> = Pooled::acquire(self)
-            .await?
-            .conn()
-            .fetch_all(
-                "SELECT external_id FROM tenant_external_ids WHERE provider = $1 AND tenant_id = $2 \
-                 ORDER BY created_at, external_id",
-                vec![provider.into(), tenant.into()],
-            )
-            .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
-    }
-
-    /// The tenant `external_id` at `provider` belongs to, if linked.
+    /// The tenant `external_id` at `provider` belongs to, if linked (on
+    /// PostgreSQL through `tenantkit_resolve_external_id`: one id at a time).
     pub async fn resolve_external_id(
         &self,
         provider: &str,
         external_id: &str,
     ) -> Result<Option<TenantContext>> {
-        let owner: Option<(TenantId,)> = Pooled::acquire(self)
+        let sql = match self.backend() {
+            Backend::Postgres => "SELECT tenantkit_resolve_external_id($1, $2)",
+            Backend::Sqlite => {
+                "SELECT tenant_id FROM tenant_external_ids WHERE provider = $1 AND external_id = $2"
+            }
+        };
+        let owner: Option<(Option<TenantId>,)> = Pooled::acquire(self)
             .await?
             .conn()
-            .fetch_optional(
-                "SELECT tenant_id FROM tenant_external_ids WHERE provider = $1 AND external_id = $2",
-                vec![provider.into(), external_id.into()],
-            )
+            .fetch_optional(sql, vec![provider.into(), external_id.into()])
             .await?;
-        match owner {
-            Some((id,)) => self.resolve_id(id).await,
+        match owner.and_then(|(id,)| id) {
+            Some(id) => self.resolve_id(id).await,
             None => Ok(None),
         }
     }
@@ -229,4 +267,24 @@ async fn insert_tenant(tx: &mut Tx, new: &NewTenant) -> Result<Tenant> {
             )
             .await
             .map_err(|e| e.conflict_if_unique("a tenant with this subdomain already exists"))
+}
+
+impl TenantTx {
+    /// This tenant's ids at `provider` (e.g. its Stripe customers), oldest
+    /// first (on PostgreSQL through `tenantkit_linked_external_ids`, which
+    /// answers for the current tenant only).
+    pub async fn linked_external_ids(&mut self, provider: &str) -> Result<Vec<String>> {
+        let q = match self.backend() {
+            Backend::Postgres => self.query(
+                "SELECT external_id FROM tenantkit_linked_external_ids($1, $2)",
+            ),
+            Backend::Sqlite => self.query(
+                "SELECT external_id FROM tenant_external_ids WHERE tenant_id = $1 AND provider = $2 \
+                 ORDER BY created_at, external_id",
+            ),
+        }
+        .bind(provider);
+        let rows: Vec<(String,)> = self.fetch_all(q).await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
 }

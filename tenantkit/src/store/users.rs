@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 
-use super::TenantTx;
+use super::{TenantTx, access::AccessChange};
 use crate::{Error, NewUser, PageRequest, Result, Role, User, UserId, UserPatch, validate};
 
 impl TenantTx {
@@ -52,6 +52,8 @@ impl TenantTx {
                 });
             }
         }
+        self.access_changed(AccessChange::Users(self.tenant_id()))
+            .await?;
         let q = self
             .query(
                 "INSERT INTO users (tenant_id, id, email, role, created_at) VALUES ($1, $2, $3, $4, $5) \
@@ -75,6 +77,8 @@ impl TenantTx {
             None => current.email.clone(),
         };
         let role = patch.role.unwrap_or(current.role);
+        self.access_changed(AccessChange::Users(self.tenant_id()))
+            .await?;
         if current.role == Role::Owner && role != Role::Owner {
             self.ensure_another_owner(id).await?;
         }
@@ -103,11 +107,22 @@ impl TenantTx {
         if current.role == Role::Owner {
             self.ensure_another_owner(id).await?;
         }
+        self.access_changed(AccessChange::Users(self.tenant_id()))
+            .await?;
         let q = self
             .query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
             .bind(id);
         self.delete(&current, q).await?;
         Ok(current)
+    }
+
+    /// The tenant's first owner (the oldest); [`Error::NotFound`] when it has none.
+    pub async fn first_owner(&mut self) -> Result<User> {
+        let q = self.query(
+            "SELECT tenant_id, id, email, role, created_at FROM users \
+             WHERE tenant_id = $1 AND role = 'owner' ORDER BY created_at, id LIMIT 1",
+        );
+        self.fetch_optional(q).await?.ok_or(Error::NotFound("user"))
     }
 
     /// How many users the tenant has.

@@ -26,16 +26,23 @@ struct World {
     keys: JwtKeys,
     a: TenantContext,
     b: TenantContext,
+    /// The id of an owner of `a`.
+    a_user: String,
 }
 
 async fn world() -> World {
     let db = sqlite().await;
     let (a, b) = (tenant(&db).await, tenant(&db).await);
+    let a_user = tenantkit::testing::user(&db, &a, tenantkit::Role::Owner)
+        .await
+        .id
+        .to_string();
     World {
         db,
         keys: JwtKeys::hs256(SECRET).unwrap(),
         a,
         b,
+        a_user,
     }
 }
 
@@ -93,7 +100,7 @@ async fn valid_token_for_the_tenant_passes() {
     let w = world().await;
     let token = w
         .keys
-        .issue("user-1", Some(w.a.id()), TokenRole::Admin, 60)
+        .issue(&w.a_user, Some(w.a.id()), TokenRole::Admin, 60)
         .unwrap();
     let (status, res) = call(&w, Some(&w.a.id().to_string()), bearer(&token)).await;
     assert_eq!(status, StatusCode::OK);
@@ -116,11 +123,13 @@ async fn expired_token_is_401() {
     let w = world().await;
     let now = jsonwebtoken::get_current_timestamp();
     let claims = Claims {
-        sub: "u".into(),
+        sub: w.a_user.clone(),
         tenant: Some(w.a.id()),
         role: TokenRole::Owner,
         exp: now - 120,
         iat: now - 3600,
+        nbf: None,
+        email: None,
     };
     let (status, res) = call(
         &w,
@@ -142,7 +151,7 @@ async fn wrongly_signed_token_is_401() {
     let w = world().await;
     let forger = JwtKeys::hs256(b"another-secret-another-secret-12345").unwrap();
     let token = forger
-        .issue("u", Some(w.a.id()), TokenRole::Owner, 60)
+        .issue(&w.a_user, Some(w.a.id()), TokenRole::Owner, 60)
         .unwrap();
     assert_eq!(
         call(&w, Some(&w.a.id().to_string()), bearer(&token))
@@ -175,7 +184,7 @@ async fn token_of_tenant_a_at_tenant_b_is_403() {
     let w = world().await;
     let token = w
         .keys
-        .issue("u", Some(w.a.id()), TokenRole::Owner, 60)
+        .issue(&w.a_user, Some(w.a.id()), TokenRole::Owner, 60)
         .unwrap();
     let (status, res) = call(&w, Some(&w.b.tenant().subdomain), bearer(&token)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -205,7 +214,7 @@ async fn tenant_token_is_refused_on_platform_routes() {
     let w = world().await;
     let token = w
         .keys
-        .issue("u", Some(w.a.id()), TokenRole::Owner, 60)
+        .issue(&w.a_user, Some(w.a.id()), TokenRole::Owner, 60)
         .unwrap();
     assert_eq!(
         call_platform(&w, bearer(&token)).await.0,
@@ -278,6 +287,8 @@ async fn token_with_inconsistent_role_and_tenant_is_401() {
         role: TokenRole::Owner,
         exp: now + 60,
         iat: now,
+        nbf: None,
+        email: None,
     };
     let token = w.keys.sign(&claims).unwrap();
     assert_eq!(

@@ -2,6 +2,7 @@
 
 mod common;
 
+mod access;
 mod audit;
 mod auth_layer;
 mod interleavings;

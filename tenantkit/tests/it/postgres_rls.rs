@@ -344,3 +344,114 @@ async fn runtime_role_cannot_bypass_rls_and_owner_is_refused() {
     let err = owner.ensure_cannot_bypass_isolation().await.unwrap_err();
     assert!(matches!(err, tenantkit::Error::Misconfigured(_)), "{err}");
 }
+
+/// The SQLSTATE of a statement run on `pool` as the runtime role with no
+/// tenant set (`None` when it succeeded).
+async fn sqlstate_of(pool: &PgPool, sql: &str) -> Option<String> {
+    match pool.execute(sqlx::AssertSqlSafe(sql.to_owned())).await {
+        Ok(_) => None,
+        Err(e) => Some(
+            e.as_database_error()
+                .and_then(|d| d.code())
+                .map(|c| c.into_owned())
+                .unwrap_or_else(|| e.to_string()),
+        ),
+    }
+}
+
+#[tokio::test]
+async fn runtime_role_reaches_platform_tables_only_through_narrow_functions() {
+    let Some((db, pool)) = runtime_pool().await else {
+        return;
+    };
+    let (a, b) = (tenant(&db).await, tenant(&db).await);
+    db.link_external_id(
+        "stripe_customer",
+        &format!("cus_{}", b.id().as_uuid().simple()),
+        b.id(),
+    )
+    .await
+    .unwrap();
+    let b_customer = format!("cus_{}", b.id().as_uuid().simple());
+
+    // Each of these worked before; now each is refused (42501).
+    for sql in [
+        "SELECT * FROM tenant_external_ids".to_owned(),
+        format!("UPDATE tenant_external_ids SET tenant_id = '{}'", a.id()),
+        "DELETE FROM tenant_external_ids".to_owned(),
+        format!(
+            "INSERT INTO tenant_external_ids (provider, external_id, tenant_id) VALUES ('x', 'y', '{}')",
+            a.id()
+        ),
+        format!(
+            "UPDATE tenants SET status = 'suspended' WHERE id = '{}'",
+            b.id()
+        ),
+        format!("DELETE FROM tenants WHERE id = '{}'", b.id()),
+        "TRUNCATE tenants CASCADE".to_owned(),
+        // A tenant's own mapping only, and only with that tenant set.
+        format!(
+            "SELECT * FROM tenantkit_linked_external_ids('{}', 'stripe_customer')",
+            b.id()
+        ),
+    ] {
+        assert_eq!(
+            sqlstate_of(&pool, &sql).await.as_deref(),
+            Some("42501"),
+            "{sql}"
+        );
+    }
+    // The mapping cannot be re-homed through the function either.
+    let owner: uuid::Uuid =
+        sqlx::query_scalar("SELECT tenantkit_link_external_id('stripe_customer', $1, $2)")
+            .bind(&b_customer)
+            .bind(a.id().as_uuid())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(owner, b.id().as_uuid(), "linking never re-homes");
+    assert!(matches!(
+        db.link_external_id("stripe_customer", &b_customer, a.id())
+            .await,
+        Err(tenantkit::Error::Conflict(_))
+    ));
+    // What the server needs still works: one lookup, one status change.
+    let found = db
+        .resolve_external_id("stripe_customer", &b_customer)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id(), b.id());
+    let mut tx = db.begin(&b).await.unwrap();
+    assert_eq!(
+        tx.linked_external_ids("stripe_customer").await.unwrap(),
+        vec![b_customer.clone()]
+    );
+    drop(tx);
+    let mut tx = db.begin(&a).await.unwrap();
+    assert!(
+        tx.linked_external_ids("stripe_customer")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    drop(tx);
+    let suspended = db
+        .set_tenant_status(
+            b.id(),
+            tenantkit::TenantStatus::Suspended,
+            &tenantkit::audit::Actor::System,
+        )
+        .await
+        .unwrap();
+    assert_eq!(suspended.status, tenantkit::TenantStatus::Suspended);
+    assert!(matches!(
+        db.set_tenant_status(
+            tenantkit::TenantId::new(),
+            tenantkit::TenantStatus::Suspended,
+            &tenantkit::audit::Actor::System
+        )
+        .await,
+        Err(tenantkit::Error::NotFound(_))
+    ));
+}

@@ -59,7 +59,7 @@ async fn echo_tenant<B>(req: Request<B>) -> Result<Response<Full<Bytes>>, Infall
 
 struct Case {
     host: &'static str,
-    header: Option<String>,
+    headers: Vec<String>,
     default_tenant: Option<&'static str>,
     status: StatusCode,
     tenant: &'static str,
@@ -68,7 +68,7 @@ struct Case {
 fn case(host: &'static str, status: StatusCode, tenant: &'static str) -> Case {
     Case {
         host,
-        header: None,
+        headers: Vec::new(),
         default_tenant: None,
         status,
         tenant,
@@ -77,7 +77,7 @@ fn case(host: &'static str, status: StatusCode, tenant: &'static str) -> Case {
 
 impl Case {
     fn header(mut self, value: impl Into<String>) -> Self {
-        self.header = Some(value.into());
+        self.headers.push(value.into());
         self
     }
     fn default_tenant(mut self, tenant: &'static str) -> Self {
@@ -98,7 +98,7 @@ fn layer(f: &Fixture, c: &Case) -> TenantLayer<Db> {
 
 fn request(c: &Case) -> Request<Full<Bytes>> {
     let mut req = Request::get("/").header("host", c.host);
-    if let Some(h) = &c.header {
+    for h in &c.headers {
         req = req.header("x-tenant-id", h.as_str());
     }
     req.body(Full::default()).unwrap()
@@ -107,8 +107,8 @@ fn request(c: &Case) -> Request<Full<Bytes>> {
 async fn check(c: &Case, status: StatusCode, content_type: Option<String>, body: Bytes) {
     assert_eq!(
         status, c.status,
-        "host {} header {:?}: {body:?}",
-        c.host, c.header
+        "host {} headers {:?}: {body:?}",
+        c.host, c.headers
     );
     if status.is_success() {
         assert_eq!(body, c.tenant.as_bytes());
@@ -207,6 +207,8 @@ cases! {
     header_unknown_id_is_404: |f| case("localhost", StatusCode::NOT_FOUND, "").header(tenantkit::TenantId::new().to_string());
     header_unknown_subdomain_is_404: |f| case("localhost", StatusCode::NOT_FOUND, "").header("nobody");
     malformed_header_is_400: |f| case("localhost", StatusCode::BAD_REQUEST, "").header("not a tenant!");
+    header_sent_twice_is_400: |f| case("localhost", StatusCode::BAD_REQUEST, "").header("acme").header("globex");
+    header_sent_twice_alike_is_400_too: |f| case("localhost", StatusCode::BAD_REQUEST, "").header("acme").header("acme");
     host_and_header_agreeing_resolve: |f| case("acme.example.com", StatusCode::OK, "acme").header(f.acme.id().to_string());
     host_and_header_disagreeing_is_400: |f| case("acme.example.com", StatusCode::BAD_REQUEST, "").header(f.globex.id().to_string());
     default_tenant_serves_unnamed_requests: |f| case("localhost", StatusCode::OK, "acme").default_tenant("acme");

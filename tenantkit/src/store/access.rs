@@ -1,0 +1,283 @@
+//! The access cache: tenants and users as authentication sees them.
+//!
+//! Resolving the tenant and checking that a token's user still exists (and
+//! with which role) would cost two database round trips per request. Both are
+//! kept here for a short time-to-live instead, so that:
+//!
+//! - **a change is seen within the TTL in every process**, even one that never
+//!   hears about it (the TTL is the bound; [`DEFAULT_ACCESS_TTL`] is 2 s);
+//! - the process that made the change drops its entries at commit;
+//! - on PostgreSQL every other process drops them at once too: changes
+//!   `pg_notify` on [`ACCESS_CHANNEL`] inside their transaction (delivered only
+//!   if it commits), and [`Db::watch_access_changes`] listens. A lost
+//!   listener connection clears the whole cache.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use moka::sync::Cache;
+
+use super::{Db, TenantTx};
+use crate::{Result, Role, Tenant, TenantContext, TenantId, UserId, resolve::TenantRef};
+
+/// How long a tenant or user is trusted from the cache by default.
+pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(2);
+
+/// The PostgreSQL notification channel access changes are announced on.
+pub const ACCESS_CHANNEL: &str = "tenantkit_access";
+
+/// At most this many tenants and this many users are cached.
+const CAPACITY: u64 = 100_000;
+
+/// How a tenant token names its user (see `docs/configuration.md`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum UserRef {
+    /// By user id (the token's `sub`).
+    Id(UserId),
+    /// By e-mail address (a token from an external identity provider).
+    Email(String),
+}
+
+/// A user as authentication needs it: who, and their current role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserAccess {
+    /// The user's id.
+    pub id: UserId,
+    /// The user's role now.
+    pub role: Role,
+}
+
+/// What changed, as announced on [`ACCESS_CHANNEL`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AccessChange {
+    /// A tenant's status (or anything else about it).
+    Tenant(TenantId),
+    /// Some user of the tenant was created, changed or deleted.
+    Users(TenantId),
+}
+
+impl AccessChange {
+    fn payload(self) -> String {
+        match self {
+            AccessChange::Tenant(id) => format!("tenant:{id}"),
+            AccessChange::Users(id) => format!("users:{id}"),
+        }
+    }
+
+    fn parse(payload: &str) -> Option<Self> {
+        let (kind, id) = payload.split_once(':')?;
+        let id = id.parse().ok()?;
+        match kind {
+            "tenant" => Some(AccessChange::Tenant(id)),
+            "users" => Some(AccessChange::Users(id)),
+            _ => None,
+        }
+    }
+
+    /// Announces the change to other processes when the transaction commits.
+    pub(crate) async fn notify_in(self, tx: &mut super::scope::Tx) -> Result<()> {
+        #[cfg(feature = "postgres")]
+        if let super::scope::Tx::Pg(_) = tx {
+            tx.conn()
+                .execute(
+                    "SELECT pg_notify($1, $2)",
+                    vec![ACCESS_CHANNEL.into(), self.payload().into()],
+                )
+                .await?;
+        }
+        let _ = tx;
+        Ok(())
+    }
+}
+
+/// Cached tenants (by id and by subdomain) and users; clones share it.
+#[derive(Clone, Debug)]
+pub(crate) struct AccessCache {
+    inner: Option<Arc<Caches>>,
+}
+
+#[derive(Debug)]
+struct Caches {
+    tenants: Cache<TenantRef, Arc<Tenant>>,
+    users: Cache<(TenantId, UserRef), Option<UserAccess>>,
+}
+
+impl AccessCache {
+    /// A cache keeping entries for `ttl`; zero disables it.
+    pub(crate) fn new(ttl: Duration) -> Self {
+        if ttl.is_zero() {
+            return Self { inner: None };
+        }
+        Self {
+            inner: Some(Arc::new(Caches {
+                tenants: Cache::builder()
+                    .max_capacity(CAPACITY)
+                    .time_to_live(ttl)
+                    .support_invalidation_closures()
+                    .build(),
+                users: Cache::builder()
+                    .max_capacity(CAPACITY)
+                    .time_to_live(ttl)
+                    .support_invalidation_closures()
+                    .build(),
+            })),
+        }
+    }
+
+    async fn tenant<F>(&self, key: &TenantRef, load: F) -> Result<Option<TenantContext>>
+    where
+        F: Future<Output = Result<Option<TenantContext>>>,
+    {
+        let Some(c) = &self.inner else {
+            return load.await;
+        };
+        if let Some(t) = c.tenants.get(key) {
+            return Ok(Some(TenantContext::shared(t)));
+        }
+        let found = load.await?;
+        // Only tenants that exist are kept: a tenant created a moment ago in
+        // another process must not stay unknown here.
+        if let Some(ctx) = &found {
+            c.tenants.insert(key.clone(), ctx.shared_tenant());
+        }
+        Ok(found)
+    }
+
+    async fn user<F>(&self, tenant: TenantId, user: &UserRef, load: F) -> Result<Option<UserAccess>>
+    where
+        F: Future<Output = Result<Option<UserAccess>>>,
+    {
+        let Some(c) = &self.inner else {
+            return load.await;
+        };
+        let key = (tenant, user.clone());
+        if let Some(found) = c.users.get(&key) {
+            return Ok(found);
+        }
+        let found = load.await?;
+        c.users.insert(key, found);
+        Ok(found)
+    }
+
+    pub(crate) fn forget(&self, change: AccessChange) {
+        let Some(c) = &self.inner else { return };
+        let result = match change {
+            AccessChange::Tenant(id) => c.tenants.invalidate_entries_if(move |_, t| t.id == id),
+            AccessChange::Users(id) => c.users.invalidate_entries_if(move |k, _| k.0 == id),
+        };
+        if result.is_err() {
+            // Closures are enabled at build time; should this ever fail, forget everything.
+            self.forget_all();
+        }
+    }
+
+    pub(crate) fn forget_all(&self) {
+        if let Some(c) = &self.inner {
+            c.tenants.invalidate_all();
+            c.users.invalidate_all();
+        }
+    }
+}
+
+impl Db {
+    /// The tenant `tenant` names, from the access cache when fresh (what
+    /// [`crate::resolve::TenantLayer`] uses through [`crate::resolve::TenantResolver`]).
+    pub async fn resolve_cached(&self, tenant: &TenantRef) -> Result<Option<TenantContext>> {
+        self.access
+            .tenant(tenant, async {
+                match tenant {
+                    TenantRef::Id(id) => self.resolve_id(*id).await,
+                    TenantRef::Subdomain(s) => self.resolve_subdomain(s).await,
+                }
+            })
+            .await
+    }
+
+    /// The user `user` names in `tenant` and their current role, from the
+    /// access cache when fresh; `None` when no such user exists.
+    pub async fn user_access(
+        &self,
+        tenant: &TenantContext,
+        user: &UserRef,
+    ) -> Result<Option<UserAccess>> {
+        self.access
+            .user(tenant.id(), user, async {
+                let mut tx = self.begin(tenant).await?;
+                let found = tx.find_user_access(user).await?;
+                tx.commit().await?;
+                Ok(found)
+            })
+            .await
+    }
+
+    /// Keeps this process's access cache in step with changes made by other
+    /// processes: listens on [`ACCESS_CHANNEL`] and drops what changed. Runs
+    /// until the pool closes; spawn it once per process. Without it, other
+    /// processes' changes are still seen within the TTL. On SQLite (one
+    /// process) it returns at once.
+    pub async fn watch_access_changes(&self) -> Result<()> {
+        #[cfg(feature = "postgres")]
+        if let super::Pool::Pg(pool) = &self.pool {
+            let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+            listener.listen(ACCESS_CHANNEL).await?;
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(n)) => match AccessChange::parse(n.payload()) {
+                        Some(change) => self.access.forget(change),
+                        None => self.access.forget_all(),
+                    },
+                    // The connection was lost (and is re-made on the next
+                    // call): whatever was announced meanwhile is unknown.
+                    Ok(None) => self.access.forget_all(),
+                    Err(e) if pool.is_closed() => {
+                        tracing::debug!(error = %e, "access-change listener stopped");
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "access-change listener failed; retrying");
+                        self.access.forget_all();
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TenantTx {
+    /// The user `user` names in this tenant, with their current role.
+    pub async fn find_user_access(&mut self, user: &UserRef) -> Result<Option<UserAccess>> {
+        let q = match user {
+            UserRef::Id(id) => self
+                .query("SELECT id, role FROM users WHERE tenant_id = $1 AND id = $2")
+                .bind(*id),
+            UserRef::Email(email) => self
+                .query("SELECT id, role FROM users WHERE tenant_id = $1 AND email = $2")
+                .bind(email.to_ascii_lowercase()),
+        };
+        let row: Option<(UserId, String)> = self.fetch_optional(q).await?;
+        row.map(|(id, role)| {
+            Ok(UserAccess {
+                id,
+                role: role.parse()?,
+            })
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AccessChange;
+    use crate::TenantId;
+
+    #[test]
+    fn change_payloads_round_trip() {
+        let id = TenantId::new();
+        for change in [AccessChange::Tenant(id), AccessChange::Users(id)] {
+            assert_eq!(AccessChange::parse(&change.payload()), Some(change));
+        }
+        assert_eq!(AccessChange::parse("users:nope"), None);
+        assert_eq!(AccessChange::parse("other:{id}"), None);
+    }
+}

@@ -1,0 +1,283 @@
+//! Every error is problem+json, every input is strict: a walk over every
+//! route of the router with a wrong method, an oversized body (with and
+//! without `Content-Length`), unknown fields and a wrong content type.
+
+use futures_util::stream;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tenantkit::auth::TokenRole;
+use tenantkit_e2e::{Backend, Server};
+
+use crate::on_both_backends;
+
+on_both_backends!(
+    every_route_answers_a_wrong_method_with_405_and_allow,
+    oversized_bodies_are_413_with_or_without_content_length,
+    unknown_fields_are_refused_everywhere_and_change_nothing,
+    wrong_content_type_is_415,
+    unknown_routes_and_duplicate_tenant_headers_are_problems,
+);
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Access {
+    Public,
+    PlatformAdmin,
+    Tenant,
+}
+
+/// A route of the router: method, path (`{id}` is filled in), who calls it,
+/// and a valid JSON body when it takes one.
+struct Route {
+    method: Method,
+    path: &'static str,
+    access: Access,
+    body: Option<Value>,
+}
+
+fn route(method: Method, path: &'static str, access: Access) -> Route {
+    Route {
+        method,
+        path,
+        access,
+        body: None,
+    }
+}
+
+impl Route {
+    fn json(mut self, body: Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+}
+
+/// Every route the reference server has.
+fn routes() -> Vec<Route> {
+    use Access::*;
+    vec![
+        route(Method::GET, "/healthz", Public),
+        route(Method::GET, "/readyz", Public),
+        route(Method::POST, "/webhooks/stripe", Public),
+        route(Method::GET, "/metrics", PlatformAdmin),
+        route(Method::GET, "/tenants", PlatformAdmin),
+        route(Method::POST, "/tenants", PlatformAdmin)
+            .json(json!({ "name": "Strict", "subdomain": "strict-walk" })),
+        route(Method::GET, "/tenants/{id}/audit-logs", PlatformAdmin),
+        route(Method::GET, "/tenant", Tenant),
+        route(Method::GET, "/users", Tenant),
+        route(Method::POST, "/users", Tenant).json(json!({ "email": "walk@strict.test" })),
+        route(Method::GET, "/users/{id}", Tenant),
+        route(Method::PATCH, "/users/{id}", Tenant).json(json!({ "role": "member" })),
+        route(Method::DELETE, "/users/{id}", Tenant),
+        route(Method::GET, "/api-keys", Tenant),
+        route(Method::POST, "/api-keys", Tenant).json(json!({ "name": "walk" })),
+        route(Method::DELETE, "/api-keys/{id}", Tenant),
+        route(Method::GET, "/audit-logs", Tenant),
+        route(Method::GET, "/audit-logs/export", Tenant),
+        route(Method::GET, "/audit-logs/verify", Tenant),
+        route(Method::GET, "/billing/subscription", Tenant),
+        route(Method::POST, "/billing/checkout", Tenant).json(json!({ "plan": "pro" })),
+        route(Method::POST, "/billing/portal", Tenant),
+    ]
+}
+
+macro_rules! server {
+    ($backend:expr) => {
+        match Server::start_with($backend, |c| c.server.max_body_bytes = 2048).await {
+            Some(s) => s,
+            None => return,
+        }
+    };
+}
+
+struct Walk {
+    s: Server,
+    tenant: tenantkit::TenantId,
+    subdomain: String,
+    user: String,
+}
+
+impl Walk {
+    async fn new(s: Server) -> Self {
+        let (tenant, subdomain) = s.create_tenant().await;
+        let user = s.owner(tenant);
+        Self {
+            s,
+            tenant,
+            subdomain,
+            user,
+        }
+    }
+
+    /// `route` with `method`, authenticated as it needs; `{id}` is the
+    /// tenant's owner (or the tenant, on platform routes).
+    fn request(&self, route: &Route, method: Method) -> reqwest::RequestBuilder {
+        let path = match route.access {
+            Access::PlatformAdmin => route.path.replace("{id}", &self.tenant.to_string()),
+            _ => route.path.replace("{id}", &self.user),
+        };
+        let req = self.s.http.request(method, self.s.url(&path));
+        match route.access {
+            Access::Public => req,
+            Access::PlatformAdmin => req.bearer_auth(self.s.admin_token()),
+            Access::Tenant => req
+                .header("x-tenant-id", &self.subdomain)
+                .bearer_auth(self.s.token(self.tenant, TokenRole::Owner)),
+        }
+    }
+}
+
+/// Asserts `res` is a problem document with `status`; returns it.
+async fn problem(res: reqwest::Response, status: StatusCode, what: &str) -> Value {
+    assert_eq!(res.status(), status, "{what}");
+    assert_eq!(
+        res.headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned()),
+        Some("application/problem+json".to_owned()),
+        "{what}"
+    );
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16(), "{what}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{what}: {body}"
+    );
+    body
+}
+
+async fn every_route_answers_a_wrong_method_with_405_and_allow(backend: Backend) {
+    let w = Walk::new(server!(backend)).await;
+    let routes = routes();
+    for r in &routes {
+        let allowed: Vec<&Method> = routes
+            .iter()
+            .filter(|o| o.path == r.path)
+            .map(|o| &o.method)
+            .collect();
+        for wrong in [Method::PUT, Method::POST, Method::PATCH, Method::DELETE] {
+            if allowed.contains(&&wrong) {
+                continue;
+            }
+            let what = format!("{wrong} {}", r.path);
+            let res = w.request(r, wrong.clone()).send().await.unwrap();
+            let allow = res
+                .headers()
+                .get("allow")
+                .unwrap_or_else(|| panic!("{what}: no Allow header"))
+                .to_str()
+                .unwrap()
+                .to_owned();
+            for m in &allowed {
+                assert!(allow.contains(m.as_str()), "{what}: Allow {allow}");
+            }
+            problem(res, StatusCode::METHOD_NOT_ALLOWED, &what).await;
+        }
+    }
+    w.s.stop().await;
+}
+
+async fn oversized_bodies_are_413_with_or_without_content_length(backend: Backend) {
+    let w = Walk::new(server!(backend)).await;
+    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(4096));
+    for r in routes()
+        .iter()
+        .filter(|r| r.method == Method::POST || r.method == Method::PATCH)
+    {
+        let what = format!("{} {} with Content-Length", r.method, r.path);
+        let res = w
+            .request(r, r.method.clone())
+            .header("content-type", "application/json")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        problem(res, StatusCode::PAYLOAD_TOO_LARGE, &what).await;
+    }
+    // Without Content-Length (chunked), every route that reads a body.
+    for r in routes()
+        .iter()
+        .filter(|r| r.body.is_some() || r.path == "/webhooks/stripe")
+    {
+        let what = format!("{} {} chunked", r.method, r.path);
+        let chunks: Vec<Result<String, std::io::Error>> =
+            (0..8).map(|_| Ok("x".repeat(1024))).collect();
+        let res = w
+            .request(r, r.method.clone())
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(stream::iter(chunks)))
+            .send()
+            .await
+            .unwrap();
+        problem(res, StatusCode::PAYLOAD_TOO_LARGE, &what).await;
+    }
+    w.s.stop().await;
+}
+
+async fn unknown_fields_are_refused_everywhere_and_change_nothing(backend: Backend) {
+    let w = Walk::new(server!(backend)).await;
+    let users = || async {
+        w.request(&route(Method::GET, "/users", Access::Tenant), Method::GET)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let users_before = users().await;
+    for r in routes().iter().filter(|r| r.body.is_some()) {
+        let mut body = r.body.clone().unwrap();
+        body["surprise"] = json!(true);
+        let what = format!("{} {} with an unknown field", r.method, r.path);
+        let res = w
+            .request(r, r.method.clone())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let p = problem(res, StatusCode::UNPROCESSABLE_ENTITY, &what).await;
+        assert!(
+            p["detail"].as_str().unwrap().contains("surprise"),
+            "{what}: {p}"
+        );
+    }
+    assert_eq!(users_before, users().await, "nothing changed");
+    w.s.stop().await;
+}
+
+async fn wrong_content_type_is_415(backend: Backend) {
+    let w = Walk::new(server!(backend)).await;
+    for r in routes().iter().filter(|r| r.body.is_some()) {
+        let what = format!("{} {} as text/plain", r.method, r.path);
+        let res = w
+            .request(r, r.method.clone())
+            .header("content-type", "text/plain")
+            .body(r.body.clone().unwrap().to_string())
+            .send()
+            .await
+            .unwrap();
+        problem(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, &what).await;
+    }
+    w.s.stop().await;
+}
+
+async fn unknown_routes_and_duplicate_tenant_headers_are_problems(backend: Backend) {
+    let w = Walk::new(server!(backend)).await;
+    for path in ["/nope", "/users/extra/segments", "/tenants/x/y/z"] {
+        let res = w.s.http.get(w.s.url(path)).send().await.unwrap();
+        problem(res, StatusCode::NOT_FOUND, path).await;
+    }
+    let res =
+        w.s.http
+            .get(w.s.url("/users"))
+            .header("x-tenant-id", &w.subdomain)
+            .header("x-tenant-id", &w.subdomain)
+            .bearer_auth(w.s.token(w.tenant, TokenRole::Owner))
+            .send()
+            .await
+            .unwrap();
+    let p = problem(res, StatusCode::BAD_REQUEST, "two X-Tenant-Id headers").await;
+    assert!(p["detail"].as_str().unwrap().contains("once"), "{p}");
+    w.s.stop().await;
+}
