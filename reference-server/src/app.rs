@@ -1,18 +1,15 @@
 //! The router: which layers guard which routes.
 //!
 //! ```text
-//! every route     metrics → request id → trace → body limit → timeout
-//! /healthz /readyz /webhooks/stripe       rate limit per client IP (Stripe events are signed)
+//! every route     problem+json for bare errors → metrics → request id → trace → body limit → timeout
+//! /healthz /readyz /openapi.json /webhooks/stripe   rate limit per client IP (Stripe events are signed)
 //! /tenants /metrics   auth (platform admin) → rate limit per client IP
 //! tenant routes       TenantLayer → rate limit per client IP → AuthLayer → rate limit per tenant → PlanLayer
 //! ```
 
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
-use axum::{
-    Router,
-    routing::{delete, get, post},
-};
+use axum::Router;
 use http::{HeaderName, Request};
 use tenantkit::{
     Db,
@@ -28,6 +25,7 @@ use tower_http::{
     timeout::TimeoutLayer,
     trace::{DefaultOnResponse, TraceLayer},
 };
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::{config::Config, error, metrics::Metrics, routes};
 
@@ -50,6 +48,56 @@ fn per_minute(n: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
 }
 
+/// Routes that act inside a tenant (behind `TenantLayer`, `AuthLayer`, `PlanLayer`).
+///
+/// Every route is registered through `routes!`, so it is described in the
+/// OpenAPI document by the same declaration ([`crate::openapi`]).
+fn tenant_routes() -> OpenApiRouter<AppState> {
+    use routes::{api_keys, audit_logs, billing, tenant, users};
+    OpenApiRouter::default()
+        .routes(utoipa_axum::routes!(tenant::get))
+        .routes(utoipa_axum::routes!(users::list, users::create))
+        .routes(utoipa_axum::routes!(
+            users::get,
+            users::update,
+            users::delete
+        ))
+        .routes(utoipa_axum::routes!(api_keys::list, api_keys::create))
+        .routes(utoipa_axum::routes!(api_keys::revoke))
+        .routes(utoipa_axum::routes!(audit_logs::list))
+        .routes(utoipa_axum::routes!(audit_logs::export))
+        .routes(utoipa_axum::routes!(audit_logs::verify))
+        .routes(utoipa_axum::routes!(billing::subscription))
+        .routes(utoipa_axum::routes!(billing::checkout))
+        .routes(utoipa_axum::routes!(billing::portal))
+}
+
+/// Platform administration (platform-admin token).
+fn platform_routes() -> OpenApiRouter<AppState> {
+    use routes::{audit_logs, health, tenants};
+    OpenApiRouter::default()
+        .routes(utoipa_axum::routes!(tenants::list, tenants::create))
+        .routes(utoipa_axum::routes!(audit_logs::platform_list))
+        .routes(utoipa_axum::routes!(health::metrics))
+}
+
+/// Routes without authentication (Stripe's events are signed).
+fn public_routes() -> OpenApiRouter<AppState> {
+    use routes::{billing, health};
+    OpenApiRouter::default()
+        .routes(utoipa_axum::routes!(health::healthz))
+        .routes(utoipa_axum::routes!(health::readyz))
+        .routes(utoipa_axum::routes!(crate::openapi::serve))
+        .routes(utoipa_axum::routes!(billing::stripe_webhook))
+}
+
+/// Every route, without layers: what the OpenAPI document is built from.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    tenant_routes()
+        .merge(platform_routes())
+        .merge(public_routes())
+}
+
 /// The full application.
 pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
     let mut tenant_layer = TenantLayer::new(state.db.clone());
@@ -63,63 +111,27 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .with_user_claim(config.auth.user_claim.parse::<UserClaim>()?);
     let per_ip = RateLimitLayer::per_client_ip(per_minute(config.rate_limit.per_ip_per_minute));
 
-    let tenant_routes = Router::new()
-        .route("/tenant", get(routes::tenant::get))
-        .route(
-            "/users",
-            get(routes::users::list).post(routes::users::create),
-        )
-        .route(
-            "/users/{id}",
-            get(routes::users::get)
-                .patch(routes::users::update)
-                .delete(routes::users::delete),
-        )
-        .route(
-            "/api-keys",
-            get(routes::api_keys::list).post(routes::api_keys::create),
-        )
-        .route("/api-keys/{id}", delete(routes::api_keys::revoke))
-        .route("/audit-logs", get(routes::audit_logs::list))
-        .route("/audit-logs/export", get(routes::audit_logs::export))
-        .route("/audit-logs/verify", get(routes::audit_logs::verify))
-        .route("/billing/subscription", get(routes::billing::subscription))
-        .route("/billing/checkout", post(routes::billing::checkout))
-        .route("/billing/portal", post(routes::billing::portal))
-        .route_layer(
-            ServiceBuilder::new()
-                .layer(tenant_layer)
-                // Per client IP before authentication: bounds how fast one
-                // client can guess credentials (each refusal is audited).
-                .layer(RateLimitLayer::per_client_ip(per_minute(
-                    config.rate_limit.per_ip_per_minute,
-                )))
-                .layer(auth.clone())
-                .layer(RateLimitLayer::per_tenant(per_minute(
-                    config.rate_limit.per_tenant_per_minute,
-                )))
-                // The tenant's plan: API-key access needs `api_access` (402 otherwise).
-                .layer(PlanLayer::new(state.billing.clone())),
-        );
-
-    let platform_routes = Router::new()
-        .route(
-            "/tenants",
-            get(routes::tenants::list).post(routes::tenants::create),
-        )
-        .route(
-            "/tenants/{id}/audit-logs",
-            get(routes::audit_logs::platform_list),
-        )
-        .route("/metrics", get(routes::health::metrics))
-        .route_layer(ServiceBuilder::new().layer(per_ip.clone()).layer(auth));
-
-    let public_routes = Router::new()
-        .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
-        // Signed by Stripe, not authenticated by us.
-        .route("/webhooks/stripe", post(routes::billing::stripe_webhook))
-        .route_layer(per_ip);
+    let (tenant_routes, _) = tenant_routes().split_for_parts();
+    let tenant_routes = tenant_routes.route_layer(
+        ServiceBuilder::new()
+            .layer(tenant_layer)
+            // Per client IP before authentication: bounds how fast one
+            // client can guess credentials (each refusal is audited).
+            .layer(RateLimitLayer::per_client_ip(per_minute(
+                config.rate_limit.per_ip_per_minute,
+            )))
+            .layer(auth.clone())
+            .layer(RateLimitLayer::per_tenant(per_minute(
+                config.rate_limit.per_tenant_per_minute,
+            )))
+            // The tenant's plan: API-key access needs `api_access` (402 otherwise).
+            .layer(PlanLayer::new(state.billing.clone())),
+    );
+    let (platform_routes, _) = platform_routes().split_for_parts();
+    let platform_routes =
+        platform_routes.route_layer(ServiceBuilder::new().layer(per_ip.clone()).layer(auth));
+    let (public_routes, _) = public_routes().split_for_parts();
+    let public_routes = public_routes.route_layer(per_ip);
 
     let trace = TraceLayer::new_for_http()
         .make_span_with(|req: &Request<_>| {

@@ -8,6 +8,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
 
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};

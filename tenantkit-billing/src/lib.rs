@@ -148,6 +148,7 @@ pub fn user_limit_problem(plan: &Plan, limit: u64, usage: u64) -> Problem {
 
 /// A tenant's subscription as the API shows it.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubscriptionView {
     /// The plan in force now (after grace periods and cancellations).
     pub effective_plan: Plan,

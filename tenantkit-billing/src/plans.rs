@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 /// Something a plan may include.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Feature {
     /// Programmatic access with API keys.
     ApiAccess,
@@ -99,6 +100,7 @@ impl Default for PlansConfig {
 
 /// A plan, ready to check against.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Plan {
     /// Its id, e.g. `pro`.
     pub id: String,

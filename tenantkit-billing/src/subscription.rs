@@ -8,6 +8,7 @@ use crate::plans::{Plan, Plans};
 
 /// The stored subscription of one tenant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Subscription {
     /// The tenant.
     pub tenant_id: TenantId,

@@ -256,39 +256,7 @@ fn canonical_json(value: &Value, out: &mut String) {
 /// `user_id`, `resource`, `timestamp` and `changes`.
 impl Serialize for AuditEntry {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct View<'a> {
-            id: AuditEntryId,
-            tenant_id: TenantId,
-            seq: i64,
-            /// The acting user's id (for users), else null.
-            user_id: Option<&'a str>,
-            actor: ActorView<'a>,
-            action: &'a str,
-            /// `<resource_type>/<resource_id>`.
-            resource: String,
-            resource_type: &'a str,
-            resource_id: Option<&'a str>,
-            changes: Changes<'a>,
-            timestamp: &'a DateTime<Utc>,
-            request_id: Option<&'a str>,
-            client_ip: Option<&'a str>,
-            user_agent: Option<&'a str>,
-            prev_hash: &'a str,
-            hash: &'a str,
-        }
-        #[derive(Serialize)]
-        struct ActorView<'a> {
-            #[serde(rename = "type")]
-            kind: &'a str,
-            id: Option<&'a str>,
-        }
-        #[derive(Serialize)]
-        struct Changes<'a> {
-            before: Option<&'a Value>,
-            after: Option<&'a Value>,
-        }
-        View {
+        EntryView {
             id: self.id,
             tenant_id: self.tenant_id,
             seq: self.seq,
@@ -321,9 +289,83 @@ impl Serialize for AuditEntry {
     }
 }
 
+/// An audit entry as the API shows it.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = AuditEntry))]
+struct EntryView<'a> {
+    id: AuditEntryId,
+    tenant_id: TenantId,
+    /// Position in the tenant's chain, from 1, without gaps.
+    seq: i64,
+    /// The acting user's id (for users), else null.
+    user_id: Option<&'a str>,
+    actor: ActorView<'a>,
+    /// What happened, e.g. `create`, `user.role_changed`, `auth.failed`.
+    action: &'a str,
+    /// `<resource_type>/<resource_id>`.
+    resource: String,
+    resource_type: &'a str,
+    resource_id: Option<&'a str>,
+    changes: Changes<'a>,
+    /// When it happened.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    timestamp: &'a DateTime<Utc>,
+    request_id: Option<&'a str>,
+    client_ip: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    /// The previous entry's `hash` (the chain anchor for the first).
+    prev_hash: &'a str,
+    /// SHA-256 of `prev_hash` and this entry's canonical JSON.
+    hash: &'a str,
+}
+
+/// Who acted.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = AuditActor))]
+struct ActorView<'a> {
+    /// `user`, `api_key`, `system`, `platform_admin` or `anonymous`.
+    #[serde(rename = "type")]
+    kind: &'a str,
+    id: Option<&'a str>,
+}
+
+/// The state before and after the change.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = AuditChanges))]
+struct Changes<'a> {
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    before: Option<&'a Value>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    after: Option<&'a Value>,
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for AuditEntry {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <EntryView<'static> as utoipa::PartialSchema>::schema()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for AuditEntry {
+    fn name() -> std::borrow::Cow<'static, str> {
+        <EntryView<'static> as utoipa::ToSchema>::name()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <EntryView<'static> as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
 /// Which entries to list; every field is optional.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct AuditFilter {
     /// `user`, `api_key`, `system`, `platform_admin` or `anonymous`.
     pub actor_type: Option<String>,
@@ -347,6 +389,7 @@ pub struct AuditFilter {
 
 /// The outcome of checking a tenant's chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChainReport {
     /// Whether every link holds.
     pub valid: bool,
@@ -362,6 +405,7 @@ pub struct ChainReport {
 
 /// Where and how a chain breaks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BrokenLink {
     /// The position of the broken link.
     pub seq: i64,

@@ -24,6 +24,7 @@ macro_rules! id_newtype {
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type)]
         #[serde(transparent)]
         #[sqlx(transparent)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, format = Uuid))]
         pub struct $name(Uuid);
 
         impl $name {

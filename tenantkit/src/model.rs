@@ -9,6 +9,7 @@ use crate::{ApiKeyId, TenantId, UserId};
 
 /// A tenant: one customer organisation, isolated from every other.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tenant {
     /// Its id.
     pub id: TenantId,
@@ -26,6 +27,7 @@ pub struct Tenant {
 /// Whether a tenant may be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum TenantStatus {
     /// Normal operation.
     Active,
@@ -35,6 +37,7 @@ pub enum TenantStatus {
 
 /// A user of one tenant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     /// The tenant it belongs to.
     pub tenant_id: TenantId,
@@ -52,6 +55,7 @@ pub struct User {
 /// A user's role within its tenant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Role {
     /// Reads the tenant's data.
     Member,
@@ -63,6 +67,7 @@ pub enum Role {
 
 /// An API key, as stored: the secret itself is never kept, only its hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKey {
     /// The tenant it belongs to.
     pub tenant_id: TenantId,
@@ -88,6 +93,7 @@ pub struct ApiKey {
 
 /// A permission carried by an API key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Scope {
     /// Read the tenant.
     #[serde(rename = "tenant:read")]
@@ -196,6 +202,7 @@ impl crate::audit::Audited for ApiKey {
 /// What is needed to create a tenant.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewTenant {
     /// Display name (1 to 200 characters).
     pub name: String,
@@ -206,6 +213,7 @@ pub struct NewTenant {
 /// What is needed to create a user.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewUser {
     /// E-mail address; compared case-insensitively.
     pub email: String,
@@ -221,6 +229,7 @@ fn default_role() -> Role {
 /// A partial update of a user: absent fields are left as they are.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserPatch {
     /// New e-mail address.
     pub email: Option<String>,
@@ -231,6 +240,7 @@ pub struct UserPatch {
 /// What is needed to create an API key.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewApiKey {
     /// A human label (1 to 200 characters).
     pub name: String,
@@ -245,8 +255,10 @@ fn default_scopes() -> Vec<Scope> {
 
 /// A page of a keyset-paginated listing.
 #[derive(Clone, Copy, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct PageRequest<Id> {
-    /// Return items after this id (exclusive).
+    /// Return items after this id (exclusive): the previous page's `next_after`.
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>, format = Uuid))]
     pub after: Option<Id>,
     /// At most this many items (1 to [`PageRequest::MAX_LIMIT`]).
     #[serde(default = "default_limit")]

@@ -26,6 +26,7 @@ pub const CONTENT_TYPE: &str = "application/problem+json";
 
 /// An RFC 9457 problem document plus the headers that go with it.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
     /// A URI naming the problem type; `about:blank` when only the status matters.
     #[serde(rename = "type")]
@@ -34,15 +35,18 @@ pub struct Problem {
     pub title: String,
     /// The HTTP status.
     #[serde(serialize_with = "serialize_status")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u16))]
     pub status: StatusCode,
     /// An explanation of this occurrence.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// Extension members, flattened into the document.
     #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub extensions: Map<String, Value>,
     /// Extra response headers, e.g. `Retry-After` or `WWW-Authenticate`.
     #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 

@@ -11,6 +11,7 @@ use tenantkit_e2e::{Backend, Server};
 use crate::on_both_backends;
 
 on_both_backends!(
+    the_walk_covers_every_route_of_the_openapi_document,
     every_route_answers_a_wrong_method_with_405_and_allow,
     oversized_bodies_are_413_with_or_without_content_length,
     unknown_fields_are_refused_everywhere_and_change_nothing,
@@ -57,6 +58,7 @@ fn routes() -> Vec<Route> {
     vec![
         route(Method::GET, "/healthz", Public),
         route(Method::GET, "/readyz", Public),
+        route(Method::GET, "/openapi.json", Public),
         route(Method::POST, "/webhooks/stripe", Public),
         route(Method::GET, "/metrics", PlatformAdmin),
         route(Method::GET, "/tenants", PlatformAdmin),
@@ -144,6 +146,33 @@ async fn problem(res: reqwest::Response, status: StatusCode, what: &str) -> Valu
         "{what}: {body}"
     );
     body
+}
+
+/// The walk's table is the router: the served OpenAPI document (generated
+/// from the same declarations as the router) lists exactly these routes.
+async fn the_walk_covers_every_route_of_the_openapi_document(backend: Backend) {
+    let s = server!(backend);
+    let res = s.http.get(s.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "served without authentication"
+    );
+    let spec: Value = res.json().await.unwrap();
+    let mut described: Vec<String> = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            described.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    let mut walked: Vec<String> = routes()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    described.sort();
+    walked.sort();
+    assert_eq!(walked, described);
+    s.stop().await;
 }
 
 async fn every_route_answers_a_wrong_method_with_405_and_allow(backend: Backend) {

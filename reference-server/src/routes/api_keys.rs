@@ -15,6 +15,7 @@ use crate::{
 };
 
 /// `GET /api-keys?after=&limit=` (hashes are never shown)
+#[utoipa::path(get, path = "/api-keys", tag = "api-keys", security(("bearer" = []), ("api_key" = [])), params(PageRequest<ApiKeyId>), responses((status = 200, description = "A page of API keys (never their secrets)", body = Page<ApiKey, ApiKeyId>)))]
 pub async fn list(
     State(state): State<AppState>,
     tenant: TenantContext,
@@ -28,6 +29,7 @@ pub async fn list(
 
 /// `POST /api-keys` → `201`; the response holds the key, shown this once.
 /// An API key can only create keys with scopes it has itself.
+#[utoipa::path(post, path = "/api-keys", tag = "api-keys", security(("bearer" = []), ("api_key" = [])), request_body = NewApiKey, responses((status = 201, description = "Created; `key` is shown this once", body = tenantkit::store::CreatedApiKey, headers(("location" = String, description = "/api-keys/{id}")))))]
 pub async fn create(
     State(state): State<AppState>,
     tenant: TenantContext,
@@ -59,6 +61,7 @@ pub async fn create(
 }
 
 /// `DELETE /api-keys/{id}` → `204` (revokes; idempotent).
+#[utoipa::path(delete, path = "/api-keys/{id}", tag = "api-keys", security(("bearer" = []), ("api_key" = [])), params(("id" = ApiKeyId, Path, description = "The key id")), responses((status = 204, description = "Revoked (idempotent)")))]
 pub async fn revoke(
     State(state): State<AppState>,
     tenant: TenantContext,

@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// A page of entries, newest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditPage {
     /// The entries.
     pub items: Vec<AuditEntry>,
@@ -45,6 +45,7 @@ impl AuditPage {
 }
 
 /// `GET /audit-logs?actor_type=&actor_id=&action=&resource_type=&resource_id=&from=&to=&before_seq=&limit=`
+#[utoipa::path(get, path = "/audit-logs", tag = "audit-logs", security(("bearer" = []), ("api_key" = [])), params(AuditFilter), responses((status = 200, description = "Entries, newest first", body = AuditPage)))]
 pub async fn list(
     State(state): State<AppState>,
     tenant: TenantContext,
@@ -62,7 +63,8 @@ pub async fn list(
 }
 
 /// `GET /audit-logs/export` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportRange {
     /// At or after this time.
@@ -73,6 +75,7 @@ pub struct ExportRange {
 
 /// `GET /audit-logs/export?from=&to=`: NDJSON, oldest first, streamed in
 /// batches so memory stays bounded. The export itself is audited.
+#[utoipa::path(get, path = "/audit-logs/export", tag = "audit-logs", security(("bearer" = []), ("api_key" = [])), params(ExportRange), responses((status = 200, description = "NDJSON, one entry a line, oldest first, streamed; the export itself is audited", body = AuditEntry, content_type = "application/x-ndjson")))]
 pub async fn export(
     State(state): State<AppState>,
     tenant: TenantContext,
@@ -110,6 +113,7 @@ pub async fn export(
 }
 
 /// `GET /audit-logs/verify`: checks the tenant's hash chain.
+#[utoipa::path(get, path = "/audit-logs/verify", tag = "audit-logs", security(("bearer" = []), ("api_key" = [])), responses((status = 200, description = "The result of checking the hash chain", body = ChainReport)))]
 pub async fn verify(
     State(state): State<AppState>,
     tenant: TenantContext,
@@ -123,6 +127,7 @@ pub async fn verify(
 
 /// `GET /tenants/{id}/audit-logs` (platform admin): the one path across
 /// tenants. Every use is recorded in that tenant's own trail.
+#[utoipa::path(get, path = "/tenants/{id}/audit-logs", tag = "platform", security(("bearer" = [])), params(("id" = TenantId, Path, description = "The tenant id"), AuditFilter), responses((status = 200, description = "The tenant's entries, newest first; the read is recorded in that tenant's trail", body = AuditPage)))]
 pub async fn platform_list(
     State(state): State<AppState>,
     principal: Principal,

@@ -3,7 +3,7 @@
 use axum::{extract::State, response::IntoResponse};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tenantkit::{
     TenantContext,
     auth::{Permission, Principal},
@@ -23,6 +23,7 @@ impl From<tenantkit_billing::BillingError> for ApiError {
 }
 
 /// `GET /billing/subscription`: the plan in force and the stored subscription.
+#[utoipa::path(get, path = "/billing/subscription", tag = "billing", security(("bearer" = []), ("api_key" = [])), responses((status = 200, description = "The plan in force and the stored subscription", body = SubscriptionView)))]
 pub async fn subscription(
     State(state): State<AppState>,
     tenant: TenantContext,
@@ -33,7 +34,7 @@ pub async fn subscription(
 }
 
 /// `POST /billing/checkout` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
     /// The plan to subscribe to, e.g. `pro`.
@@ -42,7 +43,24 @@ pub struct CheckoutRequest {
     pub email: Option<String>,
 }
 
+/// A Stripe-hosted page to send the customer to.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionUrl {
+    /// `https://checkout.stripe.com/...` or `https://billing.stripe.com/...`.
+    pub url: String,
+}
+
+/// What `POST /webhooks/stripe` answers to Stripe.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookReceipt {
+    /// Always `true`: Stripe stops retrying.
+    pub received: bool,
+    /// `applied`, `duplicate`, `stale` (older than what is stored) or `ignored`.
+    pub outcome: &'static str,
+}
+
 /// `POST /billing/checkout` → `{"url": "https://checkout.stripe.com/..."}`.
+#[utoipa::path(post, path = "/billing/checkout", tag = "billing", security(("bearer" = []), ("api_key" = [])), request_body = CheckoutRequest, responses((status = 200, description = "A Stripe Checkout session to send the customer to", body = SessionUrl), (status = 502, description = "Stripe failed", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
 pub async fn checkout(
     State(state): State<AppState>,
     tenant: TenantContext,
@@ -54,10 +72,11 @@ pub async fn checkout(
         .billing
         .checkout(&tenant, &body.plan, body.email.as_deref())
         .await?;
-    Ok(Json(serde_json::json!({ "url": url })))
+    Ok(Json(SessionUrl { url }))
 }
 
 /// `POST /billing/portal` → `{"url": "https://billing.stripe.com/..."}`.
+#[utoipa::path(post, path = "/billing/portal", tag = "billing", security(("bearer" = []), ("api_key" = [])), responses((status = 200, description = "A Stripe billing-portal session", body = SessionUrl), (status = 409, description = "The tenant has no Stripe customer yet", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 502, description = "Stripe failed", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
 pub async fn portal(
     State(state): State<AppState>,
     tenant: TenantContext,
@@ -65,13 +84,14 @@ pub async fn portal(
 ) -> ApiResult<impl IntoResponse> {
     principal.require(Permission::ManageBilling)?;
     let url = state.billing.portal(&tenant).await?;
-    Ok(Json(serde_json::json!({ "url": url })))
+    Ok(Json(SessionUrl { url }))
 }
 
 /// `POST /webhooks/stripe`: verified by `Stripe-Signature`, applied once,
 /// never older over newer. `200` for everything accepted (also duplicates and
 /// ignored events, so Stripe stops retrying); `400` for a bad signature or
 /// body (nothing changes); `500` when storage fails (Stripe retries).
+#[utoipa::path(post, path = "/webhooks/stripe", tag = "billing", params(("stripe-signature" = String, Header, description = "Stripe's signature of the body")), request_body(content = Object, description = "A Stripe event, as Stripe sends it", content_type = "application/json"), responses((status = 200, description = "Accepted (also duplicates, stale and ignored events)", body = WebhookReceipt), (status = 400, description = "Bad signature or body; nothing changed", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
 pub async fn stripe_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -89,6 +109,9 @@ pub async fn stripe_webhook(
     };
     Ok((
         StatusCode::OK,
-        Json(serde_json::json!({ "received": true, "outcome": outcome })),
+        Json(WebhookReceipt {
+            received: true,
+            outcome,
+        }),
     ))
 }

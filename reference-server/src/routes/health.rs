@@ -7,17 +7,20 @@ use tenantkit::auth::{Permission, Principal};
 use crate::{app::AppState, error::ApiResult};
 
 /// `GET /healthz`: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "The process is up", body = String, content_type = "text/plain")))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
 /// `GET /readyz`: the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "The database answers", body = String, content_type = "text/plain")))]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<&'static str> {
     state.db.ping().await?;
     Ok("ready")
 }
 
 /// `GET /metrics` (platform admin): Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "platform", security(("bearer" = [])), responses((status = 200, description = "Prometheus/OpenMetrics text, with per-tenant request counts", body = String, content_type = "application/openmetrics-text")))]
 pub async fn metrics(
     State(state): State<AppState>,
     principal: Principal,

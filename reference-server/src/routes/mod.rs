@@ -11,7 +11,7 @@ pub mod users;
 use serde::Serialize;
 
 /// A page of a keyset-paginated listing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T, Id> {
     /// The items.
     pub items: Vec<T>,

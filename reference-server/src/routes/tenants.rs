@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// `POST /tenants` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// Display name.
@@ -28,7 +28,7 @@ pub struct CreateTenant {
 }
 
 /// `POST /tenants` response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedTenant {
     /// The tenant.
     #[serde(flatten)]
@@ -38,6 +38,7 @@ pub struct CreatedTenant {
 }
 
 /// `POST /tenants` (platform admin)
+#[utoipa::path(post, path = "/tenants", tag = "platform", security(("bearer" = [])), request_body = CreateTenant, responses((status = 201, description = "The tenant, and its first owner when asked for", body = CreatedTenant), (status = 409, description = "The subdomain is taken", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -54,6 +55,7 @@ pub async fn create(
 }
 
 /// `GET /tenants?after=&limit=` (platform admin)
+#[utoipa::path(get, path = "/tenants", tag = "platform", security(("bearer" = [])), params(PageRequest<TenantId>), responses((status = 200, description = "A page of tenants, in creation order", body = Page<Tenant, TenantId>)))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,

@@ -17,6 +17,7 @@ use crate::{
 };
 
 /// `GET /users?after=&limit=`
+#[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = []), ("api_key" = [])), params(PageRequest<UserId>), responses((status = 200, description = "A page of users, in creation order", body = Page<User, UserId>)))]
 pub async fn list(
     State(state): State<AppState>,
     tenant: TenantContext,
@@ -30,6 +31,7 @@ pub async fn list(
 }
 
 /// `GET /users/{id}`
+#[utoipa::path(get, path = "/users/{id}", tag = "users", security(("bearer" = []), ("api_key" = [])), params(("id" = UserId, Path, description = "The user id")), responses((status = 200, description = "The user", body = User)))]
 pub async fn get(
     State(state): State<AppState>,
     tenant: TenantContext,
@@ -42,6 +44,7 @@ pub async fn get(
 
 /// `POST /users` → `201` with `Location`. Only owners create owners. The
 /// plan's user limit is enforced atomically with the creation (`402` at it).
+#[utoipa::path(post, path = "/users", tag = "users", security(("bearer" = []), ("api_key" = [])), request_body = NewUser, responses((status = 201, description = "Created; `Location` names it", body = User, headers(("location" = String, description = "/users/{id}"))), (status = 409, description = "The e-mail is taken in this tenant", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     tenant: TenantContext,
@@ -64,6 +67,7 @@ pub async fn create(
 }
 
 /// `PATCH /users/{id}`. Only owners change owners or make new ones.
+#[utoipa::path(patch, path = "/users/{id}", tag = "users", security(("bearer" = []), ("api_key" = [])), params(("id" = UserId, Path, description = "The user id")), request_body = UserPatch, responses((status = 200, description = "The changed user", body = User), (status = 409, description = "The e-mail is taken, or this would remove the last owner", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
 pub async fn update(
     State(state): State<AppState>,
     tenant: TenantContext,
@@ -83,6 +87,7 @@ pub async fn update(
 }
 
 /// `DELETE /users/{id}` → `204`. Only owners delete owners.
+#[utoipa::path(delete, path = "/users/{id}", tag = "users", security(("bearer" = []), ("api_key" = [])), params(("id" = UserId, Path, description = "The user id")), responses((status = 204, description = "Deleted; the user's tokens stop working"), (status = 409, description = "The last owner cannot be deleted", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
     State(state): State<AppState>,
     tenant: TenantContext,

@@ -10,6 +10,7 @@ use crate::{ApiKey, ApiKeyId, Error, NewApiKey, PageRequest, Result, auth::api_k
 
 /// A key just created: the only time its secret is available.
 #[derive(Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedApiKey {
     /// The stored key.
     #[serde(flatten)]
