@@ -7,9 +7,10 @@
 //! ```text
 //! cargo run -p tenantkit-examples --bin drop-in-layers
 //! ```
-//! then run the `curl` lines it prints.
+//! then run the `curl` lines it prints (`--self-test` runs them itself).
 
-use std::net::SocketAddr;
+#[path = "support.rs"]
+mod support;
 
 use axum::{Router, extract::State, routing::get};
 use tenantkit::{
@@ -91,7 +92,8 @@ async fn main() -> anyhow::Result<()> {
         TokenRole::Member,
         3600,
     )?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], 3000));
+    let listener = tokio::net::TcpListener::bind(support::listen_addr(3000)).await?;
+    let addr = listener.local_addr()?;
     println!("listening on http://{addr}\n");
     println!("# an old single-tenant client, unchanged (no tenant named):");
     println!("curl -H 'Authorization: Bearer {legacy_token}' http://{addr}/hello\n");
@@ -102,7 +104,25 @@ async fn main() -> anyhow::Result<()> {
     println!("# acme's token on the legacy tenant is refused (403):");
     println!("curl -i -H 'Authorization: Bearer {acme_token}' http://{addr}/hello");
 
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, app).await?;
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    if support::self_test() {
+        let (legacy, acme) = (
+            format!("Bearer {legacy_token}"),
+            format!("Bearer {acme_token}"),
+        );
+        let body = support::expect(addr, "/hello", &[("authorization", &legacy)], 200).await?;
+        anyhow::ensure!(body.contains("tenant `legacy`"), "{body}");
+        let body = support::expect(
+            addr,
+            "/hello",
+            &[("authorization", &acme), ("x-tenant-id", "acme")],
+            200,
+        )
+        .await?;
+        anyhow::ensure!(body.contains("tenant `acme`"), "{body}");
+        support::expect(addr, "/hello", &[("authorization", &acme)], 403).await?;
+        return Ok(());
+    }
+    server.await??;
     Ok(())
 }

@@ -1,0 +1,46 @@
+//! Every example runs: each is started with `--self-test`, serves on a free
+//! port, sends the requests it documents and checks the answers.
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+fn run(binary: &str) {
+    let mut child = Command::new(binary)
+        .arg("--self-test")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the example starts");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("{binary} did not finish its self-test within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{binary} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("curl "), "prints the requests to try");
+    assert!(stdout.contains("ok: GET"), "ran the requests");
+}
+
+#[test]
+fn drop_in_layers_runs() {
+    run(env!("CARGO_BIN_EXE_drop-in-layers"));
+}
+
+#[test]
+fn plain_hyper_runs() {
+    run(env!("CARGO_BIN_EXE_plain-hyper"));
+}
