@@ -45,6 +45,23 @@ impl Cli {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `migrate`, then `tenant create` of `acme` with owner `ann@acme.test`;
+    /// what `tenant create` printed.
+    fn acme(&self) -> serde_json::Value {
+        assert!(self.ok(&["migrate"]).contains("migrated"));
+        serde_json::from_str(&self.ok(&[
+            "tenant",
+            "create",
+            "--name",
+            "Acme",
+            "--subdomain",
+            "acme",
+            "--owner-email",
+            "ann@acme.test",
+        ]))
+        .unwrap()
+    }
+
     /// Runs `args`, which must fail; its standard error.
     fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
@@ -63,18 +80,7 @@ fn claims(token: &str) -> tenantkit::auth::Claims {
 #[test]
 fn tokens_name_real_users_and_never_more_than_their_role() {
     let cli = Cli::new();
-    assert!(cli.ok(&["migrate"]).contains("migrated"));
-    let created: serde_json::Value = serde_json::from_str(&cli.ok(&[
-        "tenant",
-        "create",
-        "--name",
-        "Acme",
-        "--subdomain",
-        "acme",
-        "--owner-email",
-        "ann@acme.test",
-    ]))
-    .unwrap();
+    let created = cli.acme();
     let owner = created["owner"]["id"].as_str().unwrap();
     let tenant = created["tenant"]["id"].as_str().unwrap();
 
@@ -149,17 +155,7 @@ fn tokens_name_real_users_and_never_more_than_their_role() {
 #[test]
 fn a_role_above_the_users_own_is_refused() {
     let cli = Cli::new();
-    cli.ok(&["migrate"]);
-    cli.ok(&[
-        "tenant",
-        "create",
-        "--name",
-        "Acme",
-        "--subdomain",
-        "acme",
-        "--owner-email",
-        "ann@acme.test",
-    ]);
+    cli.acme();
     // Only the owner exists: asking for more than a user's role fails. Make a
     // member through the store the server uses.
     let db_url = format!(

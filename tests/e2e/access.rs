@@ -210,3 +210,26 @@ async fn postgres_changes_reach_every_server_within_5_seconds() {
     one.stop().await;
     two.stop().await;
 }
+
+/// The token printed at first start names the demo tenant's owner, so it
+/// passes the user check (SQLite: each test server starts on an empty database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_first_start_token_names_the_demo_owner() {
+    let s = Server::start(Backend::Sqlite).await.unwrap();
+    let demo = s
+        .running
+        .demo
+        .as_ref()
+        .expect("first start bootstraps `demo`");
+    let claims = s.keys().verify(&demo.token).unwrap();
+    let res = s
+        .request(Method::GET, "/users", &demo.subdomain, &demo.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let users: Value = res.json().await.unwrap();
+    assert_eq!(users["items"][0]["id"], claims.sub);
+    assert_eq!(users["items"][0]["role"], "owner");
+    s.stop().await;
+}
