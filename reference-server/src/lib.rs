@@ -362,6 +362,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let db = open_runtime_db(&config).await?;
     let keys = load_keys(&config)?;
     let demo = bootstrap_demo(&db, &keys, &config).await?;
+    // Other processes' user and tenant changes reach this one's cache at
+    // once: listening before `start` returns.
+    let listener = db
+        .listen_for_access_changes()
+        .await
+        .context("listening for access changes")?;
     let billing = tenantkit_billing::Billing::new(db.clone(), config.billing.clone())?;
     let state = AppState {
         db: db.clone(),
@@ -399,15 +405,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         };
         bail!("could not listen on {}: {err}", config.server.listen);
     };
-    // Other processes' user and tenant changes reach this one's cache at once.
-    let access_watcher = {
-        let db = db.clone();
-        tokio::spawn(async move {
-            if let Err(e) = db.watch_access_changes().await {
-                tracing::error!(error = %e, "could not listen for access changes; relying on the cache TTL");
-            }
-        })
-    };
+    let access_watcher = tokio::spawn(async move {
+        if let Err(e) = listener.run().await {
+            tracing::error!(error = %e, "access-change listener stopped; relying on the cache TTL");
+        }
+    });
     let purger = (config.audit.purge_every_hours > 0).then(|| {
         let every = Duration::from_secs(config.audit.purge_every_hours * 3600);
         let (db, retention) = (db.clone(), config.audit.retention_days);

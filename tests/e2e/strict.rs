@@ -2,7 +2,7 @@
 //! route of the router with a wrong method, an oversized body (with and
 //! without `Content-Length`), unknown fields and a wrong content type.
 
-use futures_util::stream;
+use futures_util::{StreamExt, stream};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tenantkit::auth::TokenRole;
@@ -206,9 +206,20 @@ async fn every_route_answers_a_wrong_method_with_405_and_allow(backend: Backend)
     w.s.stop().await;
 }
 
+/// 8 KiB in 1 KiB chunks, 20 ms apart, like a client on a slow link: the
+/// server answers `413` while the body is still coming, and closes a
+/// connection it has read everything from (a fast client's unread bytes would
+/// turn that close into a reset, and the client might never read the answer).
+fn slow_body() -> reqwest::Body {
+    reqwest::Body::wrap_stream(stream::iter(0..8).then(|_| async {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        Ok::<_, std::io::Error>("x".repeat(1024))
+    }))
+}
+
 async fn oversized_bodies_are_413_with_or_without_content_length(backend: Backend) {
     let w = Walk::new(server!(backend)).await;
-    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(4096));
+    // With Content-Length: refused from the header, every route that takes a body.
     for r in routes()
         .iter()
         .filter(|r| r.method == Method::POST || r.method == Method::PATCH)
@@ -217,24 +228,23 @@ async fn oversized_bodies_are_413_with_or_without_content_length(backend: Backen
         let res = w
             .request(r, r.method.clone())
             .header("content-type", "application/json")
-            .body(big.clone())
+            .header("content-length", 8 * 1024)
+            .body(slow_body())
             .send()
             .await
             .unwrap();
         problem(res, StatusCode::PAYLOAD_TOO_LARGE, &what).await;
     }
-    // Without Content-Length (chunked), every route that reads a body.
+    // Without Content-Length (chunked): refused while reading, every route that reads a body.
     for r in routes()
         .iter()
         .filter(|r| r.body.is_some() || r.path == "/webhooks/stripe")
     {
         let what = format!("{} {} chunked", r.method, r.path);
-        let chunks: Vec<Result<String, std::io::Error>> =
-            (0..8).map(|_| Ok("x".repeat(1024))).collect();
         let res = w
             .request(r, r.method.clone())
             .header("content-type", "application/json")
-            .body(reqwest::Body::wrap_stream(stream::iter(chunks)))
+            .body(slow_body())
             .send()
             .await
             .unwrap();

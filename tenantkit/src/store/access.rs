@@ -209,32 +209,74 @@ impl Db {
             .await
     }
 
-    /// Keeps this process's access cache in step with changes made by other
-    /// processes: listens on [`ACCESS_CHANNEL`] and drops what changed. Runs
-    /// until the pool closes; spawn it once per process. Without it, other
-    /// processes' changes are still seen within the TTL. On SQLite (one
-    /// process) it returns at once.
-    pub async fn watch_access_changes(&self) -> Result<()> {
+    /// Starts listening for other processes' access changes on
+    /// [`ACCESS_CHANNEL`]; once this returns, every change committed from
+    /// then on is heard. Run the result with [`AccessListener::run`] (or use
+    /// [`Db::watch_access_changes`]). On SQLite (one process) there is
+    /// nothing to hear, and `run` returns at once.
+    pub async fn listen_for_access_changes(&self) -> Result<AccessListener> {
         #[cfg(feature = "postgres")]
         if let super::Pool::Pg(pool) = &self.pool {
             let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
             listener.listen(ACCESS_CHANNEL).await?;
+            return Ok(AccessListener {
+                db: self.clone(),
+                pg: Some(listener),
+            });
+        }
+        Ok(AccessListener {
+            db: self.clone(),
+            #[cfg(feature = "postgres")]
+            pg: None,
+        })
+    }
+
+    /// Keeps this process's access cache in step with changes made by other
+    /// processes: [`Db::listen_for_access_changes`], then
+    /// [`AccessListener::run`]. Spawn it once per process; without it, other
+    /// processes' changes are still seen within the TTL.
+    pub async fn watch_access_changes(&self) -> Result<()> {
+        self.listen_for_access_changes().await?.run().await
+    }
+}
+
+/// Listens for access changes of other processes and drops what changed from
+/// this process's cache (see [`Db::listen_for_access_changes`]).
+pub struct AccessListener {
+    db: Db,
+    #[cfg(feature = "postgres")]
+    pg: Option<sqlx::postgres::PgListener>,
+}
+
+impl std::fmt::Debug for AccessListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessListener").finish_non_exhaustive()
+    }
+}
+
+impl AccessListener {
+    /// Runs until the pool closes. A lost connection is re-made, and the
+    /// whole cache is dropped, since announcements may have been missed.
+    pub async fn run(self) -> Result<()> {
+        #[cfg(feature = "postgres")]
+        if let (Some(mut listener), super::Pool::Pg(pool)) = (self.pg, &self.db.pool) {
+            let access = &self.db.access;
             loop {
                 match listener.try_recv().await {
                     Ok(Some(n)) => match AccessChange::parse(n.payload()) {
-                        Some(change) => self.access.forget(change),
-                        None => self.access.forget_all(),
+                        Some(change) => access.forget(change),
+                        None => access.forget_all(),
                     },
                     // The connection was lost (and is re-made on the next
                     // call): whatever was announced meanwhile is unknown.
-                    Ok(None) => self.access.forget_all(),
+                    Ok(None) => access.forget_all(),
                     Err(e) if pool.is_closed() => {
                         tracing::debug!(error = %e, "access-change listener stopped");
                         return Ok(());
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "access-change listener failed; retrying");
-                        self.access.forget_all();
+                        access.forget_all();
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }

@@ -18,7 +18,7 @@ mod users;
 use std::{str::FromStr, time::Duration};
 
 use access::AccessCache;
-pub use access::{ACCESS_CHANNEL, DEFAULT_ACCESS_TTL, UserAccess, UserRef};
+pub use access::{ACCESS_CHANNEL, AccessListener, DEFAULT_ACCESS_TTL, UserAccess, UserRef};
 pub use api_keys::CreatedApiKey;
 pub use audit::AUDIT_BATCH;
 pub use migrate::RuntimeRole;

@@ -358,17 +358,13 @@ async fn other_processes_hear_of_changes_before_the_ttl(p: Processes) {
         Duration::from_millis(500)
     };
     let other = p.other.clone().with_access_ttl(ttl);
-    let watcher = tokio::spawn({
-        let other = other.clone();
-        async move { other.watch_access_changes().await }
-    });
+    // Listening from here on: every change committed later is heard.
+    let watcher = tokio::spawn(other.listen_for_access_changes().await.unwrap().run());
     let (t, admin, token) = admin_of_new_tenant(&p, TokenRole::Admin).await;
     assert_eq!(
         call(&other, &p.keys, UserClaim::Sub, &t, &token).await.0,
         StatusCode::OK
     );
-    // Give the listener time to be listening.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     delete(&p.this, &t, admin.id).await;
     let took = until_status(&other, &p.keys, &t, &token, StatusCode::UNAUTHORIZED).await;
     assert!(took < Duration::from_secs(5));
