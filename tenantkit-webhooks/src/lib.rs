@@ -1,6 +1,19 @@
 //! # tenantkit-webhooks
 //!
-//! Will hold webhook endpoints, a durable outbox queue, a delivery worker with
-//! retries and a dead-letter queue, Standard Webhooks signatures, and SSRF
-//! defence, all tenant-scoped through `tenantkit::TenantTx` (see
-//! `ARCHITECTURE.md`). Nothing is implemented yet.
+//! Webhooks for the tenants of a tenantkit platform. This crate is being
+//! built in steps (see the project's issue tracker); what is here now:
+//!
+//! - [`signature`]: Standard Webhooks signatures (`webhook-id`,
+//!   `webhook-timestamp`, `webhook-signature`), with two signatures while a
+//!   secret is rotated; the one place deliveries are signed.
+//! - [`ssrf`]: the one place that decides whether a URL or an address may be
+//!   contacted, used at registration and (next) by the delivery worker's
+//!   resolver at every connection.
+//!
+//! Still to come: endpoints and their tables (tenant-scoped through
+//! `tenantkit::TenantTx`), the transactional outbox, the delivery worker with
+//! retries and dead letters, encrypted secrets, the fair per-tenant rate
+//! limit, and the routes of the reference server.
+
+pub mod signature;
+pub mod ssrf;

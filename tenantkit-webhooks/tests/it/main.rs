@@ -1,0 +1,4 @@
+//! tenantkit-webhooks integration tests (one binary).
+
+mod signature;
+mod ssrf;
