@@ -10,10 +10,14 @@
 //!   contacted, used at registration and (next) by the delivery worker's
 //!   resolver at every connection.
 //!
+//! - [`secret_box`]: endpoint secrets encrypted at rest (XChaCha20-Poly1305,
+//!   bound to their row, with key rotation).
+//!
 //! Still to come: endpoints and their tables (tenant-scoped through
 //! `tenantkit::TenantTx`), the transactional outbox, the delivery worker with
-//! retries and dead letters, encrypted secrets, the fair per-tenant rate
-//! limit, and the routes of the reference server.
+//! retries and dead letters, the fair per-tenant rate limit, and the routes of
+//! the reference server.
 
+pub mod secret_box;
 pub mod signature;
 pub mod ssrf;
