@@ -56,6 +56,9 @@ pub async fn open_runtime_db(config: &Config) -> anyhow::Result<Db> {
         tenantkit_billing::Billing::migrate(&db)
             .await
             .context("migrating SQLite (billing)")?;
+        tenantkit_webhooks::Webhooks::migrate(&db)
+            .await
+            .context("migrating SQLite (webhooks)")?;
         return Ok(db);
     }
     let runtime_url = match &config.database.runtime_url {
@@ -100,6 +103,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<String> {
         .with_context(|| format!("connecting to {}", tenantkit::store::redact_url(&url)))?;
     owner.migrate().await?;
     tenantkit_billing::Billing::migrate(&owner).await?;
+    tenantkit_webhooks::Webhooks::migrate(&owner).await?;
     let role = runtime_role(config)?;
     owner.setup_runtime_role(&role).await?;
     owner.close().await;

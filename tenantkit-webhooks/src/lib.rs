@@ -12,12 +12,23 @@
 //!
 //! - [`secret_box`]: endpoint secrets encrypted at rest (XChaCha20-Poly1305,
 //!   bound to their row, with key rotation).
+//! - [`endpoints`]: [`Webhooks`], the tenant's endpoints (create, list, get,
+//!   update, delete, rotate the secret) through `tenantkit::TenantTx`, so
+//!   every change is audited and tenant-scoped; its own migrations and
+//!   history table.
+//! - [`catalogue`]: the event types endpoints subscribe to, with examples.
 //!
-//! Still to come: endpoints and their tables (tenant-scoped through
-//! `tenantkit::TenantTx`), the transactional outbox, the delivery worker with
-//! retries and dead letters, the fair per-tenant rate limit, and the routes of
-//! the reference server.
+//! Still to come: the transactional outbox, the delivery worker with retries
+//! and dead letters, the fair per-tenant rate limit, and the routes of the
+//! reference server.
 
+pub mod catalogue;
+pub mod endpoints;
 pub mod secret_box;
 pub mod signature;
 pub mod ssrf;
+
+pub use endpoints::{
+    CreatedWebhook, NewWebhook, Webhook, WebhookError, WebhookId, WebhookPatch, WebhookStatus,
+    Webhooks,
+};

@@ -1,4 +1,7 @@
-//! tenantkit-webhooks integration tests (one binary).
+//! tenantkit-webhooks integration tests (one binary; `common` is the harness).
 
+mod common;
+
+mod endpoints;
 mod signature;
 mod ssrf;

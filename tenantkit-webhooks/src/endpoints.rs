@@ -1,0 +1,538 @@
+//! Endpoints: a tenant's webhook URLs, stored through `TenantTx` (so every
+//! change is audited and tenant-scoped), their URLs vetted by
+//! [`crate::ssrf`], their secrets sealed by [`crate::secret_box`].
+
+use std::{fmt, str::FromStr, sync::Arc};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use tenantkit::{
+    Error, PageRequest, TenantId, TenantTx, audit::Audited, problem::Problem, store::Value,
+};
+use uuid::Uuid;
+
+use crate::{
+    catalogue::{ALL_EVENTS, EventCatalogue},
+    secret_box::{SecretBox, SecretBoxError},
+    signature::SigningSecret,
+    ssrf::{UrlPolicy, UrlRefusal},
+};
+
+/// Identifies a webhook endpoint within its tenant.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type,
+)]
+#[serde(transparent)]
+#[sqlx(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, format = Uuid))]
+pub struct WebhookId(Uuid);
+
+impl WebhookId {
+    /// A new, time-ordered id.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl fmt::Display for WebhookId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for WebhookId {
+    type Err = uuid::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+impl From<WebhookId> for Value {
+    fn from(id: WebhookId) -> Self {
+        Value::Uuid(id.0)
+    }
+}
+
+/// A secret as stored: sealed, and redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct Sealed(String);
+
+impl fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sealed([redacted])")
+    }
+}
+
+/// Whether an endpoint receives deliveries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum WebhookStatus {
+    /// Receives deliveries.
+    Active,
+    /// Receives nothing until re-enabled (by the tenant, or after `410 Gone`
+    /// or failing for too long).
+    Disabled,
+}
+
+impl WebhookStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            WebhookStatus::Active => "active",
+            WebhookStatus::Disabled => "disabled",
+        }
+    }
+}
+
+impl TryFrom<String> for WebhookStatus {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<Self, Error> {
+        match s.as_str() {
+            "active" => Ok(WebhookStatus::Active),
+            "disabled" => Ok(WebhookStatus::Disabled),
+            other => Err(Error::invalid(format!("unknown webhook status `{other}`"))),
+        }
+    }
+}
+
+/// A webhook endpoint. Its secrets are never serialized: not to API
+/// responses, not to the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Webhook {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// Its id.
+    pub id: WebhookId,
+    /// Where deliveries go (vetted when set, and at every connection).
+    pub url: String,
+    /// A note for people.
+    pub description: String,
+    /// The event types it receives; `["*"]` for all.
+    #[sqlx(json)]
+    pub event_types: Vec<String>,
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    secret: Sealed,
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    previous_secret: Option<Sealed>,
+    /// While a rotated-out secret still signs alongside the new one: until when.
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    /// Whether it receives deliveries.
+    #[sqlx(try_from = "String")]
+    pub status: WebhookStatus,
+    /// Why it was disabled.
+    pub disabled_reason: Option<String>,
+    /// When it was disabled.
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Audited for Webhook {
+    const RESOURCE_TYPE: &'static str = "webhook";
+
+    fn resource_id(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+impl Webhook {
+    /// Whether it receives events of `event_type`.
+    pub fn subscribes_to(&self, event_type: &str) -> bool {
+        self.event_types
+            .iter()
+            .any(|t| t == ALL_EVENTS || t == event_type)
+    }
+}
+
+/// `POST /webhooks` body.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewWebhook {
+    /// An absolute `https` URL.
+    pub url: String,
+    /// Event types from the catalogue, or `["*"]`.
+    pub event_types: Vec<String>,
+    /// A note for people (at most 500 characters).
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `PATCH /webhooks/{id}` body: absent fields stay as they are.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WebhookPatch {
+    /// A new URL.
+    pub url: Option<String>,
+    /// New event types.
+    pub event_types: Option<Vec<String>>,
+    /// A new description.
+    pub description: Option<String>,
+    /// `active` re-enables a disabled endpoint (and clears its reason).
+    pub status: Option<WebhookStatus>,
+}
+
+/// An endpoint with its signing secret, shown this once.
+#[derive(Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedWebhook {
+    /// The endpoint.
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    /// `whsec_...`: keep it to verify deliveries; it cannot be shown again.
+    pub secret: String,
+}
+
+impl fmt::Debug for CreatedWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedWebhook")
+            .field("webhook", &self.webhook)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Why a webhook operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebhookError {
+    /// The URL is malformed or may not be contacted (`422`).
+    #[error("the webhook URL is refused: {0}")]
+    Url(#[from] UrlRefusal),
+    /// Another input is invalid (`422`).
+    #[error("{0}")]
+    Invalid(String),
+    /// A stored secret does not open (wrong or missing key): `500`.
+    #[error("a webhook secret could not be opened: {0}")]
+    Sealed(#[from] SecretBoxError),
+    /// The store failed, or the endpoint does not exist (`404`).
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+impl From<&WebhookError> for Problem {
+    fn from(err: &WebhookError) -> Self {
+        use http::StatusCode;
+        match err {
+            WebhookError::Url(refusal) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Webhook URL refused")
+                    .with_detail(refusal.to_string())
+            }
+            WebhookError::Invalid(detail) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid request")
+                    .with_detail(detail.clone())
+            }
+            WebhookError::Sealed(e) => {
+                // Names a key id at most, never a key or a secret.
+                tracing::error!(error = %e, "a webhook secret could not be opened");
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+                    .with_detail("the server failed; the error has been logged")
+            }
+            WebhookError::Store(e) => Problem::from(e),
+        }
+    }
+}
+
+/// Webhooks of a platform: the URL policy, the secret keys and the event
+/// catalogue. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Webhooks {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone, Debug)]
+struct Inner {
+    policy: UrlPolicy,
+    secrets: SecretBox,
+    catalogue: EventCatalogue,
+    rotation_grace: Duration,
+}
+
+macro_rules! columns {
+    () => {
+        "tenant_id, id, url, description, event_types, secret, previous_secret, \
+         previous_secret_expires_at, status, disabled_reason, disabled_at, created_at, updated_at"
+    };
+}
+
+/// Webhooks' migrations (PostgreSQL, SQLite), each with its own history table.
+pub fn migrators() -> (sqlx::migrate::Migrator, sqlx::migrate::Migrator) {
+    let mut postgres = sqlx::migrate!("./migrations/postgres");
+    postgres.dangerous_set_table_name("_tenantkit_webhooks_migrations");
+    let mut sqlite = sqlx::migrate!("./migrations/sqlite");
+    sqlite.dangerous_set_table_name("_tenantkit_webhooks_migrations");
+    (postgres, sqlite)
+}
+
+impl Webhooks {
+    /// Endpoints vetted by `policy`, secrets sealed by `secrets`, event
+    /// types from `catalogue`; rotated secrets keep signing for 24 hours.
+    pub fn new(policy: UrlPolicy, secrets: SecretBox, catalogue: EventCatalogue) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                policy,
+                secrets,
+                catalogue,
+                rotation_grace: Duration::hours(24),
+            }),
+        }
+    }
+
+    /// How long a rotated-out secret keeps signing alongside the new one.
+    pub fn with_rotation_grace(mut self, grace: Duration) -> Self {
+        Arc::make_mut(&mut self.inner).rotation_grace = grace;
+        self
+    }
+
+    /// Applies the webhooks migrations (after tenantkit's; as the owner on PostgreSQL).
+    pub async fn migrate(db: &tenantkit::Db) -> tenantkit::Result<()> {
+        let (postgres, sqlite) = migrators();
+        db.apply_migrations(&postgres, &sqlite).await
+    }
+
+    /// The event types endpoints can subscribe to.
+    pub fn catalogue(&self) -> &EventCatalogue {
+        &self.inner.catalogue
+    }
+
+    /// The URL policy (registration and delivery use the same).
+    pub fn policy(&self) -> &UrlPolicy {
+        &self.inner.policy
+    }
+
+    /// Creates an endpoint with a new secret, shown this once.
+    pub async fn create(
+        &self,
+        tx: &mut TenantTx,
+        new: &NewWebhook,
+    ) -> Result<CreatedWebhook, WebhookError> {
+        let url = self.inner.policy.vet_url_resolving(&new.url).await?;
+        let event_types = self.event_types(&new.event_types)?;
+        let description = description(new.description.as_deref().unwrap_or_default())?;
+        let id = WebhookId::new();
+        let secret = SigningSecret::generate();
+        let sealed = self.seal(tx.tenant_id(), id, &secret);
+        let now = Utc::now();
+        let q = tx
+            .query(concat!(
+                "INSERT INTO webhooks (tenant_id, id, url, description, event_types, secret, status, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING ",
+                columns!()
+            ))
+            .bind(id)
+            .bind(url.as_str())
+            .bind(description)
+            .bind(serde_json::json!(event_types))
+            .bind(sealed)
+            .bind(WebhookStatus::Active.as_str())
+            .bind(now);
+        let webhook: Webhook = tx.insert(q).await?;
+        Ok(CreatedWebhook {
+            webhook,
+            secret: secret.expose(),
+        })
+    }
+
+    /// The tenant's endpoints, oldest first.
+    pub async fn list(
+        &self,
+        tx: &mut TenantTx,
+        page: PageRequest<WebhookId>,
+    ) -> Result<Vec<Webhook>, WebhookError> {
+        let limit = tenantkit::validate::limit(page.limit)?;
+        let q = tx
+            .query(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM webhooks WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
+            ))
+            .bind(Value::OptUuid(page.after.map(|id| id.0)))
+            .bind(limit);
+        Ok(tx.fetch_all(q).await?)
+    }
+
+    /// One endpoint; another tenant's is `NotFound`.
+    pub async fn get(&self, tx: &mut TenantTx, id: WebhookId) -> Result<Webhook, WebhookError> {
+        let q = tx
+            .query(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM webhooks WHERE tenant_id = $1 AND id = $2"
+            ))
+            .bind(id);
+        Ok(tx
+            .fetch_optional(q)
+            .await?
+            .ok_or(Error::NotFound("webhook"))?)
+    }
+
+    /// Changes an endpoint; `status: active` re-enables it.
+    pub async fn update(
+        &self,
+        tx: &mut TenantTx,
+        id: WebhookId,
+        patch: &WebhookPatch,
+    ) -> Result<Webhook, WebhookError> {
+        let current = self.get(tx, id).await?;
+        let url = match &patch.url {
+            Some(url) => self.inner.policy.vet_url_resolving(url).await?.to_string(),
+            None => current.url.clone(),
+        };
+        let event_types = match &patch.event_types {
+            Some(types) => self.event_types(types)?,
+            None => current.event_types.clone(),
+        };
+        let description = match &patch.description {
+            Some(d) => description(d)?,
+            None => current.description.clone(),
+        };
+        let (status, reason, disabled_at) = match patch.status {
+            Some(WebhookStatus::Active) => (WebhookStatus::Active, None, None),
+            Some(WebhookStatus::Disabled) => (
+                WebhookStatus::Disabled,
+                Some("disabled by the tenant".to_owned()),
+                Some(Utc::now()),
+            ),
+            None => (
+                current.status,
+                current.disabled_reason.clone(),
+                current.disabled_at,
+            ),
+        };
+        let q = tx
+            .query(concat!(
+                "UPDATE webhooks SET url = $3, event_types = $4, description = $5, status = $6, \
+                 disabled_reason = $7, disabled_at = $8, updated_at = $9 \
+                 WHERE tenant_id = $1 AND id = $2 RETURNING ",
+                columns!()
+            ))
+            .bind(id)
+            .bind(url)
+            .bind(serde_json::json!(event_types))
+            .bind(description)
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(disabled_at)
+            .bind(Utc::now());
+        Ok(tx.update(&current, q).await?)
+    }
+
+    /// Deletes an endpoint.
+    pub async fn delete(&self, tx: &mut TenantTx, id: WebhookId) -> Result<(), WebhookError> {
+        let current = self.get(tx, id).await?;
+        let q = tx
+            .query("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2")
+            .bind(id);
+        Ok(tx.delete(&current, q).await?)
+    }
+
+    /// Gives an endpoint a new secret, shown this once. The old one keeps
+    /// signing alongside it for the rotation grace period (24 h by default).
+    pub async fn rotate_secret(
+        &self,
+        tx: &mut TenantTx,
+        id: WebhookId,
+    ) -> Result<CreatedWebhook, WebhookError> {
+        let current = self.get(tx, id).await?;
+        let secret = SigningSecret::generate();
+        let sealed = self.seal(tx.tenant_id(), id, &secret);
+        let now = Utc::now();
+        let q = tx
+            .query(concat!(
+                "UPDATE webhooks SET previous_secret = secret, previous_secret_expires_at = $3, \
+                 secret = $4, updated_at = $5 WHERE tenant_id = $1 AND id = $2 RETURNING ",
+                columns!()
+            ))
+            .bind(id)
+            .bind(now + self.inner.rotation_grace)
+            .bind(sealed)
+            .bind(now);
+        let webhook = tx.update_as("webhook.secret_rotated", &current, q).await?;
+        Ok(CreatedWebhook {
+            webhook,
+            secret: secret.expose(),
+        })
+    }
+
+    /// The secrets that sign a delivery to `webhook` at `now`: the current
+    /// one, and the rotated-out one until it expires.
+    pub fn signing_secrets(
+        &self,
+        webhook: &Webhook,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SigningSecret>, WebhookError> {
+        let aad = aad(webhook.tenant_id, webhook.id);
+        let open = |sealed: &Sealed| -> Result<SigningSecret, WebhookError> {
+            let bytes = self.inner.secrets.open(&sealed.0, &aad)?;
+            let text = String::from_utf8(bytes).map_err(|_| SecretBoxError::Tampered)?;
+            SigningSecret::parse(&text).map_err(|_| WebhookError::Sealed(SecretBoxError::Tampered))
+        };
+        let mut secrets = vec![open(&webhook.secret)?];
+        if let (Some(previous), Some(until)) =
+            (&webhook.previous_secret, webhook.previous_secret_expires_at)
+            && now < until
+        {
+            secrets.push(open(previous)?);
+        }
+        Ok(secrets)
+    }
+
+    fn seal(&self, tenant: TenantId, id: WebhookId, secret: &SigningSecret) -> String {
+        self.inner
+            .secrets
+            .seal(secret.expose().as_bytes(), &aad(tenant, id))
+    }
+
+    fn event_types(&self, types: &[String]) -> Result<Vec<String>, WebhookError> {
+        if types.is_empty() {
+            return Err(WebhookError::Invalid(
+                "`event_types` must name at least one event type, or `*` for all".into(),
+            ));
+        }
+        if types.len() > 100 {
+            return Err(WebhookError::Invalid(
+                "`event_types` may name at most 100 event types".into(),
+            ));
+        }
+        let mut out: Vec<String> = Vec::with_capacity(types.len());
+        for t in types {
+            if t != ALL_EVENTS && self.inner.catalogue.get(t).is_none() {
+                return Err(WebhookError::Invalid(format!(
+                    "unknown event type `{t}`; see GET /webhooks/event-types"
+                )));
+            }
+            if !out.contains(t) {
+                out.push(t.clone());
+            }
+        }
+        if out.iter().any(|t| t == ALL_EVENTS) {
+            out = vec![ALL_EVENTS.to_owned()];
+        }
+        Ok(out)
+    }
+}
+
+/// What binds a sealed secret to its row.
+fn aad(tenant: TenantId, id: WebhookId) -> Vec<u8> {
+    format!("webhooks/{tenant}/{id}").into_bytes()
+}
+
+fn description(text: &str) -> Result<String, WebhookError> {
+    let text = text.trim();
+    if text.chars().count() > 500 || text.chars().any(char::is_control) {
+        return Err(WebhookError::Invalid(
+            "`description` must be at most 500 characters, without control characters".into(),
+        ));
+    }
+    Ok(text.to_owned())
+}

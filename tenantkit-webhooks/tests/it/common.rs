@@ -1,0 +1,72 @@
+//! Harness: databases with the webhooks tables, and a `Webhooks` whose
+//! resolver answers for the test names.
+
+use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc};
+
+use tenantkit::{Db, testing};
+use tenantkit_webhooks::{
+    Webhooks,
+    catalogue::EventCatalogue,
+    secret_box::SecretBox,
+    ssrf::{Lookup, UrlPolicy},
+};
+
+fn migrate_all(db: &Db) -> Pin<Box<dyn Future<Output = tenantkit::Result<()>> + Send + '_>> {
+    Box::pin(async move {
+        db.migrate().await?;
+        Webhooks::migrate(db).await
+    })
+}
+
+pub(crate) async fn sqlite() -> Db {
+    let db = testing::sqlite().await;
+    Webhooks::migrate(&db).await.expect("webhooks migrations");
+    db
+}
+
+pub(crate) async fn postgres_database() -> Option<testing::PgTestDatabase> {
+    let (webhooks, _) = tenantkit_webhooks::endpoints::migrators();
+    let migrators = [tenantkit::store::postgres_migrator(), &webhooks];
+    testing::postgres_database_with("tenantkit_webhooks_test", &migrators, migrate_all).await
+}
+
+pub(crate) async fn postgres() -> Option<Db> {
+    Some(testing::runtime_db(&postgres_database().await?, 10).await)
+}
+
+/// `hooks.partner.test` is public; `internal.partner.test` resolves to a private address.
+pub(crate) fn webhooks() -> Webhooks {
+    let table: HashMap<String, Vec<std::net::IpAddr>> = [
+        ("hooks.partner.test", "93.184.216.34"),
+        ("other.partner.test", "93.184.216.35"),
+        ("internal.partner.test", "10.1.2.3"),
+    ]
+    .into_iter()
+    .map(|(name, ip)| (name.to_owned(), vec![ip.parse().unwrap()]))
+    .collect();
+    let policy = UrlPolicy::strict().with_lookup(Lookup::Table(Arc::new(table)));
+    let keys = SecretBox::new([SecretBox::generate_key().as_str()]).unwrap();
+    Webhooks::new(policy, keys, EventCatalogue::tenantkit())
+}
+
+pub(crate) use tenantkit::testing::tenant;
+
+/// Declares each `async fn name(db: Db)` as a test on SQLite and on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::common::sqlite().await).await;
+            })+
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                let Some(db) = $crate::common::postgres().await else { return };
+                super::$name(db).await;
+            })+
+        }
+    };
+}
+pub(crate) use on_both_backends;
