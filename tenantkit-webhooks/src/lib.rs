@@ -17,6 +17,8 @@
 //!   every change is audited and tenant-scoped; its own migrations and
 //!   history table.
 //! - [`catalogue`]: the event types endpoints subscribe to, with examples.
+//! - [`transport`]: one delivery attempt over HTTP (vetted at every
+//!   connection, no redirects, 10 s, size limits) and its outcome.
 //!
 //! Still to come: the transactional outbox, the delivery worker with retries
 //! and dead letters, the fair per-tenant rate limit, and the routes of the
@@ -27,6 +29,7 @@ pub mod endpoints;
 pub mod secret_box;
 pub mod signature;
 pub mod ssrf;
+pub mod transport;
 
 pub use endpoints::{
     CreatedWebhook, NewWebhook, Webhook, WebhookError, WebhookId, WebhookPatch, WebhookStatus,

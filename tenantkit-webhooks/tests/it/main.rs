@@ -5,3 +5,4 @@ mod common;
 mod endpoints;
 mod signature;
 mod ssrf;
+mod transport;
