@@ -17,15 +17,18 @@
 //!   every change is audited and tenant-scoped; its own migrations and
 //!   history table.
 //! - [`catalogue`]: the event types endpoints subscribe to, with examples.
+//! - [`outbox`]: [`Webhooks::publish`], the transactional outbox (a message
+//!   and its queue rows in the caller's transaction).
 //! - [`transport`]: one delivery attempt over HTTP (vetted at every
 //!   connection, no redirects, 10 s, size limits) and its outcome.
 //!
-//! Still to come: the transactional outbox, the delivery worker with retries
+//! Still to come: the delivery worker with retries
 //! and dead letters, the fair per-tenant rate limit, and the routes of the
 //! reference server.
 
 pub mod catalogue;
 pub mod endpoints;
+pub mod outbox;
 pub mod secret_box;
 pub mod signature;
 pub mod ssrf;

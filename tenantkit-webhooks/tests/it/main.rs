@@ -3,6 +3,7 @@
 mod common;
 
 mod endpoints;
+mod outbox;
 mod signature;
 mod ssrf;
 mod transport;

@@ -24,7 +24,7 @@ pub use audit::AUDIT_BATCH;
 pub use migrate::RuntimeRole;
 #[cfg(feature = "postgres")]
 pub use migrate::postgres_migrator;
-pub use scope::{Scoped, TenantTx};
+pub use scope::{OperationalTable, Scoped, TenantTx};
 pub use sql::{PgRecord, Record, SqliteRecord, Value};
 
 use crate::{Error, Result, TenantContext};

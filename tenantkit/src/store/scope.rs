@@ -287,6 +287,39 @@ impl TenantTx {
         .await
     }
 
+    /// Writes operational records to `table` (queue rows, delivery attempts,
+    /// ingested events): scoped like every query (the tenant bound as `$1`,
+    /// and row-level security on PostgreSQL), but **not audited**, so such
+    /// records never make the audit chain a bottleneck. Returns the rows
+    /// affected.
+    ///
+    /// Only for tables declared [`OperationalTable`]s; audited tables stay
+    /// behind [`TenantTx::insert`]/[`TenantTx::update`]/[`TenantTx::delete`].
+    ///
+    /// # Panics
+    ///
+    /// When `query` is not an `INSERT INTO`, `UPDATE` or `DELETE FROM` of
+    /// `table` (a bug, like a query without `$1`).
+    pub async fn write_operational(
+        &mut self,
+        table: OperationalTable,
+        query: Scoped,
+    ) -> Result<u64> {
+        query.expect_operational(table);
+        self.tx.conn().execute(query.sql, query.values).await
+    }
+
+    /// Like [`TenantTx::write_operational`], for a statement with
+    /// `RETURNING`: the rows it returns.
+    pub async fn write_operational_returning<O: Record>(
+        &mut self,
+        table: OperationalTable,
+        query: Scoped,
+    ) -> Result<Vec<O>> {
+        query.expect_operational(table);
+        self.tx.conn().fetch_all(query.sql, query.values).await
+    }
+
     /// Commits every change, and its audit entries, at once.
     pub async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
@@ -326,7 +359,110 @@ impl TenantTx {
     }
 }
 
+/// A table of operational records, written unaudited through
+/// [`TenantTx::write_operational`]. Declare one constant per table next to the
+/// crate's migrations, and mark the table in its PostgreSQL migration with
+/// `COMMENT ON TABLE <t> IS 'tenantkit:operational'` (a crate's tests check
+/// the two agree). tenantkit's own audited tables cannot be declared.
+///
+/// ```
+/// use tenantkit::store::OperationalTable;
+///
+/// pub const QUEUE: OperationalTable = OperationalTable::new("webhook_queue");
+/// assert_eq!(QUEUE.name(), "webhook_queue");
+/// ```
+///
+/// ```should_panic
+/// use tenantkit::store::OperationalTable;
+///
+/// // A `const` of it would not even compile.
+/// let side_door = OperationalTable::new("audit_logs");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OperationalTable(&'static str);
+
+/// Tables whose every change must be audited: never operational.
+const AUDITED_CORE: [&str; 5] = ["tenants", "users", "api_keys", "audit_logs", "audit_heads"];
+
+impl OperationalTable {
+    /// Declares `name` an operational table.
+    ///
+    /// # Panics
+    ///
+    /// For one of tenantkit's audited tables, or a name that is not a plain
+    /// lower-case identifier.
+    pub const fn new(name: &'static str) -> Self {
+        let bytes = name.as_bytes();
+        assert!(!bytes.is_empty(), "an operational table needs a name");
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            assert!(
+                b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_',
+                "operational table names are lower-case identifiers"
+            );
+            i += 1;
+        }
+        let mut t = 0;
+        while t < AUDITED_CORE.len() {
+            assert!(
+                !const_eq(name, AUDITED_CORE[t]),
+                "tenantkit's audited tables cannot be written unaudited"
+            );
+            t += 1;
+        }
+        Self(name)
+    }
+
+    /// The table's name.
+    pub const fn name(self) -> &'static str {
+        self.0
+    }
+}
+
+const fn const_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 impl Scoped {
+    /// Panics unless the statement is an `INSERT INTO`, `UPDATE` or
+    /// `DELETE FROM` of `table`.
+    fn expect_operational(&self, table: OperationalTable) {
+        let words: Vec<&str> = self.sql.split_whitespace().take(3).collect();
+        let target = match words.as_slice() {
+            [verb, into, t, ..]
+                if verb.eq_ignore_ascii_case("INSERT") && into.eq_ignore_ascii_case("INTO") =>
+            {
+                *t
+            }
+            [verb, from, t, ..]
+                if verb.eq_ignore_ascii_case("DELETE") && from.eq_ignore_ascii_case("FROM") =>
+            {
+                *t
+            }
+            [verb, t, ..] if verb.eq_ignore_ascii_case("UPDATE") => *t,
+            _ => "",
+        };
+        let target = target.split('(').next().unwrap_or_default();
+        assert!(
+            target == table.name(),
+            "an operational write must be an INSERT INTO, UPDATE or DELETE FROM `{}`: {}",
+            table.name(),
+            self.sql
+        );
+    }
+
     /// Panics unless the statement starts with `verb`: reads cannot write, and
     /// writes go only through the audited methods.
     fn expect_verb(&self, verb: &str) {

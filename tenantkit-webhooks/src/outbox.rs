@@ -1,0 +1,122 @@
+//! The transactional outbox: [`Webhooks::publish`] writes the message and
+//! one queue row per subscribed, active endpoint **in the caller's
+//! transaction**. Rolled back, nothing is ever sent; committed, it is
+//! delivered even if the process dies right after the commit.
+//!
+//! Messages and queue rows are operational records
+//! ([`tenantkit::store::OperationalTable`]): tenant-scoped and isolated like
+//! everything else, but not audited (the change that caused the event is).
+
+use chrono::{SecondsFormat, Utc};
+use serde::Serialize;
+use tenantkit::{
+    Backend, TenantTx,
+    store::{OperationalTable, Value},
+};
+use uuid::Uuid;
+
+use crate::{Webhooks, endpoints::WebhookError};
+
+/// Published messages, one per event.
+pub const MESSAGES: OperationalTable = OperationalTable::new("webhook_messages");
+/// Deliveries to make: one per message and endpoint.
+pub const QUEUE: OperationalTable = OperationalTable::new("webhook_queue");
+/// The largest message body (the `{"type", "timestamp", "data"}` document).
+pub const MAX_PAYLOAD: usize = 1024 * 1024;
+
+/// Identifies a published message; sent as `webhook-id` on every attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
+#[serde(transparent)]
+#[sqlx(transparent)]
+pub struct MessageId(Uuid);
+
+impl MessageId {
+    /// As sent in `webhook-id`: `msg_` and the id without dashes.
+    pub fn webhook_id(&self) -> String {
+        format!("msg_{}", self.0.simple())
+    }
+}
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<MessageId> for Value {
+    fn from(id: MessageId) -> Self {
+        Value::Uuid(id.0)
+    }
+}
+
+/// What [`Webhooks::publish`] queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// The message.
+    pub id: MessageId,
+    /// How many endpoints will receive it.
+    pub endpoints: u64,
+}
+
+impl Webhooks {
+    /// Publishes an event of `event_type` (from the catalogue) with `data`,
+    /// inside `tx`: delivered to every active endpoint of the tenant that
+    /// subscribes to it, once `tx` commits. A body over [`MAX_PAYLOAD`] is
+    /// refused, never truncated.
+    pub async fn publish(
+        &self,
+        tx: &mut TenantTx,
+        event_type: &str,
+        data: serde_json::Value,
+    ) -> Result<Published, WebhookError> {
+        if self.catalogue().get(event_type).is_none() {
+            return Err(WebhookError::Invalid(format!(
+                "unknown event type `{event_type}`: add it to the catalogue first"
+            )));
+        }
+        let now = Utc::now();
+        let payload = serde_json::to_string(&serde_json::json!({
+            "type": event_type,
+            "timestamp": now.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "data": data,
+        }))
+        .map_err(|e| WebhookError::Invalid(format!("the event data is not JSON: {e}")))?;
+        if payload.len() > MAX_PAYLOAD {
+            return Err(WebhookError::Invalid(format!(
+                "the `{event_type}` message is {} bytes; at most {MAX_PAYLOAD} are sent, and nothing is truncated",
+                payload.len()
+            )));
+        }
+        let id = MessageId(Uuid::now_v7());
+        let insert = tx
+            .query(
+                "INSERT INTO webhook_messages (tenant_id, id, event_type, payload, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(event_type)
+            .bind(payload)
+            .bind(now);
+        tx.write_operational(MESSAGES, insert).await?;
+        let fan_out = match tx.backend() {
+            Backend::Postgres => tx.query(
+                "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
+                 next_attempt_at, created_at, updated_at) \
+                 SELECT tenant_id, $2, id, 'pending', 0, $4, $4, $4 FROM webhooks \
+                 WHERE tenant_id = $1 AND status = 'active' AND (event_types ? $3 OR event_types ? '*')",
+            ),
+            Backend::Sqlite => tx.query(
+                "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
+                 next_attempt_at, created_at, updated_at) \
+                 SELECT tenant_id, $2, id, 'pending', 0, $4, $4, $4 FROM webhooks \
+                 WHERE tenant_id = $1 AND status = 'active' \
+                 AND EXISTS (SELECT 1 FROM json_each(webhooks.event_types) WHERE json_each.value IN ($3, '*'))",
+            ),
+        }
+        .bind(id)
+        .bind(event_type)
+        .bind(now);
+        let endpoints = tx.write_operational(QUEUE, fan_out).await?;
+        Ok(Published { id, endpoints })
+    }
+}
