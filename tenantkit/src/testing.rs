@@ -194,3 +194,41 @@ pub async fn user(db: &Db, tenant: &TenantContext, role: crate::Role) -> crate::
     tx.commit().await.expect("commit");
     user
 }
+
+/// Declares each `async fn name(db: Db)` as two tests, `sqlite::name` and
+/// `postgres::name`, with databases from `$harness::sqlite()` and
+/// `$harness::postgres()` (an `Option<Db>`: `None` skips when PostgreSQL is
+/// unreachable and not required). Add `, multi_thread` after the harness for
+/// a two-worker runtime. One definition for every crate's suites.
+///
+/// ```ignore
+/// tenantkit::backend_tests!(crate::common; creates_a_user, lists_users);
+/// ```
+#[macro_export]
+macro_rules! backend_tests {
+    ($harness:path; $($name:ident),+ $(,)?) => {
+        $crate::backend_tests!(@with [tokio::test] $harness; $($name),+);
+    };
+    ($harness:path, multi_thread; $($name:ident),+ $(,)?) => {
+        $crate::backend_tests!(
+            @with [tokio::test(flavor = "multi_thread", worker_threads = 2)] $harness; $($name),+
+        );
+    };
+    (@with [$attr:meta] $harness:path; $($name:ident),+) => {
+        mod sqlite {
+            use $harness as harness;
+            $(#[$attr]
+            async fn $name() {
+                super::$name(harness::sqlite().await).await;
+            })+
+        }
+        mod postgres {
+            use $harness as harness;
+            $(#[$attr]
+            async fn $name() {
+                let Some(db) = harness::postgres().await else { return };
+                super::$name(db).await;
+            })+
+        }
+    };
+}

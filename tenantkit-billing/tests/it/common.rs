@@ -56,22 +56,11 @@ pub(crate) fn config() -> BillingConfig {
     config
 }
 
-/// Declares each `async fn name(db: Db)` as a test on SQLite and on PostgreSQL.
+/// Declares each `async fn name(db: Db)` as a test on SQLite and on
+/// PostgreSQL ([`tenantkit::backend_tests`] with this harness).
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name($crate::common::sqlite().await).await;
-            })+
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let Some(db) = $crate::common::postgres().await else { return };
-                super::$name(db).await;
-            })+
-        }
+        tenantkit::backend_tests!(crate::common, multi_thread; $($name),+);
     };
 }
 pub(crate) use on_both_backends;

@@ -59,22 +59,11 @@ pub(crate) async fn postgres_owner_pool() -> Option<sqlx::PgPool> {
     Some(sqlx::PgPool::connect(&url).await.expect("owner connection"))
 }
 
-/// Declares each `async fn name(db: Db)` as a test on SQLite and on PostgreSQL.
+/// Declares each `async fn name(db: Db)` as a test on SQLite and on
+/// PostgreSQL ([`tenantkit::backend_tests`] with this harness).
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name($crate::common::sqlite().await).await;
-            })+
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                let Some(db) = $crate::common::postgres().await else { return };
-                super::$name(db).await;
-            })+
-        }
+        tenantkit::backend_tests!(crate::common; $($name),+);
     };
 }
 pub(crate) use on_both_backends;
