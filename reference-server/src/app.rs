@@ -150,7 +150,7 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         })
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
 
-    Ok(Router::new()
+    let app = Router::new()
         .merge(tenant_routes)
         .merge(platform_routes)
         .merge(public_routes)
@@ -167,8 +167,11 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
                     Duration::from_secs(30),
                 )),
         )
-        // Whatever answers with a bare error (the body limit's 413, the
-        // router's 405, the timeout's 408) answers problem+json.
-        .layer(axum::middleware::map_response(error::ensure_problem))
-        .with_state(state))
+        .with_state(state);
+    // Whatever answers with a bare error (the body limit's 413, the timeout's
+    // 408, the router's 405) answers problem+json. Around the whole router, so
+    // it sees the `Allow` header the router adds to a 405 after every layer.
+    Ok(Router::new()
+        .fallback_service(app)
+        .layer(axum::middleware::map_response(error::ensure_problem)))
 }

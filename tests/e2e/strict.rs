@@ -200,7 +200,12 @@ async fn every_route_answers_a_wrong_method_with_405_and_allow(backend: Backend)
             for m in &allowed {
                 assert!(allow.contains(m.as_str()), "{what}: Allow {allow}");
             }
-            problem(res, StatusCode::METHOD_NOT_ALLOWED, &what).await;
+            let p = problem(res, StatusCode::METHOD_NOT_ALLOWED, &what).await;
+            assert_eq!(
+                p["detail"],
+                format!("this endpoint accepts only {allow}"),
+                "{what}"
+            );
         }
     }
     w.s.stop().await;
