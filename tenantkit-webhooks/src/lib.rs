@@ -19,6 +19,8 @@
 //! - [`catalogue`]: the event types endpoints subscribe to, with examples.
 //! - [`outbox`]: [`Webhooks::publish`], the transactional outbox (a message
 //!   and its queue rows in the caller's transaction).
+//! - [`retry`]: the retry schedule (1 s, 5 s, 30 s, 5 min, 1 h, ±10 %, then
+//!   the dead letter), with the receiver's `Retry-After`.
 //! - [`transport`]: one delivery attempt over HTTP (vetted at every
 //!   connection, no redirects, 10 s, size limits) and its outcome.
 //!
@@ -29,6 +31,7 @@
 pub mod catalogue;
 pub mod endpoints;
 pub mod outbox;
+pub mod retry;
 pub mod secret_box;
 pub mod signature;
 pub mod ssrf;
