@@ -207,7 +207,9 @@ impl Modify for Conventions {
                         ))
                         .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
                         .build();
-                    op.parameters.get_or_insert_with(Vec::new).insert(0, header);
+                    op.parameters
+                        .get_or_insert_with(Vec::new)
+                        .insert(0, header.into());
                 }
             }
         }

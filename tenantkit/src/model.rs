@@ -255,14 +255,52 @@ fn default_scopes() -> Vec<Scope> {
 
 /// A page of a keyset-paginated listing.
 #[derive(Clone, Copy, Debug, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct PageRequest<Id> {
     /// Return items after this id (exclusive): the previous page's `next_after`.
-    #[cfg_attr(feature = "openapi", param(value_type = Option<String>, format = Uuid))]
     pub after: Option<Id>,
     /// At most this many items (1 to [`PageRequest::MAX_LIMIT`]).
     #[serde(default = "default_limit")]
     pub limit: u32,
+}
+
+/// The query parameters `after` and `limit`, whatever the id type.
+#[cfg(feature = "openapi")]
+impl<Id> utoipa::IntoParams for PageRequest<Id> {
+    fn into_params(
+        _parameter_in: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::{
+            KnownFormat, ObjectBuilder, Required, SchemaFormat, Type,
+            path::{ParameterBuilder, ParameterIn},
+        };
+        let param = |name: &str, description: &str, schema: ObjectBuilder| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(schema))
+                .build()
+        };
+        vec![
+            param(
+                "after",
+                "Return items after this id (exclusive): the previous page's `next_after`.",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+            ),
+            param(
+                "limit",
+                "At most this many items (1 to 500; 50 when omitted).",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+                    .minimum(Some(1))
+                    .maximum(Some(500)),
+            ),
+        ]
+    }
 }
 
 impl<Id> PageRequest<Id> {
