@@ -255,6 +255,7 @@ fn default_scopes() -> Vec<Scope> {
 
 /// A page of a keyset-paginated listing.
 #[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PageRequest<Id> {
     /// Return items after this id (exclusive): the previous page's `next_after`.
     pub after: Option<Id>,

@@ -308,6 +308,27 @@ async fn wrong_content_type_is_415(backend: Backend) {
 
 async fn unknown_routes_and_duplicate_tenant_headers_are_problems(backend: Backend) {
     let w = Walk::new(server!(backend)).await;
+    // Query strings are strict too: a misspelt parameter is not ignored.
+    for path in [
+        "/users?limt=5",
+        "/api-keys?limit=5&page=2",
+        "/audit-logs?colour=red",
+    ] {
+        let res = w
+            .request(&route(Method::GET, "/users", Access::Tenant), Method::GET)
+            .build()
+            .map(|mut req| {
+                *req.url_mut() = reqwest::Url::parse(&w.s.url(path)).unwrap();
+                req
+            })
+            .unwrap();
+        let res = w.s.http.execute(res).await.unwrap();
+        let p = problem(res, StatusCode::BAD_REQUEST, path).await;
+        assert!(
+            p["detail"].as_str().unwrap().contains("unknown field"),
+            "{path}: {p}"
+        );
+    }
     for path in ["/nope", "/users/extra/segments", "/tenants/x/y/z"] {
         let res = w.s.http.get(w.s.url(path)).send().await.unwrap();
         problem(res, StatusCode::NOT_FOUND, path).await;
