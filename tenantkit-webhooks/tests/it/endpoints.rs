@@ -49,6 +49,16 @@ async fn create(
     created
 }
 
+/// A `Webhooks`, a new tenant, and one endpoint of it at `hooks.partner.test`.
+async fn endpoint_of_new_tenant(db: &Db) -> (Webhooks, TenantContext, WebhookId) {
+    let (w, t) = (webhooks(), tenant(db).await);
+    let id = create(db, &w, &t, "https://hooks.partner.test/in")
+        .await
+        .webhook
+        .id;
+    (w, t, id)
+}
+
 async fn create_shows_the_secret_once_and_never_serializes_it(db: Db) {
     let (w, t) = (webhooks(), tenant(&db).await);
     let created = create(&db, &w, &t, "https://hooks.partner.test/in").await;
@@ -225,11 +235,7 @@ async fn another_tenants_endpoint_is_not_found(db: Db) {
 }
 
 async fn update_changes_fields_disables_and_re_enables(db: Db) {
-    let (w, t) = (webhooks(), tenant(&db).await);
-    let id = create(&db, &w, &t, "https://hooks.partner.test/in")
-        .await
-        .webhook
-        .id;
+    let (w, t, id) = endpoint_of_new_tenant(&db).await;
     let mut tx = db.begin(&t).await.unwrap();
     let changed = w
         .update(
@@ -268,11 +274,7 @@ async fn update_changes_fields_disables_and_re_enables(db: Db) {
 }
 
 async fn update_with_a_forbidden_url_changes_nothing(db: Db) {
-    let (w, t) = (webhooks(), tenant(&db).await);
-    let id = create(&db, &w, &t, "https://hooks.partner.test/in")
-        .await
-        .webhook
-        .id;
+    let (w, t, id) = endpoint_of_new_tenant(&db).await;
     let mut tx = db.begin(&t).await.unwrap();
     let patch = WebhookPatch {
         url: Some("https://10.0.0.1/in".into()),
@@ -289,11 +291,7 @@ async fn update_with_a_forbidden_url_changes_nothing(db: Db) {
 }
 
 async fn delete_removes_the_endpoint(db: Db) {
-    let (w, t) = (webhooks(), tenant(&db).await);
-    let id = create(&db, &w, &t, "https://hooks.partner.test/in")
-        .await
-        .webhook
-        .id;
+    let (w, t, id) = endpoint_of_new_tenant(&db).await;
     let mut tx = db.begin(&t).await.unwrap();
     w.delete(&mut tx, id).await.unwrap();
     tx.commit().await.unwrap();
