@@ -424,7 +424,11 @@ impl Webhooks {
             .bind(reason)
             .bind(disabled_at)
             .bind(Utc::now());
-        Ok(tx.update(&current, q).await?)
+        let updated = tx.update(&current, q).await?;
+        if current.status == WebhookStatus::Active && status == WebhookStatus::Disabled {
+            stop_pending(tx, id, "disabled by the tenant", Utc::now()).await?;
+        }
+        Ok(updated)
     }
 
     /// Deletes an endpoint.
@@ -462,6 +466,54 @@ impl Webhooks {
             webhook,
             secret: secret.expose(),
         })
+    }
+
+    /// The endpoints of the deliveries claimed under `lease`.
+    pub(crate) async fn leased_webhooks(
+        &self,
+        tx: &mut TenantTx,
+        lease: Uuid,
+    ) -> Result<Vec<Webhook>, WebhookError> {
+        let q = tx
+            .query(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM webhooks WHERE tenant_id = $1 AND id IN \
+                 (SELECT webhook_id FROM webhook_queue WHERE tenant_id = $1 AND lease_id = $2)"
+            ))
+            .bind(lease);
+        Ok(tx.fetch_all(q).await?)
+    }
+
+    /// Disables an endpoint for `reason` (the worker: `410 Gone`, or failing
+    /// too long), audited as `webhook.disabled` by the system; its pending
+    /// deliveries stop (state `failed`, recoverable). Nothing when it is
+    /// gone or disabled already.
+    pub(crate) async fn disable_by_worker(
+        &self,
+        tx: &mut TenantTx,
+        id: WebhookId,
+        reason: String,
+        now: DateTime<Utc>,
+    ) -> Result<(), WebhookError> {
+        let current = match self.get(tx, id).await {
+            Ok(current) if current.status == WebhookStatus::Active => current,
+            Ok(_) | Err(WebhookError::Store(Error::NotFound(_))) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let q = tx
+            .query(concat!(
+                "UPDATE webhooks SET status = 'disabled', disabled_reason = $3, disabled_at = $4, \
+                 updated_at = $4 WHERE tenant_id = $1 AND id = $2 RETURNING ",
+                columns!()
+            ))
+            .bind(id)
+            .bind(reason.clone())
+            .bind(now);
+        let _: Webhook = tx.update_as("webhook.disabled", &current, q).await?;
+        stop_pending(tx, id, &reason, now).await?;
+        tracing::warn!(tenant_id = %tx.tenant_id(), webhook_id = %id, %reason, "webhook endpoint disabled");
+        Ok(())
     }
 
     /// The secrets that sign a delivery to `webhook` at `now`: the current
@@ -520,6 +572,26 @@ impl Webhooks {
         }
         Ok(out)
     }
+}
+
+/// A disabled endpoint's waiting deliveries stop: `failed`, with the reason,
+/// to be recovered once it is enabled again.
+async fn stop_pending(
+    tx: &mut TenantTx,
+    id: WebhookId,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, WebhookError> {
+    let q = tx
+        .query(
+            "UPDATE webhook_queue SET state = 'failed', next_attempt_at = NULL, leased_until = NULL, \
+             lease_id = NULL, last_error = $3, updated_at = $4 \
+             WHERE tenant_id = $1 AND webhook_id = $2 AND state = 'pending'",
+        )
+        .bind(id)
+        .bind(format!("endpoint disabled: {reason}"))
+        .bind(now);
+    Ok(tx.write_operational(crate::outbox::QUEUE, q).await?)
 }
 
 /// What binds a sealed secret to its row.

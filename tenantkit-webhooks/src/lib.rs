@@ -29,13 +29,16 @@
 //! reference server.
 
 pub mod catalogue;
+pub mod deliveries;
 pub mod endpoints;
 pub mod outbox;
+pub mod queue;
 pub mod retry;
 pub mod secret_box;
 pub mod signature;
 pub mod ssrf;
 pub mod transport;
+pub mod worker;
 
 pub use endpoints::{
     CreatedWebhook, NewWebhook, Webhook, WebhookError, WebhookId, WebhookPatch, WebhookStatus,

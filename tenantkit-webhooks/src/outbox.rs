@@ -117,6 +117,9 @@ impl Webhooks {
         .bind(event_type)
         .bind(now);
         let endpoints = tx.write_operational(QUEUE, fan_out).await?;
+        if endpoints > 0 {
+            tx.notify(crate::queue::CHANNEL).await?;
+        }
         Ok(Published { id, endpoints })
     }
 }

@@ -55,6 +55,9 @@ pub enum ErrorClass {
     TooLarge,
     /// The connection failed otherwise (reset, closed early...).
     Connection,
+    /// The platform could not sign the delivery (its secret did not open);
+    /// nothing was sent.
+    Signing,
 }
 
 impl ErrorClass {
@@ -68,6 +71,7 @@ impl ErrorClass {
             ErrorClass::Dns => "dns",
             ErrorClass::TooLarge => "too_large",
             ErrorClass::Connection => "connection",
+            ErrorClass::Signing => "signing",
         }
     }
 }
@@ -94,7 +98,7 @@ impl Attempt {
         self.status.is_some_and(|s| (200..300).contains(&s))
     }
 
-    fn failed(error: ErrorClass, duration: Duration, detail: impl Into<String>) -> Self {
+    pub(crate) fn failed(error: ErrorClass, duration: Duration, detail: impl Into<String>) -> Self {
         Self {
             status: None,
             error: Some(error),

@@ -113,6 +113,12 @@ pub enum Scope {
     /// Read, export and verify the audit trail.
     #[serde(rename = "audit_logs:read")]
     AuditLogsRead,
+    /// List webhook endpoints, their deliveries and dead letters.
+    #[serde(rename = "webhooks:read")]
+    WebhooksRead,
+    /// Create, change, test and delete webhook endpoints; retry deliveries.
+    #[serde(rename = "webhooks:write")]
+    WebhooksWrite,
 }
 
 macro_rules! text_enum {
@@ -169,17 +175,21 @@ text_enum!(Scope {
     ApiKeysRead = "api_keys:read",
     ApiKeysWrite = "api_keys:write",
     AuditLogsRead = "audit_logs:read",
+    WebhooksRead = "webhooks:read",
+    WebhooksWrite = "webhooks:write",
 });
 
 impl Scope {
     /// Every scope, for a key that may do everything an admin may.
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 8] = [
         Scope::TenantRead,
         Scope::UsersRead,
         Scope::UsersWrite,
         Scope::ApiKeysRead,
         Scope::ApiKeysWrite,
         Scope::AuditLogsRead,
+        Scope::WebhooksRead,
+        Scope::WebhooksWrite,
     ];
 }
 

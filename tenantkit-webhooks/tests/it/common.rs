@@ -59,3 +59,209 @@ macro_rules! on_both_backends {
     };
 }
 pub(crate) use on_both_backends;
+
+/// A `Webhooks` whose policy lets deliveries reach receivers on loopback
+/// over plain http (the `webhooks.allow_networks` setting).
+pub(crate) fn local_webhooks() -> Webhooks {
+    let policy = UrlPolicy::strict()
+        .with_http(true)
+        .allow_network("127.0.0.1/32".parse().unwrap());
+    let keys = SecretBox::new([SecretBox::generate_key().as_str()]).unwrap();
+    Webhooks::new(policy, keys, EventCatalogue::tenantkit())
+}
+
+pub(crate) use receiver::{Behaviour, Receiver};
+
+/// A webhook receiver on loopback whose answers the test scripts per path.
+mod receiver {
+    use std::{
+        collections::HashMap,
+        net::SocketAddr,
+        sync::{Arc, Mutex},
+        time::{Duration, Instant},
+    };
+
+    use axum::{
+        Router,
+        body::Bytes,
+        extract::{Path, State},
+        http::{HeaderMap, HeaderValue, StatusCode, header},
+        response::{IntoResponse, Response},
+        routing::post,
+    };
+
+    /// How a path answers.
+    #[derive(Clone, Debug)]
+    pub(crate) enum Behaviour {
+        /// This status, with a short body.
+        Status(u16),
+        /// This status with this `Retry-After`.
+        RetryAfter(u16, &'static str),
+        /// `200` after this long.
+        Slow(Duration),
+        /// `200` with a body of this many bytes.
+        Large(usize),
+    }
+
+    /// One request as received.
+    #[derive(Clone, Debug)]
+    pub(crate) struct Received {
+        pub(crate) headers: HeaderMap,
+        pub(crate) body: Bytes,
+        #[allow(dead_code)]
+        pub(crate) at: Instant,
+    }
+
+    #[derive(Default)]
+    struct Inner {
+        script: Mutex<HashMap<String, Behaviour>>,
+        seen: Mutex<HashMap<String, Vec<Received>>>,
+    }
+
+    /// The receiver; clones share it.
+    #[derive(Clone)]
+    pub(crate) struct Receiver {
+        addr: SocketAddr,
+        inner: Arc<Inner>,
+    }
+
+    async fn receive(
+        State(inner): State<Arc<Inner>>,
+        Path(path): Path<String>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let behaviour = inner.script.lock().unwrap().get(&path).cloned();
+        if let Some(Behaviour::Slow(wait)) = behaviour {
+            tokio::time::sleep(wait).await;
+        }
+        inner
+            .seen
+            .lock()
+            .unwrap()
+            .entry(path)
+            .or_default()
+            .push(Received {
+                headers,
+                body,
+                at: Instant::now(),
+            });
+        match behaviour {
+            None | Some(Behaviour::Slow(_)) => (StatusCode::OK, "ok").into_response(),
+            Some(Behaviour::Status(status)) => {
+                (StatusCode::from_u16(status).unwrap(), "scripted").into_response()
+            }
+            Some(Behaviour::RetryAfter(status, after)) => {
+                let mut response = (StatusCode::from_u16(status).unwrap(), "later").into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static(after));
+                response
+            }
+            Some(Behaviour::Large(n)) => (StatusCode::OK, "x".repeat(n)).into_response(),
+        }
+    }
+
+    impl Receiver {
+        pub(crate) async fn start() -> Self {
+            let inner = Arc::new(Inner::default());
+            let app = Router::new()
+                .route("/{path}", post(receive))
+                .with_state(inner.clone());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            Self { addr, inner }
+        }
+
+        /// The URL of `path` (one path per endpoint).
+        pub(crate) fn url(&self, path: &str) -> String {
+            format!("http://{}/{path}", self.addr)
+        }
+
+        /// From now on `path` answers like this.
+        pub(crate) fn script(&self, path: &str, behaviour: Behaviour) {
+            self.inner
+                .script
+                .lock()
+                .unwrap()
+                .insert(path.to_owned(), behaviour);
+        }
+
+        /// What `path` received so far.
+        pub(crate) fn received(&self, path: &str) -> Vec<Received> {
+            self.inner
+                .seen
+                .lock()
+                .unwrap()
+                .get(path)
+                .cloned()
+                .unwrap_or_default()
+        }
+
+        /// Waits until `path` received at least `n` requests; panics after `within`.
+        pub(crate) async fn wait_for(
+            &self,
+            path: &str,
+            n: usize,
+            within: Duration,
+        ) -> Vec<Received> {
+            let deadline = tokio::time::Instant::now() + within;
+            loop {
+                let seen = self.received(path);
+                if seen.len() >= n {
+                    return seen;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{path} received {} of {n} requests within {within:?}",
+                    seen.len()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Databases for worker tests. A worker serves every tenant of its
+/// database, so on PostgreSQL each test gets a database of its own (tests
+/// run in parallel); those of earlier runs are dropped first.
+pub(crate) mod isolated {
+    use tenantkit::{Db, testing};
+
+    pub(crate) use super::sqlite;
+
+    const PREFIX: &str = "tkwh_iso";
+
+    pub(crate) async fn postgres() -> Option<Db> {
+        static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+        SWEPT.get_or_init(sweep).await;
+        let (webhooks, _) = tenantkit_webhooks::endpoints::migrators();
+        let migrators = [tenantkit::store::postgres_migrator(), &webhooks];
+        let prefix = format!(
+            "{PREFIX}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..10]
+        );
+        let database =
+            testing::postgres_database_with(&prefix, &migrators, super::migrate_all).await?;
+        Some(testing::runtime_db(&database, 10).await)
+    }
+
+    /// Drops the databases earlier runs left.
+    async fn sweep() {
+        let Ok(pool) = sqlx::PgPool::connect(&testing::admin_url()).await else {
+            return;
+        };
+        let names: Vec<(String,)> =
+            sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE $1")
+                .bind(format!("{PREFIX}_%"))
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_default();
+        for (name,) in names {
+            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
+        }
+        pool.close().await;
+    }
+}

@@ -2,6 +2,7 @@
 
 mod common;
 
+mod delivery;
 mod endpoints;
 mod outbox;
 mod signature;

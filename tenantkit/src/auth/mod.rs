@@ -11,6 +11,7 @@
 //! | `WriteUsers` | no | yes | yes | `users:write` | no |
 //! | `ReadApiKeys`, `WriteApiKeys` | no | yes | yes | `api_keys:read`, `api_keys:write` | no |
 //! | `ReadAuditLogs` | no | yes | yes | `audit_logs:read` | only through the audited platform path |
+//! | `ReadWebhooks`, `WriteWebhooks` | no | yes | yes | `webhooks:read`, `webhooks:write` | no |
 //! | `GrantOwner` (make or unmake owners) | no | no | yes | never | no |
 //! | `ManageBilling` (checkout, billing portal) | no | yes | yes | never | no |
 //! | `ManageTenants` | no | no | no | never | yes |
@@ -88,6 +89,10 @@ pub enum Permission {
     ReadAuditLogs,
     /// Make a user an owner, or change or delete an owner.
     GrantOwner,
+    /// List webhook endpoints, deliveries and dead letters.
+    ReadWebhooks,
+    /// Create, change, test and delete webhook endpoints; retry deliveries.
+    WriteWebhooks,
     /// Start a checkout or open the billing portal.
     ManageBilling,
     /// Create and list tenants.
@@ -132,9 +137,8 @@ impl Principal {
             Subject::PlatformAdmin { .. } => permission == ManageTenants,
             Subject::User { role, .. } => match permission {
                 ReadTenant | ReadUsers => true,
-                WriteUsers | ReadApiKeys | WriteApiKeys | ReadAuditLogs | ManageBilling => {
-                    *role >= Role::Admin
-                }
+                WriteUsers | ReadApiKeys | WriteApiKeys | ReadAuditLogs | ReadWebhooks
+                | WriteWebhooks | ManageBilling => *role >= Role::Admin,
                 GrantOwner => *role == Role::Owner,
                 ManageTenants => false,
             },
@@ -146,6 +150,8 @@ impl Principal {
                     ReadApiKeys => Scope::ApiKeysRead,
                     WriteApiKeys => Scope::ApiKeysWrite,
                     ReadAuditLogs => Scope::AuditLogsRead,
+                    ReadWebhooks => Scope::WebhooksRead,
+                    WriteWebhooks => Scope::WebhooksWrite,
                     GrantOwner | ManageTenants | ManageBilling => return false,
                 };
                 scopes.contains(&needed)

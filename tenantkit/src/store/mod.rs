@@ -14,6 +14,7 @@ mod scope;
 mod sql;
 mod tenants;
 mod users;
+mod work;
 
 use std::{str::FromStr, time::Duration};
 
@@ -26,6 +27,7 @@ pub use migrate::RuntimeRole;
 pub use migrate::postgres_migrator;
 pub use scope::{OperationalTable, Scoped, TenantTx};
 pub use sql::{PgRecord, Record, SqliteRecord, Value};
+pub use work::{DueTenant, DueWork, Wakeups};
 
 use crate::{Error, Result, TenantContext};
 

@@ -1,0 +1,328 @@
+//! Deliveries as the tenant sees them: an endpoint's history (filtered,
+//! keyset-paginated, newest first), the attempts of one delivery, the dead
+//! letters, and replay (one delivery, or an endpoint's failed and dead
+//! deliveries since a time). Replays are audited; the queue rows they reset
+//! are operational records.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tenantkit::{Error, TenantTx, store::Value};
+use uuid::Uuid;
+
+use crate::{
+    WebhookId, Webhooks,
+    endpoints::WebhookError,
+    outbox::{MessageId, QUEUE},
+};
+
+/// Where a delivery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum DeliveryState {
+    /// Waiting for its first attempt or a retry.
+    Pending,
+    /// A 2xx came back.
+    Succeeded,
+    /// Stopped without every retry being spent: its endpoint was disabled
+    /// (by the tenant, `410 Gone`, or failing too long). Recoverable.
+    Failed,
+    /// Every retry failed: the dead letter. Replayable.
+    Dead,
+}
+
+impl DeliveryState {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Succeeded => "succeeded",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Dead => "dead",
+        }
+    }
+}
+
+impl TryFrom<String> for DeliveryState {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<Self, Error> {
+        match s.as_str() {
+            "pending" => Ok(DeliveryState::Pending),
+            "succeeded" => Ok(DeliveryState::Succeeded),
+            "failed" => Ok(DeliveryState::Failed),
+            "dead" => Ok(DeliveryState::Dead),
+            other => Err(Error::invalid(format!("unknown delivery state `{other}`"))),
+        }
+    }
+}
+
+/// One message to one endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Delivery {
+    /// The message (sent as `webhook-id`: `msg_` and this id without dashes).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
+    pub message_id: MessageId,
+    /// The endpoint.
+    pub webhook_id: WebhookId,
+    /// The message's event type.
+    pub event_type: String,
+    /// Where it stands.
+    #[sqlx(try_from = "String")]
+    pub state: DeliveryState,
+    /// Attempts so far (since the last replay), the one in flight included.
+    pub attempts: i64,
+    /// Whether a worker is attempting it now.
+    pub in_flight: bool,
+    /// When the next attempt is due (pending deliveries not in flight).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When the latest attempt was made.
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// The latest attempt's HTTP status.
+    pub last_status: Option<i64>,
+    /// The latest attempt's error class, or why the delivery stopped.
+    pub last_error: Option<String>,
+    /// When the message was published.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One attempt of a delivery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeliveryAttempt {
+    /// The attempt's id.
+    pub id: Uuid,
+    /// 1 for the first attempt (numbering restarts after a replay).
+    pub attempt: i64,
+    /// When it was made.
+    pub attempted_at: DateTime<Utc>,
+    /// How long it took, in milliseconds.
+    pub duration_ms: i64,
+    /// The HTTP status, when one came.
+    pub response_status: Option<i64>,
+    /// Why none came: `timeout`, `connection_refused`, `tls`,
+    /// `blocked_address`, `dns`, `too_large`, `connection`, `signing`.
+    pub error_class: Option<String>,
+    /// The start of the response body (at most 4 KiB), or the error.
+    pub response_excerpt: String,
+}
+
+/// Filters and page of a delivery listing.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+pub struct DeliveryFilter {
+    /// Only deliveries in this state.
+    pub state: Option<DeliveryState>,
+    /// Only messages of this event type.
+    pub event_type: Option<String>,
+    /// Only messages published at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only messages published before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// The previous page's `next_after` (a message id).
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>, format = Uuid))]
+    pub after: Option<Uuid>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// What a replay queued again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Replayed {
+    /// How many deliveries are pending again.
+    pub deliveries: u64,
+}
+
+/// The default page size.
+const DEFAULT_LIMIT: u32 = 50;
+
+macro_rules! delivery_columns {
+    () => {
+        "q.message_id, q.webhook_id, m.event_type, q.state, q.attempts, \
+         q.lease_id IS NOT NULL AS in_flight, \
+         CASE WHEN q.state = 'pending' AND q.lease_id IS NULL THEN q.next_attempt_at END AS next_attempt_at, \
+         q.last_attempt_at, q.last_status, q.last_error, m.created_at"
+    };
+}
+
+impl Webhooks {
+    /// An endpoint's deliveries, newest first, filtered; another tenant's
+    /// endpoint is `NotFound`.
+    pub async fn deliveries(
+        &self,
+        tx: &mut TenantTx,
+        webhook: WebhookId,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<Delivery>, WebhookError> {
+        self.get(tx, webhook).await?;
+        let limit = tenantkit::validate::limit(filter.limit.unwrap_or(DEFAULT_LIMIT))?;
+        let q = tx
+            .query(concat!(
+                "SELECT ",
+                delivery_columns!(),
+                " FROM webhook_queue q JOIN webhook_messages m \
+                 ON m.tenant_id = q.tenant_id AND m.id = q.message_id \
+                 WHERE q.tenant_id = $1 AND q.webhook_id = $2 \
+                 AND ($3 IS NULL OR q.state = $3) AND ($4 IS NULL OR m.event_type = $4) \
+                 AND ($5 IS NULL OR m.created_at >= $5) AND ($6 IS NULL OR m.created_at < $6) \
+                 AND ($7 IS NULL OR q.message_id < $7) \
+                 ORDER BY q.message_id DESC LIMIT $8"
+            ))
+            .bind(webhook)
+            .bind(Value::OptText(filter.state.map(|s| s.as_str().to_owned())))
+            .bind(Value::OptText(filter.event_type.clone()))
+            .bind(Value::OptTime(filter.since))
+            .bind(Value::OptTime(filter.until))
+            .bind(Value::OptUuid(filter.after))
+            .bind(limit);
+        Ok(tx.fetch_all(q).await?)
+    }
+
+    /// One delivery; `NotFound` when it is not this endpoint's (or tenant's).
+    pub async fn delivery(
+        &self,
+        tx: &mut TenantTx,
+        webhook: WebhookId,
+        message: MessageId,
+    ) -> Result<Delivery, WebhookError> {
+        let q = tx
+            .query(concat!(
+                "SELECT ",
+                delivery_columns!(),
+                " FROM webhook_queue q JOIN webhook_messages m \
+                 ON m.tenant_id = q.tenant_id AND m.id = q.message_id \
+                 WHERE q.tenant_id = $1 AND q.webhook_id = $2 AND q.message_id = $3"
+            ))
+            .bind(webhook)
+            .bind(message);
+        Ok(tx
+            .fetch_optional(q)
+            .await?
+            .ok_or(Error::NotFound("delivery"))?)
+    }
+
+    /// The attempts of one delivery, in order.
+    pub async fn attempts(
+        &self,
+        tx: &mut TenantTx,
+        webhook: WebhookId,
+        message: MessageId,
+    ) -> Result<Vec<DeliveryAttempt>, WebhookError> {
+        self.delivery(tx, webhook, message).await?;
+        let q = tx
+            .query(
+                "SELECT id, attempt, attempted_at, duration_ms, response_status, error_class, \
+                 response_excerpt FROM webhook_deliveries \
+                 WHERE tenant_id = $1 AND webhook_id = $2 AND message_id = $3 ORDER BY id",
+            )
+            .bind(webhook)
+            .bind(message);
+        Ok(tx.fetch_all(q).await?)
+    }
+
+    /// The tenant's dead letters, newest first (`after`: the previous
+    /// page's last message id).
+    pub async fn dead_letters(
+        &self,
+        tx: &mut TenantTx,
+        after: Option<Uuid>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Delivery>, WebhookError> {
+        let limit = tenantkit::validate::limit(limit.unwrap_or(DEFAULT_LIMIT))?;
+        let q = tx
+            .query(concat!(
+                "SELECT ",
+                delivery_columns!(),
+                " FROM webhook_queue q JOIN webhook_messages m \
+                 ON m.tenant_id = q.tenant_id AND m.id = q.message_id \
+                 WHERE q.tenant_id = $1 AND q.state = 'dead' AND ($2 IS NULL OR q.message_id < $2) \
+                 ORDER BY q.message_id DESC LIMIT $3"
+            ))
+            .bind(Value::OptUuid(after))
+            .bind(limit);
+        Ok(tx.fetch_all(q).await?)
+    }
+
+    /// Queues one delivery again (any state but pending), with a fresh
+    /// retry schedule; audited as `webhook.delivery_replayed`.
+    pub async fn retry_delivery(
+        &self,
+        tx: &mut TenantTx,
+        webhook: WebhookId,
+        message: MessageId,
+    ) -> Result<Delivery, WebhookError> {
+        let endpoint = self.get(tx, webhook).await?;
+        self.delivery(tx, webhook, message).await?;
+        ensure_active(&endpoint)?;
+        let now = Utc::now();
+        let q = tx
+            .query(
+                "UPDATE webhook_queue SET state = 'pending', attempts = 0, next_attempt_at = $4, \
+                 leased_until = NULL, lease_id = NULL, updated_at = $4 \
+                 WHERE tenant_id = $1 AND webhook_id = $2 AND message_id = $3 AND state <> 'pending'",
+            )
+            .bind(webhook)
+            .bind(message)
+            .bind(now);
+        let n = tx.write_operational(QUEUE, q).await?;
+        if n == 0 {
+            return Err(Error::Conflict("the delivery is already pending".into()).into());
+        }
+        tx.record_event(
+            "webhook.delivery_replayed",
+            "webhook",
+            Some(webhook.to_string()),
+            serde_json::json!({ "message_id": message.to_string() }),
+        )
+        .await?;
+        tx.notify(crate::queue::CHANNEL).await?;
+        self.delivery(tx, webhook, message).await
+    }
+
+    /// Queues again every failed and dead delivery of an endpoint whose
+    /// message was published at or after `since`; audited as
+    /// `webhook.recovered`.
+    pub async fn recover(
+        &self,
+        tx: &mut TenantTx,
+        webhook: WebhookId,
+        since: DateTime<Utc>,
+    ) -> Result<Replayed, WebhookError> {
+        let endpoint = self.get(tx, webhook).await?;
+        ensure_active(&endpoint)?;
+        let now = Utc::now();
+        let q = tx
+            .query(
+                "UPDATE webhook_queue SET state = 'pending', attempts = 0, next_attempt_at = $4, \
+                 leased_until = NULL, lease_id = NULL, updated_at = $4 \
+                 WHERE tenant_id = $1 AND webhook_id = $2 AND state IN ('failed', 'dead') \
+                 AND created_at >= $3",
+            )
+            .bind(webhook)
+            .bind(since)
+            .bind(now);
+        let deliveries = tx.write_operational(QUEUE, q).await?;
+        tx.record_event(
+            "webhook.recovered",
+            "webhook",
+            Some(webhook.to_string()),
+            serde_json::json!({ "since": since, "deliveries": deliveries }),
+        )
+        .await?;
+        if deliveries > 0 {
+            tx.notify(crate::queue::CHANNEL).await?;
+        }
+        Ok(Replayed { deliveries })
+    }
+}
+
+fn ensure_active(endpoint: &crate::Webhook) -> Result<(), WebhookError> {
+    if endpoint.status != crate::WebhookStatus::Active {
+        return Err(WebhookError::Invalid(
+            "the endpoint is disabled: enable it (PATCH status `active`) before replaying".into(),
+        ));
+    }
+    Ok(())
+}

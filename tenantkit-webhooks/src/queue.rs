@@ -1,0 +1,345 @@
+//! The delivery queue as the worker sees it, one tenant at a time: claim
+//! due deliveries under a lease (and the tenant's rate budget), write what
+//! each attempt came to, release what was not attempted.
+//!
+//! Everything here runs in a [`TenantTx`] of one tenant. Finding *which*
+//! tenants have due deliveries is the one cross-tenant step: [`DUE`], a
+//! [`DueWork`] that returns tenant ids and times only.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use tenantkit::{
+    Backend, TenantTx,
+    store::{DueWork, OperationalTable, Value},
+};
+use uuid::Uuid;
+
+use crate::{
+    Webhook, WebhookId, Webhooks,
+    endpoints::WebhookError,
+    outbox::{MessageId, QUEUE},
+    retry::{self, Next},
+    transport::Attempt,
+};
+
+/// The attempt log: one row per delivery attempt.
+pub const DELIVERIES: OperationalTable = OperationalTable::new("webhook_deliveries");
+/// Since when each endpoint has been failing.
+pub const HEALTH: OperationalTable = OperationalTable::new("webhook_health");
+/// Each tenant's delivery budget for the current minute.
+pub const RATE_WINDOWS: OperationalTable = OperationalTable::new("webhook_rate_windows");
+
+/// The notification channel new deliveries are announced on (PostgreSQL).
+pub const CHANNEL: &str = "tenantkit_webhooks";
+
+/// Tenants with due deliveries: ids and times only (see `tenantkit::store::DueWork`).
+pub const DUE: DueWork = DueWork::new(
+    "SELECT tenant_id, due_at FROM tenantkit_webhooks_due_tenants($1, $2, $3)",
+    "SELECT tenant_id, MIN(next_attempt_at) AS due_at FROM webhook_queue \
+     WHERE state = 'pending' GROUP BY tenant_id HAVING MIN(next_attempt_at) <= $1 \
+     ORDER BY due_at LIMIT $2",
+);
+
+/// One claimed delivery, ready to send.
+#[derive(Clone, Debug)]
+pub(crate) struct Job {
+    pub(crate) message_id: MessageId,
+    pub(crate) webhook: Webhook,
+    /// This attempt's number (1 for the first).
+    pub(crate) attempt: u32,
+    pub(crate) payload: String,
+    pub(crate) lease: Uuid,
+}
+
+/// What one claim got.
+#[derive(Debug, Default)]
+pub(crate) struct Claim {
+    pub(crate) jobs: Vec<Job>,
+    /// The tenant's budget ran out for this minute.
+    pub(crate) over_budget: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    message_id: MessageId,
+    webhook_id: WebhookId,
+    attempts: i64,
+    payload: String,
+}
+
+/// What an attempt led to.
+#[derive(Clone, Debug)]
+pub(crate) struct Outcome {
+    pub(crate) message_id: MessageId,
+    pub(crate) webhook_id: WebhookId,
+    pub(crate) lease: Uuid,
+    pub(crate) number: u32,
+    pub(crate) at: DateTime<Utc>,
+    pub(crate) attempt: Attempt,
+}
+
+/// The start of the minute `now` is in.
+pub(crate) fn window_start(now: DateTime<Utc>) -> DateTime<Utc> {
+    let secs = now.timestamp() - now.timestamp().rem_euclid(60);
+    DateTime::from_timestamp(secs, 0).unwrap_or(now)
+}
+
+impl Webhooks {
+    /// Claims up to `max` of the tenant's due deliveries for `lease_for`,
+    /// within its budget of `per_minute` (`None`: no limit). The lease is
+    /// committed with `tx`, before anything is sent.
+    pub(crate) async fn claim(
+        &self,
+        tx: &mut TenantTx,
+        now: DateTime<Utc>,
+        lease_for: chrono::Duration,
+        max: u32,
+        per_minute: Option<u32>,
+    ) -> Result<Claim, WebhookError> {
+        let mut max = i64::from(max);
+        if let Some(limit) = per_minute {
+            let window = window_start(now);
+            let open = tx
+                .query(
+                    "INSERT INTO webhook_rate_windows (tenant_id, window_start, used) VALUES ($1, $2, 0) \
+                     ON CONFLICT (tenant_id) DO UPDATE SET window_start = excluded.window_start, used = 0 \
+                     WHERE webhook_rate_windows.window_start < excluded.window_start",
+                )
+                .bind(window);
+            tx.write_operational(RATE_WINDOWS, open).await?;
+            // Locks the tenant's window until commit: claims of every
+            // process share one budget.
+            let used = match tx.backend() {
+                Backend::Postgres => tx
+                    .query("SELECT used FROM webhook_rate_windows WHERE tenant_id = $1 FOR UPDATE"),
+                Backend::Sqlite => {
+                    tx.query("SELECT used FROM webhook_rate_windows WHERE tenant_id = $1")
+                }
+            };
+            let (used,): (i64,) = tx.fetch_one(used).await?;
+            let left = (i64::from(limit) - used).max(0);
+            if left == 0 {
+                return Ok(Claim {
+                    jobs: Vec::new(),
+                    over_budget: true,
+                });
+            }
+            max = max.min(left);
+        }
+        let lease = Uuid::now_v7();
+        let until = now + lease_for;
+        let claim = match tx.backend() {
+            Backend::Postgres => tx.query(
+                "UPDATE webhook_queue q SET next_attempt_at = $3, leased_until = $3, lease_id = $4, \
+                 attempts = q.attempts + 1, updated_at = $2 \
+                 FROM (SELECT message_id, webhook_id FROM webhook_queue \
+                       WHERE tenant_id = $1 AND state = 'pending' AND next_attempt_at <= $2 \
+                       ORDER BY next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED) due \
+                 WHERE q.tenant_id = $1 AND q.message_id = due.message_id AND q.webhook_id = due.webhook_id",
+            ),
+            Backend::Sqlite => tx.query(
+                "UPDATE webhook_queue SET next_attempt_at = $3, leased_until = $3, lease_id = $4, \
+                 attempts = attempts + 1, updated_at = $2 \
+                 WHERE tenant_id = $1 AND (message_id, webhook_id) IN \
+                 (SELECT message_id, webhook_id FROM webhook_queue \
+                  WHERE tenant_id = $1 AND state = 'pending' AND next_attempt_at <= $2 \
+                  ORDER BY next_attempt_at LIMIT $5)",
+            ),
+        }
+        .bind(now)
+        .bind(until)
+        .bind(lease)
+        .bind(max);
+        let claimed = tx.write_operational(QUEUE, claim).await?;
+        if claimed == 0 {
+            return Ok(Claim::default());
+        }
+        if per_minute.is_some() {
+            let spend = tx
+                .query("UPDATE webhook_rate_windows SET used = used + $2 WHERE tenant_id = $1")
+                .bind(claimed as i64);
+            tx.write_operational(RATE_WINDOWS, spend).await?;
+        }
+        let rows = tx
+            .query(
+                "SELECT q.message_id, q.webhook_id, q.attempts, m.payload FROM webhook_queue q \
+                 JOIN webhook_messages m ON m.tenant_id = q.tenant_id AND m.id = q.message_id \
+                 WHERE q.tenant_id = $1 AND q.lease_id = $2 ORDER BY q.next_attempt_at, q.message_id",
+            )
+            .bind(lease);
+        let rows: Vec<ClaimedRow> = tx.fetch_all(rows).await?;
+        let webhooks: HashMap<WebhookId, Webhook> = self
+            .leased_webhooks(tx, lease)
+            .await?
+            .into_iter()
+            .map(|w| (w.id, w))
+            .collect();
+        let jobs = rows
+            .into_iter()
+            .filter_map(|row| {
+                Some(Job {
+                    message_id: row.message_id,
+                    webhook: webhooks.get(&row.webhook_id)?.clone(),
+                    attempt: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+                    payload: row.payload,
+                    lease,
+                })
+            })
+            .collect();
+        Ok(Claim {
+            jobs,
+            over_budget: false,
+        })
+    }
+
+    /// Writes what attempts came to: the attempt log, the delivery's next
+    /// state (only while this worker still holds its lease), the endpoint's
+    /// health; `410 Gone`, or failing for longer than `disable_after`,
+    /// disables the endpoint.
+    pub(crate) async fn record(
+        &self,
+        tx: &mut TenantTx,
+        outcomes: &[Outcome],
+        disable_after: chrono::Duration,
+    ) -> Result<(), WebhookError> {
+        // The latest outcome per endpoint decides its health.
+        let mut health: HashMap<WebhookId, &Outcome> = HashMap::new();
+        for outcome in outcomes {
+            let attempt = &outcome.attempt;
+            let log = tx
+                .query(
+                    "INSERT INTO webhook_deliveries (tenant_id, id, message_id, webhook_id, attempt, \
+                     attempted_at, duration_ms, response_status, error_class, response_excerpt) \
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM webhook_queue \
+                     WHERE tenant_id = $1 AND message_id = $3 AND webhook_id = $4",
+                )
+                .bind(Uuid::now_v7())
+                .bind(outcome.message_id)
+                .bind(outcome.webhook_id)
+                .bind(i64::from(outcome.number.max(1)))
+                .bind(outcome.at)
+                .bind(i64::try_from(attempt.duration.as_millis()).unwrap_or(i64::MAX))
+                .bind(Value::OptInt(attempt.status.map(i64::from)))
+                .bind(Value::OptText(attempt.error.map(|e| e.as_str().to_owned())))
+                .bind(attempt.excerpt.clone());
+            tx.write_operational(DELIVERIES, log).await?;
+
+            let (state, next) = if attempt.succeeded() {
+                ("succeeded", None)
+            } else if attempt.status == Some(410) {
+                ("failed", None)
+            } else {
+                match retry::after_failure(
+                    outcome.number,
+                    attempt.retry_after,
+                    retry::random_jitter(),
+                ) {
+                    Next::RetryIn(wait) => (
+                        "pending",
+                        Some(outcome.at + chrono::Duration::from_std(wait).unwrap_or_default()),
+                    ),
+                    Next::DeadLetter => ("dead", None),
+                }
+            };
+            let update = tx
+                .query(
+                    "UPDATE webhook_queue SET state = $4, next_attempt_at = $5, leased_until = NULL, \
+                     lease_id = NULL, last_attempt_at = $6, last_status = $7, last_error = $8, updated_at = $6 \
+                     WHERE tenant_id = $1 AND message_id = $2 AND webhook_id = $3 AND lease_id = $9",
+                )
+                .bind(outcome.message_id)
+                .bind(outcome.webhook_id)
+                .bind(state)
+                .bind(Value::OptTime(next))
+                .bind(outcome.at)
+                .bind(Value::OptInt(attempt.status.map(i64::from)))
+                .bind(Value::OptText(attempt.error.map(|e| e.as_str().to_owned())))
+                .bind(outcome.lease);
+            tx.write_operational(QUEUE, update).await?;
+            health.insert(outcome.webhook_id, outcome);
+        }
+
+        for (webhook, outcome) in health {
+            if outcome.attempt.status == Some(410) {
+                self.disable_by_worker(
+                    tx,
+                    webhook,
+                    "the endpoint answered 410 Gone".to_owned(),
+                    outcome.at,
+                )
+                .await?;
+                continue;
+            }
+            if outcome.attempt.succeeded() {
+                let healthy = tx
+                    .query(
+                        "UPDATE webhook_health SET failing_since = NULL \
+                         WHERE tenant_id = $1 AND webhook_id = $2 AND failing_since IS NOT NULL",
+                    )
+                    .bind(webhook);
+                tx.write_operational(HEALTH, healthy).await?;
+                continue;
+            }
+            let failing = tx
+                .query(
+                    "INSERT INTO webhook_health (tenant_id, webhook_id, failing_since) \
+                     SELECT $1, $2, $3 WHERE EXISTS \
+                     (SELECT 1 FROM webhooks WHERE tenant_id = $1 AND id = $2) \
+                     ON CONFLICT (tenant_id, webhook_id) DO UPDATE \
+                     SET failing_since = COALESCE(webhook_health.failing_since, excluded.failing_since) \
+                     RETURNING failing_since",
+                )
+                .bind(webhook)
+                .bind(outcome.at);
+            let since: Vec<(DateTime<Utc>,)> =
+                tx.write_operational_returning(HEALTH, failing).await?;
+            if let Some((since,)) = since.first()
+                && outcome.at - *since >= disable_after
+            {
+                let reason = format!(
+                    "every delivery has failed since {} (the last: {})",
+                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    describe(&outcome.attempt)
+                );
+                self.disable_by_worker(tx, webhook, reason, outcome.at)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives back leases this worker will not use (shutdown): the
+    /// deliveries are due again at once, the claim not counted as an attempt.
+    pub(crate) async fn release(
+        &self,
+        tx: &mut TenantTx,
+        leases: &[(MessageId, WebhookId, Uuid)],
+        now: DateTime<Utc>,
+    ) -> Result<u64, WebhookError> {
+        let mut released = 0;
+        for (message, webhook, lease) in leases {
+            let q = tx
+                .query(
+                    "UPDATE webhook_queue SET next_attempt_at = $5, leased_until = NULL, lease_id = NULL, \
+                     attempts = attempts - 1, updated_at = $5 \
+                     WHERE tenant_id = $1 AND message_id = $2 AND webhook_id = $3 AND lease_id = $4",
+                )
+                .bind(*message)
+                .bind(*webhook)
+                .bind(*lease)
+                .bind(now);
+            released += tx.write_operational(QUEUE, q).await?;
+        }
+        Ok(released)
+    }
+}
+
+/// An attempt in a few words, for reasons and logs.
+pub(crate) fn describe(attempt: &Attempt) -> String {
+    match (attempt.status, attempt.error) {
+        (Some(status), _) => format!("HTTP {status}"),
+        (None, Some(error)) => error.as_str().replace('_', " "),
+        (None, None) => "no answer".to_owned(),
+    }
+}

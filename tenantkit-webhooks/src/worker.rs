@@ -1,0 +1,507 @@
+//! The delivery worker: finds tenants with due deliveries, claims them
+//! under a lease, sends them, and writes what came of each attempt.
+//!
+//! - **Across tenants without weakening isolation**: the only cross-tenant
+//!   step is [`crate::queue::DUE`], which yields tenant ids and times; every
+//!   claim and every outcome is written in a `TenantTx` of its tenant.
+//! - **Nothing held while waiting on a receiver**: a claim commits its lease
+//!   before anything is sent; no row lock or pooled connection is held
+//!   during HTTP. A worker killed mid-delivery loses nothing: its leases
+//!   expire and another worker (or this one, restarted) retries.
+//! - **Once in normal operation**: `FOR UPDATE SKIP LOCKED` on PostgreSQL
+//!   (SQLite has one writer), and an outcome changes a delivery only while
+//!   its lease is still the one that sent it.
+//! - **Fair**: each round serves the tenants whose oldest due delivery has
+//!   waited longest, each up to its share of the free capacity, so one
+//!   tenant's backlog never holds others back; each tenant's budget per
+//!   minute ([`DeliveryLimits`]) is kept in the database, shared by every
+//!   worker process. Deliveries over budget wait for the next minute.
+//! - **Wakes** on PostgreSQL `LISTEN/NOTIFY` as soon as a publish commits,
+//!   and polls as well (SQLite only polls).
+//! - **Graceful shutdown** stops claiming, lets what is in flight finish
+//!   (within [`WorkerOptions::shutdown_grace`]) and gives back the leases
+//!   of whatever did not.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures_util::{FutureExt, StreamExt, stream};
+use tenantkit::{Db, TenantContext, TenantId, TenantStatus, audit::Actor, resolve::TenantRef};
+use tokio::{
+    sync::{Semaphore, mpsc},
+    task::JoinSet,
+};
+use uuid::Uuid;
+
+use crate::{
+    WebhookId, Webhooks,
+    endpoints::WebhookError,
+    outbox::MessageId,
+    queue::{self, DUE, Job, Outcome},
+    signature::{SigningSecret, sign},
+    transport::{Attempt, ErrorClass, Transport},
+};
+
+/// The default budget: deliveries per minute per tenant.
+pub const DEFAULT_PER_MINUTE: u32 = 100;
+
+/// Each tenant's delivery budget per minute (e.g. from its plan).
+#[async_trait]
+pub trait DeliveryLimits: Send + Sync + 'static {
+    /// Deliveries per minute for `tenant`; `None` for no limit.
+    async fn per_minute(&self, tenant: &TenantContext) -> Option<u32>;
+}
+
+/// The same budget for every tenant (`None`: no limit).
+#[async_trait]
+impl DeliveryLimits for Option<u32> {
+    async fn per_minute(&self, _tenant: &TenantContext) -> Option<u32> {
+        *self
+    }
+}
+
+/// The time, as the worker sees it (tests move it forward).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// How a [`Worker`] works.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct WorkerOptions {
+    /// Deliveries in flight at once (default 64).
+    pub concurrency: usize,
+    /// How long a claim is held before another worker may take it over
+    /// (default 60 s; longer than the 10 s request limit).
+    pub lease: Duration,
+    /// How often to look for due deliveries without a wake-up (default 250 ms).
+    pub poll_interval: Duration,
+    /// At most this many deliveries of one tenant per round (default 50).
+    pub batch_per_tenant: u32,
+    /// At most this many tenants per round (default 100).
+    pub tenants_per_round: u32,
+    /// An endpoint failing for this long without a success is disabled
+    /// (default 5 days).
+    pub disable_after: Duration,
+    /// At shutdown, how long deliveries in flight may take to finish before
+    /// their leases are given back (default 15 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(250),
+            batch_per_tenant: 50,
+            tenants_per_round: 100,
+            disable_after: Duration::from_secs(5 * 24 * 3600),
+            shutdown_grace: Duration::from_secs(15),
+        }
+    }
+}
+
+impl WorkerOptions {
+    /// Sets [`WorkerOptions::concurrency`].
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Sets [`WorkerOptions::lease`].
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Sets [`WorkerOptions::poll_interval`].
+    pub fn poll_interval(mut self, every: Duration) -> Self {
+        self.poll_interval = every;
+        self
+    }
+
+    /// Sets [`WorkerOptions::batch_per_tenant`].
+    pub fn batch_per_tenant(mut self, n: u32) -> Self {
+        self.batch_per_tenant = n.max(1);
+        self
+    }
+
+    /// Sets [`WorkerOptions::disable_after`].
+    pub fn disable_after(mut self, after: Duration) -> Self {
+        self.disable_after = after;
+        self
+    }
+
+    /// Sets [`WorkerOptions::shutdown_grace`].
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+}
+
+/// Delivers webhooks. Run any number, in any number of processes, on one
+/// database.
+///
+/// ```no_run
+/// # async fn run(db: tenantkit::Db, webhooks: tenantkit_webhooks::Webhooks) -> tenantkit::Result<()> {
+/// use tenantkit_webhooks::{transport::Transport, worker::Worker};
+///
+/// let transport = Transport::new(webhooks.policy().clone()).expect("HTTP client");
+/// Worker::new(db, webhooks, transport)
+///     .run(async { tokio::signal::ctrl_c().await.ok(); })
+///     .await
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Worker {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    db: Db,
+    webhooks: Webhooks,
+    transport: Transport,
+    limits: Arc<dyn DeliveryLimits>,
+    options: WorkerOptions,
+    clock: Clock,
+    /// Claimed and not yet attempted: given back at shutdown.
+    in_flight: Mutex<HashMap<(MessageId, WebhookId), (TenantId, Uuid)>>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("options", &self.shared.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// A worker with the default options and [`DEFAULT_PER_MINUTE`] per tenant.
+    pub fn new(db: Db, webhooks: Webhooks, transport: Transport) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                db,
+                webhooks,
+                transport,
+                limits: Arc::new(Some(DEFAULT_PER_MINUTE)),
+                options: WorkerOptions::default(),
+                clock: Arc::new(Utc::now),
+                in_flight: Mutex::default(),
+            }),
+        }
+    }
+
+    fn with(mut self, change: impl FnOnce(&mut Shared)) -> Self {
+        let shared = Arc::get_mut(&mut self.shared).expect("configure a worker before running it");
+        change(shared);
+        self
+    }
+
+    /// Sets the options.
+    pub fn with_options(self, options: WorkerOptions) -> Self {
+        self.with(|s| s.options = options)
+    }
+
+    /// Sets each tenant's budget per minute.
+    pub fn with_limits(self, limits: impl DeliveryLimits) -> Self {
+        self.with(|s| s.limits = Arc::new(limits))
+    }
+
+    /// Sets the clock (tests).
+    pub fn with_clock(self, clock: Clock) -> Self {
+        self.with(|s| s.clock = clock)
+    }
+
+    /// Delivers until `shutdown` completes, then stops claiming, lets what
+    /// is in flight finish (or gives its leases back) and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> tenantkit::Result<()> {
+        let shared = self.shared;
+        let options = shared.options.clone();
+        let mut wakeups = shared.db.wakeups(queue::CHANNEL).await?;
+        let (outcomes, received) = mpsc::channel(options.concurrency * 4);
+        let recorder = tokio::spawn(record_outcomes(shared.clone(), received));
+        let permits = Arc::new(Semaphore::new(options.concurrency));
+        let mut tasks = JoinSet::new();
+        let mut paused: HashMap<TenantId, DateTime<Utc>> = HashMap::new();
+        let mut shutdown = std::pin::pin!(shutdown.fuse());
+
+        tracing::info!(concurrency = options.concurrency, "webhook worker started");
+        loop {
+            while tasks.try_join_next().is_some() {}
+            if (&mut shutdown).now_or_never().is_some() {
+                break;
+            }
+            if permits.available_permits() == 0 {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    permit = permits.acquire() => drop(permit),
+                }
+                continue;
+            }
+            let claimed =
+                match claim_round(&shared, &permits, &mut paused, &outcomes, &mut tasks).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "webhook claim round failed; retrying");
+                        0
+                    }
+                };
+            if claimed == 0 {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = wakeups.next() => {}
+                    _ = tokio::time::sleep(options.poll_interval) => {}
+                }
+            }
+        }
+
+        tracing::info!(in_flight = tasks.len(), "webhook worker stopping");
+        let finished = tokio::time::timeout(options.shutdown_grace, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+        drop(outcomes);
+        recorder.await.ok();
+        release_leases(&shared).await;
+        tracing::info!("webhook worker stopped");
+        Ok(())
+    }
+}
+
+/// One round: the tenants waiting longest, each claimed up to its share of
+/// the free capacity and its budget. Returns how many deliveries started.
+async fn claim_round(
+    shared: &Arc<Shared>,
+    permits: &Arc<Semaphore>,
+    paused: &mut HashMap<TenantId, DateTime<Utc>>,
+    outcomes: &mpsc::Sender<(TenantId, Outcome)>,
+    tasks: &mut JoinSet<()>,
+) -> tenantkit::Result<usize> {
+    let options = &shared.options;
+    let now = (shared.clock)();
+    paused.retain(|_, until| *until > now);
+    let skip: Vec<TenantId> = paused.keys().copied().collect();
+    let due = shared
+        .db
+        .tenants_with_due_work(&DUE, now, options.tenants_per_round, &skip)
+        .await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let free = permits.available_permits();
+    let share = (free / due.len())
+        .max(1)
+        .min(options.batch_per_tenant as usize);
+    let lease = chrono::Duration::from_std(options.lease).unwrap_or(chrono::Duration::seconds(60));
+    let mut started = 0;
+    for tenant in due {
+        let free = permits.available_permits();
+        if free == 0 {
+            break;
+        }
+        let Some(ctx) = shared
+            .db
+            .resolve_cached(&TenantRef::Id(tenant.tenant_id))
+            .await?
+        else {
+            continue;
+        };
+        if ctx.tenant().status != TenantStatus::Active {
+            // Paused, not dead-lettered: a suspended tenant's deliveries
+            // wait for its reactivation.
+            paused.insert(tenant.tenant_id, now + chrono::Duration::seconds(30));
+            continue;
+        }
+        let ctx = ctx.with_actor(Actor::System);
+        let limit = shared.limits.per_minute(&ctx).await;
+        let claim = async {
+            let mut tx = shared.db.begin(&ctx).await?;
+            let claim = shared
+                .webhooks
+                .claim(&mut tx, now, lease, share.min(free) as u32, limit)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, WebhookError>(claim)
+        }
+        .await;
+        let claim = match claim {
+            Ok(claim) => claim,
+            Err(e) => {
+                tracing::warn!(tenant_id = %tenant.tenant_id, error = %e, "webhook claim failed");
+                continue;
+            }
+        };
+        if claim.over_budget {
+            paused.insert(
+                tenant.tenant_id,
+                queue::window_start(now) + chrono::Duration::seconds(60),
+            );
+        }
+        for job in claim.jobs {
+            let permit = permits.clone().acquire_owned().await.expect("never closed");
+            shared.in_flight.lock().expect("in-flight map").insert(
+                (job.message_id, job.webhook.id),
+                (tenant.tenant_id, job.lease),
+            );
+            let shared = shared.clone();
+            let outcomes = outcomes.clone();
+            let tenant_id = tenant.tenant_id;
+            tasks.spawn(async move {
+                let outcome = deliver(&shared, job).await;
+                shared
+                    .in_flight
+                    .lock()
+                    .expect("in-flight map")
+                    .remove(&(outcome.message_id, outcome.webhook_id));
+                outcomes.send((tenant_id, outcome)).await.ok();
+                drop(permit);
+            });
+            started += 1;
+        }
+    }
+    Ok(started)
+}
+
+/// Signs and sends one claimed delivery.
+async fn deliver(shared: &Shared, job: Job) -> Outcome {
+    let at = (shared.clock)();
+    let attempt = match shared.webhooks.signing_secrets(&job.webhook, at) {
+        Ok(secrets) => {
+            let secrets: Vec<&SigningSecret> = secrets.iter().collect();
+            let headers = sign(
+                &job.message_id.webhook_id(),
+                at.timestamp(),
+                job.payload.as_bytes(),
+                &secrets,
+            );
+            shared
+                .transport
+                .send(&job.webhook.url, &headers, job.payload.as_bytes())
+                .await
+        }
+        Err(e) => {
+            tracing::error!(tenant_id = %job.webhook.tenant_id, webhook_id = %job.webhook.id, error = %e, "cannot sign a webhook delivery");
+            Attempt::failed(
+                ErrorClass::Signing,
+                Duration::ZERO,
+                "the delivery could not be signed",
+            )
+        }
+    };
+    tracing::debug!(
+        tenant_id = %job.webhook.tenant_id,
+        webhook_id = %job.webhook.id,
+        message_id = %job.message_id,
+        attempt = job.attempt,
+        result = %queue::describe(&attempt),
+        "webhook delivery attempted"
+    );
+    Outcome {
+        message_id: job.message_id,
+        webhook_id: job.webhook.id,
+        lease: job.lease,
+        number: job.attempt,
+        at,
+        attempt,
+    }
+}
+
+/// Writes outcomes as they come, in batches, one transaction per tenant.
+async fn record_outcomes(shared: Arc<Shared>, mut received: mpsc::Receiver<(TenantId, Outcome)>) {
+    let mut batch = Vec::new();
+    while received.recv_many(&mut batch, 2000).await > 0 {
+        let mut by_tenant: HashMap<TenantId, Vec<Outcome>> = HashMap::new();
+        for (tenant, outcome) in batch.drain(..) {
+            by_tenant.entry(tenant).or_default().push(outcome);
+        }
+        stream::iter(by_tenant)
+            .for_each_concurrent(4, |(tenant, outcomes)| {
+                let shared = shared.clone();
+                async move { record_tenant(&shared, tenant, &outcomes).await }
+            })
+            .await;
+    }
+}
+
+async fn record_tenant(shared: &Shared, tenant: TenantId, outcomes: &[Outcome]) {
+    let disable_after = chrono::Duration::from_std(shared.options.disable_after)
+        .unwrap_or(chrono::Duration::days(5));
+    let mut wait = Duration::from_millis(100);
+    for tries in 1..=4 {
+        let result = async {
+            let Some(ctx) = shared.db.resolve_cached(&TenantRef::Id(tenant)).await? else {
+                return Ok(());
+            };
+            let mut tx = shared.db.begin(&ctx.with_actor(Actor::System)).await?;
+            shared
+                .webhooks
+                .record(&mut tx, outcomes, disable_after)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, WebhookError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => return,
+            Err(e) if tries < 4 => {
+                tracing::warn!(tenant_id = %tenant, error = %e, "writing webhook outcomes failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 4;
+            }
+            Err(e) => {
+                // The leases expire and the deliveries are tried again:
+                // at least once still holds.
+                tracing::error!(tenant_id = %tenant, error = %e, count = outcomes.len(), "webhook outcomes not written; they will be retried after their leases");
+            }
+        }
+    }
+}
+
+/// Gives back the leases of deliveries that were claimed but not attempted.
+async fn release_leases(shared: &Shared) {
+    let leases: Vec<_> = shared
+        .in_flight
+        .lock()
+        .expect("in-flight map")
+        .drain()
+        .collect();
+    if leases.is_empty() {
+        return;
+    }
+    let mut by_tenant: HashMap<TenantId, Vec<(MessageId, WebhookId, Uuid)>> = HashMap::new();
+    for ((message, webhook), (tenant, lease)) in leases {
+        by_tenant
+            .entry(tenant)
+            .or_default()
+            .push((message, webhook, lease));
+    }
+    let now = (shared.clock)();
+    for (tenant, leases) in by_tenant {
+        let result = async {
+            let Some(ctx) = shared.db.resolve_cached(&TenantRef::Id(tenant)).await? else {
+                return Ok(0);
+            };
+            let mut tx = shared.db.begin(&ctx.with_actor(Actor::System)).await?;
+            let released = shared.webhooks.release(&mut tx, &leases, now).await?;
+            tx.commit().await?;
+            Ok::<_, WebhookError>(released)
+        }
+        .await;
+        match result {
+            Ok(n) => tracing::info!(tenant_id = %tenant, released = n, "webhook leases given back"),
+            Err(e) => {
+                tracing::warn!(tenant_id = %tenant, error = %e, "could not give back webhook leases; they expire")
+            }
+        }
+    }
+}

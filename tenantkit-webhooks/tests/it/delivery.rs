@@ -1,0 +1,830 @@
+//! The delivery worker against receivers on loopback, on SQLite and on
+//! PostgreSQL as the runtime role: signed deliveries, retries under a
+//! controllable clock, Retry-After, 410, dead letters and replay, rotation,
+//! leases of a killed worker, two workers, fairness, the rate limit,
+//! graceful shutdown.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tenantkit::{Db, TenantContext, audit::AuditFilter};
+use tenantkit_webhooks::{
+    NewWebhook, WebhookId, WebhookPatch, WebhookStatus, Webhooks,
+    deliveries::{DeliveryFilter, DeliveryState},
+    outbox::MessageId,
+    transport::{EXCERPT, Transport},
+    worker::{Clock, Worker, WorkerOptions},
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+use crate::common::{Behaviour, Receiver, local_webhooks, tenant};
+
+tenantkit::backend_tests!(crate::common::isolated, multi_thread;
+    a_committed_event_arrives_signed_and_verifies,
+    a_rolled_back_event_is_never_sent,
+    failures_follow_the_retry_schedule_then_dead_letter,
+    a_dead_letter_is_replayed_through_the_api,
+    retry_after_is_honoured,
+    gone_disables_the_endpoint_at_once,
+    an_endpoint_failing_for_five_days_is_disabled_and_a_success_resets_it,
+    redirects_are_failures_never_followed,
+    a_killed_workers_lease_expires_and_the_delivery_completes,
+    two_workers_deliver_each_message_once,
+    a_backlog_does_not_delay_another_tenant,
+    the_rate_limit_defers_and_holds_across_workers,
+    graceful_shutdown_finishes_or_gives_back_what_is_in_flight,
+    deleting_an_endpoint_stops_its_pending_deliveries,
+    disabled_endpoints_deliveries_stop_and_are_recovered,
+    rotation_signs_with_both_secrets_during_the_grace_period,
+    responses_are_kept_to_4_kib_and_timeouts_classified,
+    a_suspended_tenants_deliveries_pause_and_resume,
+    history_filters_and_pages,
+);
+
+fn provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn transport(w: &Webhooks) -> Transport {
+    provider();
+    Transport::with_timeout(w.policy().clone(), Duration::from_secs(2)).unwrap()
+}
+
+fn fast() -> WorkerOptions {
+    WorkerOptions::default()
+        .poll_interval(Duration::from_millis(20))
+        .concurrency(16)
+}
+
+/// A clock the test moves.
+#[derive(Clone)]
+struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl ManualClock {
+    fn new() -> Self {
+        // A little ahead, so what was just published is due.
+        Self(Arc::new(Mutex::new(
+            Utc::now() + chrono::Duration::seconds(1),
+        )))
+    }
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+    fn advance(&self, by: chrono::Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+    fn clock(&self) -> Clock {
+        let me = self.clone();
+        Arc::new(move || me.now())
+    }
+}
+
+/// A running worker and the way to stop it.
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<tenantkit::Result<()>>,
+}
+
+impl Running {
+    fn start(worker: Worker) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(worker.run(async {
+            stopped.await.ok();
+        }));
+        Self {
+            stop: Some(stop),
+            handle,
+        }
+    }
+
+    /// Graceful shutdown.
+    async fn stop(mut self) {
+        self.stop.take().unwrap().send(()).ok();
+        self.handle.await.unwrap().unwrap();
+    }
+
+    /// Like `kill -9`: nothing more runs, nothing is written.
+    async fn kill(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+}
+
+fn worker(db: &Db, w: &Webhooks, options: WorkerOptions) -> Worker {
+    Worker::new(db.clone(), w.clone(), transport(w))
+        .with_options(options)
+        .with_limits(None)
+}
+
+async fn endpoint(db: &Db, w: &Webhooks, t: &TenantContext, url: String) -> (WebhookId, String) {
+    let mut tx = db.begin(t).await.unwrap();
+    let created = w
+        .create(
+            &mut tx,
+            &NewWebhook {
+                url,
+                event_types: vec!["*".into()],
+                description: None,
+            },
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    (created.webhook.id, created.secret)
+}
+
+async fn publish(db: &Db, w: &Webhooks, t: &TenantContext, n: usize) -> Vec<MessageId> {
+    let mut tx = db.begin(t).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let published = w
+            .publish(&mut tx, "user.created", json!({ "n": i }))
+            .await
+            .unwrap();
+        ids.push(published.id);
+    }
+    tx.commit().await.unwrap();
+    ids
+}
+
+async fn state(
+    db: &Db,
+    w: &Webhooks,
+    t: &TenantContext,
+    hook: WebhookId,
+    msg: MessageId,
+) -> tenantkit_webhooks::deliveries::Delivery {
+    let mut tx = db.begin(t).await.unwrap();
+    w.delivery(&mut tx, hook, msg).await.unwrap()
+}
+
+/// Polls until the delivery is in `wanted`; panics after 10 s.
+async fn wait_state(
+    db: &Db,
+    w: &Webhooks,
+    t: &TenantContext,
+    hook: WebhookId,
+    msg: MessageId,
+    wanted: impl Fn(&tenantkit_webhooks::deliveries::Delivery) -> bool,
+) -> tenantkit_webhooks::deliveries::Delivery {
+    for _ in 0..1000 {
+        let d = state(db, w, t, hook, msg).await;
+        if wanted(&d) {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "delivery never reached the wanted state: {:?}",
+        state(db, w, t, hook, msg).await
+    );
+}
+
+async fn a_committed_event_arrives_signed_and_verifies(db: Db) {
+    let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
+    let (hook, secret) = endpoint(&db, &w, &t, r.url("in")).await;
+    let running = Running::start(worker(&db, &w, fast()));
+    let msg = publish(&db, &w, &t, 1).await[0];
+    let got = r.wait_for("in", 1, Duration::from_secs(10)).await;
+    let verifier = standardwebhooks::Webhook::new(&secret).unwrap();
+    verifier
+        .verify(&got[0].body, &got[0].headers)
+        .expect("a valid Standard Webhooks signature");
+    assert_eq!(got[0].headers["webhook-id"], msg.webhook_id().as_str());
+    let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["type"], "user.created");
+    assert_eq!(body["data"], json!({ "n": 0 }));
+    assert!(body["timestamp"].is_string());
+    let d = wait_state(&db, &w, &t, hook, msg, |d| {
+        d.state == DeliveryState::Succeeded
+    })
+    .await;
+    assert_eq!((d.attempts, d.last_status), (1, Some(200)));
+    running.stop().await;
+    let mut tx = db.begin(&t).await.unwrap();
+    let attempts = w.attempts(&mut tx, hook, msg).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].response_status, Some(200));
+    assert_eq!(attempts[0].response_excerpt, "ok");
+}
+
+async fn a_rolled_back_event_is_never_sent(db: Db) {
+    let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
+    endpoint(&db, &w, &t, r.url("in")).await;
+    let running = Running::start(worker(&db, &w, fast()));
+    let mut tx = db.begin(&t).await.unwrap();
+    w.publish(&mut tx, "user.deleted", json!({ "rolled": "back" }))
+        .await
+        .unwrap();
+    drop(tx);
+    publish(&db, &w, &t, 1).await;
+    let got = r.wait_for("in", 1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got_after = r.received("in");
+    assert_eq!(got_after.len(), 1, "only the committed event");
+    assert!(!String::from_utf8_lossy(&got[0].body).contains("rolled"));
+    running.stop().await;
+}
+
+async fn failures_follow_the_retry_schedule_then_dead_letter(db: Db) {
+    let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
+    r.script("in", Behaviour::Status(500));
+    let (hook, _) = endpoint(&db, &w, &t, r.url("in")).await;
+    let clock = ManualClock::new();
+    let running = Running::start(worker(&db, &w, fast()).with_clock(clock.clock()));
+    let msg = publish(&db, &w, &t, 1).await[0];
+    let schedule = [1, 5, 30, 300, 3600];
+    for (i, secs) in schedule.iter().enumerate() {
+        let d = wait_state(&db, &w, &t, hook, msg, |d| {
+            d.attempts == i as i64 + 1 && !d.in_flight && d.state == DeliveryState::Pending
+        })
+        .await;
+        let wait =
+            (d.next_attempt_at.unwrap() - d.last_attempt_at.unwrap()).num_milliseconds() as f64;
+        let want = *secs as f64 * 1000.0;
+        assert!(
+            (wait - want).abs() <= want * 0.10 + 1.0,
+            "retry {} after {wait} ms, expected {want} ms ± 10 %",
+            i + 1
+        );
+        // Not before its time...
+        clock.advance(chrono::Duration::milliseconds((want * 0.85) as i64));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(r.received("in").len(), i + 1, "retry {} came early", i + 1);
+        // ...but once it is due.
+        clock.advance(chrono::Duration::milliseconds((want * 0.30) as i64));
+        r.wait_for("in", i + 2, Duration::from_secs(10)).await;
+    }
+    let d = wait_state(&db, &w, &t, hook, msg, |d| d.state == DeliveryState::Dead).await;
+    assert_eq!(d.attempts, 6, "the first attempt and five retries");
+    assert_eq!(d.next_attempt_at, None);
+    clock.advance(chrono::Duration::hours(2));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(r.received("in").len(), 6, "a dead letter is not retried");
+    running.stop().await;
+    let mut tx = db.begin(&t).await.unwrap();
+    let dead = w.dead_letters(&mut tx, None, None).await.unwrap();
+    assert_eq!(
+        dead.iter().map(|d| d.message_id).collect::<Vec<_>>(),
+        vec![msg]
+    );
+    let attempts = w.attempts(&mut tx, hook, msg).await.unwrap();
+    assert_eq!(
+        attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5, 6]
+    );
+}
+
+async fn a_dead_letter_is_replayed_through_the_api(db: Db) {
+    let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
+    r.script("in", Behaviour::Status(500));
+    let (hook, _) = endpoint(&db, &w, &t, r.url("in")).await;
+    let msg = publish(&db, &w, &t, 1).await[0];
+    // Every retry spent: mark it as the worker would after the sixth failure.
+    let clock = ManualClock::new();
+    let running = Running::start(worker(&db, &w, fast()).with_clock(clock.clock()));
+    for i in 1..=6 {
+        r.wait_for("in", i, Duration::from_secs(10)).await;
+        clock.advance(chrono::Duration::hours(2));
+    }
+    wait_state(&db, &w, &t, hook, msg, |d| d.state == DeliveryState::Dead).await;
+    running.stop().await;
+
+    r.script("in", Behaviour::Status(204));
+    let mut tx = db.begin(&t).await.unwrap();
+    let replayed = w.retry_delivery(&mut tx, hook, msg).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        (replayed.state, replayed.attempts),
+        (DeliveryState::Pending, 0)
+    );
+    let running = Running::start(worker(&db, &w, fast()));
+    r.wait_for("in", 7, Duration::from_secs(10)).await;
+    let d = wait_state(&db, &w, &t, hook, msg, |d| {
+        d.state == DeliveryState::Succeeded
+    })
+    .await;
+    assert_eq!(d.last_status, Some(204));
+    running.stop().await;
+    // Replaying is audited; a delivery already pending cannot be replayed twice.
+    let mut tx = db.begin(&t).await.unwrap();
+    let trail = tx.list_audit_logs(&AuditFilter::default()).await.unwrap();
+    assert!(
+        trail
+            .iter()
+            .any(|e| e.action == "webhook.delivery_replayed")
+    );
+    assert!(
+        w.dead_letters(&mut tx, None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn retry_after_is_honoured(db: Db) {
+    let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
+    r.script("in", Behaviour::RetryAfter(429, "120"));
+    let (hook, _) = endpoint(&db, &w, &t, r.url("in")).await;
+    let running = Running::start(worker(&db, &w, fast()));
+    let msg = publish(&db, &w, &t, 1).await[0];
+    let d = wait_state(&db, &w, &t, hook, msg, |d| d.attempts == 1 && !d.in_flight).await;
+    let wait = d.next_attempt_at.unwrap() - d.last_attempt_at.unwrap();
+    assert!(
+        (119..=121).contains(&wait.num_seconds()),
+        "Retry-After: 120 moved the first retry (1 s) to 120 s, got {wait}"
+    );
+    assert_eq!(d.state, DeliveryState::Pending);
+    running.stop().await;
+}
+
+async fn gone_disables_the_endpoint_at_once(db: Db) {
+    let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
+    r.script("gone", Behaviour::Status(410));
+    let (hook, _) = endpoint(&db, &w, &t, r.url("gone")).await;
+    let running = Running::start(worker(&db, &w, fast().concurrency(1)));
+    let msgs = publish(&db, &w, &t, 3).await;
+    let first = wait_state(&db, &w, &t, hook, msgs[0], |d| {
+        d.state == DeliveryState::Failed
+    })
+    .await;
+    assert_eq!(first.last_status, Some(410));
+    running.stop().await;
+    let mut tx = db.begin(&t).await.unwrap();
+    let endpoint = w.get(&mut tx, hook).await.unwrap();
+    assert_eq!(endpoint.status, WebhookStatus::Disabled);
+    assert!(endpoint.disabled_reason.unwrap().contains("410"));
+    let all = w
+        .deliveries(&mut tx, hook, &DeliveryFilter::default())
+        .await
+        .unwrap();
+    assert!(
+        all.iter().all(|d| d.state == DeliveryState::Failed),
+        "{all:?}"
+    );
+    assert!(r.received("gone").len() < 3, "no more deliveries once gone");
+    let trail = tx.list_audit_logs(&AuditFilter::default()).await.unwrap();
+    assert!(trail.iter().any(|e| e.action == "webhook.disabled"));
+}
+
+async fn an_endpoint_failing_for_five_days_is_disabled_and_a_success_resets_it(db: Db) {
+    let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
+    r.script("flaky", Behaviour::Status(503));
+    let (hook, _) = endpoint(&db, &w, &t, r.url("flaky")).await;
+    let clock = ManualClock::new();
+    let running = Running::start(worker(&db, &w, fast()).with_clock(clock.clock()));
+    let m1 = publish(&db, &w, &t, 1).await[0];
+    wait_state(&db, &w, &t, hook, m1, |d| d.attempts == 1 && !d.in_flight).await;
+    // Four days later it succeeds once: the failing streak ends.
+    clock.advance(chrono::Duration::days(4));
+    r.script("flaky", Behaviour::Status(200));
+    wait_state(&db, &w, &t, hook, m1, |d| {
+        d.state == DeliveryState::Succeeded
+    })
+    .await;
+    r.script("flaky", Behaviour::Status(503));
+    let m2 = publish(&db, &w, &t, 1).await[0];
+    wait_state(&db, &w, &t, hook, m2, |d| d.attempts == 1 && !d.in_flight).await;
+    // Two more days: 6 days since the first failure, 2 since the success.
+    clock.advance(chrono::Duration::days(2));
+    wait_state(&db, &w, &t, hook, m2, |d| d.attempts == 2 && !d.in_flight).await;
+    let mut tx = db.begin(&t).await.unwrap();
+    assert_eq!(
+        w.get(&mut tx, hook).await.unwrap().status,
+        WebhookStatus::Active
+    );
+    drop(tx);
+    // More than five days after m2's first failure.
+    clock.advance(chrono::Duration::days(3) + chrono::Duration::hours(1));
+    wait_state(&db, &w, &t, hook, m2, |d| d.state == DeliveryState::Failed).await;
+    running.stop().await;
+    let mut tx = db.begin(&t).await.unwrap();
+    let endpoint = w.get(&mut tx, hook).await.unwrap();
+    assert_eq!(endpoint.status, WebhookStatus::Disabled);
+    assert!(endpoint.disabled_reason.unwrap().contains("failed since"));
+}
+
+async fn redirects_are_failures_never_followed(db: Db) {
+    let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
+    r.script("moved", Behaviour::Status(308));
+    let (hook, _) = endpoint(&db, &w, &t, r.url("moved")).await;
+    let running = Running::start(worker(&db, &w, fast()));
+    let msg = publish(&db, &w, &t, 1).await[0];
+    let d = wait_state(&db, &w, &t, hook, msg, |d| d.attempts == 1 && !d.in_flight).await;
+    assert_eq!(
+        (d.state, d.last_status),
+        (DeliveryState::Pending, Some(308))
+    );
+    running.stop().await;
+}
+
+async fn a_killed_workers_lease_expires_and_the_delivery_completes(db: Db) {
+    let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
+    r.script("in", Behaviour::Slow(Duration::from_secs(30)));
+    let (hook, _) = endpoint(&db, &w, &t, r.url("in")).await;
+    let lease = Duration::from_secs(2);
+    let first = Running::start(
+        Worker::new(
+            db.clone(),
+            w.clone(),
+            transport_with(&w, Duration::from_secs(60)),
+        )
+        .with_options(fast().lease(lease))
+        .with_limits(None),
+    );
+    let msg = publish(&db, &w, &t, 1).await[0];
+    wait_state(&db, &w, &t, hook, msg, |d| d.attempts == 1).await;
+    first.kill().await;
+    // The lease was committed: the delivery is not due until it expires.
+    let d = state(&db, &w, &t, hook, msg).await;
+    assert_eq!(d.state, DeliveryState::Pending);
+    r.script("in", Behaviour::Status(200));
+    let second = Running::start(worker(&db, &w, fast().lease(lease)));
+    let d = wait_state(&db, &w, &t, hook, msg, |d| {
+        d.state == DeliveryState::Succeeded
+    })
+    .await;
+    assert_eq!(d.attempts, 2, "the killed worker's attempt counts");
+    second.stop().await;
+}
+
+fn transport_with(w: &Webhooks, timeout: Duration) -> Transport {
+    provider();
+    Transport::with_timeout(w.policy().clone(), timeout).unwrap()
+}
+
+async fn two_workers_deliver_each_message_once(db: Db) {
+    let (w, r) = (local_webhooks(), Receiver::start().await);
+    let mut tenants = Vec::new();
+    for i in 0..4 {
+        let t = tenant(&db).await;
+        endpoint(&db, &w, &t, r.url(&format!("t{i}"))).await;
+        tenants.push(t);
+    }
+    let a = Running::start(worker(&db, &w, fast().batch_per_tenant(5)));
+    let b = Running::start(worker(&db, &w, fast().batch_per_tenant(5)));
+    for t in &tenants {
+        publish(&db, &w, t, 50).await;
+    }
+    for i in 0..4 {
+        r.wait_for(&format!("t{i}"), 50, Duration::from_secs(30))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.stop().await;
+    b.stop().await;
+    for i in 0..4 {
+        let got = r.received(&format!("t{i}"));
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        for g in &got {
+            *ids.entry(g.headers["webhook-id"].to_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+        assert_eq!(ids.len(), 50);
+        assert!(
+            ids.values().all(|n| *n == 1),
+            "a message was delivered twice: {ids:?}"
+        );
+    }
+}
+
+async fn a_backlog_does_not_delay_another_tenant(db: Db) {
+    let (w, r) = (local_webhooks(), Receiver::start().await);
+    let (a, b) = (tenant(&db).await, tenant(&db).await);
+    r.script("a", Behaviour::Slow(Duration::from_millis(20)));
+    endpoint(&db, &w, &a, r.url("a")).await;
+    endpoint(&db, &w, &b, r.url("b")).await;
+    publish(&db, &w, &a, 5000).await;
+    let running = Running::start(worker(&db, &w, fast()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    publish(&db, &w, &b, 10).await;
+    r.wait_for("b", 10, Duration::from_secs(5)).await;
+    let took = started.elapsed();
+    let a_done = r.received("a").len();
+    running.stop().await;
+    assert!(
+        a_done < 5000,
+        "A's backlog was still being worked through ({a_done} of 5000)"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "B waited {took:?} behind A's backlog"
+    );
+}
+
+async fn the_rate_limit_defers_and_holds_across_workers(db: Db) {
+    let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
+    let (hook, _) = endpoint(&db, &w, &t, r.url("in")).await;
+    let clock = ManualClock::new();
+    let limited = |w: &Webhooks| {
+        Worker::new(db.clone(), w.clone(), transport(w))
+            .with_options(fast())
+            .with_limits(Some(5))
+            .with_clock(clock.clock())
+    };
+    let (a, b) = (Running::start(limited(&w)), Running::start(limited(&w)));
+    let msgs = publish(&db, &w, &t, 12).await;
+    r.wait_for("in", 5, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        r.received("in").len(),
+        5,
+        "5 per minute across both workers"
+    );
+    let waiting = state(&db, &w, &t, hook, msgs[11]).await;
+    assert_eq!(
+        (waiting.state, waiting.attempts),
+        (DeliveryState::Pending, 0),
+        "deferred, not dropped"
+    );
+    clock.advance(chrono::Duration::seconds(61));
+    r.wait_for("in", 10, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(r.received("in").len(), 10);
+    clock.advance(chrono::Duration::seconds(61));
+    r.wait_for("in", 12, Duration::from_secs(10)).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+async fn graceful_shutdown_finishes_or_gives_back_what_is_in_flight(db: Db) {
+    let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
+    r.script("slow", Behaviour::Slow(Duration::from_millis(800)));
+    let (hook, _) = endpoint(&db, &w, &t, r.url("slow")).await;
+    // Enough grace: the delivery in flight finishes and is recorded.
+    let running = Running::start(worker(
+        &db,
+        &w,
+        fast().shutdown_grace(Duration::from_secs(5)),
+    ));
+    let m1 = publish(&db, &w, &t, 1).await[0];
+    wait_state(&db, &w, &t, hook, m1, |d| d.attempts == 1).await;
+    running.stop().await;
+    assert_eq!(
+        state(&db, &w, &t, hook, m1).await.state,
+        DeliveryState::Succeeded
+    );
+    // Too little: the lease is given back, due at once, not counted.
+    r.script("slow", Behaviour::Slow(Duration::from_secs(30)));
+    let running = Running::start(
+        Worker::new(
+            db.clone(),
+            w.clone(),
+            transport_with(&w, Duration::from_secs(60)),
+        )
+        .with_options(fast().shutdown_grace(Duration::from_millis(200)))
+        .with_limits(None),
+    );
+    let m2 = publish(&db, &w, &t, 1).await[0];
+    wait_state(&db, &w, &t, hook, m2, |d| d.attempts == 1).await;
+    running.stop().await;
+    let d = state(&db, &w, &t, hook, m2).await;
+    assert_eq!((d.state, d.attempts), (DeliveryState::Pending, 0));
+    assert!(d.next_attempt_at.unwrap() <= Utc::now());
+}
+
+async fn deleting_an_endpoint_stops_its_pending_deliveries(db: Db) {
+    let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
+    let (hook, _) = endpoint(&db, &w, &t, r.url("gone-soon")).await;
+    let (_, _) = endpoint(&db, &w, &t, r.url("stays")).await;
+    publish(&db, &w, &t, 3).await;
+    let mut tx = db.begin(&t).await.unwrap();
+    w.delete(&mut tx, hook).await.unwrap();
+    tx.commit().await.unwrap();
+    let running = Running::start(worker(&db, &w, fast()));
+    r.wait_for("stays", 3, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.stop().await;
+    assert!(r.received("gone-soon").is_empty());
+}
+
+async fn disabled_endpoints_deliveries_stop_and_are_recovered(db: Db) {
+    let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
+    let (hook, _) = endpoint(&db, &w, &t, r.url("in")).await;
+    let since = Utc::now() - chrono::Duration::seconds(1);
+    let msgs = publish(&db, &w, &t, 3).await;
+    let patch = |status| WebhookPatch {
+        status: Some(status),
+        ..Default::default()
+    };
+    let mut tx = db.begin(&t).await.unwrap();
+    w.update(&mut tx, hook, &patch(WebhookStatus::Disabled))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        state(&db, &w, &t, hook, msgs[0]).await.state,
+        DeliveryState::Failed
+    );
+    let mut tx = db.begin(&t).await.unwrap();
+    let refused = w.recover(&mut tx, hook, since).await;
+    assert!(
+        refused.is_err(),
+        "recovering into a disabled endpoint is refused"
+    );
+    drop(tx);
+    let mut tx = db.begin(&t).await.unwrap();
+    w.update(&mut tx, hook, &patch(WebhookStatus::Active))
+        .await
+        .unwrap();
+    let recovered = w.recover(&mut tx, hook, since).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(recovered.deliveries, 3);
+    let running = Running::start(worker(&db, &w, fast()));
+    r.wait_for("in", 3, Duration::from_secs(10)).await;
+    running.stop().await;
+    let mut tx = db.begin(&t).await.unwrap();
+    let trail = tx.list_audit_logs(&AuditFilter::default()).await.unwrap();
+    assert!(trail.iter().any(|e| e.action == "webhook.recovered"));
+}
+
+async fn rotation_signs_with_both_secrets_during_the_grace_period(db: Db) {
+    let r = Receiver::start().await;
+    let w = local_webhooks().with_rotation_grace(chrono::Duration::seconds(2));
+    let t = tenant(&db).await;
+    let (hook, old) = endpoint(&db, &w, &t, r.url("in")).await;
+    let mut tx = db.begin(&t).await.unwrap();
+    let new = w.rotate_secret(&mut tx, hook).await.unwrap().secret;
+    tx.commit().await.unwrap();
+    let running = Running::start(worker(&db, &w, fast()));
+    publish(&db, &w, &t, 1).await;
+    let got = r.wait_for("in", 1, Duration::from_secs(10)).await;
+    let signatures = got[0].headers["webhook-signature"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
+    for secret in [&old, &new] {
+        standardwebhooks::Webhook::new(secret)
+            .unwrap()
+            .verify(&got[0].body, &got[0].headers)
+            .expect("both secrets verify during the grace period");
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    publish(&db, &w, &t, 1).await;
+    let got = r.wait_for("in", 2, Duration::from_secs(10)).await;
+    running.stop().await;
+    let later = &got[1];
+    assert_eq!(
+        later.headers["webhook-signature"]
+            .to_str()
+            .unwrap()
+            .split(' ')
+            .count(),
+        1
+    );
+    standardwebhooks::Webhook::new(&new)
+        .unwrap()
+        .verify(&later.body, &later.headers)
+        .unwrap();
+    assert!(
+        standardwebhooks::Webhook::new(&old)
+            .unwrap()
+            .verify(&later.body, &later.headers)
+            .is_err(),
+        "the old secret no longer verifies after the grace period"
+    );
+}
+
+async fn responses_are_kept_to_4_kib_and_timeouts_classified(db: Db) {
+    let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
+    r.script("big", Behaviour::Large(100 * 1024));
+    r.script("slow", Behaviour::Slow(Duration::from_secs(5)));
+    let (big, _) = endpoint(&db, &w, &t, r.url("big")).await;
+    let (slow, _) = endpoint(&db, &w, &t, r.url("slow")).await;
+    let running = Running::start(
+        Worker::new(
+            db.clone(),
+            w.clone(),
+            transport_with(&w, Duration::from_millis(500)),
+        )
+        .with_options(fast())
+        .with_limits(None),
+    );
+    let msg = publish(&db, &w, &t, 1).await[0];
+    wait_state(&db, &w, &t, big, msg, |d| {
+        d.state == DeliveryState::Succeeded
+    })
+    .await;
+    let d = wait_state(&db, &w, &t, slow, msg, |d| d.attempts == 1 && !d.in_flight).await;
+    running.stop().await;
+    assert_eq!(d.last_error.as_deref(), Some("timeout"));
+    let mut tx = db.begin(&t).await.unwrap();
+    let attempts = w.attempts(&mut tx, big, msg).await.unwrap();
+    assert_eq!(attempts[0].response_excerpt.len(), EXCERPT);
+    let attempts = w.attempts(&mut tx, slow, msg).await.unwrap();
+    assert_eq!(attempts[0].error_class.as_deref(), Some("timeout"));
+    assert_eq!(attempts[0].response_status, None);
+}
+
+async fn a_suspended_tenants_deliveries_pause_and_resume(db: Db) {
+    let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
+    let (hook, _) = endpoint(&db, &w, &t, r.url("in")).await;
+    let admin = tenantkit::audit::Actor::PlatformAdmin("ops".into());
+    db.set_tenant_status(t.id(), tenantkit::TenantStatus::Suspended, &admin)
+        .await
+        .unwrap();
+    let msg = publish(&db, &w, &t, 1).await[0];
+    let running = Running::start(worker(&db, &w, fast()).with_clock(Arc::new(Utc::now)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(r.received("in").is_empty(), "paused while suspended");
+    assert_eq!(
+        state(&db, &w, &t, hook, msg).await.state,
+        DeliveryState::Pending
+    );
+    db.set_tenant_status(t.id(), tenantkit::TenantStatus::Active, &admin)
+        .await
+        .unwrap();
+    running.stop().await;
+    // A fresh worker (a paused tenant is looked at again within 30 s).
+    let running = Running::start(worker(&db, &w, fast()));
+    r.wait_for("in", 1, Duration::from_secs(10)).await;
+    running.stop().await;
+}
+
+async fn history_filters_and_pages(db: Db) {
+    let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
+    let (hook, _) = endpoint(&db, &w, &t, r.url("in")).await;
+    let mut tx = db.begin(&t).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let kind = if i % 2 == 0 {
+            "user.created"
+        } else {
+            "user.deleted"
+        };
+        ids.push(
+            w.publish(&mut tx, kind, json!({ "i": i }))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    tx.commit().await.unwrap();
+    let running = Running::start(worker(&db, &w, fast()));
+    r.wait_for("in", 5, Duration::from_secs(10)).await;
+    wait_state(&db, &w, &t, hook, ids[4], |d| {
+        d.state == DeliveryState::Succeeded
+    })
+    .await;
+    running.stop().await;
+    let mut tx = db.begin(&t).await.unwrap();
+    let page = |after, limit| DeliveryFilter {
+        after,
+        limit: Some(limit),
+        ..Default::default()
+    };
+    let first = w.deliveries(&mut tx, hook, &page(None, 2)).await.unwrap();
+    assert_eq!(
+        first.iter().map(|d| d.message_id).collect::<Vec<_>>(),
+        vec![ids[4], ids[3]]
+    );
+    let after: uuid::Uuid = first[1].message_id.to_string().parse().unwrap();
+    let second = w
+        .deliveries(&mut tx, hook, &page(Some(after), 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        second.iter().map(|d| d.message_id).collect::<Vec<_>>(),
+        vec![ids[2], ids[1]]
+    );
+    let deleted = DeliveryFilter {
+        event_type: Some("user.deleted".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        w.deliveries(&mut tx, hook, &deleted).await.unwrap().len(),
+        2
+    );
+    let failed = DeliveryFilter {
+        state: Some(DeliveryState::Failed),
+        ..Default::default()
+    };
+    assert!(
+        w.deliveries(&mut tx, hook, &failed)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let future = DeliveryFilter {
+        since: Some(Utc::now() + chrono::Duration::minutes(1)),
+        ..Default::default()
+    };
+    assert!(
+        w.deliveries(&mut tx, hook, &future)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let too_many = DeliveryFilter {
+        limit: Some(501),
+        ..Default::default()
+    };
+    assert!(w.deliveries(&mut tx, hook, &too_many).await.is_err());
+}

@@ -1,0 +1,199 @@
+//! Background work across tenants, without weakening isolation.
+//!
+//! A worker (webhook deliveries, later other queues) must learn *which*
+//! tenants have work waiting before it can open a [`TenantTx`] for each. The
+//! runtime role sees no tenant's rows without a tenant set, and no role with
+//! `BYPASSRLS` exists, so a crate declares a [`DueWork`]: on PostgreSQL an
+//! owner-defined `SECURITY DEFINER` function that returns **only tenant ids
+//! and times**; on SQLite (one process, no row-level security) the equivalent
+//! query. [`Db::tenants_with_due_work`] is the only caller, and its result type
+//! holds nothing else: the work itself is then read and changed in a
+//! [`TenantTx`] of that tenant.
+//!
+//! [`TenantTx::notify`] and [`Db::wakeups`] let a worker wake as soon as work
+//! is committed (PostgreSQL `LISTEN/NOTIFY`); polling stays the fallback.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{Db, Pool, TenantTx, scope::Pooled, sql::Value};
+use crate::{Result, TenantId};
+
+/// A declared way to find the tenants with due work in one queue.
+///
+/// - `postgres` must be `SELECT tenant_id, due_at FROM <function>($1, $2, $3)`
+///   where the function (owned by the migration role, `SECURITY DEFINER`)
+///   takes the time now, how many tenants to return and a comma-separated
+///   list of tenant ids to skip, and returns nothing but tenant ids and the
+///   time their oldest due item became due.
+/// - `sqlite` is a query with the same columns, taking the time now (`$1`)
+///   and how many tenants to return (`$2`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DueWork {
+    postgres: &'static str,
+    sqlite: &'static str,
+}
+
+impl DueWork {
+    /// Declares a queue's finder (see the type's documentation).
+    ///
+    /// # Panics
+    ///
+    /// When `postgres` is not a `SELECT tenant_id, due_at FROM` a function.
+    pub const fn new(postgres: &'static str, sqlite: &'static str) -> Self {
+        assert!(
+            starts_with(postgres, "SELECT tenant_id, due_at FROM "),
+            "a DueWork finder returns tenant ids and times only"
+        );
+        Self { postgres, sqlite }
+    }
+}
+
+const fn starts_with(text: &str, prefix: &str) -> bool {
+    let (text, prefix) = (text.as_bytes(), prefix.as_bytes());
+    if text.len() < prefix.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < prefix.len() {
+        if text[i] != prefix[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// A tenant with work due, and since when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct DueTenant {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// When its oldest due item became due.
+    pub due_at: DateTime<Utc>,
+}
+
+impl Db {
+    /// At most `limit` tenants with work due at `now` in `work`, the longest
+    /// waiting first, leaving out `skip` (e.g. tenants over a rate limit).
+    pub async fn tenants_with_due_work(
+        &self,
+        work: &DueWork,
+        now: DateTime<Utc>,
+        limit: u32,
+        skip: &[TenantId],
+    ) -> Result<Vec<DueTenant>> {
+        let mut conn = Pooled::acquire(self).await?;
+        match self.backend() {
+            super::Backend::Postgres => {
+                let skip = skip
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                conn.conn()
+                    .fetch_all(
+                        work.postgres,
+                        vec![now.into(), i64::from(limit).into(), skip.into()],
+                    )
+                    .await
+            }
+            super::Backend::Sqlite => {
+                let wanted = i64::from(limit) + skip.len() as i64;
+                let mut due: Vec<DueTenant> = conn
+                    .conn()
+                    .fetch_all(work.sqlite, vec![now.into(), wanted.into()])
+                    .await?;
+                due.retain(|d| !skip.contains(&d.tenant_id));
+                due.truncate(limit as usize);
+                Ok(due)
+            }
+        }
+    }
+
+    /// Wake-ups for work announced on `channel` by [`TenantTx::notify`].
+    /// Once this returns, every later commit is heard. On SQLite nothing is
+    /// announced: [`Wakeups::next`] never returns, and the worker's polling
+    /// finds the work.
+    pub async fn wakeups(&self, channel: &'static str) -> Result<Wakeups> {
+        #[cfg(feature = "postgres")]
+        if let Pool::Pg(pool) = &self.pool {
+            let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+            listener.listen(channel).await?;
+            return Ok(Wakeups {
+                pg: Some(listener),
+                pool: self.clone(),
+            });
+        }
+        Ok(Wakeups {
+            #[cfg(feature = "postgres")]
+            pg: None,
+            pool: self.clone(),
+        })
+    }
+}
+
+/// Announcements of new work (see [`Db::wakeups`]).
+pub struct Wakeups {
+    #[cfg(feature = "postgres")]
+    pg: Option<sqlx::postgres::PgListener>,
+    pool: Db,
+}
+
+impl std::fmt::Debug for Wakeups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wakeups").finish_non_exhaustive()
+    }
+}
+
+impl Wakeups {
+    /// Returns when work was announced, or when announcements may have been
+    /// missed (the connection was lost and re-made): either way, look for
+    /// work. Never returns on SQLite or once the pool is closed.
+    pub async fn next(&mut self) {
+        #[cfg(feature = "postgres")]
+        if let Some(listener) = &mut self.pg {
+            match listener.try_recv().await {
+                Ok(_) => return,
+                Err(_) if self.pool.is_closed() => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "work listener failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    return;
+                }
+            }
+        }
+        std::future::pending::<()>().await
+    }
+}
+
+impl Db {
+    /// Whether [`Db::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        match &self.pool {
+            #[cfg(feature = "postgres")]
+            Pool::Pg(p) => p.is_closed(),
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(p) => p.is_closed(),
+        }
+    }
+}
+
+impl TenantTx {
+    /// Announces new work on `channel` to [`Db::wakeups`] listeners, when
+    /// (and only if) this transaction commits. A no-op on SQLite. Repeats in
+    /// one transaction are announced once.
+    pub async fn notify(&mut self, channel: &'static str) -> Result<()> {
+        if self.backend() == super::Backend::Postgres {
+            let tenant = self.tenant_id().to_string();
+            self.conn()
+                .execute(
+                    "SELECT pg_notify($1, $2)",
+                    vec![Value::Text(channel.to_owned()), Value::Text(tenant)],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
