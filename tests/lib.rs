@@ -30,6 +30,9 @@ pub struct Server {
     _dir: tempfile::TempDir,
 }
 
+/// The key sealing webhook secrets in every test server (base64 of 32 bytes).
+pub const WEBHOOK_KEY: &str = "dGVuYW50a2l0LWUyZS13ZWJob29rLWtleS0zMi1ieXQ=";
+
 fn base_config(dir: &tempfile::TempDir) -> Config {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
@@ -37,6 +40,7 @@ fn base_config(dir: &tempfile::TempDir) -> Config {
     config.database.data_dir = dir.path().to_owned();
     config.database.max_connections = 5;
     config.auth.jwt_secret = Some(SECRET.to_owned().into());
+    config.webhooks.secret_keys = vec![WEBHOOK_KEY.to_owned().into()];
     config.billing.stripe_webhook_secrets = vec![STRIPE_WEBHOOK_SECRET.to_owned().into()];
     config.billing.plan_cache_ttl_secs = 0;
     let plans = &mut config.billing.plans.plans;

@@ -5,6 +5,7 @@
 //! /healthz /readyz /openapi.json /webhooks/stripe   rate limit per client IP (Stripe events are signed)
 //! /tenants /metrics   auth (platform admin) → rate limit per client IP
 //! tenant routes       TenantLayer → rate limit per client IP → AuthLayer → rate limit per tenant → PlanLayer
+//! /webhooks…          the same, with PlanLayer requiring the `webhooks` feature (402)
 //! ```
 
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
@@ -17,7 +18,7 @@ use tenantkit::{
     rate_limit::{Quota, RateLimitLayer},
     resolve::{TenantLayer, TenantRef},
 };
-use tenantkit_billing::PlanLayer;
+use tenantkit_billing::{PlanLayer, plans::Feature};
 use tower::ServiceBuilder;
 use tower_http::{
     limit::RequestBodyLimitLayer,
@@ -40,6 +41,22 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Plans, subscriptions and Stripe.
     pub billing: tenantkit_billing::Billing,
+    /// Endpoints, the outbox and deliveries.
+    pub webhooks: tenantkit_webhooks::Webhooks,
+}
+
+impl AppState {
+    /// Publishes one of the server's events in `tx` (see [`crate::webhooks::publish`]).
+    pub async fn publish(
+        &self,
+        tx: &mut tenantkit::TenantTx,
+        event_type: &str,
+        data: &impl serde::Serialize,
+    ) -> tenantkit::Result<()> {
+        let data = serde_json::to_value(data)
+            .map_err(|e| tenantkit::Error::Internal(format!("serializing `{event_type}`: {e}")))?;
+        crate::webhooks::publish(&self.webhooks, tx, event_type, data).await
+    }
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -72,6 +89,26 @@ fn tenant_routes() -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(billing::portal))
 }
 
+/// Webhooks: tenant routes that also need the plan's `webhooks` feature.
+fn webhook_routes() -> OpenApiRouter<AppState> {
+    use routes::webhooks;
+    OpenApiRouter::default()
+        .routes(utoipa_axum::routes!(webhooks::list, webhooks::create))
+        .routes(utoipa_axum::routes!(webhooks::event_types))
+        .routes(utoipa_axum::routes!(webhooks::dead_letters))
+        .routes(utoipa_axum::routes!(
+            webhooks::get,
+            webhooks::update,
+            webhooks::delete
+        ))
+        .routes(utoipa_axum::routes!(webhooks::rotate_secret))
+        .routes(utoipa_axum::routes!(webhooks::test))
+        .routes(utoipa_axum::routes!(webhooks::deliveries))
+        .routes(utoipa_axum::routes!(webhooks::attempts))
+        .routes(utoipa_axum::routes!(webhooks::retry))
+        .routes(utoipa_axum::routes!(webhooks::recover))
+}
+
 /// Platform administration (platform-admin token).
 fn platform_routes() -> OpenApiRouter<AppState> {
     use routes::{audit_logs, health, tenants};
@@ -94,6 +131,7 @@ fn public_routes() -> OpenApiRouter<AppState> {
 /// Every route, without layers: what the OpenAPI document is built from.
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     tenant_routes()
+        .merge(webhook_routes())
         .merge(platform_routes())
         .merge(public_routes())
 }
@@ -111,22 +149,29 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .with_user_claim(config.auth.user_claim.parse::<UserClaim>()?);
     let per_ip = RateLimitLayer::per_client_ip(per_minute(config.rate_limit.per_ip_per_minute));
 
-    let (tenant_routes, _) = tenant_routes().split_for_parts();
-    let tenant_routes = tenant_routes.route_layer(
+    // One limiter of each kind, shared by every tenant route.
+    let tenant_per_ip =
+        RateLimitLayer::per_client_ip(per_minute(config.rate_limit.per_ip_per_minute));
+    let per_tenant =
+        RateLimitLayer::per_tenant(per_minute(config.rate_limit.per_tenant_per_minute));
+    let tenant_stack = |plan: PlanLayer<tenantkit_billing::Billing>| {
         ServiceBuilder::new()
-            .layer(tenant_layer)
+            .layer(tenant_layer.clone())
             // Per client IP before authentication: bounds how fast one
             // client can guess credentials (each refusal is audited).
-            .layer(RateLimitLayer::per_client_ip(per_minute(
-                config.rate_limit.per_ip_per_minute,
-            )))
+            .layer(tenant_per_ip.clone())
             .layer(auth.clone())
-            .layer(RateLimitLayer::per_tenant(per_minute(
-                config.rate_limit.per_tenant_per_minute,
-            )))
+            .layer(per_tenant.clone())
             // The tenant's plan: API-key access needs `api_access` (402 otherwise).
-            .layer(PlanLayer::new(state.billing.clone())),
-    );
+            .layer(plan)
+    };
+    let (tenant_routes, _) = tenant_routes().split_for_parts();
+    let tenant_routes =
+        tenant_routes.route_layer(tenant_stack(PlanLayer::new(state.billing.clone())));
+    let (webhook_routes, _) = webhook_routes().split_for_parts();
+    let webhook_routes = webhook_routes.route_layer(tenant_stack(
+        PlanLayer::new(state.billing.clone()).requiring(Feature::Webhooks),
+    ));
     let (platform_routes, _) = platform_routes().split_for_parts();
     let platform_routes =
         platform_routes.route_layer(ServiceBuilder::new().layer(per_ip.clone()).layer(auth));
@@ -152,6 +197,7 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
 
     let app = Router::new()
         .merge(tenant_routes)
+        .merge(webhook_routes)
         .merge(platform_routes)
         .merge(public_routes)
         .fallback(error::not_found)

@@ -29,6 +29,51 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Stripe and plans (see docs/billing.md).
     pub billing: tenantkit_billing::BillingConfig,
+    /// Outbound webhooks (see docs/webhooks.md).
+    pub webhooks: WebhooksConfig,
+}
+
+/// `[webhooks]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Also accept plain `http` endpoint URLs (never in production).
+    pub allow_http: bool,
+    /// Networks endpoints may reach although blocked (e.g. `["127.0.0.1/32"]`
+    /// for a local receiver, or a private network you trust).
+    pub allow_networks: Vec<String>,
+    /// Keys sealing endpoint secrets (base64 of 32 bytes), the current one
+    /// first; older ones only open. Unset on the embedded default: generated
+    /// into `database.data_dir/webhook-keys`. Required with PostgreSQL.
+    pub secret_keys: Vec<Secret>,
+    /// How long a rotated-out secret keeps signing, in hours.
+    pub rotation_grace_hours: u32,
+    /// Deliveries per minute per tenant.
+    pub deliveries_per_minute: u32,
+    /// Per plan id, overriding `deliveries_per_minute` (0: no limit).
+    pub plan_deliveries_per_minute: std::collections::BTreeMap<String, u32>,
+    /// Run the delivery worker inside `serve` (`tenantkit-server worker` runs it alone).
+    pub worker: bool,
+    /// Deliveries in flight at once, per worker process.
+    pub concurrency: usize,
+    /// An endpoint failing this long without a success is disabled, in hours.
+    pub disable_after_hours: u32,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            allow_http: false,
+            allow_networks: Vec::new(),
+            secret_keys: Vec::new(),
+            rotation_grace_hours: 24,
+            deliveries_per_minute: tenantkit_webhooks::worker::DEFAULT_PER_MINUTE,
+            plan_deliveries_per_minute: Default::default(),
+            worker: true,
+            concurrency: 64,
+            disable_after_hours: 5 * 24,
+        }
+    }
 }
 
 /// `[audit]`

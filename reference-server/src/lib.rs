@@ -10,6 +10,7 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod webhooks;
 
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
@@ -158,7 +159,7 @@ fn embedded_secret(data_dir: &Path) -> anyhow::Result<Secret> {
 }
 
 #[cfg(unix)]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::{io::Write, os::unix::fs::OpenOptionsExt};
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -169,7 +170,7 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 
@@ -342,6 +343,7 @@ pub struct Running {
     task: JoinHandle<std::io::Result<()>>,
     purger: Option<JoinHandle<()>>,
     access_watcher: JoinHandle<()>,
+    worker: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
 impl Running {
@@ -353,6 +355,11 @@ impl Running {
         self.access_watcher.abort();
         self.handle.graceful_shutdown(Some(grace));
         self.task.await??;
+        // Stops claiming, lets deliveries in flight finish or gives them back.
+        if let Some((stop, worker)) = self.worker {
+            stop.send(()).ok();
+            worker.await.ok();
+        }
         self.db.close().await;
         Ok(())
     }
@@ -372,12 +379,33 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .listen_for_access_changes()
         .await
         .context("listening for access changes")?;
-    let billing = tenantkit_billing::Billing::new(db.clone(), config.billing.clone())?;
+    let webhooks = webhooks::build(&config)?;
+    let billing = tenantkit_billing::Billing::new(db.clone(), config.billing.clone())?
+        .with_observer(webhooks::SubscriptionEvents(webhooks.clone()));
+    // The delivery worker, unless `tenantkit-server worker` processes do it.
+    let worker = if config.webhooks.worker {
+        let worker = webhooks::worker(&config, &db, &webhooks, &billing)?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            if let Err(e) = worker
+                .run(async {
+                    stopped.await.ok();
+                })
+                .await
+            {
+                tracing::error!(error = %e, "webhook worker stopped");
+            }
+        });
+        Some((stop, task))
+    } else {
+        None
+    };
     let state = AppState {
         db: db.clone(),
         keys: Arc::new(keys),
         metrics: Metrics::default(),
         billing,
+        webhooks,
     };
     let app = app::router(state, &config)?.into_make_service_with_connect_info::<SocketAddr>();
 
@@ -439,7 +467,43 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         task,
         purger,
         access_watcher,
+        worker,
     })
+}
+
+/// `tenantkit-server worker`: delivers webhooks until SIGINT/SIGTERM, then
+/// shuts down gracefully.
+pub async fn run_worker(config: Config) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db = open_runtime_db(&config).await?;
+    let webhooks = webhooks::build(&config)?;
+    let billing = tenantkit_billing::Billing::new(db.clone(), config.billing.clone())?;
+    let worker = webhooks::worker(&config, &db, &webhooks, &billing)?;
+    worker.run(shutdown_signal()).await?;
+    db.close().await;
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        tokio::signal::ctrl_c().await.ok();
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
 }
 
 /// Whether `db` is the embedded default.

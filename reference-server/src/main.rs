@@ -28,6 +28,9 @@ enum Command {
     Serve,
     /// Migrate the database at DATABASE_URL (as its owner) and set up the runtime role.
     Migrate,
+    /// Deliver webhooks only (no HTTP); run any number beside `serve` with
+    /// `webhooks.worker = false` there, or to add delivery capacity.
+    Worker,
     /// Manage tenants.
     Tenant {
         #[command(subcommand)]
@@ -129,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", migrate(&config).await?);
             Ok(())
         }
+        Command::Worker => tenantkit_server::run_worker(config).await,
         Command::Tenant {
             command:
                 TenantCommand::Create {
@@ -217,28 +221,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             token = demo.token,
         );
     }
-    shutdown_signal().await;
+    tenantkit_server::shutdown_signal().await;
     tracing::info!("shutting down; letting in-flight requests finish");
     running.shutdown(grace).await
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
 }

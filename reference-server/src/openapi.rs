@@ -473,7 +473,10 @@ mod tests {
         let db = tenantkit::Db::connect("sqlite::memory:").await.unwrap();
         db.migrate().await.unwrap();
         tenantkit_billing::Billing::migrate(&db).await.unwrap();
-        let config = Config::default();
+        tenantkit_webhooks::Webhooks::migrate(&db).await.unwrap();
+        // A plan with every feature, so that only routing answers.
+        let mut config = Config::default();
+        config.billing.plans.default_plan = "enterprise".into();
         let keys = tenantkit::auth::JwtKeys::hs256(&[7; 32]).unwrap();
         let (tenant, owner) = db
             .create_tenant_with_owner(
@@ -500,13 +503,23 @@ mod tests {
             keys: Arc::new(keys),
             metrics: Metrics::default(),
             billing: tenantkit_billing::Billing::new(db, config.billing.clone()).unwrap(),
+            webhooks: tenantkit_webhooks::Webhooks::new(
+                tenantkit_webhooks::ssrf::UrlPolicy::strict(),
+                tenantkit_webhooks::secret_box::SecretBox::new([
+                    tenantkit_webhooks::secret_box::SecretBox::generate_key().as_str(),
+                ])
+                .unwrap(),
+                tenantkit_webhooks::catalogue::EventCatalogue::tenantkit(),
+            ),
         };
         let router = app::router(state, &config).unwrap();
         let spec = serde_json::to_value(document()).unwrap();
         let paths = spec["paths"].as_object().unwrap();
         assert!(paths.len() >= 15, "{} paths", paths.len());
         for (path, item) in paths {
-            let concrete = path.replace("{id}", &uuid::Uuid::now_v7().to_string());
+            let concrete = path
+                .replace("{id}", &uuid::Uuid::now_v7().to_string())
+                .replace("{message_id}", &uuid::Uuid::now_v7().to_string());
             // Refusals come before 405: send what the path's guards accept.
             let platform = item
                 .as_object()

@@ -54,7 +54,7 @@ pub use plan_layer::{PlanLayer, PlanService, PlanSource};
 use plans::{Feature, Plan, Plans};
 use serde::Serialize;
 pub use stripe_api::StripeApi;
-use subscription::Subscription;
+pub use subscription::Subscription;
 use tenantkit::{Db, NewUser, TenantContext, TenantId, TenantTx, User, problem::Problem};
 
 /// What can go wrong in billing.
@@ -164,6 +164,21 @@ struct Inner {
     config: BillingConfig,
     stripe: Option<StripeApi>,
     cache: PlanCache,
+    observer: Option<Arc<dyn SubscriptionObserver>>,
+}
+
+/// Told of every change of a tenant's plan or subscription status, inside
+/// the transaction that makes it (so what it writes, e.g. a webhook event
+/// in an outbox, commits or rolls back with the change).
+#[async_trait::async_trait]
+pub trait SubscriptionObserver: Send + Sync + 'static {
+    /// `before` is `None` for the tenant's first subscription record.
+    async fn changed(
+        &self,
+        tx: &mut tenantkit::TenantTx,
+        before: Option<&Subscription>,
+        after: &Subscription,
+    ) -> tenantkit::Result<()>;
 }
 
 /// Billing for a platform; cheap to clone.
@@ -212,8 +227,21 @@ impl Billing {
                 config,
                 stripe,
                 cache,
+                observer: None,
             }),
         })
+    }
+
+    /// Tells `observer` of every plan or status change, in its transaction.
+    ///
+    /// # Panics
+    ///
+    /// When called on a clone (configure billing before sharing it).
+    pub fn with_observer(mut self, observer: impl SubscriptionObserver) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("configure billing before cloning it")
+            .observer = Some(Arc::new(observer));
+        self
     }
 
     /// The configured plans.
@@ -372,7 +400,13 @@ impl Billing {
         )?;
         let event: webhook::StripeEvent =
             serde_json::from_slice(payload).map_err(|e| BillingError::Malformed(e.to_string()))?;
-        let (outcome, tenant) = webhook::apply(&self.inner.db, &self.inner.plans, &event).await?;
+        let (outcome, tenant) = webhook::apply(
+            &self.inner.db,
+            &self.inner.plans,
+            self.inner.observer.as_deref(),
+            &event,
+        )
+        .await?;
         if let (webhook::Outcome::Applied, Some(tenant)) = (&outcome, tenant) {
             self.invalidate(tenant);
         }

@@ -114,6 +114,7 @@ async fn tenant_of(
 pub async fn apply(
     db: &Db,
     plans: &Plans,
+    observer: Option<&dyn crate::SubscriptionObserver>,
     event: &StripeEvent,
 ) -> Result<(Outcome, Option<TenantId>), BillingError> {
     let Some(rank) = rank(&event.kind) else {
@@ -231,6 +232,13 @@ pub async fn apply(
     next.last_event_at = Some(created);
     next.last_event_rank = rank;
     subscription::save(&mut tx, current.as_ref(), &next).await?;
+    if let Some(observer) = observer
+        && current
+            .as_ref()
+            .is_none_or(|c| (&c.plan, &c.status) != (&next.plan, &next.status))
+    {
+        observer.changed(&mut tx, current.as_ref(), &next).await?;
+    }
     tx.commit().await?;
     Ok((Outcome::Applied, Some(tenant)))
 }

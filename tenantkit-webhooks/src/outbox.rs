@@ -7,7 +7,7 @@
 //! ([`tenantkit::store::OperationalTable`]): tenant-scoped and isolated like
 //! everything else, but not audited (the change that caused the event is).
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use tenantkit::{
     Backend, TenantTx,
@@ -15,7 +15,7 @@ use tenantkit::{
 };
 use uuid::Uuid;
 
-use crate::{Webhooks, endpoints::WebhookError};
+use crate::{WebhookId, WebhookStatus, Webhooks, endpoints::WebhookError};
 
 /// Published messages, one per event.
 pub const MESSAGES: OperationalTable = OperationalTable::new("webhook_messages");
@@ -34,6 +34,18 @@ impl MessageId {
     /// As sent in `webhook-id`: `msg_` and the id without dashes.
     pub fn webhook_id(&self) -> String {
         format!("msg_{}", self.0.simple())
+    }
+}
+
+impl From<Uuid> for MessageId {
+    fn from(id: Uuid) -> Self {
+        Self(id)
+    }
+}
+
+impl From<MessageId> for Uuid {
+    fn from(id: MessageId) -> Self {
+        id.0
     }
 }
 
@@ -69,6 +81,70 @@ impl Webhooks {
         event_type: &str,
         data: serde_json::Value,
     ) -> Result<Published, WebhookError> {
+        let (id, now) = self.insert_message(tx, event_type, data).await?;
+        let fan_out = match tx.backend() {
+            Backend::Postgres => tx.query(
+                "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
+                 next_attempt_at, created_at, updated_at) \
+                 SELECT tenant_id, $2, id, 'pending', 0, $4, $4, $4 FROM webhooks \
+                 WHERE tenant_id = $1 AND status = 'active' AND (event_types ? $3 OR event_types ? '*')",
+            ),
+            Backend::Sqlite => tx.query(
+                "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
+                 next_attempt_at, created_at, updated_at) \
+                 SELECT tenant_id, $2, id, 'pending', 0, $4, $4, $4 FROM webhooks \
+                 WHERE tenant_id = $1 AND status = 'active' \
+                 AND EXISTS (SELECT 1 FROM json_each(webhooks.event_types) WHERE json_each.value IN ($3, '*'))",
+            ),
+        }
+        .bind(id)
+        .bind(event_type)
+        .bind(now);
+        let endpoints = tx.write_operational(QUEUE, fan_out).await?;
+        if endpoints > 0 {
+            tx.notify(crate::queue::CHANNEL).await?;
+        }
+        Ok(Published { id, endpoints })
+    }
+
+    /// Sends a `webhook.test` event to one active endpoint (and no other).
+    pub async fn send_test(
+        &self,
+        tx: &mut TenantTx,
+        webhook: WebhookId,
+    ) -> Result<MessageId, WebhookError> {
+        let endpoint = self.get(tx, webhook).await?;
+        if endpoint.status != WebhookStatus::Active {
+            return Err(WebhookError::Invalid(
+                "the endpoint is disabled: enable it (PATCH status `active`) to test it".into(),
+            ));
+        }
+        let data = serde_json::json!({
+            "webhook_id": webhook,
+            "message": "hello from tenantkit",
+        });
+        let (id, now) = self.insert_message(tx, TEST_EVENT, data).await?;
+        let queue = tx
+            .query(
+                "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
+                 next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4, $4)",
+            )
+            .bind(id)
+            .bind(webhook)
+            .bind(now);
+        tx.write_operational(QUEUE, queue).await?;
+        tx.notify(crate::queue::CHANNEL).await?;
+        Ok(id)
+    }
+
+    /// Stores the message body `{"type", "timestamp", "data"}` of a
+    /// catalogue event, refusing one over [`MAX_PAYLOAD`].
+    async fn insert_message(
+        &self,
+        tx: &mut TenantTx,
+        event_type: &str,
+        data: serde_json::Value,
+    ) -> Result<(MessageId, DateTime<Utc>), WebhookError> {
         if self.catalogue().get(event_type).is_none() {
             return Err(WebhookError::Invalid(format!(
                 "unknown event type `{event_type}`: add it to the catalogue first"
@@ -98,28 +174,9 @@ impl Webhooks {
             .bind(payload)
             .bind(now);
         tx.write_operational(MESSAGES, insert).await?;
-        let fan_out = match tx.backend() {
-            Backend::Postgres => tx.query(
-                "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
-                 next_attempt_at, created_at, updated_at) \
-                 SELECT tenant_id, $2, id, 'pending', 0, $4, $4, $4 FROM webhooks \
-                 WHERE tenant_id = $1 AND status = 'active' AND (event_types ? $3 OR event_types ? '*')",
-            ),
-            Backend::Sqlite => tx.query(
-                "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
-                 next_attempt_at, created_at, updated_at) \
-                 SELECT tenant_id, $2, id, 'pending', 0, $4, $4, $4 FROM webhooks \
-                 WHERE tenant_id = $1 AND status = 'active' \
-                 AND EXISTS (SELECT 1 FROM json_each(webhooks.event_types) WHERE json_each.value IN ($3, '*'))",
-            ),
-        }
-        .bind(id)
-        .bind(event_type)
-        .bind(now);
-        let endpoints = tx.write_operational(QUEUE, fan_out).await?;
-        if endpoints > 0 {
-            tx.notify(crate::queue::CHANNEL).await?;
-        }
-        Ok(Published { id, endpoints })
+        Ok((id, now))
     }
 }
+
+/// The event `POST /webhooks/{id}/test` sends.
+pub const TEST_EVENT: &str = "webhook.test";

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tenantkit_e2e::{Backend, SECRET, Server, postgres_url};
+use tenantkit_e2e::{Backend, SECRET, Server, WEBHOOK_KEY, postgres_url};
 use tenantkit_server::config::Config;
 
 fn config(url: &str, runtime_url: Option<String>) -> Config {
@@ -11,6 +11,7 @@ fn config(url: &str, runtime_url: Option<String>) -> Config {
     c.database.url = Some(url.to_owned());
     c.database.runtime_url = runtime_url.map(Into::into);
     c.auth.jwt_secret = Some(SECRET.to_owned().into());
+    c.webhooks.secret_keys = vec![WEBHOOK_KEY.to_owned().into()];
     c
 }
 
@@ -72,6 +73,23 @@ async fn postgres_server_without_a_jwt_secret_refuses_to_start() {
     c.auth.jwt_secret = None;
     let err = tenantkit_server::start(c).await.unwrap_err();
     assert!(format!("{err:#}").contains("jwt_secret"), "{err:#}");
+}
+
+#[tokio::test]
+async fn postgres_server_without_webhook_keys_refuses_to_start() {
+    let Some(owner_url) = postgres_url().await else {
+        return;
+    };
+    let mut c = config(&owner_url, None);
+    c.webhooks.secret_keys = Vec::new();
+    let err = tenantkit_server::start(c.clone()).await.unwrap_err();
+    assert!(
+        format!("{err:#}").contains("webhooks.secret_keys"),
+        "{err:#}"
+    );
+    c.webhooks.secret_keys = vec!["c2hvcnQ=".to_owned().into()];
+    let err = tenantkit_server::start(c).await.unwrap_err();
+    assert!(format!("{err:#}").contains("32 bytes"), "{err:#}");
 }
 
 #[tokio::test]

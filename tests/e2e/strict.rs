@@ -80,12 +80,41 @@ fn routes() -> Vec<Route> {
         route(Method::GET, "/billing/subscription", Tenant),
         route(Method::POST, "/billing/checkout", Tenant).json(json!({ "plan": "pro" })),
         route(Method::POST, "/billing/portal", Tenant),
+        route(Method::GET, "/webhooks", Tenant),
+        route(Method::POST, "/webhooks", Tenant)
+            .json(json!({ "url": "https://93.184.216.34/in", "event_types": ["*"] })),
+        route(Method::GET, "/webhooks/event-types", Tenant),
+        route(Method::GET, "/webhooks/dead-letters", Tenant),
+        route(Method::GET, "/webhooks/{id}", Tenant),
+        route(Method::PATCH, "/webhooks/{id}", Tenant).json(json!({ "description": "walk" })),
+        route(Method::DELETE, "/webhooks/{id}", Tenant),
+        route(Method::POST, "/webhooks/{id}/rotate-secret", Tenant),
+        route(Method::POST, "/webhooks/{id}/test", Tenant),
+        route(Method::GET, "/webhooks/{id}/deliveries", Tenant),
+        route(
+            Method::GET,
+            "/webhooks/{id}/deliveries/{message_id}/attempts",
+            Tenant,
+        ),
+        route(
+            Method::POST,
+            "/webhooks/{id}/deliveries/{message_id}/retry",
+            Tenant,
+        ),
+        route(Method::POST, "/webhooks/{id}/recover", Tenant)
+            .json(json!({ "since": "2026-11-27T00:00:00Z" })),
     ]
 }
 
 macro_rules! server {
     ($backend:expr) => {
-        match Server::start_with($backend, |c| c.server.max_body_bytes = 2048).await {
+        // A plan with every feature: the walk is about input, not plans.
+        match Server::start_with($backend, |c| {
+            c.server.max_body_bytes = 2048;
+            c.billing.plans.default_plan = "enterprise".into();
+        })
+        .await
+        {
             Some(s) => s,
             None => return,
         }
@@ -116,7 +145,10 @@ impl Walk {
     fn request(&self, route: &Route, method: Method) -> reqwest::RequestBuilder {
         let path = match route.access {
             Access::PlatformAdmin => route.path.replace("{id}", &self.tenant.to_string()),
-            _ => route.path.replace("{id}", &self.user),
+            _ => route
+                .path
+                .replace("{id}", &self.user)
+                .replace("{message_id}", &self.user),
         };
         let req = self.s.http.request(method, self.s.url(&path));
         match route.access {

@@ -48,6 +48,9 @@ pub async fn create(
     }
     let mut tx = state.db.begin(&tenant).await?;
     let created = tx.create_api_key(&new).await?;
+    state
+        .publish(&mut tx, "api_key.created", &created.api_key)
+        .await?;
     tx.commit().await?;
     let location = format!("/api-keys/{}", created.api_key.id);
     Ok((
@@ -70,7 +73,8 @@ pub async fn revoke(
 ) -> ApiResult<StatusCode> {
     principal.require(Permission::WriteApiKeys)?;
     let mut tx = state.db.begin(&tenant).await?;
-    tx.revoke_api_key(id).await?;
+    let key = tx.revoke_api_key(id).await?;
+    state.publish(&mut tx, "api_key.revoked", &key).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,6 +7,7 @@ pub mod health;
 pub mod tenant;
 pub mod tenants;
 pub mod users;
+pub mod webhooks;
 
 use serde::Serialize;
 

@@ -58,6 +58,7 @@ pub async fn create(
     }
     let mut tx = state.db.begin(&tenant).await?;
     let user = state.billing.create_user(&mut tx, &plan, &new).await?;
+    state.publish(&mut tx, "user.created", &user).await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
@@ -82,6 +83,7 @@ pub async fn update(
         principal.require(Permission::GrantOwner)?;
     }
     let user = tx.update_user(id, &patch).await?;
+    state.publish(&mut tx, "user.updated", &user).await?;
     tx.commit().await?;
     Ok(Json(user))
 }
@@ -99,7 +101,8 @@ pub async fn delete(
     if tx.get_user(id).await?.role == Role::Owner {
         principal.require(Permission::GrantOwner)?;
     }
-    tx.delete_user(id).await?;
+    let user = tx.delete_user(id).await?;
+    state.publish(&mut tx, "user.deleted", &user).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

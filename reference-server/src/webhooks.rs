@@ -1,0 +1,151 @@
+//! Webhooks in the reference server: built from `[webhooks]`, the delivery
+//! worker (inside `serve`, or alone as `tenantkit-server worker`), budgets
+//! per plan, and the events the server publishes.
+
+use std::{collections::BTreeMap, path::Path, sync::Arc};
+
+use anyhow::{Context, bail};
+use tenantkit::{Db, Secret, TenantContext, TenantTx};
+use tenantkit_billing::{Billing, Subscription, SubscriptionObserver};
+use tenantkit_webhooks::{
+    Webhooks,
+    catalogue::EventCatalogue,
+    secret_box::SecretBox,
+    ssrf::UrlPolicy,
+    transport::Transport,
+    worker::{DeliveryLimits, Worker, WorkerOptions},
+};
+
+use crate::config::Config;
+
+/// Webhooks as configured: URL policy, sealing keys, rotation grace.
+pub fn build(config: &Config) -> anyhow::Result<Webhooks> {
+    let settings = &config.webhooks;
+    let mut policy = UrlPolicy::strict().with_http(settings.allow_http);
+    for network in &settings.allow_networks {
+        let network = network
+            .parse()
+            .with_context(|| format!("webhooks.allow_networks: `{network}` is not a network"))?;
+        policy = policy.allow_network(network);
+    }
+    let keys: Vec<Secret> = if !settings.secret_keys.is_empty() {
+        settings.secret_keys.clone()
+    } else if config.is_embedded() {
+        vec![embedded_key(&config.database.data_dir)?]
+    } else {
+        bail!(
+            "webhooks.secret_keys (env TENANTKIT_WEBHOOKS__SECRET_KEYS) is required with PostgreSQL: \
+             base64 of 32 random bytes, e.g. `openssl rand -base64 32`"
+        );
+    };
+    let secrets = SecretBox::new(keys.iter().map(|k| k.expose()))
+        .context("webhooks.secret_keys: each key is base64 of 32 bytes")?;
+    Ok(
+        Webhooks::new(policy, secrets, EventCatalogue::tenantkit()).with_rotation_grace(
+            chrono::Duration::hours(i64::from(settings.rotation_grace_hours)),
+        ),
+    )
+}
+
+/// The embedded default's sealing key, generated on first start.
+fn embedded_key(data_dir: &Path) -> anyhow::Result<Secret> {
+    let path = data_dir.join("webhook-keys");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let current = existing
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        return Ok(Secret::from(current));
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let key = SecretBox::generate_key();
+    crate::write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
+    Ok(Secret::from(key))
+}
+
+/// A delivery worker on `db` as configured.
+pub fn worker(
+    config: &Config,
+    db: &Db,
+    webhooks: &Webhooks,
+    billing: &Billing,
+) -> anyhow::Result<Worker> {
+    let settings = &config.webhooks;
+    let transport = Transport::new(webhooks.policy().clone()).context("webhook HTTP client")?;
+    let options = WorkerOptions::default()
+        .concurrency(settings.concurrency)
+        .disable_after(std::time::Duration::from_secs(
+            u64::from(settings.disable_after_hours) * 3600,
+        ));
+    Ok(Worker::new(db.clone(), webhooks.clone(), transport)
+        .with_options(options)
+        .with_limits(PlanLimits {
+            billing: billing.clone(),
+            default: settings.deliveries_per_minute,
+            per_plan: Arc::new(settings.plan_deliveries_per_minute.clone()),
+        }))
+}
+
+/// Each tenant's budget: its plan's, else the default; 0 means no limit.
+struct PlanLimits {
+    billing: Billing,
+    default: u32,
+    per_plan: Arc<BTreeMap<String, u32>>,
+}
+
+#[async_trait::async_trait]
+impl DeliveryLimits for PlanLimits {
+    async fn per_minute(&self, tenant: &TenantContext) -> Option<u32> {
+        let limit = match self.billing.plan_for(tenant).await {
+            Ok(plan) => self.per_plan.get(&plan.id).copied().unwrap_or(self.default),
+            Err(e) => {
+                tracing::warn!(tenant_id = %tenant.id(), error = %e, "plan unknown; default webhook budget");
+                self.default
+            }
+        };
+        (limit > 0).then_some(limit)
+    }
+}
+
+/// Publishes `subscription.updated` when Stripe changes a plan or status.
+pub struct SubscriptionEvents(pub Webhooks);
+
+#[async_trait::async_trait]
+impl SubscriptionObserver for SubscriptionEvents {
+    async fn changed(
+        &self,
+        tx: &mut TenantTx,
+        before: Option<&Subscription>,
+        after: &Subscription,
+    ) -> tenantkit::Result<()> {
+        let data = serde_json::json!({
+            "plan": after.plan,
+            "status": after.status,
+            "previous_plan": before.map(|b| &b.plan),
+            "previous_status": before.map(|b| &b.status),
+            "current_period_end": after.current_period_end,
+            "cancel_at_period_end": after.cancel_at_period_end,
+        });
+        publish(&self.0, tx, "subscription.updated", data).await
+    }
+}
+
+/// Publishes one of the server's events inside `tx`. Every event the server
+/// publishes is in the catalogue and small, so a refusal is a bug: it fails
+/// the change rather than losing the event.
+pub async fn publish(
+    webhooks: &Webhooks,
+    tx: &mut TenantTx,
+    event_type: &str,
+    data: serde_json::Value,
+) -> tenantkit::Result<()> {
+    match webhooks.publish(tx, event_type, data).await {
+        Ok(_) => Ok(()),
+        Err(tenantkit_webhooks::WebhookError::Store(e)) => Err(e),
+        Err(e) => Err(tenantkit::Error::Internal(format!(
+            "publishing `{event_type}`: {e}"
+        ))),
+    }
+}
