@@ -4,6 +4,7 @@ mod common;
 
 mod delivery;
 mod endpoints;
+mod isolation;
 mod outbox;
 mod signature;
 mod ssrf;
