@@ -37,6 +37,8 @@ pub mod retry;
 pub mod secret_box;
 pub mod signature;
 pub mod ssrf;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod transport;
 pub mod worker;
 

@@ -8,6 +8,7 @@ mod billing;
 mod flows;
 mod startup;
 mod strict;
+mod webhooks;
 
 /// Declares each `async fn name(backend: Backend)` as a test on both backends.
 macro_rules! on_both_backends {

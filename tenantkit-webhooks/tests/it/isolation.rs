@@ -24,9 +24,13 @@ async fn with_work(db: &Db, w: &Webhooks) -> TenantContext {
     )
     .await
     .unwrap();
-    w.publish(&mut tx, "user.created", json!({ "email": "private@acme.test" }))
-        .await
-        .unwrap();
+    w.publish(
+        &mut tx,
+        "user.created",
+        json!({ "email": "private@acme.test" }),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     t
 }
@@ -40,14 +44,19 @@ async fn the_due_function_returns_tenant_ids_and_times_only() {
     let w = local_webhooks();
     let t = with_work(&db, &w).await;
     let later = chrono::Utc::now() + chrono::Duration::minutes(1);
-    let due = db.tenants_with_due_work(&DUE, later, 10_000, &[]).await.unwrap();
+    let due = db
+        .tenants_with_due_work(&DUE, later, 10_000, &[])
+        .await
+        .unwrap();
     assert!(due.iter().any(|d| d.tenant_id == t.id()));
 
     let runtime = sqlx::PgPool::connect(&database.runtime_url).await.unwrap();
-    let row = sqlx::query("SELECT * FROM tenantkit_webhooks_due_tenants(now() + interval '1 minute', 1, '')")
-        .fetch_one(&runtime)
-        .await
-        .unwrap();
+    let row = sqlx::query(
+        "SELECT * FROM tenantkit_webhooks_due_tenants(now() + interval '1 minute', 1, '')",
+    )
+    .fetch_one(&runtime)
+    .await
+    .unwrap();
     let columns: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
     assert_eq!(columns, ["tenant_id", "due_at"]);
     // The skip list is honoured.
@@ -58,7 +67,11 @@ async fn the_due_function_returns_tenant_ids_and_times_only() {
     .fetch_all(&runtime)
     .await
     .unwrap();
-    assert!(!skipped.iter().any(|(id,)| id.to_string() == t.id().to_string()));
+    assert!(
+        !skipped
+            .iter()
+            .any(|(id,)| id.to_string() == t.id().to_string())
+    );
 }
 
 #[tokio::test]
@@ -72,7 +85,9 @@ async fn the_runtime_role_reads_nothing_through_the_scan_flag_or_around_the_func
     let runtime = sqlx::PgPool::connect(&database.runtime_url).await.unwrap();
     let mut conn = runtime.acquire().await.unwrap();
     // Setting the function's flag does not open the policy to the runtime role.
-    conn.execute("SET tenantkit.webhooks_due_scan = 'on'").await.unwrap();
+    conn.execute("SET tenantkit.webhooks_due_scan = 'on'")
+        .await
+        .unwrap();
     for table in [
         "webhook_queue",
         "webhook_messages",
@@ -81,10 +96,11 @@ async fn the_runtime_role_reads_nothing_through_the_scan_flag_or_around_the_func
         "webhook_health",
         "webhook_rate_windows",
     ] {
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
         assert_eq!(n, 0, "{table} is readable without a tenant");
     }
     // Nor can it widen the function or the policy.
@@ -121,12 +137,19 @@ async fn an_ordinary_owner_role_finds_due_tenants_under_forced_row_level_securit
             .unwrap();
     for (old,) in old {
         let _ = admin
-            .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {old} WITH (FORCE)")))
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {old} WITH (FORCE)"
+            )))
             .await;
     }
-    let name = format!("tkwh_own_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let name = format!(
+        "tkwh_own_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
     admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name} OWNER tkwh_owner")))
+        .execute(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name} OWNER tkwh_owner"
+        )))
         .await
         .unwrap();
     let admin_db_url = testing::with_database(&testing::admin_url(), &name);
@@ -137,7 +160,8 @@ async fn an_ordinary_owner_role_finds_due_tenants_under_forced_row_level_securit
     let owner = Db::connect_with(&owner_url, 2).await.unwrap();
     owner.migrate().await.unwrap();
     Webhooks::migrate(&owner).await.unwrap();
-    let role = tenantkit::store::RuntimeRole::new(tenantkit::store::RuntimeRole::DEFAULT_NAME).unwrap();
+    let role =
+        tenantkit::store::RuntimeRole::new(tenantkit::store::RuntimeRole::DEFAULT_NAME).unwrap();
     owner.setup_runtime_role(&role).await.unwrap();
     let runtime = Db::connect_with(&role.connection_url(&owner_url).unwrap(), 2)
         .await
@@ -146,8 +170,14 @@ async fn an_ordinary_owner_role_finds_due_tenants_under_forced_row_level_securit
     let t = with_work(&runtime, &w).await;
 
     let later = chrono::Utc::now() + chrono::Duration::minutes(1);
-    let due = runtime.tenants_with_due_work(&DUE, later, 100, &[]).await.unwrap();
-    assert_eq!(due.iter().map(|d| d.tenant_id).collect::<Vec<_>>(), vec![t.id()]);
+    let due = runtime
+        .tenants_with_due_work(&DUE, later, 100, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        due.iter().map(|d| d.tenant_id).collect::<Vec<_>>(),
+        vec![t.id()]
+    );
     // The owner itself sees no queue row outside the function: the policy
     // opens only while the function runs.
     let pool = sqlx::PgPool::connect(&owner_url).await.unwrap();
@@ -166,7 +196,9 @@ async fn an_ordinary_owner_role_finds_due_tenants_under_forced_row_level_securit
     owner.close().await;
     runtime.close().await;
     admin
-        .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {name} WITH (FORCE)"
+        )))
         .await
         .unwrap();
 }
