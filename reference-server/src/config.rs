@@ -56,6 +56,10 @@ pub struct WebhooksConfig {
     pub worker: bool,
     /// Deliveries in flight at once, per worker process.
     pub concurrency: usize,
+    /// Seconds a claimed delivery stays with its worker; after a crash,
+    /// another worker retries it once this has passed (more than the 10 s
+    /// request limit).
+    pub lease_secs: u64,
     /// An endpoint failing this long without a success is disabled, in hours.
     pub disable_after_hours: u32,
 }
@@ -71,6 +75,7 @@ impl Default for WebhooksConfig {
             plan_deliveries_per_minute: Default::default(),
             worker: true,
             concurrency: 64,
+            lease_secs: 60,
             disable_after_hours: 5 * 24,
         }
     }

@@ -76,6 +76,7 @@ pub fn worker(
     let transport = Transport::new(webhooks.policy().clone()).context("webhook HTTP client")?;
     let options = WorkerOptions::default()
         .concurrency(settings.concurrency)
+        .lease(std::time::Duration::from_secs(settings.lease_secs.max(11)))
         .disable_after(std::time::Duration::from_secs(
             u64::from(settings.disable_after_hours) * 3600,
         ));
