@@ -44,3 +44,21 @@ fn drop_in_layers_runs() {
 fn plain_hyper_runs() {
     run(env!("CARGO_BIN_EXE_plain-hyper"));
 }
+
+#[test]
+fn webhooks_outbox_delivers_the_committed_event_only() {
+    let out = Command::new(env!("CARGO_BIN_EXE_webhooks-outbox"))
+        .arg("--self-test")
+        .output()
+        .expect("the example runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "webhooks-outbox failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("ok: delivered the committed event once"),
+        "{stdout}"
+    );
+}

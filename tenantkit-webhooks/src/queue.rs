@@ -129,46 +129,65 @@ impl Webhooks {
         }
         let lease = Uuid::now_v7();
         let until = now + lease_for;
-        let claim = match tx.backend() {
-            Backend::Postgres => tx.query(
-                "UPDATE webhook_queue q SET next_attempt_at = $3, leased_until = $3, lease_id = $4, \
-                 attempts = q.attempts + 1, updated_at = $2 \
-                 FROM (SELECT message_id, webhook_id FROM webhook_queue \
-                       WHERE tenant_id = $1 AND state = 'pending' AND next_attempt_at <= $2 \
-                       ORDER BY next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED) due \
-                 WHERE q.tenant_id = $1 AND q.message_id = due.message_id AND q.webhook_id = due.webhook_id",
-            ),
-            Backend::Sqlite => tx.query(
-                "UPDATE webhook_queue SET next_attempt_at = $3, leased_until = $3, lease_id = $4, \
-                 attempts = attempts + 1, updated_at = $2 \
-                 WHERE tenant_id = $1 AND (message_id, webhook_id) IN \
-                 (SELECT message_id, webhook_id FROM webhook_queue \
-                  WHERE tenant_id = $1 AND state = 'pending' AND next_attempt_at <= $2 \
-                  ORDER BY next_attempt_at LIMIT $5)",
-            ),
-        }
-        .bind(now)
-        .bind(until)
-        .bind(lease)
-        .bind(max);
-        let claimed = tx.write_operational(QUEUE, claim).await?;
-        if claimed == 0 {
+        let spend = |claimed: usize, tx: &TenantTx| {
+            tx.query("UPDATE webhook_rate_windows SET used = used + $2 WHERE tenant_id = $1")
+                .bind(claimed as i64)
+        };
+        let rows: Vec<ClaimedRow> = match tx.backend() {
+            // One statement: lease the due rows and return them with their bodies.
+            Backend::Postgres => {
+                let claim = tx
+                    .query(
+                        "UPDATE webhook_queue q SET next_attempt_at = $3, leased_until = $3, lease_id = $4, \
+                         attempts = q.attempts + 1, updated_at = $2 \
+                         FROM (SELECT message_id, webhook_id FROM webhook_queue \
+                               WHERE tenant_id = $1 AND state = 'pending' AND next_attempt_at <= $2 \
+                               ORDER BY next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED) due, \
+                              webhook_messages m \
+                         WHERE q.tenant_id = $1 AND q.message_id = due.message_id AND q.webhook_id = due.webhook_id \
+                         AND m.tenant_id = $1 AND m.id = q.message_id \
+                         RETURNING q.message_id, q.webhook_id, q.attempts, m.payload",
+                    )
+                    .bind(now)
+                    .bind(until)
+                    .bind(lease)
+                    .bind(max);
+                tx.write_operational_returning(QUEUE, claim).await?
+            }
+            Backend::Sqlite => {
+                let claim = tx
+                    .query(
+                        "UPDATE webhook_queue SET next_attempt_at = $3, leased_until = $3, lease_id = $4, \
+                         attempts = attempts + 1, updated_at = $2 \
+                         WHERE tenant_id = $1 AND (message_id, webhook_id) IN \
+                         (SELECT message_id, webhook_id FROM webhook_queue \
+                          WHERE tenant_id = $1 AND state = 'pending' AND next_attempt_at <= $2 \
+                          ORDER BY next_attempt_at LIMIT $5)",
+                    )
+                    .bind(now)
+                    .bind(until)
+                    .bind(lease)
+                    .bind(max);
+                if tx.write_operational(QUEUE, claim).await? == 0 {
+                    return Ok(Claim::default());
+                }
+                let rows = tx
+                    .query(
+                        "SELECT q.message_id, q.webhook_id, q.attempts, m.payload FROM webhook_queue q \
+                         JOIN webhook_messages m ON m.tenant_id = q.tenant_id AND m.id = q.message_id \
+                         WHERE q.tenant_id = $1 AND q.lease_id = $2",
+                    )
+                    .bind(lease);
+                tx.fetch_all(rows).await?
+            }
+        };
+        if rows.is_empty() {
             return Ok(Claim::default());
         }
         if per_minute.is_some() {
-            let spend = tx
-                .query("UPDATE webhook_rate_windows SET used = used + $2 WHERE tenant_id = $1")
-                .bind(claimed as i64);
+            let spend = spend(rows.len(), tx);
             tx.write_operational(RATE_WINDOWS, spend).await?;
         }
-        let rows = tx
-            .query(
-                "SELECT q.message_id, q.webhook_id, q.attempts, m.payload FROM webhook_queue q \
-                 JOIN webhook_messages m ON m.tenant_id = q.tenant_id AND m.id = q.message_id \
-                 WHERE q.tenant_id = $1 AND q.lease_id = $2 ORDER BY q.next_attempt_at, q.message_id",
-            )
-            .bind(lease);
-        let rows: Vec<ClaimedRow> = tx.fetch_all(rows).await?;
         let webhooks: HashMap<WebhookId, Webhook> = self
             .leased_webhooks(tx, lease)
             .await?

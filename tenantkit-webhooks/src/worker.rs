@@ -237,10 +237,13 @@ impl Worker {
             if (&mut shutdown).now_or_never().is_some() {
                 break;
             }
-            if permits.available_permits() == 0 {
+            // Claim when a useful share of the slots is free (a quarter),
+            // not one by one: each claim is a transaction.
+            let want = u32::try_from((options.concurrency / 4).max(1)).unwrap_or(u32::MAX);
+            if permits.available_permits() < want as usize {
                 tokio::select! {
                     _ = &mut shutdown => break,
-                    permit = permits.acquire() => drop(permit),
+                    permit = permits.acquire_many(want) => drop(permit),
                 }
                 continue;
             }
@@ -298,10 +301,9 @@ async fn claim_round(
     if due.is_empty() {
         return Ok(0);
     }
-    let free = permits.available_permits();
-    let share = (free / due.len())
-        .max(1)
-        .min(options.batch_per_tenant as usize);
+    // Each tenant up to its batch, the longest waiting first; whoever does
+    // not fit now is first in the next round.
+    let share = options.batch_per_tenant as usize;
     let lease = chrono::Duration::from_std(options.lease).unwrap_or(chrono::Duration::seconds(60));
     let mut started = 0;
     for tenant in due {
