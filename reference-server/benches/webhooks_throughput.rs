@@ -19,11 +19,14 @@
 //!   taken in the publishing transaction, to its arrival);
 //! - peak database connections (all of them: the worker's pool and
 //!   listener, and the bench's publishers) and the worker's peak RSS;
-//! - duplicates (should be 0) and deliveries still missing (should be 0).
+//! - duplicates (should be 0) and deliveries still missing (should be 0);
+//! - then the maximum: a backlog (default 60,000) published while no worker
+//!   runs, drained by one worker process.
 //!
 //! Settings (environment): `TENANTKIT_BENCH_PG_URL` (owner/superuser URL,
 //! default `postgres://postgres@127.0.0.1:5432/test`), `TENANTKIT_BENCH_RATE`
-//! (messages/s), `TENANTKIT_BENCH_SECS`, `TENANTKIT_BENCH_TENANTS`.
+//! (messages/s), `TENANTKIT_BENCH_SECS`, `TENANTKIT_BENCH_TENANTS`,
+//! `TENANTKIT_BENCH_BACKLOG`.
 
 use std::{
     collections::HashSet,
@@ -88,6 +91,30 @@ async fn receive(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes)
     seen.delivered.fetch_add(1, Ordering::Relaxed);
     *seen.last_at.lock().unwrap() = Some(Instant::now());
     "ok"
+}
+
+/// Publishes `n` messages to `ctx`'s endpoints in one transaction, as an
+/// embedding application would, then frees its publisher slot.
+async fn publish(
+    db: Db,
+    webhooks: tenantkit_webhooks::Webhooks,
+    ctx: TenantContext,
+    n: usize,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let mut tx = db.begin(&ctx).await.expect("begin");
+    for i in 0..n {
+        webhooks
+            .publish(
+                &mut tx,
+                "user.created",
+                json!({ "n": i, "email": "bench@bench.test" }),
+            )
+            .await
+            .expect("publish");
+    }
+    tx.commit().await.expect("commit");
+    drop(slot);
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -184,11 +211,14 @@ async fn main() -> anyhow::Result<()> {
              deliveries_per_minute = 0\n"
         ),
     )?;
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_tenantkit-server"))
-        .args(["--config", config_file.to_str().unwrap(), "worker"])
-        .env("TENANTKIT_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?;
+    let spawn_worker = || {
+        Command::new(env!("CARGO_BIN_EXE_tenantkit-server"))
+            .args(["--config", config_file.to_str().unwrap(), "worker"])
+            .env("TENANTKIT_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+    };
+    let mut worker = spawn_worker()?;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Sample database connections while it runs.
@@ -219,13 +249,13 @@ async fn main() -> anyhow::Result<()> {
     );
     let tick = Duration::from_millis(20);
     let per_tick = (rate as f64 * tick.as_secs_f64()).round() as usize;
-    let per_tx = 5usize;
+    let per_tx = 10usize;
     let started = Instant::now();
     let mut published = 0u64;
     let mut next_tenant = 0usize;
     let mut ticks = tokio::time::interval(tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let publishers = Arc::new(tokio::sync::Semaphore::new(4));
+    let publishers = Arc::new(tokio::sync::Semaphore::new(8));
     let mut report = tokio::time::Instant::now() + Duration::from_secs(10);
     while started.elapsed() < Duration::from_secs(secs) {
         ticks.tick().await;
@@ -235,23 +265,8 @@ async fn main() -> anyhow::Result<()> {
             left -= n;
             let ctx = contexts[next_tenant % contexts.len()].clone();
             next_tenant += 1;
-            let (db, webhooks) = (db.clone(), webhooks.clone());
             let permit = publishers.clone().acquire_owned().await?;
-            tokio::spawn(async move {
-                let mut tx = db.begin(&ctx).await.expect("begin");
-                for i in 0..n {
-                    webhooks
-                        .publish(
-                            &mut tx,
-                            "user.created",
-                            json!({ "n": i, "email": "bench@bench.test" }),
-                        )
-                        .await
-                        .expect("publish");
-                }
-                tx.commit().await.expect("commit");
-                drop(permit);
-            });
+            tokio::spawn(publish(db.clone(), webhooks.clone(), ctx, n, permit));
             published += n as u64;
         }
         if tokio::time::Instant::now() >= report {
@@ -263,7 +278,7 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
-    let _ = publishers.acquire_many(4).await?;
+    let _ = publishers.acquire_many(8).await?;
     let publish_secs = started.elapsed().as_secs_f64();
     println!("published {published} in {publish_secs:.1} s; waiting for the rest to arrive");
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -318,6 +333,61 @@ async fn main() -> anyhow::Result<()> {
     match rss {
         Some(mib) => println!("  worker peak RSS     {mib:>10.1} MiB"),
         None => println!("  worker peak RSS     unknown (no /proc)"),
+    }
+
+    // The maximum: a backlog published with no worker running, then drained
+    // by one worker process.
+    let backlog: u64 = env_or("TENANTKIT_BENCH_BACKLOG", 60_000);
+    if backlog > 0 {
+        println!();
+        println!("publishing a backlog of {backlog} with no worker running");
+        let before = seen.delivered.load(Ordering::Relaxed);
+        let mut left = backlog;
+        let mut next = 0usize;
+        let mut tasks = tokio::task::JoinSet::new();
+        while left > 0 {
+            let n = left.min(50);
+            left -= n;
+            let ctx = contexts[next % contexts.len()].clone();
+            next += 1;
+            let permit = publishers.clone().acquire_owned().await?;
+            tasks.spawn(publish(
+                db.clone(),
+                webhooks.clone(),
+                ctx,
+                n as usize,
+                permit,
+            ));
+        }
+        while tasks.join_next().await.is_some() {}
+        let mut worker = spawn_worker()?;
+        let drain_started = Instant::now();
+        let deadline = drain_started + Duration::from_secs(300);
+        while seen.delivered.load(Ordering::Relaxed) < before + backlog && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let drained = seen.delivered.load(Ordering::Relaxed) - before;
+        let drain_secs = drain_started.elapsed().as_secs_f64();
+        let rss = peak_rss_mib(worker.id());
+        Command::new("kill").arg(worker.id().to_string()).status()?;
+        worker.wait()?;
+        let per_min = drained as f64 / drain_secs * 60.0;
+        println!(
+            "  backlog drained     {per_min:>10.0}   deliveries/min ({drained} in {drain_secs:.1} s, worker start included)  target {TARGET_PER_MIN:.0}  {}",
+            if per_min >= TARGET_PER_MIN {
+                "met"
+            } else {
+                "NOT MET"
+            }
+        );
+        println!(
+            "  duplicates          {:>10}",
+            seen.duplicates.load(Ordering::Relaxed)
+        );
+        if let Some(mib) = rss {
+            println!("  worker peak RSS     {mib:>10.1} MiB");
+        }
     }
     db.close().await;
     Ok(())

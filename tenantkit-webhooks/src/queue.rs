@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use tenantkit::{
     Backend, TenantTx,
     store::{DueWork, OperationalTable, Value},
@@ -77,6 +78,58 @@ pub(crate) struct Outcome {
     pub(crate) number: u32,
     pub(crate) at: DateTime<Utc>,
     pub(crate) attempt: Attempt,
+}
+
+/// An outcome as written: the attempt log row and the delivery's next state.
+#[derive(Serialize)]
+struct OutcomeRow {
+    id: Uuid,
+    message_id: MessageId,
+    webhook_id: WebhookId,
+    lease: Uuid,
+    attempt: i64,
+    at: DateTime<Utc>,
+    duration_ms: i64,
+    status: Option<i64>,
+    error: Option<String>,
+    excerpt: String,
+    state: &'static str,
+    next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl OutcomeRow {
+    fn new(outcome: &Outcome) -> Self {
+        let attempt = &outcome.attempt;
+        let (state, next_attempt_at) = if attempt.succeeded() {
+            ("succeeded", None)
+        } else if attempt.status == Some(410) {
+            ("failed", None)
+        } else {
+            match retry::after_failure(outcome.number, attempt.retry_after, retry::random_jitter())
+            {
+                Next::RetryIn(wait) => (
+                    "pending",
+                    Some(outcome.at + chrono::Duration::from_std(wait).unwrap_or_default()),
+                ),
+                Next::DeadLetter => ("dead", None),
+            }
+        };
+        Self {
+            id: Uuid::now_v7(),
+            message_id: outcome.message_id,
+            webhook_id: outcome.webhook_id,
+            lease: outcome.lease,
+            attempt: i64::from(outcome.number.max(1)),
+            at: outcome.at,
+            duration_ms: i64::try_from(attempt.duration.as_millis()).unwrap_or(i64::MAX),
+            status: attempt.status.map(i64::from),
+            error: attempt.error.map(|e| e.as_str().to_owned()),
+            // PostgreSQL text cannot hold NUL.
+            excerpt: attempt.excerpt.replace('\0', "\u{FFFD}"),
+            state,
+            next_attempt_at,
+        }
+    }
 }
 
 /// The start of the minute `now` is in.
@@ -224,59 +277,80 @@ impl Webhooks {
     ) -> Result<(), WebhookError> {
         // The latest outcome per endpoint decides its health.
         let mut health: HashMap<WebhookId, &Outcome> = HashMap::new();
-        for outcome in outcomes {
-            let attempt = &outcome.attempt;
-            let log = tx
-                .query(
-                    "INSERT INTO webhook_deliveries (tenant_id, id, message_id, webhook_id, attempt, \
-                     attempted_at, duration_ms, response_status, error_class, response_excerpt) \
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM webhook_queue \
-                     WHERE tenant_id = $1 AND message_id = $3 AND webhook_id = $4",
-                )
-                .bind(Uuid::now_v7())
-                .bind(outcome.message_id)
-                .bind(outcome.webhook_id)
-                .bind(i64::from(outcome.number.max(1)))
-                .bind(outcome.at)
-                .bind(i64::try_from(attempt.duration.as_millis()).unwrap_or(i64::MAX))
-                .bind(Value::OptInt(attempt.status.map(i64::from)))
-                .bind(Value::OptText(attempt.error.map(|e| e.as_str().to_owned())))
-                .bind(attempt.excerpt.clone());
-            tx.write_operational(DELIVERIES, log).await?;
-
-            let (state, next) = if attempt.succeeded() {
-                ("succeeded", None)
-            } else if attempt.status == Some(410) {
-                ("failed", None)
-            } else {
-                match retry::after_failure(
-                    outcome.number,
-                    attempt.retry_after,
-                    retry::random_jitter(),
-                ) {
-                    Next::RetryIn(wait) => (
-                        "pending",
-                        Some(outcome.at + chrono::Duration::from_std(wait).unwrap_or_default()),
-                    ),
-                    Next::DeadLetter => ("dead", None),
+        let rows: Vec<OutcomeRow> = outcomes
+            .iter()
+            .map(|outcome| {
+                health.insert(outcome.webhook_id, outcome);
+                OutcomeRow::new(outcome)
+            })
+            .collect();
+        match tx.backend() {
+            // Two statements for the whole batch.
+            Backend::Postgres => {
+                let rows = serde_json::to_value(&rows)
+                    .map_err(|e| tenantkit::Error::Internal(format!("outcomes: {e}")))?;
+                let log = tx
+                    .query(
+                        "INSERT INTO webhook_deliveries (tenant_id, id, message_id, webhook_id, attempt, \
+                         attempted_at, duration_ms, response_status, error_class, response_excerpt) \
+                         SELECT $1, o.id, o.message_id, o.webhook_id, o.attempt, o.at, o.duration_ms, \
+                         o.status, o.error, o.excerpt \
+                         FROM jsonb_to_recordset($2) AS o(id uuid, message_id uuid, webhook_id uuid, \
+                         attempt bigint, at timestamptz, duration_ms bigint, status bigint, error text, excerpt text) \
+                         JOIN webhook_queue q ON q.tenant_id = $1 AND q.message_id = o.message_id \
+                         AND q.webhook_id = o.webhook_id",
+                    )
+                    .bind(Value::Json(rows.clone()));
+                tx.write_operational(DELIVERIES, log).await?;
+                let update = tx
+                    .query(
+                        "UPDATE webhook_queue q SET state = o.state, next_attempt_at = o.next_attempt_at, \
+                         leased_until = NULL, lease_id = NULL, last_attempt_at = o.at, \
+                         last_status = o.status, last_error = o.error, updated_at = o.at \
+                         FROM jsonb_to_recordset($2) AS o(message_id uuid, webhook_id uuid, lease uuid, \
+                         state text, next_attempt_at timestamptz, at timestamptz, status bigint, error text) \
+                         WHERE q.tenant_id = $1 AND q.message_id = o.message_id \
+                         AND q.webhook_id = o.webhook_id AND q.lease_id = o.lease",
+                    )
+                    .bind(Value::Json(rows));
+                tx.write_operational(QUEUE, update).await?;
+            }
+            Backend::Sqlite => {
+                for row in rows {
+                    let log = tx
+                        .query(
+                            "INSERT INTO webhook_deliveries (tenant_id, id, message_id, webhook_id, attempt, \
+                             attempted_at, duration_ms, response_status, error_class, response_excerpt) \
+                             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM webhook_queue \
+                             WHERE tenant_id = $1 AND message_id = $3 AND webhook_id = $4",
+                        )
+                        .bind(row.id)
+                        .bind(row.message_id)
+                        .bind(row.webhook_id)
+                        .bind(row.attempt)
+                        .bind(row.at)
+                        .bind(row.duration_ms)
+                        .bind(Value::OptInt(row.status))
+                        .bind(Value::OptText(row.error.clone()))
+                        .bind(row.excerpt);
+                    tx.write_operational(DELIVERIES, log).await?;
+                    let update = tx
+                        .query(
+                            "UPDATE webhook_queue SET state = $4, next_attempt_at = $5, leased_until = NULL, \
+                             lease_id = NULL, last_attempt_at = $6, last_status = $7, last_error = $8, updated_at = $6 \
+                             WHERE tenant_id = $1 AND message_id = $2 AND webhook_id = $3 AND lease_id = $9",
+                        )
+                        .bind(row.message_id)
+                        .bind(row.webhook_id)
+                        .bind(row.state)
+                        .bind(Value::OptTime(row.next_attempt_at))
+                        .bind(row.at)
+                        .bind(Value::OptInt(row.status))
+                        .bind(Value::OptText(row.error))
+                        .bind(row.lease);
+                    tx.write_operational(QUEUE, update).await?;
                 }
-            };
-            let update = tx
-                .query(
-                    "UPDATE webhook_queue SET state = $4, next_attempt_at = $5, leased_until = NULL, \
-                     lease_id = NULL, last_attempt_at = $6, last_status = $7, last_error = $8, updated_at = $6 \
-                     WHERE tenant_id = $1 AND message_id = $2 AND webhook_id = $3 AND lease_id = $9",
-                )
-                .bind(outcome.message_id)
-                .bind(outcome.webhook_id)
-                .bind(state)
-                .bind(Value::OptTime(next))
-                .bind(outcome.at)
-                .bind(Value::OptInt(attempt.status.map(i64::from)))
-                .bind(Value::OptText(attempt.error.map(|e| e.as_str().to_owned())))
-                .bind(outcome.lease);
-            tx.write_operational(QUEUE, update).await?;
-            health.insert(outcome.webhook_id, outcome);
+            }
         }
 
         for (webhook, outcome) in health {

@@ -171,6 +171,9 @@ struct Shared {
     clock: Clock,
     /// Claimed and not yet attempted: given back at shutdown.
     in_flight: Mutex<HashMap<(MessageId, WebhookId), (TenantId, Uuid)>>,
+    /// Endpoints that answered `410 Gone`, and when: nothing more is sent
+    /// to them from this process while their disabling is being written.
+    gone: Mutex<HashMap<WebhookId, DateTime<Utc>>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -193,6 +196,7 @@ impl Worker {
                 options: WorkerOptions::default(),
                 clock: Arc::new(Utc::now),
                 in_flight: Mutex::default(),
+                gone: Mutex::default(),
             }),
         }
     }
@@ -359,13 +363,12 @@ async fn claim_round(
             let outcomes = outcomes.clone();
             let tenant_id = tenant.tenant_id;
             tasks.spawn(async move {
+                let key = (job.message_id, job.webhook.id);
                 let outcome = deliver(&shared, job).await;
-                shared
-                    .in_flight
-                    .lock()
-                    .expect("in-flight map")
-                    .remove(&(outcome.message_id, outcome.webhook_id));
-                outcomes.send((tenant_id, outcome)).await.ok();
+                shared.in_flight.lock().expect("in-flight map").remove(&key);
+                if let Some(outcome) = outcome {
+                    outcomes.send((tenant_id, outcome)).await.ok();
+                }
                 drop(permit);
             });
             started += 1;
@@ -374,8 +377,18 @@ async fn claim_round(
     Ok(started)
 }
 
-/// Signs and sends one claimed delivery.
-async fn deliver(shared: &Shared, job: Job) -> Outcome {
+/// Signs and sends one claimed delivery; `None` when its endpoint just
+/// answered `410 Gone` to another delivery (the disabling that is being
+/// written stops this one too).
+async fn deliver(shared: &Shared, job: Job) -> Option<Outcome> {
+    if shared
+        .gone
+        .lock()
+        .expect("gone map")
+        .contains_key(&job.webhook.id)
+    {
+        return None;
+    }
     let at = (shared.clock)();
     let attempt = match shared.webhooks.signing_secrets(&job.webhook, at) {
         Ok(secrets) => {
@@ -408,15 +421,24 @@ async fn deliver(shared: &Shared, job: Job) -> Outcome {
         result = %queue::describe(&attempt),
         "webhook delivery attempted"
     );
-    Outcome {
+    if attempt.status == Some(410) {
+        let mut gone = shared.gone.lock().expect("gone map");
+        gone.retain(|_, since| at - *since < GONE_MEMORY);
+        gone.insert(job.webhook.id, at);
+    }
+    Some(Outcome {
         message_id: job.message_id,
         webhook_id: job.webhook.id,
         lease: job.lease,
         number: job.attempt,
         at,
         attempt,
-    }
+    })
 }
+
+/// How long a `410 Gone` is remembered in-process (the database's
+/// disabled status is what lasts).
+const GONE_MEMORY: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 /// Writes outcomes as they come, in batches, one transaction per tenant.
 async fn record_outcomes(shared: Arc<Shared>, mut received: mpsc::Receiver<(TenantId, Outcome)>) {

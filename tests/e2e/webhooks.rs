@@ -52,6 +52,28 @@ impl Tenant {
     fn call(&self, s: &Server, method: Method, path: &str) -> reqwest::RequestBuilder {
         s.request(method, path, &self.sub, &self.token)
     }
+
+    /// `GET path` as this tenant's owner: the JSON answer.
+    async fn get(&self, s: &Server, path: &str) -> Value {
+        self.call(s, Method::GET, path)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `method path` with a JSON `body` as this tenant's owner.
+    async fn send(
+        &self,
+        s: &Server,
+        method: Method,
+        path: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.call(s, method, path).json(body).send().await.unwrap()
+    }
 }
 
 async fn create(s: &Server, t: &Tenant, url: &str, types: &[&str]) -> Value {
@@ -77,11 +99,13 @@ async fn a_plan_without_webhooks_gets_402_until_it_upgrades(backend: Backend) {
     };
     let t = tenant(&s).await;
     let res = t
-        .call(&s, Method::POST, "/webhooks")
-        .json(&json!({ "url": "https://93.184.216.34/in", "event_types": ["*"] }))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            &s,
+            Method::POST,
+            "/webhooks",
+            &json!({ "url": "https://93.184.216.34/in", "event_types": ["*"] }),
+        )
+        .await;
     let body = problem(res, StatusCode::PAYMENT_REQUIRED).await;
     assert_eq!(body["limit"], "webhooks");
     let res = t.call(&s, Method::GET, "/webhooks").send().await.unwrap();
@@ -102,52 +126,27 @@ async fn endpoints_round_trip_through_the_api(backend: Backend) {
     assert_eq!(created["status"], "active");
     assert_eq!(created["event_types"], json!(["user.created"]));
 
-    let list: Value = t
-        .call(&s, Method::GET, "/webhooks")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = t.get(&s, "/webhooks").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     let path = format!("/webhooks/{id}");
-    let res = t
-        .call(&s, Method::PATCH, &path)
-        .json(&json!({ "url": "https://93.184.216.35/v2", "event_types": ["user.created", "user.deleted"], "description": "renamed" }))
-        .send()
-        .await
-        .unwrap();
+    let res = t.send(&s, Method::PATCH, &path, &json!({ "url": "https://93.184.216.35/v2", "event_types": ["user.created", "user.deleted"], "description": "renamed" })).await;
     assert_eq!(res.status(), StatusCode::OK);
-    let got: Value = t
-        .call(&s, Method::GET, &path)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = t.get(&s, &path).await;
     assert_eq!(got["url"], "https://93.184.216.35/v2");
     assert_eq!(got["description"], "renamed");
     assert_eq!(got["event_types"], json!(["user.created", "user.deleted"]));
 
     let off: Value = t
-        .call(&s, Method::PATCH, &path)
-        .json(&json!({ "status": "disabled" }))
-        .send()
+        .send(&s, Method::PATCH, &path, &json!({ "status": "disabled" }))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(off["status"], "disabled");
     assert_eq!(off["disabled_reason"], "disabled by the tenant");
     let on: Value = t
-        .call(&s, Method::PATCH, &path)
-        .json(&json!({ "status": "active" }))
-        .send()
+        .send(&s, Method::PATCH, &path, &json!({ "status": "active" }))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -156,14 +155,7 @@ async fn endpoints_round_trip_through_the_api(backend: Backend) {
         (json!("active"), Value::Null)
     );
 
-    let types: Value = t
-        .call(&s, Method::GET, "/webhooks/event-types")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let types: Value = t.get(&s, "/webhooks/event-types").await;
     let names: Vec<&str> = types
         .as_array()
         .unwrap()
@@ -197,14 +189,7 @@ async fn endpoints_round_trip_through_the_api(backend: Backend) {
     let res = t.call(&s, Method::GET, &path).send().await.unwrap();
     problem(res, StatusCode::NOT_FOUND).await;
     // Every change is in the audit trail.
-    let trail: Value = t
-        .call(&s, Method::GET, "/audit-logs?resource_type=webhook")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let trail: Value = t.get(&s, "/audit-logs?resource_type=webhook").await;
     let actions: Vec<&str> = trail["items"]
         .as_array()
         .unwrap()
@@ -232,25 +217,20 @@ async fn hostile_urls_are_422_saying_why(backend: Backend) {
     urls.push("https://localhost./in");
     for url in urls {
         let res = t
-            .call(&s, Method::POST, "/webhooks")
-            .json(&json!({ "url": url, "event_types": ["*"] }))
-            .send()
-            .await
-            .unwrap();
+            .send(
+                &s,
+                Method::POST,
+                "/webhooks",
+                &json!({ "url": url, "event_types": ["*"] }),
+            )
+            .await;
         let body = problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
         assert!(
             body["detail"].as_str().is_some_and(|d| !d.is_empty()),
             "{url}: {body}"
         );
     }
-    let list: Value = t
-        .call(&s, Method::GET, "/webhooks")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = t.get(&s, "/webhooks").await;
     assert!(
         list["items"].as_array().unwrap().is_empty(),
         "nothing was stored"
@@ -289,40 +269,23 @@ async fn invalid_input_is_refused_and_changes_nothing(backend: Backend) {
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
     ] {
-        let res = t
-            .call(&s, Method::POST, "/webhooks")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let res = t.send(&s, Method::POST, "/webhooks", &body).await;
         problem(res, status).await;
     }
-    let list: Value = t
-        .call(&s, Method::GET, "/webhooks")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = t.get(&s, "/webhooks").await;
     assert!(list["items"].as_array().unwrap().is_empty());
     let created = create(&s, &t, "https://93.184.216.34/in", &["*"]).await;
     let path = format!("/webhooks/{}", created["id"].as_str().unwrap());
     let res = t
-        .call(&s, Method::PATCH, &path)
-        .json(&json!({ "url": "https://10.0.0.1/" }))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            &s,
+            Method::PATCH,
+            &path,
+            &json!({ "url": "https://10.0.0.1/" }),
+        )
+        .await;
     problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
-    let got: Value = t
-        .call(&s, Method::GET, &path)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = t.get(&s, &path).await;
     assert_eq!(
         got["url"], "https://93.184.216.34/in",
         "a refused change changes nothing"
@@ -400,33 +363,12 @@ async fn another_tenants_endpoints_and_deliveries_are_404(backend: Backend) {
             "{method} {path} as another tenant"
         );
     }
-    let list: Value = b
-        .call(&s, Method::GET, "/webhooks")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = b.get(&s, "/webhooks").await;
     assert!(list["items"].as_array().unwrap().is_empty());
-    let dead: Value = b
-        .call(&s, Method::GET, "/webhooks/dead-letters")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead: Value = b.get(&s, "/webhooks/dead-letters").await;
     assert!(dead["items"].as_array().unwrap().is_empty());
     // A's endpoint is untouched.
-    let got: Value = a
-        .call(&s, Method::GET, &format!("/webhooks/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = a.get(&s, &format!("/webhooks/{id}")).await;
     assert_eq!(got["description"], "e2e");
     s.stop().await;
 }
@@ -572,27 +514,23 @@ async fn the_servers_events_arrive_signed(backend: Backend) {
     let secret = created["secret"].as_str().unwrap().to_owned();
 
     let user: Value = t
-        .call(&s, Method::POST, "/users")
-        .json(&json!({ "email": "hooked@e2e.test" }))
-        .send()
+        .send(
+            &s,
+            Method::POST,
+            "/users",
+            &json!({ "email": "hooked@e2e.test" }),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     let user_path = format!("/users/{}", user["id"].as_str().unwrap());
-    t.call(&s, Method::PATCH, &user_path)
-        .json(&json!({ "role": "admin" }))
-        .send()
-        .await
-        .unwrap();
+    t.send(&s, Method::PATCH, &user_path, &json!({ "role": "admin" }))
+        .await;
     t.call(&s, Method::DELETE, &user_path).send().await.unwrap();
     let key: Value = t
-        .call(&s, Method::POST, "/api-keys")
-        .json(&json!({ "name": "hooked" }))
-        .send()
+        .send(&s, Method::POST, "/api-keys", &json!({ "name": "hooked" }))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -644,14 +582,7 @@ async fn the_servers_events_arrive_signed(backend: Backend) {
     );
     // The delivery history agrees.
     let id = created["id"].as_str().unwrap();
-    let history: Value = t
-        .call(&s, Method::GET, &format!("/webhooks/{id}/deliveries"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Value = t.get(&s, &format!("/webhooks/{id}/deliveries")).await;
     let items = history["items"].as_array().unwrap();
     assert_eq!(items.len(), 6);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -700,14 +631,7 @@ async fn test_retry_and_recover_through_the_api(backend: Backend) {
     let attempts_path = format!("/webhooks/{id}/deliveries/{message}/attempts");
     let mut attempts = Value::Null;
     for _ in 0..100 {
-        attempts = t
-            .call(&s, Method::GET, &attempts_path)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        attempts = t.get(&s, &attempts_path).await;
         if attempts.as_array().is_some_and(|a| !a.is_empty()) {
             break;
         }
@@ -732,53 +656,58 @@ async fn test_retry_and_recover_through_the_api(backend: Backend) {
 
     // Disabled: pending deliveries stop; re-enabled and recovered: delivered.
     receiver.script("in", Behaviour::Status(500));
-    t.call(&s, Method::PATCH, &format!("/webhooks/{id}"))
-        .json(&json!({ "status": "disabled" }))
-        .send()
-        .await
-        .unwrap();
-    t.call(&s, Method::POST, "/users")
-        .json(&json!({ "email": "late@e2e.test" }))
-        .send()
-        .await
-        .unwrap();
+    t.send(
+        &s,
+        Method::PATCH,
+        &format!("/webhooks/{id}"),
+        &json!({ "status": "disabled" }),
+    )
+    .await;
+    t.send(
+        &s,
+        Method::POST,
+        "/users",
+        &json!({ "email": "late@e2e.test" }),
+    )
+    .await;
     let res = t
-        .call(&s, Method::POST, &format!("/webhooks/{id}/recover"))
-        .json(&json!({ "since": "2020-01-01T00:00:00Z" }))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            &s,
+            Method::POST,
+            &format!("/webhooks/{id}/recover"),
+            &json!({ "since": "2020-01-01T00:00:00Z" }),
+        )
+        .await;
     problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
     receiver.script("in", Behaviour::Status(200));
-    t.call(&s, Method::PATCH, &format!("/webhooks/{id}"))
-        .json(&json!({ "status": "active" }))
-        .send()
-        .await
-        .unwrap();
+    t.send(
+        &s,
+        Method::PATCH,
+        &format!("/webhooks/{id}"),
+        &json!({ "status": "active" }),
+    )
+    .await;
     // Published while disabled: not queued for it, so nothing to recover but
     // what had been queued before; a new event arrives.
-    t.call(&s, Method::POST, "/users")
-        .json(&json!({ "email": "later@e2e.test" }))
-        .send()
-        .await
-        .unwrap();
+    t.send(
+        &s,
+        Method::POST,
+        "/users",
+        &json!({ "email": "later@e2e.test" }),
+    )
+    .await;
     let bodies = verified(&receiver, "in", 3, &secret).await;
     assert_eq!(bodies[2]["data"]["email"], "later@e2e.test");
     let res = t
-        .call(&s, Method::POST, &format!("/webhooks/{id}/recover"))
-        .json(&json!({ "since": "2020-01-01T00:00:00Z" }))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            &s,
+            Method::POST,
+            &format!("/webhooks/{id}/recover"),
+            &json!({ "since": "2020-01-01T00:00:00Z" }),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
-    let dead: Value = t
-        .call(&s, Method::GET, "/webhooks/dead-letters")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead: Value = t.get(&s, "/webhooks/dead-letters").await;
     assert!(dead["items"].as_array().unwrap().is_empty());
     s.stop().await;
 }
