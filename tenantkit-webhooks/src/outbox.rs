@@ -66,7 +66,7 @@ impl From<MessageId> for Value {
 pub struct Published {
     /// The message.
     pub id: MessageId,
-    /// How many endpoints will receive it.
+    /// How many endpoints will receive it; with none, nothing was stored.
     pub endpoints: u64,
 }
 
@@ -81,7 +81,27 @@ impl Webhooks {
         event_type: &str,
         data: serde_json::Value,
     ) -> Result<Published, WebhookError> {
-        let (id, now) = self.insert_message(tx, event_type, data).await?;
+        let (payload, now) = self.message_body(event_type, data)?;
+        // Nobody listening: nothing to store (most tenants, most events).
+        let subscribed = match tx.backend() {
+            Backend::Postgres => tx.query(
+                "SELECT EXISTS (SELECT 1 FROM webhooks WHERE tenant_id = $1 AND status = 'active' \
+                 AND (event_types ? $2 OR event_types ? '*'))",
+            ),
+            Backend::Sqlite => tx.query(
+                "SELECT EXISTS (SELECT 1 FROM webhooks WHERE tenant_id = $1 AND status = 'active' \
+                 AND EXISTS (SELECT 1 FROM json_each(webhooks.event_types) WHERE json_each.value IN ($2, '*')))",
+            ),
+        }
+        .bind(event_type);
+        let (subscribed,): (bool,) = tx.fetch_one(subscribed).await?;
+        if !subscribed {
+            return Ok(Published {
+                id: MessageId(Uuid::now_v7()),
+                endpoints: 0,
+            });
+        }
+        let id = self.store_message(tx, event_type, payload, now).await?;
         let fan_out = match tx.backend() {
             Backend::Postgres => tx.query(
                 "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
@@ -123,7 +143,8 @@ impl Webhooks {
             "webhook_id": webhook,
             "message": "hello from tenantkit",
         });
-        let (id, now) = self.insert_message(tx, TEST_EVENT, data).await?;
+        let (payload, now) = self.message_body(TEST_EVENT, data)?;
+        let id = self.store_message(tx, TEST_EVENT, payload, now).await?;
         let queue = tx
             .query(
                 "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
@@ -137,14 +158,13 @@ impl Webhooks {
         Ok(id)
     }
 
-    /// Stores the message body `{"type", "timestamp", "data"}` of a
-    /// catalogue event, refusing one over [`MAX_PAYLOAD`].
-    async fn insert_message(
+    /// The message body `{"type", "timestamp", "data"}` of a catalogue
+    /// event, refusing one over [`MAX_PAYLOAD`].
+    fn message_body(
         &self,
-        tx: &mut TenantTx,
         event_type: &str,
         data: serde_json::Value,
-    ) -> Result<(MessageId, DateTime<Utc>), WebhookError> {
+    ) -> Result<(String, DateTime<Utc>), WebhookError> {
         if self.catalogue().get(event_type).is_none() {
             return Err(WebhookError::Invalid(format!(
                 "unknown event type `{event_type}`: add it to the catalogue first"
@@ -163,6 +183,16 @@ impl Webhooks {
                 payload.len()
             )));
         }
+        Ok((payload, now))
+    }
+
+    async fn store_message(
+        &self,
+        tx: &mut TenantTx,
+        event_type: &str,
+        payload: String,
+        now: DateTime<Utc>,
+    ) -> Result<MessageId, WebhookError> {
         let id = MessageId(Uuid::now_v7());
         let insert = tx
             .query(
@@ -174,7 +204,7 @@ impl Webhooks {
             .bind(payload)
             .bind(now);
         tx.write_operational(MESSAGES, insert).await?;
-        Ok((id, now))
+        Ok(id)
     }
 }
 

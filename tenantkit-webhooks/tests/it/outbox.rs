@@ -18,7 +18,25 @@ on_both_backends!(
     unknown_event_types_are_refused,
     publishing_adds_no_audit_entry,
     other_tenants_endpoints_never_get_the_message,
+    an_event_nobody_subscribes_to_stores_nothing,
 );
+
+async fn an_event_nobody_subscribes_to_stores_nothing(db: Db) {
+    let (w, t) = (webhooks(), tenant(&db).await);
+    endpoint(&db, &w, &t, &["api_key.revoked"]).await;
+    let mut tx = db.begin(&t).await.unwrap();
+    let published = w
+        .publish(&mut tx, "user.created", json!({ "id": 1 }))
+        .await
+        .unwrap();
+    assert_eq!(published.endpoints, 0);
+    let count = tx.query("SELECT COUNT(*) FROM webhook_messages WHERE tenant_id = $1");
+    let (messages,): (i64,) = tx.fetch_one(count).await.unwrap();
+    assert_eq!(messages, 0, "no message row for an event nobody receives");
+    // Still refused when too large, subscribers or not.
+    let big = json!({ "blob": "x".repeat(MAX_PAYLOAD) });
+    assert!(w.publish(&mut tx, "user.created", big).await.is_err());
+}
 
 async fn endpoint(db: &Db, w: &Webhooks, t: &TenantContext, types: &[&str]) -> WebhookId {
     let mut tx = db.begin(t).await.unwrap();
