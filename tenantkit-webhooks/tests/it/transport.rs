@@ -47,6 +47,13 @@ async fn receiver() -> (SocketAddr, Seen) {
             }),
         )
         .route(
+            "/slower",
+            post(|| async {
+                tokio::time::sleep(Duration::from_secs(12)).await;
+                "too late"
+            }),
+        )
+        .route(
             "/redirect",
             post(|| async { (StatusCode::FOUND, [(header::LOCATION, "/ok")], "") }),
         )
@@ -178,6 +185,27 @@ async fn redirects_are_not_followed() {
     assert!(
         seen.lock().unwrap().is_empty(),
         "the Location was not visited"
+    );
+}
+
+/// The production transport, unshortened: a receiver that takes longer than
+/// 10 s is given up on after 10 s, connection included.
+#[tokio::test]
+async fn the_default_transport_gives_up_after_10_seconds() {
+    let (addr, _) = receiver().await;
+    let attempt = Transport::new(local())
+        .unwrap()
+        .send(
+            &format!("http://{addr}/slower"),
+            &signed(b"{}", &SigningSecret::generate()),
+            b"{}",
+        )
+        .await;
+    assert_eq!(attempt.error, Some(ErrorClass::Timeout), "{attempt:?}");
+    assert!(
+        attempt.duration >= Duration::from_secs(10) && attempt.duration < Duration::from_secs(11),
+        "{:?}",
+        attempt.duration
     );
 }
 
