@@ -62,6 +62,9 @@ pub struct WebhooksConfig {
     pub lease_secs: u64,
     /// An endpoint failing this long without a success is disabled, in hours.
     pub disable_after_hours: u32,
+    /// Messages (with their deliveries and attempts) are kept this many
+    /// days, unless still pending; 0 keeps everything.
+    pub retention_days: u32,
 }
 
 impl Default for WebhooksConfig {
@@ -77,6 +80,7 @@ impl Default for WebhooksConfig {
             concurrency: 64,
             lease_secs: 60,
             disable_after_hours: 5 * 24,
+            retention_days: 30,
         }
     }
 }

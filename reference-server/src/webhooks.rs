@@ -77,6 +77,9 @@ pub fn worker(
     let options = WorkerOptions::default()
         .concurrency(settings.concurrency)
         .lease(std::time::Duration::from_secs(settings.lease_secs.max(11)))
+        .retention((settings.retention_days > 0).then(|| {
+            std::time::Duration::from_secs(u64::from(settings.retention_days) * 24 * 3600)
+        }))
         .disable_after(std::time::Duration::from_secs(
             u64::from(settings.disable_after_hours) * 3600,
         ));

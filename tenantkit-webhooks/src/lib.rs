@@ -33,6 +33,7 @@ pub mod deliveries;
 pub mod endpoints;
 pub mod outbox;
 pub mod queue;
+pub mod retention;
 pub mod retry;
 pub mod secret_box;
 pub mod signature;

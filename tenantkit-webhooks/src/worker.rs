@@ -90,6 +90,11 @@ pub struct WorkerOptions {
     /// At shutdown, how long deliveries in flight may take to finish before
     /// their leases are given back (default 15 s).
     pub shutdown_grace: Duration,
+    /// Messages older than this go, with their deliveries (default 30
+    /// days; `None` keeps everything). See [`crate::retention`].
+    pub retention: Option<Duration>,
+    /// How often retention runs (default hourly, and once at start).
+    pub retention_every: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -102,6 +107,8 @@ impl Default for WorkerOptions {
             tenants_per_round: 100,
             disable_after: Duration::from_secs(5 * 24 * 3600),
             shutdown_grace: Duration::from_secs(15),
+            retention: Some(Duration::from_secs(30 * 24 * 3600)),
+            retention_every: Duration::from_secs(3600),
         }
     }
 }
@@ -134,6 +141,12 @@ impl WorkerOptions {
     /// Sets [`WorkerOptions::disable_after`].
     pub fn disable_after(mut self, after: Duration) -> Self {
         self.disable_after = after;
+        self
+    }
+
+    /// Sets [`WorkerOptions::retention`].
+    pub fn retention(mut self, keep: Option<Duration>) -> Self {
+        self.retention = keep;
         self
     }
 
@@ -230,6 +243,9 @@ impl Worker {
         let mut wakeups = shared.db.wakeups(queue::CHANNEL).await?;
         let (outcomes, received) = mpsc::channel(options.concurrency * 4);
         let recorder = tokio::spawn(record_outcomes(shared.clone(), received));
+        let retention = options
+            .retention
+            .map(|keep| tokio::spawn(apply_retention(shared.clone(), keep)));
         let permits = Arc::new(Semaphore::new(options.concurrency));
         let mut tasks = JoinSet::new();
         let mut paused: HashMap<TenantId, DateTime<Utc>> = HashMap::new();
@@ -269,6 +285,10 @@ impl Worker {
         }
 
         tracing::info!(in_flight = tasks.len(), "webhook worker stopping");
+        if let Some(retention) = retention {
+            // Mid-batch, its transaction rolls back: nothing half done.
+            retention.abort();
+        }
         let finished = tokio::time::timeout(options.shutdown_grace, async {
             while tasks.join_next().await.is_some() {}
         })
@@ -486,6 +506,59 @@ async fn record_tenant(shared: &Shared, tenant: TenantId, outcomes: &[Outcome]) 
                 // The leases expire and the deliveries are tried again:
                 // at least once still holds.
                 tracing::error!(tenant_id = %tenant, error = %e, count = outcomes.len(), "webhook outcomes not written; they will be retried after their leases");
+            }
+        }
+    }
+}
+
+/// Every `retention_every`, from start: removes messages older than `keep`.
+async fn apply_retention(shared: Arc<Shared>, keep: Duration) {
+    let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::days(30));
+    let mut ticks = tokio::time::interval(shared.options.retention_every);
+    loop {
+        ticks.tick().await;
+        let cutoff = (shared.clock)() - keep;
+        match purge_expired(&shared, cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(messages = n, %cutoff, "webhook retention"),
+            Err(e) => tracing::warn!(error = %e, "webhook retention failed; trying again later"),
+        }
+    }
+}
+
+/// One pass of retention over every tenant with messages before `cutoff`.
+async fn purge_expired(shared: &Shared, cutoff: DateTime<Utc>) -> Result<u64, WebhookError> {
+    let mut done: Vec<TenantId> = Vec::new();
+    let mut purged = 0;
+    loop {
+        let due = shared
+            .db
+            .tenants_with_due_work(&crate::retention::EXPIRED, cutoff, 100, &done)
+            .await?;
+        if due.is_empty() {
+            return Ok(purged);
+        }
+        for tenant in due {
+            done.push(tenant.tenant_id);
+            let Some(ctx) = shared
+                .db
+                .resolve_cached(&TenantRef::Id(tenant.tenant_id))
+                .await?
+            else {
+                continue;
+            };
+            let ctx = ctx.with_actor(Actor::System);
+            loop {
+                let mut tx = shared.db.begin(&ctx).await?;
+                let n = shared
+                    .webhooks
+                    .purge_expired(&mut tx, cutoff, crate::retention::PURGE_BATCH)
+                    .await?;
+                tx.commit().await?;
+                purged += n;
+                if n < u64::from(crate::retention::PURGE_BATCH) {
+                    break;
+                }
             }
         }
     }

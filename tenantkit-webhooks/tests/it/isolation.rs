@@ -59,6 +59,14 @@ async fn the_due_function_returns_tenant_ids_and_times_only() {
     .unwrap();
     let columns: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
     assert_eq!(columns, ["tenant_id", "due_at"]);
+    let row = sqlx::query(
+        "SELECT * FROM tenantkit_webhooks_expired_tenants(now() + interval '1 minute', 1, '')",
+    )
+    .fetch_one(&runtime)
+    .await
+    .unwrap();
+    let columns: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(columns, ["tenant_id", "due_at"]);
     // The skip list is honoured.
     let skipped: Vec<(uuid::Uuid,)> = sqlx::query_as(
         "SELECT tenant_id FROM tenantkit_webhooks_due_tenants(now() + interval '1 minute', 100000, $1)",

@@ -1,0 +1,46 @@
+//! Retention: messages published longer ago than the retention period go,
+//! with their deliveries and attempt log, unless one of their deliveries is
+//! still pending (a paused tenant's, say). Dead letters older than the
+//! period go too: replay them before then.
+//!
+//! The worker runs [`Webhooks::purge_expired`] for each tenant that
+//! [`EXPIRED`] names, in that tenant's `TenantTx`, in bounded batches.
+
+use chrono::{DateTime, Utc};
+use tenantkit::{TenantTx, store::DueWork};
+
+use crate::{Webhooks, endpoints::WebhookError, outbox::MESSAGES};
+
+/// Tenants with messages published before a cutoff: ids and times only.
+pub const EXPIRED: DueWork = DueWork::new(
+    "SELECT tenant_id, due_at FROM tenantkit_webhooks_expired_tenants($1, $2, $3)",
+    "SELECT tenant_id, MIN(created_at) AS due_at FROM webhook_messages \
+     GROUP BY tenant_id HAVING MIN(created_at) < $1 ORDER BY due_at LIMIT $2",
+);
+
+/// At most this many messages are removed per statement.
+pub const PURGE_BATCH: u32 = 1000;
+
+impl Webhooks {
+    /// Removes up to `limit` of the tenant's messages published before
+    /// `cutoff` that have no pending delivery (their deliveries and attempts
+    /// go with them); returns how many went.
+    pub async fn purge_expired(
+        &self,
+        tx: &mut TenantTx,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, WebhookError> {
+        let purge = tx
+            .query(
+                "DELETE FROM webhook_messages WHERE tenant_id = $1 AND id IN \
+                 (SELECT m.id FROM webhook_messages m WHERE m.tenant_id = $1 AND m.created_at < $2 \
+                  AND NOT EXISTS (SELECT 1 FROM webhook_queue q WHERE q.tenant_id = $1 \
+                                  AND q.message_id = m.id AND q.state = 'pending') \
+                  ORDER BY m.created_at LIMIT $3)",
+            )
+            .bind(cutoff)
+            .bind(i64::from(limit));
+        Ok(tx.write_operational(MESSAGES, purge).await?)
+    }
+}
