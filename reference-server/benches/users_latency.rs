@@ -66,7 +66,13 @@ async fn start_server() -> anyhow::Result<Target> {
     config.database.data_dir = dir.path().to_owned();
     config.server.listen = "127.0.0.1:0".parse()?;
     config.auth.jwt_secret = Some("bench-secret-bench-secret-bench-secret".to_owned().into());
+    config.webhooks.secret_keys = vec![
+        "dGVuYW50a2l0LWJlbmNoLXVzZXJzLWtleS0zMi1ieXQ="
+            .to_owned()
+            .into(),
+    ];
     config.rate_limit.per_tenant_per_minute = 10_000_000;
+    config.webhooks.worker = std::env::var("BENCH_NO_WORKER").is_err();
     config.rate_limit.per_ip_per_minute = 10_000_000;
     tenantkit_server::migrate(&config).await?;
     let running = tenantkit_server::start(config.clone()).await?;
