@@ -232,3 +232,110 @@ macro_rules! backend_tests {
         }
     };
 }
+
+/// The schema's isolation, read from the PostgreSQL catalog at `owner_url`:
+/// the tenant-owned tables (every table or partition with a `tenant_id`
+/// column, except declared platform tables) and what breaks an invariant:
+///
+/// - a missing primary key, or a primary or foreign key not leading with
+///   `tenant_id`;
+/// - row-level security not enabled and forced;
+/// - no policy `USING` and `WITH CHECK` on `tenantkit_current_tenant()`;
+/// - any other policy that applies to `PUBLIC` or to the runtime role
+///   (permissive policies add up: one more would widen what it sees);
+/// - a platform table (`COMMENT ... 'tenantkit:platform'`) other than
+///   `tenant_external_ids`.
+///
+/// Every crate's tests call it on their database, so a new table (or
+/// partition) is checked without being named anywhere.
+pub async fn schema_problems(owner_url: &str) -> (Vec<String>, Vec<String>) {
+    use sqlx::Row;
+    let pool = sqlx::PgPool::connect(owner_url)
+        .await
+        .expect("connect as the owner");
+    let runtime = RuntimeRole::DEFAULT_NAME;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped \
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') \
+         AND obj_description(c.oid, 'pg_class') IS DISTINCT FROM 'tenantkit:platform' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("read the catalog");
+    let mut problems = Vec::new();
+    for table in &tables {
+        let keys = sqlx::query(
+            "SELECT con.conname::text AS name, con.contype::text AS kind, \
+                    (SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = con.conrelid AND a.attnum = con.conkey[1]) AS first_col \
+             FROM pg_constraint con WHERE con.conrelid = $1::regclass AND con.contype IN ('p', 'f')",
+        )
+        .bind(table)
+        .fetch_all(&pool)
+        .await
+        .expect("read keys");
+        if !keys.iter().any(|k| k.get::<String, _>("kind") == "p") {
+            problems.push(format!("{table}: no primary key"));
+        }
+        for k in &keys {
+            if k.get::<Option<String>, _>("first_col").as_deref() != Some("tenant_id") {
+                problems.push(format!(
+                    "{table}: key {} does not lead with tenant_id",
+                    k.get::<String, _>("name")
+                ));
+            }
+        }
+        let (enabled, forced): (bool, bool) = sqlx::query_as(
+            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = $1::regclass",
+        )
+        .bind(table)
+        .fetch_one(&pool)
+        .await
+        .expect("read RLS flags");
+        if !(enabled && forced) {
+            problems.push(format!("{table}: RLS enabled={enabled} forced={forced}"));
+        }
+        // name, roles, USING, WITH CHECK
+        type Policy = (String, Vec<String>, Option<String>, Option<String>);
+        let policies: Vec<Policy> = sqlx::query_as(
+            "SELECT policyname::text, roles::text[], qual, with_check FROM pg_policies \
+             WHERE schemaname = 'public' AND tablename = $1",
+        )
+        .bind(table)
+        .fetch_all(&pool)
+        .await
+        .expect("read policies");
+        let scoped = |e: &Option<String>| {
+            e.as_deref()
+                .is_some_and(|e| e.contains("tenantkit_current_tenant()"))
+        };
+        if !policies
+            .iter()
+            .any(|(_, _, using, check)| scoped(using) && scoped(check))
+        {
+            problems.push(format!(
+                "{table}: no policy USING and WITH CHECK on the current tenant: {policies:?}"
+            ));
+        }
+        for (name, roles, using, check) in &policies {
+            let tenant_policy = scoped(using) && scoped(check);
+            if !tenant_policy && roles.iter().any(|r| r == "public" || r == runtime) {
+                problems.push(format!(
+                    "{table}: policy {name} applies to {roles:?} and is not the tenant policy"
+                ));
+            }
+        }
+    }
+    let platform: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND obj_description(c.oid, 'pg_class') = 'tenantkit:platform' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("read platform tables");
+    if platform != ["tenant_external_ids"] {
+        problems.push(format!("unexpected platform tables: {platform:?}"));
+    }
+    pool.close().await;
+    (tables, problems)
+}

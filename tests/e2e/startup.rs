@@ -92,6 +92,29 @@ async fn postgres_server_without_webhook_keys_refuses_to_start() {
     assert!(format!("{err:#}").contains("32 bytes"), "{err:#}");
 }
 
+/// After `tenantkit-server migrate`, every crate's tenant-owned tables keep
+/// the isolation invariants (read from the catalog, no list kept by hand).
+#[tokio::test]
+async fn every_crates_tables_are_isolated_after_migrate() {
+    let Some(owner_url) = postgres_url().await else {
+        return;
+    };
+    let (tables, problems) = tenantkit::testing::schema_problems(&owner_url).await;
+    for table in [
+        "users",
+        "audit_logs",
+        "subscriptions",
+        "webhooks",
+        "webhook_queue",
+    ] {
+        assert!(
+            tables.iter().any(|t| t == table),
+            "{table} is not in {tables:?}"
+        );
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 #[tokio::test]
 async fn serves_https_with_the_configured_certificate() {
     // Embedded, then written out: the binary may run far from its sources.

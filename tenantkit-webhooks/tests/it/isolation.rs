@@ -210,3 +210,25 @@ async fn an_ordinary_owner_role_finds_due_tenants_under_forced_row_level_securit
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn every_webhooks_table_is_tenant_owned_and_isolated() {
+    let Some(database) = crate::common::postgres_database().await else {
+        return;
+    };
+    let (tables, problems) = testing::schema_problems(&database.owner_url).await;
+    for table in [
+        "webhooks",
+        "webhook_messages",
+        "webhook_queue",
+        "webhook_deliveries",
+        "webhook_health",
+        "webhook_rate_windows",
+    ] {
+        assert!(
+            tables.iter().any(|t| t == table),
+            "{table} is not in {tables:?}"
+        );
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

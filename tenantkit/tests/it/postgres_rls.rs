@@ -2,7 +2,7 @@
 //! these tests bypass the store and send raw SQL, so only row-level security
 //! stands between tenants.
 
-use sqlx::{Executor, PgPool, Row};
+use sqlx::{Executor, PgPool};
 use tenantkit::{Db, NewApiKey, NewUser, Role, TenantContext};
 
 use crate::common::{postgres_owner_url, postgres_runtime_url, postgres_with, tenant};
@@ -248,71 +248,8 @@ async fn every_tenant_owned_table_leads_keys_with_tenant_id_and_forces_rls() {
     let Some(owner_url) = postgres_owner_url().await else {
         return;
     };
-    let pool = PgPool::connect(&owner_url).await.unwrap();
-    let tables = tenant_owned_tables(&pool).await;
+    let (tables, problems) = tenantkit::testing::schema_problems(&owner_url).await;
     assert!(tables.contains(&"users".to_owned()) && tables.contains(&"api_keys".to_owned()));
-    let mut problems = Vec::new();
-    for table in &tables {
-        let keys = sqlx::query(
-            "SELECT con.conname::text AS name, con.contype::text AS kind, \
-                    (SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = con.conrelid AND a.attnum = con.conkey[1]) AS first_col \
-             FROM pg_constraint con WHERE con.conrelid = $1::regclass AND con.contype IN ('p', 'f')",
-        )
-        .bind(table)
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        if !keys.iter().any(|k| k.get::<String, _>("kind") == "p") {
-            problems.push(format!("{table}: no primary key"));
-        }
-        for k in &keys {
-            if k.get::<Option<String>, _>("first_col").as_deref() != Some("tenant_id") {
-                problems.push(format!(
-                    "{table}: key {} does not lead with tenant_id",
-                    k.get::<String, _>("name")
-                ));
-            }
-        }
-        let (enabled, forced): (bool, bool) = sqlx::query_as(
-            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = $1::regclass",
-        )
-        .bind(table)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        if !(enabled && forced) {
-            problems.push(format!("{table}: RLS enabled={enabled} forced={forced}"));
-        }
-        let policies: Vec<(Option<String>, Option<String>)> =
-            sqlx::query_as("SELECT qual, with_check FROM pg_policies WHERE schemaname = 'public' AND tablename = $1")
-                .bind(table)
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-        let scoped = |e: &Option<String>| {
-            e.as_deref()
-                .is_some_and(|e| e.contains("tenantkit_current_tenant()"))
-        };
-        if !policies
-            .iter()
-            .any(|(using, check)| scoped(using) && scoped(check))
-        {
-            problems.push(format!(
-                "{table}: no policy USING and WITH CHECK on the current tenant: {policies:?}"
-            ));
-        }
-    }
-    // Only these tables may opt out of tenant isolation as platform tables.
-    let platform: Vec<String> = sqlx::query_scalar(
-        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = 'public' AND obj_description(c.oid, 'pg_class') = 'tenantkit:platform' ORDER BY 1",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    if platform != ["tenant_external_ids"] {
-        problems.push(format!("unexpected platform tables: {platform:?}"));
-    }
     assert!(
         problems.is_empty(),
         "schema invariants broken:\n{}",
