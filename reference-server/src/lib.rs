@@ -60,6 +60,9 @@ pub async fn open_runtime_db(config: &Config) -> anyhow::Result<Db> {
         tenantkit_webhooks::Webhooks::migrate(&db)
             .await
             .context("migrating SQLite (webhooks)")?;
+        tenantkit_analytics::storage::migrate(&db)
+            .await
+            .context("migrating SQLite (analytics)")?;
         return Ok(db);
     }
     let runtime_url = match &config.database.runtime_url {
@@ -105,6 +108,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<String> {
     owner.migrate().await?;
     tenantkit_billing::Billing::migrate(&owner).await?;
     tenantkit_webhooks::Webhooks::migrate(&owner).await?;
+    tenantkit_analytics::storage::migrate(&owner).await?;
     let role = runtime_role(config)?;
     owner.setup_runtime_role(&role).await?;
     owner.close().await;

@@ -27,7 +27,7 @@ pub use migrate::RuntimeRole;
 pub use migrate::postgres_migrator;
 pub use scope::{OperationalTable, Scoped, TenantTx};
 pub use sql::{PgRecord, Record, SqliteRecord, Value};
-pub use work::{DueTenant, DueWork, Wakeups};
+pub use work::{DueTenant, DueWork, Maintenance, Wakeups};
 
 use crate::{Error, Result, TenantContext};
 

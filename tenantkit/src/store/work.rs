@@ -65,6 +65,46 @@ const fn starts_with(text: &str, prefix: &str) -> bool {
     true
 }
 
+/// A declared maintenance call, PostgreSQL only: `SELECT tenantkit_…(…)::bigint`
+/// of an owner-defined `SECURITY DEFINER` function that does one narrow
+/// thing the runtime role may not do itself (create the partitions of the
+/// coming days, drop expired ones) and returns a count. [`Db::maintain`]
+/// is the only caller; on SQLite there is nothing to maintain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Maintenance {
+    postgres: &'static str,
+}
+
+impl Maintenance {
+    /// Declares a maintenance call.
+    ///
+    /// # Panics
+    ///
+    /// When `postgres` is not a `SELECT tenantkit_…` function call.
+    pub const fn new(postgres: &'static str) -> Self {
+        assert!(
+            starts_with(postgres, "SELECT tenantkit_"),
+            "maintenance calls a tenantkit_ function"
+        );
+        Self { postgres }
+    }
+}
+
+impl Db {
+    /// Runs `call` with `args` (from `$1`); its count, or 0 on SQLite.
+    pub async fn maintain(&self, call: &Maintenance, args: Vec<Value>) -> Result<i64> {
+        if self.backend() == super::Backend::Sqlite {
+            return Ok(0);
+        }
+        let (count,): (i64,) = Pooled::acquire(self)
+            .await?
+            .conn()
+            .fetch_one(call.postgres, args)
+            .await?;
+        Ok(count)
+    }
+}
+
 /// A tenant with work due, and since when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct DueTenant {

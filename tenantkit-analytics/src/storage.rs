@@ -1,0 +1,68 @@
+//! Where events live: the crate's migrations (its own history table), the
+//! `events` table (operational records, written through
+//! `TenantTx::write_operational`) and, on PostgreSQL, its partitions: one
+//! per UTC day, each split four ways by tenant, created ahead of time and
+//! dropped whole for retention by owner-defined functions the runtime role
+//! may call ([`ENSURE_PARTITIONS`], [`DROP_PARTITIONS_BEFORE`]).
+
+use chrono::{Days, NaiveDate};
+use tenantkit::{
+    Db,
+    store::{Maintenance, OperationalTable, Value},
+};
+
+/// Raw events.
+pub const EVENTS: OperationalTable = OperationalTable::new("events");
+
+/// How far back an event may be (see [`crate::event::MAX_BEHIND`]), in days,
+/// and how far ahead partitions are made.
+pub const DAYS_BACK: u64 = 35;
+/// Days of partitions made ahead of today.
+pub const DAYS_AHEAD: u64 = 7;
+
+/// Creates the missing day partitions of a span: `(from, days)`.
+pub const ENSURE_PARTITIONS: Maintenance =
+    Maintenance::new("SELECT tenantkit_analytics_ensure_partitions($1::date, $2::integer)::bigint");
+/// Drops the day partitions before a day (at least one day ago).
+pub const DROP_PARTITIONS_BEFORE: Maintenance =
+    Maintenance::new("SELECT tenantkit_analytics_drop_partitions_before($1::date)::bigint");
+
+/// Analytics' migrations (PostgreSQL, SQLite), each with its own history table.
+pub fn migrators() -> (sqlx::migrate::Migrator, sqlx::migrate::Migrator) {
+    let mut postgres = sqlx::migrate!("./migrations/postgres");
+    postgres.dangerous_set_table_name("_tenantkit_analytics_migrations");
+    let mut sqlite = sqlx::migrate!("./migrations/sqlite");
+    sqlite.dangerous_set_table_name("_tenantkit_analytics_migrations");
+    (postgres, sqlite)
+}
+
+/// Applies the analytics migrations (after tenantkit's; as the owner on PostgreSQL).
+pub async fn migrate(db: &Db) -> tenantkit::Result<()> {
+    let (postgres, sqlite) = migrators();
+    db.apply_migrations(&postgres, &sqlite).await
+}
+
+/// Makes sure every day an event may be stamped with has its partition:
+/// from [`DAYS_BACK`] days before `today` to [`DAYS_AHEAD`] after. Returns
+/// how many days were made (0 on SQLite, or when all exist).
+pub async fn ensure_partitions(db: &Db, today: NaiveDate) -> tenantkit::Result<i64> {
+    let from = today
+        .checked_sub_days(Days::new(DAYS_BACK))
+        .unwrap_or(today);
+    let days = (DAYS_BACK + 1 + DAYS_AHEAD) as i64;
+    db.maintain(
+        &ENSURE_PARTITIONS,
+        vec![Value::Text(from.to_string()), Value::Int(days)],
+    )
+    .await
+}
+
+/// Drops the partitions of days before `before` (retention); returns how
+/// many days went.
+pub async fn drop_partitions_before(db: &Db, before: NaiveDate) -> tenantkit::Result<i64> {
+    db.maintain(
+        &DROP_PARTITIONS_BEFORE,
+        vec![Value::Text(before.to_string())],
+    )
+    .await
+}
