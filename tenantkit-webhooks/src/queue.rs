@@ -182,10 +182,6 @@ impl Webhooks {
         }
         let lease = Uuid::now_v7();
         let until = now + lease_for;
-        let spend = |claimed: usize, tx: &TenantTx| {
-            tx.query("UPDATE webhook_rate_windows SET used = used + $2 WHERE tenant_id = $1")
-                .bind(claimed as i64)
-        };
         let rows: Vec<ClaimedRow> = match tx.backend() {
             // One statement: lease the due rows and return them with their bodies.
             Backend::Postgres => {
@@ -238,7 +234,9 @@ impl Webhooks {
             return Ok(Claim::default());
         }
         if per_minute.is_some() {
-            let spend = spend(rows.len(), tx);
+            let spend = tx
+                .query("UPDATE webhook_rate_windows SET used = used + $2 WHERE tenant_id = $1")
+                .bind(rows.len() as i64);
             tx.write_operational(RATE_WINDOWS, spend).await?;
         }
         let webhooks: HashMap<WebhookId, Webhook> = self

@@ -9,6 +9,8 @@ use tenantkit_webhooks::{
     catalogue::EventCatalogue,
     secret_box::SecretBox,
     ssrf::{Lookup, UrlPolicy},
+    transport::Transport,
+    worker::{Worker, WorkerOptions},
 };
 
 fn migrate_all(db: &Db) -> Pin<Box<dyn Future<Output = tenantkit::Result<()>> + Send + '_>> {
@@ -60,14 +62,41 @@ macro_rules! on_both_backends {
 }
 pub(crate) use on_both_backends;
 
-/// A `Webhooks` whose policy lets deliveries reach receivers on loopback
-/// over plain http (the `webhooks.allow_networks` setting).
-pub(crate) fn local_webhooks() -> Webhooks {
-    let policy = UrlPolicy::strict()
+/// Installs the TLS crypto provider (ring) the HTTP client needs, once.
+pub(crate) fn tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Loopback allowed (as `webhooks.allow_networks = ["127.0.0.1/32"]`
+/// would), plain http allowed; installs the TLS provider the process needs.
+pub(crate) fn local_policy() -> UrlPolicy {
+    tls_provider();
+    UrlPolicy::strict()
         .with_http(true)
-        .allow_network("127.0.0.1/32".parse().unwrap());
+        .allow_network("127.0.0.1/32".parse().unwrap())
+}
+
+/// A `Webhooks` whose deliveries may reach receivers on loopback.
+pub(crate) fn local_webhooks() -> Webhooks {
     let keys = SecretBox::new([SecretBox::generate_key().as_str()]).unwrap();
-    Webhooks::new(policy, keys, EventCatalogue::tenantkit())
+    Webhooks::new(local_policy(), keys, EventCatalogue::tenantkit())
+}
+
+/// A transport with `w`'s policy, giving up after `timeout`.
+pub(crate) fn transport(w: &Webhooks, timeout: std::time::Duration) -> Transport {
+    tls_provider();
+    Transport::with_timeout(w.policy().clone(), timeout).unwrap()
+}
+
+/// A worker on `db` with `options`, a 2 s transport and no budget.
+pub(crate) fn worker(db: &Db, w: &Webhooks, options: WorkerOptions) -> Worker {
+    Worker::new(
+        db.clone(),
+        w.clone(),
+        transport(w, std::time::Duration::from_secs(2)),
+    )
+    .with_options(options)
+    .with_limits(None)
 }
 
 pub(crate) use tenantkit_webhooks::testing::{Behaviour, Receiver};

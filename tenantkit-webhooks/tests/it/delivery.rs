@@ -17,12 +17,12 @@ use tenantkit_webhooks::{
     NewWebhook, WebhookId, WebhookPatch, WebhookStatus, Webhooks,
     deliveries::{DeliveryFilter, DeliveryState},
     outbox::MessageId,
-    transport::{EXCERPT, Transport},
+    transport::EXCERPT,
     worker::{Clock, Worker, WorkerOptions},
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 
-use crate::common::{Behaviour, Receiver, local_webhooks, tenant};
+use crate::common::{Behaviour, Receiver, local_webhooks, tenant, transport, worker};
 
 tenantkit::backend_tests!(crate::common::isolated, multi_thread;
     a_committed_event_arrives_signed_and_verifies,
@@ -45,15 +45,6 @@ tenantkit::backend_tests!(crate::common::isolated, multi_thread;
     a_suspended_tenants_deliveries_pause_and_resume,
     history_filters_and_pages,
 );
-
-fn provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-fn transport(w: &Webhooks) -> Transport {
-    provider();
-    Transport::with_timeout(w.policy().clone(), Duration::from_secs(2)).unwrap()
-}
 
 fn fast() -> WorkerOptions {
     WorkerOptions::default()
@@ -113,12 +104,6 @@ impl Running {
         self.handle.abort();
         let _ = self.handle.await;
     }
-}
-
-fn worker(db: &Db, w: &Webhooks, options: WorkerOptions) -> Worker {
-    Worker::new(db.clone(), w.clone(), transport(w))
-        .with_options(options)
-        .with_limits(None)
 }
 
 async fn endpoint(db: &Db, w: &Webhooks, t: &TenantContext, url: String) -> (WebhookId, String) {
@@ -432,7 +417,7 @@ async fn a_killed_workers_lease_expires_and_the_delivery_completes(db: Db) {
         Worker::new(
             db.clone(),
             w.clone(),
-            transport_with(&w, Duration::from_secs(60)),
+            transport(&w, Duration::from_secs(60)),
         )
         .with_options(fast().lease(lease))
         .with_limits(None),
@@ -451,11 +436,6 @@ async fn a_killed_workers_lease_expires_and_the_delivery_completes(db: Db) {
     .await;
     assert_eq!(d.attempts, 2, "the killed worker's attempt counts");
     second.stop().await;
-}
-
-fn transport_with(w: &Webhooks, timeout: Duration) -> Transport {
-    provider();
-    Transport::with_timeout(w.policy().clone(), timeout).unwrap()
 }
 
 async fn two_workers_deliver_each_message_once(db: Db) {
@@ -523,7 +503,7 @@ async fn the_rate_limit_defers_and_holds_across_workers(db: Db) {
     let (hook, _) = endpoint(&db, &w, &t, r.url("in")).await;
     let clock = ManualClock::new();
     let limited = |w: &Webhooks| {
-        Worker::new(db.clone(), w.clone(), transport(w))
+        Worker::new(db.clone(), w.clone(), transport(w, Duration::from_secs(2)))
             .with_options(fast())
             .with_limits(Some(5))
             .with_clock(clock.clock())
@@ -576,7 +556,7 @@ async fn graceful_shutdown_finishes_or_gives_back_what_is_in_flight(db: Db) {
         Worker::new(
             db.clone(),
             w.clone(),
-            transport_with(&w, Duration::from_secs(60)),
+            transport(&w, Duration::from_secs(60)),
         )
         .with_options(fast().shutdown_grace(Duration::from_millis(200)))
         .with_limits(None),
@@ -702,7 +682,7 @@ async fn responses_are_kept_to_4_kib_and_timeouts_classified(db: Db) {
         Worker::new(
             db.clone(),
             w.clone(),
-            transport_with(&w, Duration::from_millis(500)),
+            transport(&w, Duration::from_millis(500)),
         )
         .with_options(fast())
         .with_limits(None),

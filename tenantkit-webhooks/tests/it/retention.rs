@@ -12,11 +12,10 @@ use tenantkit_webhooks::{
     deliveries::DeliveryState,
     outbox::MessageId,
     retention::EXPIRED,
-    transport::Transport,
     worker::{Worker, WorkerOptions},
 };
 
-use crate::common::{Receiver, local_webhooks, tenant};
+use crate::common::{Receiver, local_webhooks, tenant, worker};
 
 tenantkit::backend_tests!(crate::common::isolated, multi_thread;
     old_messages_go_with_their_deliveries_and_pending_ones_stay,
@@ -53,15 +52,8 @@ async fn publish(db: &Db, w: &Webhooks, t: &TenantContext) -> MessageId {
     id
 }
 
-fn worker(db: &Db, w: &Webhooks, options: WorkerOptions) -> Worker {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Worker::new(
-        db.clone(),
-        w.clone(),
-        Transport::new(w.policy().clone()).unwrap(),
-    )
-    .with_options(options.poll_interval(Duration::from_millis(20)))
-    .with_limits(None)
+fn fast() -> WorkerOptions {
+    WorkerOptions::default().poll_interval(Duration::from_millis(20))
 }
 
 /// Runs a worker until `done` holds (or 10 s), then stops it.
@@ -104,13 +96,10 @@ async fn old_messages_go_with_their_deliveries_and_pending_ones_stay(db: Db) {
     let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
     let hook = endpoint(&db, &w, &t, r.url("in")).await;
     let (m1, m2) = (publish(&db, &w, &t).await, publish(&db, &w, &t).await);
-    run_until(
-        worker(&db, &w, WorkerOptions::default().retention(None)),
-        async || {
-            state(&db, &w, &t, hook, m2).await == Some(DeliveryState::Succeeded)
-                && state(&db, &w, &t, hook, m1).await == Some(DeliveryState::Succeeded)
-        },
-    )
+    run_until(worker(&db, &w, fast().retention(None)), async || {
+        state(&db, &w, &t, hook, m2).await == Some(DeliveryState::Succeeded)
+            && state(&db, &w, &t, hook, m1).await == Some(DeliveryState::Succeeded)
+    })
     .await;
     let m3 = publish(&db, &w, &t).await; // pending: no worker runs
     assert_eq!(attempts_logged(&db, &t).await, 2);
@@ -161,17 +150,16 @@ async fn the_worker_applies_retention(db: Db) {
     let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
     let hook = endpoint(&db, &w, &t, r.url("in")).await;
     let m1 = publish(&db, &w, &t).await;
-    run_until(
-        worker(&db, &w, WorkerOptions::default().retention(None)),
-        async || state(&db, &w, &t, hook, m1).await == Some(DeliveryState::Succeeded),
-    )
+    run_until(worker(&db, &w, fast().retention(None)), async || {
+        state(&db, &w, &t, hook, m1).await == Some(DeliveryState::Succeeded)
+    })
     .await;
     // 31 days later, with 30 days kept.
     let later = Utc::now() + chrono::Duration::days(31);
     let aged = worker(
         &db,
         &w,
-        WorkerOptions::default().retention(Some(Duration::from_secs(30 * 24 * 3600))),
+        fast().retention(Some(Duration::from_secs(30 * 24 * 3600))),
     )
     .with_clock(Arc::new(move || later));
     run_until(aged, async || state(&db, &w, &t, hook, m1).await.is_none()).await;

@@ -21,6 +21,8 @@ use tenantkit_webhooks::{
     transport::{ErrorClass, MAX_BODY, TIMEOUT, Transport},
 };
 
+use crate::common::{local_policy as local, tls_provider as provider};
+
 /// What a receiver saw: path, headers, body.
 type Seen = Arc<Mutex<Vec<(String, HeaderMap, Bytes)>>>;
 
@@ -75,18 +77,6 @@ async fn receiver() -> (SocketAddr, Seen) {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (addr, seen)
-}
-
-fn provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// Loopback allowed (as `webhooks.allow_networks` would), plain http allowed.
-fn local() -> UrlPolicy {
-    provider();
-    UrlPolicy::strict()
-        .with_http(true)
-        .allow_network("127.0.0.1/32".parse().unwrap())
 }
 
 fn signed(body: &[u8], secret: &SigningSecret) -> tenantkit_webhooks::signature::SignedHeaders {

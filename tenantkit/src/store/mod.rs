@@ -145,6 +145,16 @@ impl Db {
         Ok(())
     }
 
+    /// Whether [`Db::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        match &self.pool {
+            #[cfg(feature = "postgres")]
+            Pool::Pg(p) => p.is_closed(),
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(p) => p.is_closed(),
+        }
+    }
+
     /// Closes every connection of the pool.
     pub async fn close(&self) {
         match &self.pool {

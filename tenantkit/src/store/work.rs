@@ -208,18 +208,6 @@ impl Wakeups {
     }
 }
 
-impl Db {
-    /// Whether [`Db::close`] was called.
-    pub fn is_closed(&self) -> bool {
-        match &self.pool {
-            #[cfg(feature = "postgres")]
-            Pool::Pg(p) => p.is_closed(),
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(p) => p.is_closed(),
-        }
-    }
-}
-
 impl TenantTx {
     /// Announces new work on `channel` to [`Db::wakeups`] listeners, when
     /// (and only if) this transaction commits. A no-op on SQLite. Repeats in
