@@ -270,3 +270,26 @@ impl Server {
         self.running.shutdown(Duration::from_secs(5)).await.unwrap();
     }
 }
+
+/// Asserts `res` is a problem document with `status`; returns it.
+pub async fn problem(
+    res: reqwest::Response,
+    status: reqwest::StatusCode,
+    what: &str,
+) -> serde_json::Value {
+    assert_eq!(res.status(), status, "{what}");
+    assert_eq!(
+        res.headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned()),
+        Some("application/problem+json".to_owned()),
+        "{what}"
+    );
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16(), "{what}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{what}: {body}"
+    );
+    body
+}

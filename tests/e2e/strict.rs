@@ -6,7 +6,7 @@ use futures_util::{StreamExt, stream};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tenantkit::auth::TokenRole;
-use tenantkit_e2e::{Backend, Server};
+use tenantkit_e2e::{Backend, Server, problem};
 
 use crate::on_both_backends;
 
@@ -159,25 +159,6 @@ impl Walk {
                 .bearer_auth(self.s.token(self.tenant, TokenRole::Owner)),
         }
     }
-}
-
-/// Asserts `res` is a problem document with `status`; returns it.
-async fn problem(res: reqwest::Response, status: StatusCode, what: &str) -> Value {
-    assert_eq!(res.status(), status, "{what}");
-    assert_eq!(
-        res.headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned()),
-        Some("application/problem+json".to_owned()),
-        "{what}"
-    );
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["status"], status.as_u16(), "{what}");
-    assert!(
-        body["title"].is_string() && body["detail"].is_string(),
-        "{what}: {body}"
-    );
-    body
 }
 
 /// The walk's table is the router: the served OpenAPI document (generated

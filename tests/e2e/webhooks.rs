@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tenantkit::{TenantId, auth::TokenRole};
-use tenantkit_e2e::{Backend, Server};
+use tenantkit_e2e::{Backend, Server, problem};
 use tenantkit_webhooks::testing::{Behaviour, HOSTILE_URLS, Receiver};
 
 use crate::on_both_backends;
@@ -87,12 +87,6 @@ async fn create(s: &Server, t: &Tenant, url: &str, types: &[&str]) -> Value {
     res.json().await.unwrap()
 }
 
-async fn problem(res: reqwest::Response, status: StatusCode) -> Value {
-    assert_eq!(res.status(), status);
-    assert_eq!(res.headers()["content-type"], "application/problem+json");
-    res.json().await.unwrap()
-}
-
 async fn a_plan_without_webhooks_gets_402_until_it_upgrades(backend: Backend) {
     let Some(s) = Server::start(backend).await else {
         return;
@@ -106,7 +100,12 @@ async fn a_plan_without_webhooks_gets_402_until_it_upgrades(backend: Backend) {
             &json!({ "url": "https://93.184.216.34/in", "event_types": ["*"] }),
         )
         .await;
-    let body = problem(res, StatusCode::PAYMENT_REQUIRED).await;
+    let body = problem(
+        res,
+        StatusCode::PAYMENT_REQUIRED,
+        "POST /webhooks on the Free plan",
+    )
+    .await;
     assert_eq!(body["limit"], "webhooks");
     let res = t.call(&s, Method::GET, "/webhooks").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::PAYMENT_REQUIRED);
@@ -187,7 +186,7 @@ async fn endpoints_round_trip_through_the_api(backend: Backend) {
     let res = t.call(&s, Method::DELETE, &path).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let res = t.call(&s, Method::GET, &path).send().await.unwrap();
-    problem(res, StatusCode::NOT_FOUND).await;
+    problem(res, StatusCode::NOT_FOUND, "GET a deleted endpoint").await;
     // Every change is in the audit trail.
     let trail: Value = t.get(&s, "/audit-logs?resource_type=webhook").await;
     let actions: Vec<&str> = trail["items"]
@@ -224,7 +223,12 @@ async fn hostile_urls_are_422_saying_why(backend: Backend) {
                 &json!({ "url": url, "event_types": ["*"] }),
             )
             .await;
-        let body = problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+        let body = problem(
+            res,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("POST /webhooks with {url}"),
+        )
+        .await;
         assert!(
             body["detail"].as_str().is_some_and(|d| !d.is_empty()),
             "{url}: {body}"
@@ -270,7 +274,7 @@ async fn invalid_input_is_refused_and_changes_nothing(backend: Backend) {
         ),
     ] {
         let res = t.send(&s, Method::POST, "/webhooks", &body).await;
-        problem(res, status).await;
+        problem(res, status, &body.to_string()).await;
     }
     let list: Value = t.get(&s, "/webhooks").await;
     assert!(list["items"].as_array().unwrap().is_empty());
@@ -284,7 +288,12 @@ async fn invalid_input_is_refused_and_changes_nothing(backend: Backend) {
             &json!({ "url": "https://10.0.0.1/" }),
         )
         .await;
-    problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    problem(
+        res,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "PATCH to a private address",
+    )
+    .await;
     let got: Value = t.get(&s, &path).await;
     assert_eq!(
         got["url"], "https://93.184.216.34/in",
@@ -384,7 +393,7 @@ async fn members_and_unscoped_keys_are_403_scoped_keys_work(backend: Backend) {
         .send()
         .await
         .unwrap();
-    problem(res, StatusCode::FORBIDDEN).await;
+    problem(res, StatusCode::FORBIDDEN, "a member lists endpoints").await;
     let key = |scopes: Value| {
         let t = &t;
         let s = &s;
@@ -409,7 +418,12 @@ async fn members_and_unscoped_keys_are_403_scoped_keys_work(backend: Backend) {
         .send()
         .await
         .unwrap();
-    problem(res, StatusCode::FORBIDDEN).await;
+    problem(
+        res,
+        StatusCode::FORBIDDEN,
+        "a key without webhook scopes lists",
+    )
+    .await;
     let res = s
         .request(Method::GET, "/webhooks", &t.sub, &read)
         .send()
@@ -422,7 +436,7 @@ async fn members_and_unscoped_keys_are_403_scoped_keys_work(backend: Backend) {
         .send()
         .await
         .unwrap();
-    problem(res, StatusCode::FORBIDDEN).await;
+    problem(res, StatusCode::FORBIDDEN, "a webhooks:read key creates").await;
     let res = s
         .request(Method::POST, "/webhooks", &t.sub, &write)
         .json(&body)
@@ -678,7 +692,12 @@ async fn test_retry_and_recover_through_the_api(backend: Backend) {
             &json!({ "since": "2020-01-01T00:00:00Z" }),
         )
         .await;
-    problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    problem(
+        res,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "recover into a disabled endpoint",
+    )
+    .await;
     receiver.script("in", Behaviour::Status(200));
     t.send(
         &s,
