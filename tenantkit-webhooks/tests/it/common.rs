@@ -3,10 +3,12 @@
 
 use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc};
 
-use tenantkit::{Db, testing};
+use serde_json::json;
+use tenantkit::{Db, TenantContext, testing};
 use tenantkit_webhooks::{
-    Webhooks,
+    NewWebhook, WebhookId, Webhooks,
     catalogue::EventCatalogue,
+    outbox::MessageId,
     secret_box::SecretBox,
     ssrf::{Lookup, UrlPolicy},
     transport::Transport,
@@ -97,6 +99,44 @@ pub(crate) fn worker(db: &Db, w: &Webhooks, options: WorkerOptions) -> Worker {
     )
     .with_options(options)
     .with_limits(None)
+}
+
+/// An endpoint of `t` at `url` for every event type: its id and secret.
+pub(crate) async fn endpoint(
+    db: &Db,
+    w: &Webhooks,
+    t: &TenantContext,
+    url: String,
+) -> (WebhookId, String) {
+    let mut tx = db.begin(t).await.unwrap();
+    let created = w
+        .create(
+            &mut tx,
+            &NewWebhook {
+                url,
+                event_types: vec!["*".into()],
+                description: None,
+            },
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    (created.webhook.id, created.secret)
+}
+
+/// `n` `user.created` events of `t`, in one transaction.
+pub(crate) async fn publish(db: &Db, w: &Webhooks, t: &TenantContext, n: usize) -> Vec<MessageId> {
+    let mut tx = db.begin(t).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let published = w
+            .publish(&mut tx, "user.created", json!({ "n": i }))
+            .await
+            .unwrap();
+        ids.push(published.id);
+    }
+    tx.commit().await.unwrap();
+    ids
 }
 
 pub(crate) use tenantkit_webhooks::testing::{Behaviour, Receiver};

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tenantkit::{Db, TenantContext, audit::AuditFilter};
 use tenantkit_webhooks::{
-    NewWebhook, WebhookId, WebhookPatch, WebhookStatus, Webhooks,
+    WebhookId, WebhookPatch, WebhookStatus, Webhooks,
     deliveries::{DeliveryFilter, DeliveryState},
     outbox::MessageId,
     transport::EXCERPT,
@@ -22,7 +22,9 @@ use tenantkit_webhooks::{
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 
-use crate::common::{Behaviour, Receiver, local_webhooks, tenant, transport, worker};
+use crate::common::{
+    Behaviour, Receiver, endpoint, local_webhooks, publish, tenant, transport, worker,
+};
 
 tenantkit::backend_tests!(crate::common::isolated, multi_thread;
     a_committed_event_arrives_signed_and_verifies,
@@ -104,37 +106,6 @@ impl Running {
         self.handle.abort();
         let _ = self.handle.await;
     }
-}
-
-async fn endpoint(db: &Db, w: &Webhooks, t: &TenantContext, url: String) -> (WebhookId, String) {
-    let mut tx = db.begin(t).await.unwrap();
-    let created = w
-        .create(
-            &mut tx,
-            &NewWebhook {
-                url,
-                event_types: vec!["*".into()],
-                description: None,
-            },
-        )
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    (created.webhook.id, created.secret)
-}
-
-async fn publish(db: &Db, w: &Webhooks, t: &TenantContext, n: usize) -> Vec<MessageId> {
-    let mut tx = db.begin(t).await.unwrap();
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let published = w
-            .publish(&mut tx, "user.created", json!({ "n": i }))
-            .await
-            .unwrap();
-        ids.push(published.id);
-    }
-    tx.commit().await.unwrap();
-    ids
 }
 
 async fn state(

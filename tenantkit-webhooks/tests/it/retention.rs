@@ -5,52 +5,21 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use serde_json::json;
 use tenantkit::{Db, TenantContext};
 use tenantkit_webhooks::{
-    NewWebhook, WebhookId, Webhooks,
+    WebhookId, Webhooks,
     deliveries::DeliveryState,
     outbox::MessageId,
     retention::EXPIRED,
     worker::{Worker, WorkerOptions},
 };
 
-use crate::common::{Receiver, local_webhooks, tenant, worker};
+use crate::common::{Receiver, endpoint, local_webhooks, publish, tenant, worker};
 
 tenantkit::backend_tests!(crate::common::isolated, multi_thread;
     old_messages_go_with_their_deliveries_and_pending_ones_stay,
     the_worker_applies_retention,
 );
-
-async fn endpoint(db: &Db, w: &Webhooks, t: &TenantContext, url: String) -> WebhookId {
-    let mut tx = db.begin(t).await.unwrap();
-    let id = w
-        .create(
-            &mut tx,
-            &NewWebhook {
-                url,
-                event_types: vec!["*".into()],
-                description: None,
-            },
-        )
-        .await
-        .unwrap()
-        .webhook
-        .id;
-    tx.commit().await.unwrap();
-    id
-}
-
-async fn publish(db: &Db, w: &Webhooks, t: &TenantContext) -> MessageId {
-    let mut tx = db.begin(t).await.unwrap();
-    let id = w
-        .publish(&mut tx, "user.created", json!({}))
-        .await
-        .unwrap()
-        .id;
-    tx.commit().await.unwrap();
-    id
-}
 
 fn fast() -> WorkerOptions {
     WorkerOptions::default().poll_interval(Duration::from_millis(20))
@@ -94,14 +63,17 @@ async fn attempts_logged(db: &Db, t: &TenantContext) -> i64 {
 
 async fn old_messages_go_with_their_deliveries_and_pending_ones_stay(db: Db) {
     let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
-    let hook = endpoint(&db, &w, &t, r.url("in")).await;
-    let (m1, m2) = (publish(&db, &w, &t).await, publish(&db, &w, &t).await);
+    let hook = endpoint(&db, &w, &t, r.url("in")).await.0;
+    let (m1, m2) = (
+        publish(&db, &w, &t, 1).await[0],
+        publish(&db, &w, &t, 1).await[0],
+    );
     run_until(worker(&db, &w, fast().retention(None)), async || {
         state(&db, &w, &t, hook, m2).await == Some(DeliveryState::Succeeded)
             && state(&db, &w, &t, hook, m1).await == Some(DeliveryState::Succeeded)
     })
     .await;
-    let m3 = publish(&db, &w, &t).await; // pending: no worker runs
+    let m3 = publish(&db, &w, &t, 1).await[0]; // pending: no worker runs
     assert_eq!(attempts_logged(&db, &t).await, 2);
 
     // A cutoff in the past: nothing is old yet.
@@ -148,8 +120,8 @@ async fn old_messages_go_with_their_deliveries_and_pending_ones_stay(db: Db) {
 
 async fn the_worker_applies_retention(db: Db) {
     let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
-    let hook = endpoint(&db, &w, &t, r.url("in")).await;
-    let m1 = publish(&db, &w, &t).await;
+    let hook = endpoint(&db, &w, &t, r.url("in")).await.0;
+    let m1 = publish(&db, &w, &t, 1).await[0];
     run_until(worker(&db, &w, fast().retention(None)), async || {
         state(&db, &w, &t, hook, m1).await == Some(DeliveryState::Succeeded)
     })
