@@ -1,18 +1,27 @@
 //! # tenantkit-analytics
 //!
-//! Usage analytics for the tenants of a tenantkit platform, being built in
-//! steps (see the project's issue tracker). What is here now:
+//! Usage analytics for the tenants of a tenantkit platform:
 //!
 //! - [`event`]: the event model and the ingestion contract's validation
 //!   (types, limits, timestamps, batches of up to 1,000 as JSON or NDJSON,
 //!   all or nothing with every bad event named).
-//! - [`storage`]: the `events` table and its migrations; on PostgreSQL a
-//!   partition per UTC day split four ways by tenant, every level isolated,
-//!   created ahead and dropped for retention by narrow owner functions.
-//!
-//! Still to come: the durable batched writer (group commit), always-fresh
-//! rollups, the summary and time-series queries, and
-//! the routes of the reference server.
+//! - [`ingest`]: [`Analytics`], the bounded buffer and its one writer task
+//!   (group commit: a request is acknowledged once the flush holding its
+//!   events has committed), and [`AnalyticsLayer`] ([`layer`]), which counts
+//!   every tenant request as an `api_call` event without waiting.
+//! - [`storage`]: the `events` table; on PostgreSQL a partition per UTC day
+//!   split four ways by tenant, every level isolated, created ahead and
+//!   dropped for retention by narrow owner functions.
+//! - [`rollup`]: the rollups, updated in the transaction that stores the
+//!   events, and their rebuild from raw events.
+//! - [`query`]: the summary and time-series queries, which read only rollups.
 
 pub mod event;
+pub mod ingest;
+pub mod layer;
+pub mod query;
+pub mod rollup;
 pub mod storage;
+
+pub use ingest::{Analytics, IngestConfig, IngestError, IngestStats};
+pub use layer::AnalyticsLayer;

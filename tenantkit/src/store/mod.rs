@@ -25,7 +25,7 @@ pub use audit::AUDIT_BATCH;
 pub use migrate::RuntimeRole;
 #[cfg(feature = "postgres")]
 pub use migrate::postgres_migrator;
-pub use scope::{OperationalTable, Scoped, TenantTx};
+pub use scope::{BulkTx, OperationalTable, Scoped, TenantTx};
 pub use sql::{PgRecord, Record, SqliteRecord, Value};
 pub use work::{DueTenant, DueWork, Maintenance, Wakeups};
 

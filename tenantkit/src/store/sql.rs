@@ -4,7 +4,7 @@
 //! PostgreSQL and SQLite accept) and a list of [`Value`]s. This module binds
 //! the values and decodes rows for whichever backend the [`Conn`] is.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use crate::Result;
@@ -32,6 +32,8 @@ pub enum Value {
     Time(DateTime<Utc>),
     /// A point in time or NULL.
     OptTime(Option<DateTime<Utc>>),
+    /// A calendar day (`date` on PostgreSQL, `YYYY-MM-DD` on SQLite).
+    Date(NaiveDate),
     /// A 64-bit integer or NULL.
     OptInt(Option<i64>),
     /// A JSON document (`jsonb` on PostgreSQL, text on SQLite).
@@ -61,6 +63,7 @@ value_from!(
     Option<i64> => OptInt,
     DateTime<Utc> => Time,
     Option<DateTime<Utc>> => OptTime,
+    NaiveDate => Date,
     serde_json::Value => Json,
 );
 
@@ -113,6 +116,7 @@ macro_rules! bind_values {
                 Value::Int(v) => query.bind(v),
                 Value::Time(v) => query.bind(v),
                 Value::OptTime(v) => query.bind(v),
+                Value::Date(v) => query.bind(v),
                 Value::OptInt(v) => query.bind(v),
                 Value::Json(v) => query.bind(sqlx::types::Json(v)),
                 Value::OptJson(v) => query.bind(v.map(sqlx::types::Json)),

@@ -4,46 +4,11 @@
 //! through the owner's narrow functions, and never a way around isolation
 //! through a partition queried directly. On SQLite: the same table, plain.
 
-use std::{future::Future, pin::Pin};
-
 use chrono::{Days, Utc};
 use serde_json::json;
 use sqlx::Executor;
 use tenantkit::{Db, TenantContext, testing};
 use tenantkit_analytics::storage::{self, EVENTS};
-
-fn migrate_all(db: &Db) -> Pin<Box<dyn Future<Output = tenantkit::Result<()>> + Send + '_>> {
-    Box::pin(async move {
-        db.migrate().await?;
-        storage::migrate(db).await
-    })
-}
-
-/// A database of this test run (partitions made by one run must not meet
-/// the next); those of earlier runs are dropped first.
-async fn database() -> Option<testing::PgTestDatabase> {
-    static PREFIX: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-    let prefix = PREFIX
-        .get_or_init(|| async {
-            if let Ok(pool) = sqlx::PgPool::connect(&testing::admin_url()).await {
-                let old: Vec<String> = sqlx::query_scalar(
-                    "SELECT datname::text FROM pg_database WHERE datname LIKE 'tkan\\_%'",
-                )
-                .fetch_all(&pool)
-                .await
-                .unwrap_or_default();
-                for name in old {
-                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = pool.execute(sqlx::AssertSqlSafe(drop)).await;
-                }
-            }
-            format!("tkan_{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
-        })
-        .await;
-    let (analytics, _) = storage::migrators();
-    let migrators = [tenantkit::store::postgres_migrator(), &analytics];
-    testing::postgres_database_with(prefix, &migrators, migrate_all).await
-}
 
 async fn insert(db: &Db, t: &TenantContext, n: usize) {
     let mut tx = db.begin(t).await.unwrap();
@@ -86,7 +51,7 @@ async fn sqlite_stores_events_in_one_table() {
 
 #[tokio::test]
 async fn every_day_of_the_window_has_isolated_partitions_at_every_level() {
-    let Some(database) = database().await else {
+    let Some(database) = crate::common::postgres_database().await else {
         return;
     };
     // The database may have been migrated on another day.
@@ -116,7 +81,7 @@ async fn every_day_of_the_window_has_isolated_partitions_at_every_level() {
 
 #[tokio::test]
 async fn the_runtime_role_makes_partitions_only_through_the_function() {
-    let Some(database) = database().await else {
+    let Some(database) = crate::common::postgres_database().await else {
         return;
     };
     let db = testing::runtime_db(&database, 2).await;
@@ -182,7 +147,7 @@ async fn the_runtime_role_makes_partitions_only_through_the_function() {
 
 #[tokio::test]
 async fn a_partition_queried_directly_shows_no_other_tenants_events() {
-    let Some(database) = database().await else {
+    let Some(database) = crate::common::postgres_database().await else {
         return;
     };
     let db = testing::runtime_db(&database, 2).await;

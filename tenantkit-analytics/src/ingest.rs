@@ -1,0 +1,428 @@
+//! Durable batched ingestion: [`Analytics`] hands events to a bounded
+//! in-process buffer, and one writer task flushes it every 50 ms or every
+//! 5,000 events, whichever comes first, in one transaction holding every
+//! tenant's events of the flush (each tenant's rows under that tenant's
+//! scope, through [`tenantkit::BulkTx`]), with the rollups updated in it.
+//!
+//! [`Analytics::ingest`] returns once the flush holding its events has
+//! committed (group commit): an acknowledged event survives a crash, and a
+//! caller that saw an error knows to retry. A full buffer refuses at once
+//! ([`IngestError::Full`]) rather than growing. [`Analytics::try_record`]
+//! (what [`crate::AnalyticsLayer`] uses) never waits: when the buffer is full
+//! it drops the event and counts the drop.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use tenantkit::{Db, NewTenant, audit::Actor};
+//! use tenantkit_analytics::{Analytics, IngestConfig, event::NewEvent};
+//!
+//! let db = Db::connect("sqlite::memory:").await?;
+//! db.migrate().await?;
+//! tenantkit_analytics::storage::migrate(&db).await?;
+//! db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
+//! let acme = db.resolve_subdomain("acme").await?.expect("just created");
+//!
+//! let (analytics, writer) = Analytics::start(db.clone(), IngestConfig::default());
+//! let event = NewEvent { event_type: "feature_used".into(), name: Some("export".into()), ..Default::default() };
+//! analytics.record(&acme, event).await.expect("stored");   // durable once this returns
+//! analytics.shutdown().await;                               // flushes what is buffered
+//! writer.await.expect("the writer ends cleanly");
+//! # Ok::<_, tenantkit::Error>(()) }).unwrap();
+//! ```
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use chrono::{NaiveDate, Utc};
+use tenantkit::{Db, TenantContext, TenantId};
+use tokio::{
+    sync::{Semaphore, mpsc, oneshot},
+    task::JoinHandle,
+    time::Instant,
+};
+
+use crate::{
+    event::{Event, NewEvent},
+    rollup, storage,
+};
+
+/// How the writer batches, and how much it buffers.
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    /// The longest an event waits for its flush (default 50 ms).
+    pub flush_interval: Duration,
+    /// A flush starts as soon as this many events wait (default 5,000).
+    pub flush_events: usize,
+    /// The most events buffered, acknowledged or not yet; more are refused
+    /// (default 50,000).
+    pub buffer_events: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            flush_interval: Duration::from_millis(50),
+            flush_events: 5_000,
+            buffer_events: 50_000,
+        }
+    }
+}
+
+/// Why events were not stored; none of the request's events were.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The buffer is full: retry after a moment (HTTP 503 with `Retry-After`).
+    #[error("the event buffer is full; retry shortly")]
+    Full,
+    /// The writer has stopped (the process is shutting down).
+    #[error("event ingestion has stopped")]
+    Stopped,
+    /// The flush holding the events failed; they were not stored.
+    #[error("storing the events failed: {0}")]
+    Store(String),
+    /// The event is invalid ([`Analytics::record`] only).
+    #[error("invalid event: {0}")]
+    Invalid(String),
+}
+
+/// Counters for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    /// Events committed.
+    pub stored: u64,
+    /// Flushes committed.
+    pub flushes: u64,
+    /// Events refused because the buffer was full (the caller was told).
+    pub refused: u64,
+    /// Events of [`Analytics::try_record`] dropped because the buffer was full.
+    pub dropped: u64,
+    /// Events whose flush failed (the caller was told).
+    pub failed: u64,
+}
+
+struct Job {
+    ctx: TenantContext,
+    events: Vec<Event>,
+    /// Told the outcome once the flush holding the events commits (or fails);
+    /// `None` for fire-and-forget events.
+    done: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+enum Message {
+    Events(Job),
+    Stop(oneshot::Sender<()>),
+}
+
+#[derive(Default)]
+struct Counters {
+    stored: AtomicU64,
+    flushes: AtomicU64,
+    refused: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// The ingestion handle: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct Analytics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    sender: mpsc::UnboundedSender<Message>,
+    /// One permit per event the buffer may still take.
+    room: Arc<Semaphore>,
+    stopped: AtomicBool,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Analytics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analytics")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Analytics {
+    /// Starts the writer task on `db` (with the analytics migrations
+    /// applied); returns the handle and the task, which ends after
+    /// [`Analytics::shutdown`].
+    pub fn start(db: Db, config: IngestConfig) -> (Self, JoinHandle<()>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let room = Arc::new(Semaphore::new(config.buffer_events));
+        let counters = Arc::new(Counters::default());
+        let writer = Writer {
+            db: db.clone(),
+            config,
+            receiver,
+            room: room.clone(),
+            counters: counters.clone(),
+            partitions_made_for: None,
+        };
+        let task = tokio::spawn(writer.run());
+        let inner = Inner {
+            db,
+            sender,
+            room,
+            stopped: AtomicBool::new(false),
+            counters,
+        };
+        (
+            Self {
+                inner: Arc::new(inner),
+            },
+            task,
+        )
+    }
+
+    /// The database events are written to.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// Stores valid events of `ctx`'s tenant: returns once the flush holding
+    /// them has committed, or with an error if none of them was stored.
+    pub async fn ingest(&self, ctx: &TenantContext, events: Vec<Event>) -> Result<(), IngestError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let (done, outcome) = oneshot::channel();
+        self.enqueue(ctx, events, Some(done))?;
+        match outcome.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(IngestError::Store(e)),
+            Err(_) => Err(IngestError::Stopped),
+        }
+    }
+
+    /// Validates one event and stores it like [`Analytics::ingest`].
+    pub async fn record(&self, ctx: &TenantContext, event: NewEvent) -> Result<(), IngestError> {
+        let event = event.validate(Utc::now()).map_err(IngestError::Invalid)?;
+        self.ingest(ctx, vec![event]).await
+    }
+
+    /// Buffers one event without waiting for it to be stored; when the
+    /// buffer is full the event is dropped, counted, and `false` returned.
+    pub fn try_record(&self, ctx: &TenantContext, event: Event) -> bool {
+        match self.enqueue(ctx, vec![event], None) {
+            Ok(()) => true,
+            Err(_) => {
+                self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    fn enqueue(
+        &self,
+        ctx: &TenantContext,
+        events: Vec<Event>,
+        done: Option<oneshot::Sender<Result<(), String>>>,
+    ) -> Result<(), IngestError> {
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return Err(IngestError::Stopped);
+        }
+        let n = u32::try_from(events.len()).map_err(|_| IngestError::Full)?;
+        match self.inner.room.try_acquire_many(n) {
+            // Given back by the writer once the events are flushed.
+            Ok(permit) => permit.forget(),
+            Err(_) => {
+                if done.is_some() {
+                    self.inner
+                        .counters
+                        .refused
+                        .fetch_add(u64::from(n), Ordering::Relaxed);
+                }
+                return Err(IngestError::Full);
+            }
+        }
+        let job = Job {
+            ctx: ctx.clone(),
+            events,
+            done,
+        };
+        self.inner
+            .sender
+            .send(Message::Events(job))
+            .map_err(|_| IngestError::Stopped)
+    }
+
+    /// Refuses new events, flushes every buffered one, and waits for the
+    /// writer to finish that.
+    pub async fn shutdown(&self) {
+        self.inner.stopped.store(true, Ordering::Release);
+        let (done, finished) = oneshot::channel();
+        if self.inner.sender.send(Message::Stop(done)).is_ok() {
+            let _ = finished.await;
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> IngestStats {
+        let c = &self.inner.counters;
+        IngestStats {
+            stored: c.stored.load(Ordering::Relaxed),
+            flushes: c.flushes.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+struct Writer {
+    db: Db,
+    config: IngestConfig,
+    receiver: mpsc::UnboundedReceiver<Message>,
+    room: Arc<Semaphore>,
+    counters: Arc<Counters>,
+    /// The day partitions were last made ahead for.
+    partitions_made_for: Option<NaiveDate>,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        self.make_partitions().await;
+        while let Some(first) = self.receiver.recv().await {
+            let mut batch = Vec::new();
+            let mut stop = None;
+            match first {
+                Message::Events(job) => batch.push(job),
+                Message::Stop(done) => stop = Some(done),
+            }
+            let mut waiting: usize = batch.iter().map(|j| j.events.len()).sum();
+            let deadline = Instant::now() + self.config.flush_interval;
+            while stop.is_none() && waiting < self.config.flush_events {
+                tokio::select! {
+                    message = self.receiver.recv() => match message {
+                        Some(Message::Events(job)) => {
+                            waiting += job.events.len();
+                            batch.push(job);
+                        }
+                        Some(Message::Stop(done)) => stop = Some(done),
+                        None => break,
+                    },
+                    () = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            if let Some(done) = stop {
+                // Everything sent before the stop is flushed before it is answered.
+                while let Ok(message) = self.receiver.try_recv() {
+                    if let Message::Events(job) = message {
+                        batch.push(job);
+                    }
+                }
+                self.flush(batch).await;
+                let _ = done.send(());
+                return;
+            }
+            self.flush(batch).await;
+        }
+    }
+
+    /// Makes the partitions of the accepted window once per UTC day, so no
+    /// event ever lacks one.
+    async fn make_partitions(&mut self) {
+        let today = Utc::now().date_naive();
+        if self.partitions_made_for == Some(today) {
+            return;
+        }
+        match storage::ensure_partitions(&self.db, today).await {
+            Ok(_) => self.partitions_made_for = Some(today),
+            Err(e) => {
+                tracing::warn!(error = %e, "making analytics partitions failed; retrying at the next flush")
+            }
+        }
+    }
+
+    async fn flush(&mut self, batch: Vec<Job>) {
+        if batch.is_empty() {
+            return;
+        }
+        self.make_partitions().await;
+        let events: usize = batch.iter().map(|j| j.events.len()).sum();
+        let outcome = self.write(&batch).await;
+        match outcome {
+            Ok(()) => {
+                self.counters
+                    .stored
+                    .fetch_add(events as u64, Ordering::Relaxed);
+                self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+                for job in batch {
+                    self.room.add_permits(job.events.len());
+                    if let Some(done) = job.done {
+                        let _ = done.send(Ok(()));
+                    }
+                }
+            }
+            // One tenant's failure must not fail everyone's events: store
+            // each request alone, and tell each its own outcome.
+            Err(e) if batch.len() > 1 => {
+                tracing::warn!(error = %e, jobs = batch.len(), "an analytics flush failed; storing its requests one by one");
+                for job in batch {
+                    self.flush_alone(job).await;
+                }
+            }
+            Err(e) => {
+                for job in batch {
+                    self.fail(job, &e);
+                }
+            }
+        }
+    }
+
+    async fn flush_alone(&mut self, job: Job) {
+        let n = job.events.len();
+        match self.write(std::slice::from_ref(&job)).await {
+            Ok(()) => {
+                self.counters.stored.fetch_add(n as u64, Ordering::Relaxed);
+                self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+                self.room.add_permits(n);
+                if let Some(done) = job.done {
+                    let _ = done.send(Ok(()));
+                }
+            }
+            Err(e) => self.fail(job, &e),
+        }
+    }
+
+    fn fail(&self, job: Job, error: &tenantkit::Error) {
+        tracing::error!(error = %error, tenant = %job.ctx.id(), events = job.events.len(), "analytics events were not stored");
+        self.counters
+            .failed
+            .fetch_add(job.events.len() as u64, Ordering::Relaxed);
+        self.room.add_permits(job.events.len());
+        if let Some(done) = job.done {
+            let _ = done.send(Err(error.to_string()));
+        }
+    }
+
+    /// One transaction for the whole batch: each tenant's events (in tenant
+    /// order, so concurrent writers lock rollup rows in the same order) under
+    /// that tenant's scope.
+    async fn write(&self, batch: &[Job]) -> tenantkit::Result<()> {
+        let mut by_tenant: BTreeMap<TenantId, (&TenantContext, Vec<Event>)> = BTreeMap::new();
+        for job in batch {
+            by_tenant
+                .entry(job.ctx.id())
+                .or_insert_with(|| (&job.ctx, Vec::new()))
+                .1
+                .extend(job.events.iter().cloned());
+        }
+        let received_at = Utc::now();
+        let mut bulk = self.db.begin_bulk().await?;
+        for (ctx, events) in by_tenant.into_values() {
+            let tx = bulk.tenant(ctx).await?;
+            rollup::store(tx, events, received_at).await?;
+        }
+        bulk.commit().await
+    }
+}

@@ -1,0 +1,398 @@
+//! Writing events and keeping the rollups fresh: [`store`] inserts one
+//! tenant's events and updates every rollup in the same transaction, so a
+//! query reflects an event as soon as its flush commits; [`rebuild`]
+//! recomputes a span of rollups from the raw events (an independent, SQL-only
+//! derivation that the tests hold the incremental path to).
+//!
+//! The rollups (see the migration for the tables):
+//!
+//! - `event_counts`: events per UTC hour, type and name;
+//! - `event_daily_users`: the distinct users of each UTC day, and
+//!   `event_daily_active` its size (DAU);
+//! - `event_user_blocks`: each user's active days as bit maps over 64-day
+//!   blocks starting every 32 days, so any 30-day window (rolling MAU) lies
+//!   inside one block and is counted from one row per user.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Days, NaiveDate, SecondsFormat, Timelike, Utc};
+use serde_json::{Value as Json, json};
+use tenantkit::{Backend, Db, Result, TenantContext, TenantTx, store::OperationalTable};
+use uuid::Uuid;
+
+use crate::{event::Event, storage::EVENTS};
+
+/// Events per tenant, UTC hour, type and name.
+pub const COUNTS: OperationalTable = OperationalTable::new("event_counts");
+/// The distinct users of each tenant and UTC day.
+pub const DAILY_USERS: OperationalTable = OperationalTable::new("event_daily_users");
+/// How many distinct users each tenant had each UTC day.
+pub const DAILY_ACTIVE: OperationalTable = OperationalTable::new("event_daily_active");
+/// Each user's active days, as bit maps over 64-day blocks.
+pub const USER_BLOCKS: OperationalTable = OperationalTable::new("event_user_blocks");
+
+/// Days between two block starts; each block spans twice this.
+pub const BLOCK_STRIDE: i64 = 32;
+
+const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
+
+/// Days since 1970-01-01.
+pub(crate) fn epoch_day(day: NaiveDate) -> i64 {
+    (day - EPOCH).num_days()
+}
+
+pub(crate) fn from_epoch_day(n: i64) -> NaiveDate {
+    EPOCH + chrono::Duration::days(n)
+}
+
+/// The block whose first 32 days hold `day` (the other block holding it
+/// starts [`BLOCK_STRIDE`] days earlier).
+pub(crate) fn block_of(day: NaiveDate) -> NaiveDate {
+    from_epoch_day(epoch_day(day).div_euclid(BLOCK_STRIDE) * BLOCK_STRIDE)
+}
+
+/// The bit of `day` in the map of the block starting at `block`.
+pub(crate) fn day_bit(block: NaiveDate, day: NaiveDate) -> i64 {
+    let offset = epoch_day(day) - epoch_day(block);
+    debug_assert!((0..64).contains(&offset), "{day} is not in block {block}");
+    1i64 << offset
+}
+
+/// How SQLite stores a point in time (the sqlx encoding), so text compares
+/// in time order; PostgreSQL parses the same text.
+pub(crate) fn time_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+}
+
+/// The start of `t`'s UTC hour.
+pub(crate) fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.with_nanosecond(0)
+        .and_then(|t| t.with_second(0))
+        .and_then(|t| t.with_minute(0))
+        .expect("truncating to the hour is always valid")
+}
+
+/// Stores one tenant's events and updates its rollups, in `tx`; returns how
+/// many events were stored.
+pub async fn store(
+    tx: &mut TenantTx,
+    events: Vec<Event>,
+    received_at: DateTime<Utc>,
+) -> Result<u64> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let sqlite = tx.backend() == Backend::Sqlite;
+    if !sqlite {
+        // Shared with other writers, exclusive for a rebuild of this tenant.
+        let lock = tx.query(
+            "SELECT pg_advisory_xact_lock_shared(hashtext('tenantkit_analytics_rollups'), hashtext($1::text))::text",
+        );
+        let _: Option<(String,)> = tx.fetch_optional(lock).await?;
+    }
+
+    let mut counts: BTreeMap<(String, DateTime<Utc>, String), i64> = BTreeMap::new();
+    let mut active: BTreeSet<(NaiveDate, String)> = BTreeSet::new();
+    let mut rows = Vec::with_capacity(events.len());
+    for event in events {
+        let hour = hour_of(event.timestamp);
+        *counts
+            .entry((
+                event.event_type.clone(),
+                hour,
+                event.name.clone().unwrap_or_default(),
+            ))
+            .or_default() += 1;
+        if let Some(user) = &event.user_id {
+            active.insert((event.timestamp.date_naive(), user.clone()));
+        }
+        rows.push(json!({
+            "t": time_text(event.timestamp),
+            "id": Uuid::now_v7().simple().to_string(),
+            "ty": event.event_type,
+            "u": event.user_id,
+            "n": event.name,
+            "m": Json::Object(event.metadata),
+        }));
+    }
+    let stored = tx
+        .write_operational(
+            EVENTS,
+            tx.query(if sqlite {
+                "INSERT INTO events (tenant_id, occurred_at, id, event_type, user_id, name, metadata, received_at) \
+                 SELECT $1, json_extract(e.value, '$.t'), unhex(json_extract(e.value, '$.id')), \
+                        json_extract(e.value, '$.ty'), json_extract(e.value, '$.u'), json_extract(e.value, '$.n'), \
+                        json(json_extract(e.value, '$.m')), $3 \
+                   FROM json_each($2) AS e"
+            } else {
+                "INSERT INTO events (tenant_id, occurred_at, id, event_type, user_id, name, metadata, received_at) \
+                 SELECT $1, e.t, e.id, e.ty, e.u, e.n, e.m, $3 \
+                   FROM jsonb_to_recordset($2) AS e(t timestamptz, id uuid, ty text, u text, n text, m jsonb)"
+            })
+            .bind(Json::Array(rows))
+            .bind(received_at),
+        )
+        .await?;
+
+    let counts: Vec<Json> = counts
+        .into_iter()
+        .map(|((ty, hour, name), c)| json!({"ty": ty, "h": time_text(hour), "n": name, "c": c}))
+        .collect();
+    tx.write_operational(
+        COUNTS,
+        tx.query(if sqlite {
+            "INSERT INTO event_counts (tenant_id, event_type, hour, name, count) \
+             SELECT $1, json_extract(c.value, '$.ty'), json_extract(c.value, '$.h'), \
+                    json_extract(c.value, '$.n'), json_extract(c.value, '$.c') \
+               FROM json_each($2) AS c WHERE true \
+             ON CONFLICT (tenant_id, event_type, hour, name) DO UPDATE SET count = count + excluded.count"
+        } else {
+            "INSERT INTO event_counts (tenant_id, event_type, hour, name, count) \
+             SELECT $1, c.ty, c.h, c.n, c.c FROM jsonb_to_recordset($2) AS c(ty text, h timestamptz, n text, c bigint) \
+             ON CONFLICT (tenant_id, event_type, hour, name) DO UPDATE SET count = event_counts.count + EXCLUDED.count"
+        })
+        .bind(Json::Array(counts)),
+    )
+    .await?;
+
+    if active.is_empty() {
+        return Ok(stored);
+    }
+    let candidates: Vec<Json> = active
+        .into_iter()
+        .map(|(day, user)| json!({"d": day.to_string(), "u": user}))
+        .collect();
+    // Only the (day, user) pairs not seen before count towards DAU and MAU.
+    let fresh: Vec<(NaiveDate, String)> = tx
+        .write_operational_returning(
+            DAILY_USERS,
+            tx.query(if sqlite {
+                "INSERT INTO event_daily_users (tenant_id, day, user_id) \
+                 SELECT $1, json_extract(d.value, '$.d'), json_extract(d.value, '$.u') FROM json_each($2) AS d WHERE true \
+                 ON CONFLICT DO NOTHING RETURNING day, user_id"
+            } else {
+                "INSERT INTO event_daily_users (tenant_id, day, user_id) \
+                 SELECT $1, d.d, d.u FROM jsonb_to_recordset($2) AS d(d date, u text) \
+                 ON CONFLICT DO NOTHING RETURNING day, user_id"
+            })
+            .bind(Json::Array(candidates)),
+        )
+        .await?;
+    if fresh.is_empty() {
+        return Ok(stored);
+    }
+    let mut per_day: BTreeMap<NaiveDate, i64> = BTreeMap::new();
+    let mut blocks: BTreeMap<(NaiveDate, String), i64> = BTreeMap::new();
+    for (day, user) in fresh {
+        *per_day.entry(day).or_default() += 1;
+        let later = block_of(day);
+        let earlier = later - Days::new(BLOCK_STRIDE as u64);
+        for block in [earlier, later] {
+            *blocks.entry((block, user.clone())).or_default() |= day_bit(block, day);
+        }
+    }
+    let per_day: Vec<Json> = per_day
+        .into_iter()
+        .map(|(day, n)| json!({"d": day.to_string(), "n": n}))
+        .collect();
+    tx.write_operational(
+        DAILY_ACTIVE,
+        tx.query(if sqlite {
+            "INSERT INTO event_daily_active (tenant_id, day, users) \
+             SELECT $1, json_extract(a.value, '$.d'), json_extract(a.value, '$.n') FROM json_each($2) AS a WHERE true \
+             ON CONFLICT (tenant_id, day) DO UPDATE SET users = users + excluded.users"
+        } else {
+            "INSERT INTO event_daily_active (tenant_id, day, users) \
+             SELECT $1, a.d, a.n FROM jsonb_to_recordset($2) AS a(d date, n bigint) \
+             ON CONFLICT (tenant_id, day) DO UPDATE SET users = event_daily_active.users + EXCLUDED.users"
+        })
+        .bind(Json::Array(per_day)),
+    )
+    .await?;
+    let blocks: Vec<Json> = blocks
+        .into_iter()
+        .map(|((block, user), days)| json!({"b": block.to_string(), "u": user, "m": days}))
+        .collect();
+    tx.write_operational(
+        USER_BLOCKS,
+        tx.query(if sqlite {
+            "INSERT INTO event_user_blocks (tenant_id, block, user_id, days) \
+             SELECT $1, json_extract(b.value, '$.b'), json_extract(b.value, '$.u'), json_extract(b.value, '$.m') \
+               FROM json_each($2) AS b WHERE true \
+             ON CONFLICT (tenant_id, block, user_id) DO UPDATE SET days = days | excluded.days"
+        } else {
+            "INSERT INTO event_user_blocks (tenant_id, block, user_id, days) \
+             SELECT $1, b.b, b.u, b.m FROM jsonb_to_recordset($2) AS b(b date, u text, m bigint) \
+             ON CONFLICT (tenant_id, block, user_id) DO UPDATE SET days = event_user_blocks.days | EXCLUDED.days"
+        })
+        .bind(Json::Array(blocks)),
+    )
+    .await?;
+    Ok(stored)
+}
+
+/// What [`rebuild`] recomputed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// Raw events read.
+    pub events: i64,
+    /// Hour/type/name rows written.
+    pub count_rows: u64,
+    /// (day, user) rows written.
+    pub daily_user_rows: u64,
+}
+
+/// Recomputes the rollups of the UTC days `from..=to` of `ctx`'s tenant from
+/// its raw events, in one transaction (live ingestion of the tenant waits
+/// for it on PostgreSQL; SQLite has one writer anyway). Needed only after
+/// raw events were changed by hand, or to check the incremental rollups.
+pub async fn rebuild(
+    db: &Db,
+    ctx: &TenantContext,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Rebuilt> {
+    if to < from {
+        return Err(tenantkit::Error::Invalid("`to` is before `from`".into()));
+    }
+    let start = from.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    let end = (to + Days::new(1))
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc();
+    // Every block overlapping the span is recomputed whole, from the daily
+    // users of its 64 days.
+    let first_block = block_of(from) - Days::new(BLOCK_STRIDE as u64);
+    let last_block = block_of(to);
+    let blocks_end = last_block + Days::new(2 * BLOCK_STRIDE as u64);
+
+    let mut tx = db.begin(ctx).await?;
+    let sqlite = tx.backend() == Backend::Sqlite;
+    if !sqlite {
+        let lock = tx.query(
+            "SELECT pg_advisory_xact_lock(hashtext('tenantkit_analytics_rollups'), hashtext($1::text))::text",
+        );
+        let _: Option<(String,)> = tx.fetch_optional(lock).await?;
+    }
+    let (events,): (i64,) = tx
+        .fetch_one(
+            tx.query("SELECT COUNT(*) FROM events WHERE tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3")
+                .bind(start)
+                .bind(end),
+        )
+        .await?;
+
+    tx.write_operational(
+        COUNTS,
+        tx.query("DELETE FROM event_counts WHERE tenant_id = $1 AND hour >= $2 AND hour < $3")
+            .bind(start)
+            .bind(end),
+    )
+    .await?;
+    let count_rows = tx
+        .write_operational(
+            COUNTS,
+            tx.query(if sqlite {
+                "INSERT INTO event_counts (tenant_id, event_type, hour, name, count) \
+                 SELECT $1, event_type, strftime('%Y-%m-%dT%H:00:00+00:00', occurred_at), coalesce(name, ''), COUNT(*) \
+                   FROM events WHERE tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3 \
+                  GROUP BY 2, 3, 4"
+            } else {
+                "INSERT INTO event_counts (tenant_id, event_type, hour, name, count) \
+                 SELECT $1, event_type, date_trunc('hour', occurred_at, 'UTC'), coalesce(name, ''), COUNT(*) \
+                   FROM events WHERE tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3 \
+                  GROUP BY 2, 3, 4"
+            })
+            .bind(start)
+            .bind(end),
+        )
+        .await?;
+
+    tx.write_operational(
+        DAILY_USERS,
+        tx.query("DELETE FROM event_daily_users WHERE tenant_id = $1 AND day >= $2 AND day <= $3")
+            .bind(from)
+            .bind(to),
+    )
+    .await?;
+    let daily_user_rows = tx
+        .write_operational(
+            DAILY_USERS,
+            tx.query(if sqlite {
+                "INSERT INTO event_daily_users (tenant_id, day, user_id) \
+                 SELECT DISTINCT $1, date(occurred_at), user_id FROM events \
+                  WHERE tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3 AND user_id IS NOT NULL"
+            } else {
+                "INSERT INTO event_daily_users (tenant_id, day, user_id) \
+                 SELECT DISTINCT $1, (occurred_at AT TIME ZONE 'UTC')::date, user_id FROM events \
+                  WHERE tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3 AND user_id IS NOT NULL"
+            })
+            .bind(start)
+            .bind(end),
+        )
+        .await?;
+
+    tx.write_operational(
+        DAILY_ACTIVE,
+        tx.query("DELETE FROM event_daily_active WHERE tenant_id = $1 AND day >= $2 AND day <= $3")
+            .bind(from)
+            .bind(to),
+    )
+    .await?;
+    tx.write_operational(
+        DAILY_ACTIVE,
+        tx.query(
+            "INSERT INTO event_daily_active (tenant_id, day, users) \
+             SELECT $1, day, COUNT(*) FROM event_daily_users \
+              WHERE tenant_id = $1 AND day >= $2 AND day <= $3 GROUP BY day",
+        )
+        .bind(from)
+        .bind(to),
+    )
+    .await?;
+
+    tx.write_operational(
+        USER_BLOCKS,
+        tx.query(
+            "DELETE FROM event_user_blocks WHERE tenant_id = $1 AND block >= $2 AND block <= $3",
+        )
+        .bind(first_block)
+        .bind(last_block),
+    )
+    .await?;
+    // Each (day, user) sets one bit in each of its two blocks; the bits of a
+    // user in a block are distinct, so their sum is their union.
+    tx.write_operational(
+        USER_BLOCKS,
+        tx.query(if sqlite {
+            "INSERT INTO event_user_blocks (tenant_id, block, user_id, days) \
+             SELECT $1, b.block, b.user_id, SUM(1 << b.bit) FROM ( \
+                 SELECT s.user_id, date('1970-01-01', '+' || (s.start + k.shift) || ' days') AS block, \
+                        s.e - (s.start + k.shift) AS bit \
+                   FROM (SELECT user_id, e, (e / 32) * 32 AS start FROM ( \
+                           SELECT user_id, CAST(julianday(day) - 2440587.5 AS INTEGER) AS e FROM event_daily_users \
+                            WHERE tenant_id = $1 AND day >= $2 AND day < $4)) AS s \
+                  CROSS JOIN (SELECT 0 AS shift UNION ALL SELECT -32) AS k) AS b \
+              WHERE b.block >= $2 AND b.block <= $3 GROUP BY b.block, b.user_id"
+        } else {
+            "INSERT INTO event_user_blocks (tenant_id, block, user_id, days) \
+             SELECT $1, b.block, b.user_id, SUM(1::bigint << b.bit)::bigint FROM ( \
+                 SELECT s.user_id, DATE '1970-01-01' + (s.start + k.shift) AS block, s.e - (s.start + k.shift) AS bit \
+                   FROM (SELECT user_id, e, (e / 32) * 32 AS start FROM ( \
+                           SELECT user_id, day - DATE '1970-01-01' AS e FROM event_daily_users \
+                            WHERE tenant_id = $1 AND day >= $2 AND day < $4) AS d) AS s \
+                  CROSS JOIN (VALUES (0), (-32)) AS k(shift)) AS b \
+              WHERE b.block >= $2 AND b.block <= $3 GROUP BY b.block, b.user_id"
+        })
+        .bind(first_block)
+        .bind(last_block)
+        .bind(blocks_end),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Rebuilt {
+        events,
+        count_rows,
+        daily_user_rows,
+    })
+}
