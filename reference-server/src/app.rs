@@ -1,11 +1,12 @@
 //! The router: which layers guard which routes.
 //!
 //! ```text
-//! every route     problem+json for bare errors → metrics → request id → trace → body limit → timeout
-//! /healthz /readyz /openapi.json /webhooks/stripe   rate limit per client IP (Stripe events are signed)
-//! /tenants /metrics   auth (platform admin) → rate limit per client IP
-//! tenant routes       TenantLayer → rate limit per client IP → AuthLayer → rate limit per tenant → PlanLayer
+//! every route     problem+json for bare errors → metrics → request id → trace → timeout
+//! /healthz /readyz /openapi.json /webhooks/stripe   body limit → rate limit per client IP (Stripe events are signed)
+//! /tenants /metrics   body limit → rate limit per client IP → auth (platform admin)
+//! tenant routes       body limit (server.max_body_bytes) → TenantLayer → rate limit per client IP → AuthLayer → rate limit per tenant → PlanLayer → AnalyticsLayer (api_call events)
 //! /webhooks…          the same, with PlanLayer requiring the `webhooks` feature (402)
+//! /analytics…         the same, with analytics.max_body_bytes (10 MiB: 1,000 events)
 //! ```
 
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
@@ -43,6 +44,8 @@ pub struct AppState {
     pub billing: tenantkit_billing::Billing,
     /// Endpoints, the outbox and deliveries.
     pub webhooks: tenantkit_webhooks::Webhooks,
+    /// Event ingestion (the writer's handle).
+    pub analytics: tenantkit_analytics::Analytics,
 }
 
 impl AppState {
@@ -109,6 +112,15 @@ fn webhook_routes() -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(webhooks::recover))
 }
 
+/// Analytics: tenant routes, with a body limit fit for 1,000 events.
+fn analytics_routes() -> OpenApiRouter<AppState> {
+    use routes::analytics;
+    OpenApiRouter::default()
+        .routes(utoipa_axum::routes!(analytics::ingest))
+        .routes(utoipa_axum::routes!(analytics::summary))
+        .routes(utoipa_axum::routes!(analytics::timeseries))
+}
+
 /// Platform administration (platform-admin token).
 fn platform_routes() -> OpenApiRouter<AppState> {
     use routes::{audit_logs, health, tenants};
@@ -132,6 +144,7 @@ fn public_routes() -> OpenApiRouter<AppState> {
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     tenant_routes()
         .merge(webhook_routes())
+        .merge(analytics_routes())
         .merge(platform_routes())
         .merge(public_routes())
 }
@@ -154,8 +167,21 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         RateLimitLayer::per_client_ip(per_minute(config.rate_limit.per_ip_per_minute));
     let per_tenant =
         RateLimitLayer::per_tenant(per_minute(config.rate_limit.per_tenant_per_minute));
-    let tenant_stack = |plan: PlanLayer<tenantkit_billing::Billing>| {
+    // Every tenant request counted as an `api_call` event, by route template.
+    let count_calls = config.analytics.count_api_calls.then(|| {
+        tenantkit_analytics::AnalyticsLayer::new(
+            state.analytics.clone(),
+            Arc::new(|ext: &http::Extensions| {
+                ext.get::<axum::extract::MatchedPath>()
+                    .map(|p| p.as_str().to_owned())
+            }),
+        )
+    });
+    let body_limit = RequestBodyLimitLayer::new(config.server.max_body_bytes);
+    let tenant_stack = |plan: PlanLayer<tenantkit_billing::Billing>,
+                        limit: RequestBodyLimitLayer| {
         ServiceBuilder::new()
+            .layer(limit)
             .layer(tenant_layer.clone())
             // Per client IP before authentication: bounds how fast one
             // client can guess credentials (each refusal is audited).
@@ -164,19 +190,33 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
             .layer(per_tenant.clone())
             // The tenant's plan: API-key access needs `api_access` (402 otherwise).
             .layer(plan)
+            .option_layer(count_calls.clone())
     };
     let (tenant_routes, _) = tenant_routes().split_for_parts();
-    let tenant_routes =
-        tenant_routes.route_layer(tenant_stack(PlanLayer::new(state.billing.clone())));
+    let tenant_routes = tenant_routes.route_layer(tenant_stack(
+        PlanLayer::new(state.billing.clone()),
+        body_limit,
+    ));
     let (webhook_routes, _) = webhook_routes().split_for_parts();
     let webhook_routes = webhook_routes.route_layer(tenant_stack(
         PlanLayer::new(state.billing.clone()).requiring(Feature::Webhooks),
+        body_limit,
+    ));
+    let (analytics_routes, _) = analytics_routes().split_for_parts();
+    let analytics_routes = analytics_routes.route_layer(tenant_stack(
+        PlanLayer::new(state.billing.clone()),
+        RequestBodyLimitLayer::new(config.analytics.max_body_bytes),
     ));
     let (platform_routes, _) = platform_routes().split_for_parts();
-    let platform_routes =
-        platform_routes.route_layer(ServiceBuilder::new().layer(per_ip.clone()).layer(auth));
+    let platform_routes = platform_routes.route_layer(
+        ServiceBuilder::new()
+            .layer(body_limit)
+            .layer(per_ip.clone())
+            .layer(auth),
+    );
     let (public_routes, _) = public_routes().split_for_parts();
-    let public_routes = public_routes.route_layer(per_ip);
+    let public_routes =
+        public_routes.route_layer(ServiceBuilder::new().layer(body_limit).layer(per_ip));
 
     let trace = TraceLayer::new_for_http()
         .make_span_with(|req: &Request<_>| {
@@ -198,6 +238,7 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
     let app = Router::new()
         .merge(tenant_routes)
         .merge(webhook_routes)
+        .merge(analytics_routes)
         .merge(platform_routes)
         .merge(public_routes)
         .fallback(error::not_found)
@@ -207,7 +248,6 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(RequestBodyLimitLayer::new(config.server.max_body_bytes))
                 .layer(TimeoutLayer::with_status_code(
                     http::StatusCode::REQUEST_TIMEOUT,
                     Duration::from_secs(30),

@@ -31,6 +31,52 @@ pub struct Config {
     pub billing: tenantkit_billing::BillingConfig,
     /// Outbound webhooks (see docs/webhooks.md).
     pub webhooks: WebhooksConfig,
+    /// Usage analytics.
+    pub analytics: AnalyticsConfig,
+}
+
+/// `[analytics]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalyticsConfig {
+    /// Raw events (and the rollups of their days) are kept this many days
+    /// (at least 36, beyond the 35 days an event may be back-dated).
+    pub retention_days: u32,
+    /// The longest an event waits for its flush, in milliseconds.
+    pub flush_interval_ms: u64,
+    /// A flush starts as soon as this many events wait.
+    pub flush_events: usize,
+    /// The most events buffered at once; more get 503 (the layer drops them).
+    pub buffer_events: usize,
+    /// Record an `api_call` event for every tenant request.
+    pub count_api_calls: bool,
+    /// Largest `POST /analytics/events` body, in bytes (1,000 events).
+    pub max_body_bytes: usize,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        let ingest = tenantkit_analytics::IngestConfig::default();
+        Self {
+            retention_days: 400,
+            flush_interval_ms: ingest.flush_interval.as_millis() as u64,
+            flush_events: ingest.flush_events,
+            buffer_events: ingest.buffer_events,
+            count_api_calls: true,
+            max_body_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+impl AnalyticsConfig {
+    /// The writer's settings.
+    pub fn ingest(&self) -> tenantkit_analytics::IngestConfig {
+        tenantkit_analytics::IngestConfig {
+            flush_interval: std::time::Duration::from_millis(self.flush_interval_ms),
+            flush_events: self.flush_events,
+            buffer_events: self.buffer_events,
+        }
+    }
 }
 
 /// `[webhooks]`
@@ -301,6 +347,26 @@ impl Config {
             .user_claim
             .parse::<tenantkit::auth::UserClaim>()
             .map_err(|e| ConfigError(format!("auth.user_claim: {e}")))?;
+        let analytics = &self.analytics;
+        if analytics.retention_days < 36 {
+            return Err(ConfigError(
+                "analytics.retention_days must be at least 36 (events may be 35 days old when sent)".into(),
+            ));
+        }
+        if analytics.flush_interval_ms == 0 || analytics.flush_events == 0 {
+            return Err(ConfigError(
+                "analytics.flush_interval_ms and analytics.flush_events must be positive".into(),
+            ));
+        }
+        if analytics.buffer_events < tenantkit_analytics::event::MAX_BATCH
+            || analytics.buffer_events > u32::MAX as usize
+        {
+            return Err(ConfigError(format!(
+                "analytics.buffer_events must hold at least one batch ({}) and at most {}",
+                tenantkit_analytics::event::MAX_BATCH,
+                u32::MAX
+            )));
+        }
         if self.database.max_connections == 0 {
             return Err(ConfigError(
                 "database.max_connections must be positive".into(),

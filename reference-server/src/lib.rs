@@ -348,6 +348,9 @@ pub struct Running {
     purger: Option<JoinHandle<()>>,
     access_watcher: JoinHandle<()>,
     worker: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
+    analytics: tenantkit_analytics::Analytics,
+    analytics_writer: JoinHandle<()>,
+    analytics_retention: JoinHandle<()>,
 }
 
 impl Running {
@@ -357,8 +360,12 @@ impl Running {
             purger.abort();
         }
         self.access_watcher.abort();
+        self.analytics_retention.abort();
         self.handle.graceful_shutdown(Some(grace));
         self.task.await??;
+        // Every buffered analytics event is stored before the pool closes.
+        self.analytics.shutdown().await;
+        self.analytics_writer.await.ok();
         // Stops claiming, lets deliveries in flight finish or gives them back.
         if let Some((stop, worker)) = self.worker {
             stop.send(()).ok();
@@ -404,12 +411,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     } else {
         None
     };
+    let (analytics, analytics_writer) =
+        tenantkit_analytics::Analytics::start(db.clone(), config.analytics.ingest());
+    let analytics_retention = tokio::spawn(analytics_retention(
+        db.clone(),
+        config.analytics.retention_days,
+    ));
     let state = AppState {
         db: db.clone(),
         keys: Arc::new(keys),
-        metrics: Metrics::default(),
+        metrics: Metrics::new(Some(analytics.clone())),
         billing,
         webhooks,
+        analytics: analytics.clone(),
     };
     let app = app::router(state, &config)?.into_make_service_with_connect_info::<SocketAddr>();
 
@@ -472,7 +486,29 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         purger,
         access_watcher,
         worker,
+        analytics,
+        analytics_writer,
+        analytics_retention,
     })
+}
+
+/// Removes analytics events and rollups older than `retention_days`, now
+/// and then once a day.
+async fn analytics_retention(db: Db, retention_days: u32) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(24 * 3600));
+    loop {
+        ticks.tick().await;
+        let before = chrono::Utc::now().date_naive() - chrono::Days::new(u64::from(retention_days));
+        match tenantkit_analytics::retention::purge(&db, before).await {
+            Ok(purged) => tracing::info!(
+                partitions = purged.partitions,
+                rows = purged.rows,
+                %before,
+                "analytics retention"
+            ),
+            Err(e) => tracing::error!(error = %e, "analytics retention failed"),
+        }
+    }
 }
 
 /// `tenantkit-server worker`: delivers webhooks until SIGINT/SIGTERM, then

@@ -46,6 +46,33 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Analytics maintenance.
+    Analytics {
+        #[command(subcommand)]
+        command: AnalyticsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AnalyticsCommand {
+    /// Recompute a tenant's rollups of some UTC days from its raw events.
+    Rebuild {
+        /// The tenant (id or subdomain).
+        #[arg(long)]
+        tenant: String,
+        /// First day (YYYY-MM-DD).
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last day, included (YYYY-MM-DD).
+        #[arg(long)]
+        to: chrono::NaiveDate,
+    },
+    /// Remove events and rollups older than the retention period now.
+    Purge {
+        /// Days to keep (default: analytics.retention_days).
+        #[arg(long)]
+        retention_days: Option<u32>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,6 +201,33 @@ async fn main() -> anyhow::Result<()> {
             if !report.valid {
                 std::process::exit(2);
             }
+            Ok(())
+        }
+        Command::Analytics {
+            command: AnalyticsCommand::Rebuild { tenant, from, to },
+        } => {
+            let db = open_runtime_db(&config).await?;
+            let ctx = find_tenant(&db, &tenant).await?;
+            let rebuilt = tenantkit_analytics::rollup::rebuild(&db, &ctx, from, to).await?;
+            println!(
+                "rebuilt the rollups of {from}..={to} from {} events ({} hour/type/name rows, {} daily user rows)",
+                rebuilt.events, rebuilt.count_rows, rebuilt.daily_user_rows
+            );
+            Ok(())
+        }
+        Command::Analytics {
+            command: AnalyticsCommand::Purge { retention_days },
+        } => {
+            let db = open_runtime_db(&config).await?;
+            let days = retention_days
+                .unwrap_or(config.analytics.retention_days)
+                .max(36);
+            let before = chrono::Utc::now().date_naive() - chrono::Days::new(u64::from(days));
+            let purged = tenantkit_analytics::retention::purge(&db, before).await?;
+            println!(
+                "removed analytics before {before}: {} day partitions, {} rows",
+                purged.partitions, purged.rows
+            );
             Ok(())
         }
         Command::Token {

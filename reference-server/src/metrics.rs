@@ -9,8 +9,13 @@ use std::{
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, text::encode},
+    metrics::{
+        counter::{ConstCounter, Counter},
+        family::Family,
+        histogram::Histogram,
+    },
     registry::Registry,
 };
 use tenantkit::TenantContext;
@@ -44,7 +49,59 @@ impl std::fmt::Debug for Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+/// The analytics writer's counters, read at each scrape.
+#[derive(Debug)]
+struct AnalyticsCollector(tenantkit_analytics::Analytics);
+
+impl Collector for AnalyticsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let stats = self.0.stats();
+        for (name, help, value) in [
+            (
+                "analytics_events_stored",
+                "Analytics events committed",
+                stats.stored,
+            ),
+            (
+                "analytics_flushes",
+                "Analytics writer flushes committed",
+                stats.flushes,
+            ),
+            (
+                "analytics_events_refused",
+                "Analytics events refused with 503 (buffer full)",
+                stats.refused,
+            ),
+            (
+                "analytics_events_dropped",
+                "api_call events dropped by AnalyticsLayer (buffer full)",
+                stats.dropped,
+            ),
+            (
+                "analytics_events_failed",
+                "Analytics events whose flush failed (the caller was told)",
+                stats.failed,
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+impl Metrics {
+    /// A registry; with `analytics`, its writer's counters are exported too.
+    pub fn new(analytics: Option<tenantkit_analytics::Analytics>) -> Self {
         let mut registry = Registry::with_prefix("tenantkit");
+        if let Some(analytics) = analytics {
+            registry.register_collector(Box::new(AnalyticsCollector(analytics)));
+        }
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "http_requests",

@@ -474,6 +474,7 @@ mod tests {
         db.migrate().await.unwrap();
         tenantkit_billing::Billing::migrate(&db).await.unwrap();
         tenantkit_webhooks::Webhooks::migrate(&db).await.unwrap();
+        tenantkit_analytics::storage::migrate(&db).await.unwrap();
         // A plan with every feature, so that only routing answers.
         let mut config = Config::default();
         config.billing.plans.default_plan = "enterprise".into();
@@ -502,7 +503,7 @@ mod tests {
             db: db.clone(),
             keys: Arc::new(keys),
             metrics: Metrics::default(),
-            billing: tenantkit_billing::Billing::new(db, config.billing.clone()).unwrap(),
+            billing: tenantkit_billing::Billing::new(db.clone(), config.billing.clone()).unwrap(),
             webhooks: tenantkit_webhooks::Webhooks::new(
                 tenantkit_webhooks::ssrf::UrlPolicy::strict(),
                 tenantkit_webhooks::secret_box::SecretBox::new([
@@ -511,6 +512,11 @@ mod tests {
                 .unwrap(),
                 tenantkit_webhooks::catalogue::EventCatalogue::tenantkit(),
             ),
+            analytics: tenantkit_analytics::Analytics::start(
+                db.clone(),
+                tenantkit_analytics::IngestConfig::default(),
+            )
+            .0,
         };
         let router = app::router(state, &config).unwrap();
         let spec = serde_json::to_value(document()).unwrap();

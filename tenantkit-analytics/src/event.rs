@@ -242,11 +242,14 @@ pub fn parse_batch(
     if invalid.is_empty() {
         Ok(events)
     } else {
+        let first = &invalid[0];
         Err(BatchError {
             detail: format!(
-                "{} of {} events are invalid; none was stored",
+                "{} of {} events are invalid (the first, #{}: {}); none was stored",
                 invalid.len(),
-                invalid.len() + events.len()
+                invalid.len() + events.len(),
+                first.index,
+                first.reason
             ),
             invalid,
         })

@@ -91,6 +91,29 @@ pub enum IngestError {
     Invalid(String),
 }
 
+impl From<&IngestError> for tenantkit::problem::Problem {
+    /// `503` with `Retry-After` when the caller should retry (nothing was
+    /// stored); `422` for an invalid event.
+    fn from(err: &IngestError) -> Self {
+        use http::{HeaderValue, StatusCode, header::RETRY_AFTER};
+        use tenantkit::problem::Problem;
+        let retry = |title: &str, after: &'static str| {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, title)
+                .with_detail(format!("{err}; none of the events was stored"))
+                .with_header(RETRY_AFTER, HeaderValue::from_static(after))
+        };
+        match err {
+            IngestError::Full => retry("Event buffer full", "1"),
+            IngestError::Stopped => retry("Event ingestion stopped", "5"),
+            IngestError::Store(_) => retry("Events not stored", "1"),
+            IngestError::Invalid(detail) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid event")
+                    .with_detail(detail.clone())
+            }
+        }
+    }
+}
+
 /// Counters for `/metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IngestStats {

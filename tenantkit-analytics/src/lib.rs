@@ -15,11 +15,13 @@
 //! - [`rollup`]: the rollups, updated in the transaction that stores the
 //!   events, and their rebuild from raw events.
 //! - [`query`]: the summary and time-series queries, which read only rollups.
+//! - [`retention`]: old days of events and rollups removed.
 
 pub mod event;
 pub mod ingest;
 pub mod layer;
 pub mod query;
+pub mod retention;
 pub mod rollup;
 pub mod storage;
 

@@ -119,6 +119,12 @@ pub enum Scope {
     /// Create, change, test and delete webhook endpoints; retry deliveries.
     #[serde(rename = "webhooks:write")]
     WebhooksWrite,
+    /// Read the analytics summary and time series.
+    #[serde(rename = "analytics:read")]
+    AnalyticsRead,
+    /// Send analytics events.
+    #[serde(rename = "analytics:write")]
+    AnalyticsWrite,
 }
 
 macro_rules! text_enum {
@@ -177,11 +183,13 @@ text_enum!(Scope {
     AuditLogsRead = "audit_logs:read",
     WebhooksRead = "webhooks:read",
     WebhooksWrite = "webhooks:write",
+    AnalyticsRead = "analytics:read",
+    AnalyticsWrite = "analytics:write",
 });
 
 impl Scope {
     /// Every scope, for a key that may do everything an admin may.
-    pub const ALL: [Scope; 8] = [
+    pub const ALL: [Scope; 10] = [
         Scope::TenantRead,
         Scope::UsersRead,
         Scope::UsersWrite,
@@ -190,6 +198,8 @@ impl Scope {
         Scope::AuditLogsRead,
         Scope::WebhooksRead,
         Scope::WebhooksWrite,
+        Scope::AnalyticsRead,
+        Scope::AnalyticsWrite,
     ];
 }
 

@@ -2,6 +2,7 @@
 //! SQLite and on PostgreSQL (as the runtime role).
 
 mod access;
+mod analytics;
 mod attacks;
 mod audit;
 mod billing;

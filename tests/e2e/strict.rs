@@ -103,6 +103,9 @@ fn routes() -> Vec<Route> {
         ),
         route(Method::POST, "/webhooks/{id}/recover", Tenant)
             .json(json!({ "since": "2026-11-27T00:00:00Z" })),
+        route(Method::POST, "/analytics/events", Tenant).json(json!({ "event_type": "page_view" })),
+        route(Method::GET, "/analytics/summary", Tenant),
+        route(Method::GET, "/analytics/timeseries", Tenant),
     ]
 }
 
@@ -111,6 +114,7 @@ macro_rules! server {
         // A plan with every feature: the walk is about input, not plans.
         match Server::start_with($backend, |c| {
             c.server.max_body_bytes = 2048;
+            c.analytics.max_body_bytes = 2048;
             c.billing.plans.default_plan = "enterprise".into();
         })
         .await
@@ -326,6 +330,7 @@ async fn unknown_routes_and_duplicate_tenant_headers_are_problems(backend: Backe
         "/users?limt=5",
         "/api-keys?limit=5&page=2",
         "/audit-logs?colour=red",
+        "/analytics/summary?colour=red",
     ] {
         let res = w
             .request(&route(Method::GET, "/users", Access::Tenant), Method::GET)

@@ -1,5 +1,6 @@
 //! Handlers, one module per resource.
 
+pub mod analytics;
 pub mod api_keys;
 pub mod audit_logs;
 pub mod billing;

@@ -12,6 +12,8 @@
 //! | `ReadApiKeys`, `WriteApiKeys` | no | yes | yes | `api_keys:read`, `api_keys:write` | no |
 //! | `ReadAuditLogs` | no | yes | yes | `audit_logs:read` | only through the audited platform path |
 //! | `ReadWebhooks`, `WriteWebhooks` | no | yes | yes | `webhooks:read`, `webhooks:write` | no |
+//! | `ReadAnalytics` (summary, time series) | yes | yes | yes | `analytics:read` | no |
+//! | `WriteAnalytics` (send events) | yes | yes | yes | `analytics:write` | no |
 //! | `GrantOwner` (make or unmake owners) | no | no | yes | never | no |
 //! | `ManageBilling` (checkout, billing portal) | no | yes | yes | never | no |
 //! | `ManageTenants` | no | no | no | never | yes |
@@ -93,6 +95,10 @@ pub enum Permission {
     ReadWebhooks,
     /// Create, change, test and delete webhook endpoints; retry deliveries.
     WriteWebhooks,
+    /// Read the analytics summary and time series.
+    ReadAnalytics,
+    /// Send analytics events.
+    WriteAnalytics,
     /// Start a checkout or open the billing portal.
     ManageBilling,
     /// Create and list tenants.
@@ -136,7 +142,7 @@ impl Principal {
         match &self.subject {
             Subject::PlatformAdmin { .. } => permission == ManageTenants,
             Subject::User { role, .. } => match permission {
-                ReadTenant | ReadUsers => true,
+                ReadTenant | ReadUsers | ReadAnalytics | WriteAnalytics => true,
                 WriteUsers | ReadApiKeys | WriteApiKeys | ReadAuditLogs | ReadWebhooks
                 | WriteWebhooks | ManageBilling => *role >= Role::Admin,
                 GrantOwner => *role == Role::Owner,
@@ -152,6 +158,8 @@ impl Principal {
                     ReadAuditLogs => Scope::AuditLogsRead,
                     ReadWebhooks => Scope::WebhooksRead,
                     WriteWebhooks => Scope::WebhooksWrite,
+                    ReadAnalytics => Scope::AnalyticsRead,
+                    WriteAnalytics => Scope::AnalyticsWrite,
                     GrantOwner | ManageTenants | ManageBilling => return false,
                 };
                 scopes.contains(&needed)

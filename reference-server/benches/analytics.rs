@@ -1,0 +1,523 @@
+//! Analytics ingestion and query figures, beside their targets.
+//!
+//! ```text
+//! cargo bench -p tenantkit-server --bench analytics
+//! ```
+//!
+//! On a fresh PostgreSQL database (migrated by `migrate`, served as the
+//! runtime role) with 1,000 tenants, one `tenantkit-server serve` process
+//! (release build) receives every event over HTTP: 10M events in batches of
+//! 1,000 from 16 concurrent clients, each request answered `202` only once
+//! its flush has committed. One tenant gets 2M of them from 100,000
+//! distinct users; the others share the rest. Timestamps spread over the
+//! last 30 days, so the rollups are built incrementally at full size.
+//!
+//! Printed beside the targets:
+//!
+//! - ingestion: events/s durably acknowledged (target 50,000/s), request
+//!   latency, and the server's RSS during ingestion;
+//! - a raw `COPY` of 1M rows of the same shape into the same `events`
+//!   table in the same run (as the owner, no rollups): ours must reach half;
+//! - query latency (p50/p95/p99 of 200 requests each, closed loop, over
+//!   HTTP): summary, and time series of events per day, API calls per hour
+//!   (720 points), DAU and one feature, for the big tenant and for small
+//!   ones (target p95 < 50 ms; the seed's floor is 1 s at 1M events).
+//!
+//! Settings (environment): `TENANTKIT_BENCH_PG_URL` (owner/superuser URL,
+//! default `postgres://postgres@127.0.0.1:5432/test`),
+//! `TENANTKIT_BENCH_EVENTS` (total, default 10,000,000),
+//! `TENANTKIT_BENCH_CLIENTS` (default 16), `TENANTKIT_BENCH_COPY_ROWS`
+//! (default 1,000,000).
+
+use std::{
+    fmt::Write as _,
+    process::{Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use chrono::{SecondsFormat, Utc};
+use tenantkit::{NewTenant, audit::Actor};
+use tenantkit_server::config::Config;
+
+const TARGET_EVENTS_PER_SEC: f64 = 50_000.0;
+const TARGET_P95_MS: f64 = 50.0;
+const FLOOR_QUERY_MS: f64 = 1000.0;
+const TENANTS: usize = 1000;
+const BIG_USERS: u64 = 100_000;
+const BATCH: usize = 1000;
+const KEY: &str = "dGVuYW50a2l0LWJlbmNoLWFuYWx5dGljcy1rZXktMzI=";
+const SECRET: &str = "bench-secret-bench-secret-bench-secret";
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A small, fast pseudo-random sequence (xorshift), so bodies are cheap to make.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const ROUTES: [&str; 8] = [
+    "GET /users",
+    "GET /users/{id}",
+    "POST /users",
+    "GET /api-keys",
+    "GET /audit-logs",
+    "PATCH /users/{id}",
+    "GET /tenant",
+    "DELETE /users/{id}",
+];
+
+/// One batch of events for a tenant: its JSON body.
+fn batch(rng: &mut Rng, big: bool, now: chrono::DateTime<Utc>) -> String {
+    let users = if big { BIG_USERS } else { 1_000 };
+    let mut body = String::with_capacity(BATCH * 180);
+    body.push('[');
+    for i in 0..BATCH {
+        if i > 0 {
+            body.push(',');
+        }
+        let ago = rng.below(30 * 24 * 3600 - 3600);
+        let at = (now - chrono::Duration::seconds(ago as i64))
+            .to_rfc3339_opts(SecondsFormat::Secs, true);
+        let user = rng.below(users);
+        let _ = match rng.below(20) {
+            0..=9 => write!(
+                body,
+                r#"{{"event_type":"api_call","user_id":"u{user}","name":"{}","timestamp":"{at}","metadata":{{"status":200,"latency_ms":{}}}}}"#,
+                ROUTES[rng.below(ROUTES.len() as u64) as usize],
+                rng.below(40)
+            ),
+            10..=15 => write!(
+                body,
+                r#"{{"event_type":"page_view","user_id":"u{user}","name":"/p/{}","timestamp":"{at}"}}"#,
+                rng.below(50)
+            ),
+            16..=18 => write!(
+                body,
+                r#"{{"event_type":"feature_used","user_id":"u{user}","name":"feature-{}","timestamp":"{at}"}}"#,
+                rng.below(30)
+            ),
+            _ => write!(
+                body,
+                r#"{{"event_type":"custom.signup","user_id":"u{user}","timestamp":"{at}","metadata":{{"plan":"pro"}}}}"#
+            ),
+        };
+    }
+    body.push(']');
+    body
+}
+
+fn rss_mib(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+struct Tenant {
+    id: String,
+    token: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let total: u64 = env_or("TENANTKIT_BENCH_EVENTS", 10_000_000);
+    let clients: usize = env_or("TENANTKIT_BENCH_CLIENTS", 16);
+    let copy_rows: usize = env_or("TENANTKIT_BENCH_COPY_ROWS", 1_000_000);
+
+    let admin = std::env::var("TENANTKIT_BENCH_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let pool = sqlx::PgPool::connect(&admin).await?;
+    let name = "tenantkit_bench_analytics";
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await?;
+    }
+    pool.close().await;
+    let owner_url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let dir = tempfile::tempdir()?;
+    let mut config = Config::default();
+    config.database.url = Some(owner_url.clone());
+    config.auth.jwt_secret = Some(SECRET.to_owned().into());
+    config.webhooks.secret_keys = vec![KEY.to_owned().into()];
+    tenantkit_server::migrate(&config).await?;
+
+    // Tenants, each with an owner and a token.
+    let db = tenantkit_server::open_runtime_db(&config).await?;
+    let keys = tenantkit_server::load_keys(&config)?;
+    let mut tenants = Vec::with_capacity(TENANTS);
+    let seeding = Instant::now();
+    for i in 0..TENANTS {
+        let (tenant, _) = tenantkit_server::create_tenant(
+            &db,
+            &NewTenant {
+                name: format!("Bench {i}"),
+                subdomain: format!("bench-{i}"),
+            },
+            Some(format!("owner{i}@bench.test")),
+            &Actor::System,
+        )
+        .await?;
+        let ctx = db.resolve_id(tenant.id).await?.expect("just created");
+        let token = tenantkit_server::issue_user_token(&db, &keys, &ctx, None, None, 7200).await?;
+        tenants.push(Tenant {
+            id: tenant.id.to_string(),
+            token,
+        });
+    }
+    println!(
+        "{TENANTS} tenants with owners made in {:.1} s",
+        seeding.elapsed().as_secs_f64()
+    );
+
+    // The server, a release build in its own process.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let config_file = dir.path().join("tenantkit.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[database]\nurl = \"{owner_url}\"\n\n\
+             [auth]\njwt_secret = \"{SECRET}\"\n\n[rate_limit]\nper_tenant_per_minute = 100000000\n\
+             per_ip_per_minute = 100000000\n\n[webhooks]\nsecret_keys = [\"{KEY}\"]\nworker = false\n"
+        ),
+    )?;
+    let mut server = Command::new(env!("CARGO_BIN_EXE_tenantkit-server"))
+        .args(["--config", config_file.to_str().unwrap(), "serve"])
+        .current_dir(dir.path())
+        .env("TENANTKIT_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let pid = server.id();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(clients * 2)
+        .build()?;
+    for _ in 0..300 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Ingestion.
+    let batches = total / BATCH as u64;
+    println!(
+        "ingesting {} events ({batches} batches of {BATCH}) from {clients} clients; server pid {pid}",
+        batches * BATCH as u64
+    );
+    let tenants = Arc::new(tenants);
+    let next = Arc::new(AtomicU64::new(0));
+    let acked = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(batches as usize)));
+    let rss_samples = Arc::new(Mutex::new(Vec::new()));
+    let sampler = {
+        let rss_samples = rss_samples.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(rss) = rss_mib(pid, "VmRSS:") {
+                    rss_samples.lock().unwrap().push(rss);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (http, base, tenants, next, acked, refused, latencies) = (
+            http.clone(),
+            base.clone(),
+            tenants.clone(),
+            next.clone(),
+            acked.clone(),
+            refused.clone(),
+            latencies.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut rng =
+                Rng(0x9E37_79B9_7F4A_7C15 ^ (c as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= batches {
+                    return;
+                }
+                // One batch in five is the big tenant's: 2M of 10M.
+                let big = k % 5 == 0;
+                let tenant = if big {
+                    &tenants[0]
+                } else {
+                    &tenants[1 + (k as usize % (TENANTS - 1))]
+                };
+                let body = batch(&mut rng, big, Utc::now());
+                loop {
+                    let sent = Instant::now();
+                    let res = http
+                        .post(format!("{base}/analytics/events"))
+                        .header("x-tenant-id", &tenant.id)
+                        .header("content-type", "application/json")
+                        .bearer_auth(&tenant.token)
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .expect("the server answers");
+                    match res.status().as_u16() {
+                        202 => {
+                            latencies.lock().unwrap().push(sent.elapsed());
+                            acked.fetch_add(BATCH as u64, Ordering::Relaxed);
+                            break;
+                        }
+                        503 => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        other => panic!("ingest answered {other}: {:?}", res.text().await),
+                    }
+                }
+            }
+        }));
+    }
+    let mut last = (Instant::now(), 0u64);
+    let progress = {
+        let acked = acked.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let now = (Instant::now(), acked.load(Ordering::Relaxed));
+                println!(
+                    "  {:>10} events acknowledged, {:>7.0}/s over the last 10 s",
+                    now.1,
+                    (now.1 - last.1) as f64 / (now.0 - last.0).as_secs_f64()
+                );
+                last = now;
+            }
+        })
+    };
+    for t in tasks {
+        t.await?;
+    }
+    let elapsed = started.elapsed();
+    progress.abort();
+    sampler.abort();
+    let ingested = acked.load(Ordering::Relaxed);
+    let rate = ingested as f64 / elapsed.as_secs_f64();
+    let mut lat = latencies.lock().unwrap().clone();
+    lat.sort();
+    let rss = rss_samples.lock().unwrap().clone();
+    let rss_peak = rss_mib(pid, "VmHWM:").unwrap_or(f64::NAN);
+    let rss_median = {
+        let mut r = rss.clone();
+        r.sort_by(|a, b| a.total_cmp(b));
+        r.get(r.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+
+    // A raw COPY of rows of the same shape, as the owner, in the same run.
+    let owner = sqlx::PgPool::connect(&owner_url).await?;
+    let copy_started;
+    {
+        let mut conn = owner.acquire().await?;
+        let mut rng = Rng(42);
+        let now = Utc::now();
+        let tenant = &tenants[0].id;
+        let mut copy = conn
+            .copy_in_raw(
+                "COPY events (tenant_id, occurred_at, id, event_type, user_id, name, metadata, received_at) FROM STDIN",
+            )
+            .await?;
+        copy_started = Instant::now();
+        let mut chunk = String::with_capacity(1 << 20);
+        let received = now.to_rfc3339_opts(SecondsFormat::Micros, true);
+        for i in 0..copy_rows {
+            let at = (now - chrono::Duration::seconds(rng.below(30 * 24 * 3600 - 3600) as i64))
+                .to_rfc3339_opts(SecondsFormat::Secs, true);
+            let _ = writeln!(
+                chunk,
+                "{tenant}\t{at}\t{}\tpage_view\tu{}\t/p/{}\t{{}}\t{received}",
+                uuid::Uuid::now_v7(),
+                rng.below(BIG_USERS),
+                i % 50
+            );
+            if chunk.len() > (1 << 20) - 512 {
+                copy.send(chunk.as_bytes()).await?;
+                chunk.clear();
+            }
+        }
+        copy.send(chunk.as_bytes()).await?;
+        copy.finish().await?;
+    }
+    let copy_rate = copy_rows as f64 / copy_started.elapsed().as_secs_f64();
+
+    // Queries, over HTTP, closed loop.
+    let mut query_rows = Vec::new();
+    let queries = [
+        ("summary (30 days)", "/analytics/summary".to_owned()),
+        (
+            "events per day (30)",
+            "/analytics/timeseries?metric=events&interval=day".to_owned(),
+        ),
+        (
+            "api_calls per hour (720)",
+            "/analytics/timeseries?metric=api_calls&interval=hour".to_owned(),
+        ),
+        (
+            "dau per day (30)",
+            "/analytics/timeseries?metric=dau&interval=day".to_owned(),
+        ),
+        (
+            "feature:feature-7 per day",
+            "/analytics/timeseries?metric=feature:feature-7&interval=day".to_owned(),
+        ),
+        (
+            "events per day, Asia/Tokyo",
+            "/analytics/timeseries?metric=events&interval=day&tz=Asia/Tokyo".to_owned(),
+        ),
+    ];
+    for (label, path) in &queries {
+        for big in [true, false] {
+            let mut lat = Vec::with_capacity(200);
+            for i in 0..200usize {
+                let tenant = if big {
+                    &tenants[0]
+                } else {
+                    &tenants[1 + (i * 37) % (TENANTS - 1)]
+                };
+                let sent = Instant::now();
+                let res = http
+                    .get(format!("{base}{path}"))
+                    .header("x-tenant-id", &tenant.id)
+                    .bearer_auth(&tenant.token)
+                    .send()
+                    .await?;
+                assert_eq!(res.status(), 200, "{path}");
+                res.bytes().await?;
+                lat.push(sent.elapsed());
+            }
+            lat.sort();
+            query_rows.push((
+                format!(
+                    "{label}, {}",
+                    if big {
+                        "big tenant (2M events, 100k users)"
+                    } else {
+                        "small tenants"
+                    }
+                ),
+                percentile(&lat, 0.5),
+                percentile(&lat, 0.95),
+                percentile(&lat, 0.99),
+            ));
+        }
+    }
+    let big_summary: serde_json::Value = http
+        .get(format!("{base}/analytics/summary"))
+        .header("x-tenant-id", &tenants[0].id)
+        .bearer_auth(&tenants[0].token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let (stored,): (i64,) = sqlx::query_as("SELECT count(*) FROM events")
+        .fetch_one(&owner)
+        .await?;
+    let size: String =
+        sqlx::query_scalar("SELECT pg_size_pretty(pg_database_size(current_database()))")
+            .fetch_one(&owner)
+            .await?;
+    server.kill()?;
+    server.wait()?;
+
+    println!();
+    println!(
+        "## Analytics, PostgreSQL, release build, {} ({} cores)",
+        Utc::now().date_naive(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "events in the database: {stored} (ingested over HTTP {ingested}, raw COPY {copy_rows}); database size {size}"
+    );
+    println!(
+        "big tenant summary: events {}, dau {}, mau {}",
+        big_summary["events"], big_summary["dau"], big_summary["mau"]
+    );
+    println!();
+    println!("| figure | measured | target |");
+    println!("|---|---|---|");
+    println!(
+        "| ingestion over HTTP, durably acknowledged (batches of {BATCH}, {clients} clients) | {rate:.0} events/s | ≥ {TARGET_EVENTS_PER_SEC:.0} events/s |"
+    );
+    println!(
+        "| raw COPY of the same rows (no rollups) | {copy_rate:.0} rows/s | ours ≥ ½ of it: {:.0} → {} |",
+        copy_rate / 2.0,
+        if rate >= copy_rate / 2.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    println!(
+        "| ingest request latency p50 / p99 | {:.1} / {:.1} ms | (group commit: 50 ms interval) |",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    );
+    println!(
+        "| 503 answers (buffer full, retried) | {} | |",
+        refused.load(Ordering::Relaxed)
+    );
+    println!(
+        "| server RSS during ingestion: median / peak | {rss_median:.0} / {rss_peak:.0} MiB | bounded (buffer 50,000 events) |"
+    );
+    for (label, p50, p95, p99) in &query_rows {
+        println!(
+            "| {label}: p50 / p95 / p99 | {p50:.1} / {p95:.1} / {p99:.1} ms | p95 < {TARGET_P95_MS:.0} ms {} (floor {FLOOR_QUERY_MS:.0} ms) |",
+            if *p95 < TARGET_P95_MS {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+    }
+    println!(
+        "ingestion {} its target",
+        if rate >= TARGET_EVENTS_PER_SEC {
+            "meets"
+        } else {
+            "does NOT meet"
+        }
+    );
+    Ok(())
+}

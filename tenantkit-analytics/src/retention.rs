@@ -1,0 +1,82 @@
+//! Retention: raw events of days before a cut-off go (on PostgreSQL whole
+//! day partitions are dropped, never row by row), and so do the rollups of
+//! those days, tenant by tenant through each tenant's scope.
+
+use chrono::{Days, NaiveDate};
+use tenantkit::{Backend, Db, PageRequest, Result};
+
+use crate::{
+    rollup::{BLOCK_STRIDE, COUNTS, DAILY_ACTIVE, DAILY_USERS, USER_BLOCKS},
+    storage::{self, EVENTS},
+};
+
+/// What [`purge`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Day partitions dropped (PostgreSQL).
+    pub partitions: i64,
+    /// Rows deleted: events (SQLite) and rollups (both).
+    pub rows: u64,
+}
+
+/// Removes the events and rollups of the UTC days before `before`.
+pub async fn purge(db: &Db, before: NaiveDate) -> Result<Purged> {
+    let mut purged = Purged::default();
+    if db.backend() == Backend::Postgres {
+        purged.partitions = storage::drop_partitions_before(db, before).await?;
+    }
+    let start = before.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    // A block goes once its last day is before the cut-off.
+    let last_block = before - Days::new(2 * BLOCK_STRIDE as u64);
+    let mut after = None;
+    loop {
+        let page = db.list_tenants(PageRequest { after, limit: 500 }).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for tenant in &page {
+            let Some(ctx) = db.resolve_id(tenant.id).await? else {
+                continue;
+            };
+            let mut tx = db.begin(&ctx).await?;
+            if db.backend() == Backend::Sqlite {
+                purged.rows += tx
+                    .write_operational(
+                        EVENTS,
+                        tx.query("DELETE FROM events WHERE tenant_id = $1 AND occurred_at < $2")
+                            .bind(start),
+                    )
+                    .await?;
+            }
+            purged.rows += tx
+                .write_operational(
+                    COUNTS,
+                    tx.query("DELETE FROM event_counts WHERE tenant_id = $1 AND hour < $2")
+                        .bind(start),
+                )
+                .await?;
+            purged.rows += tx
+                .write_operational(
+                    DAILY_USERS,
+                    tx.query("DELETE FROM event_daily_users WHERE tenant_id = $1 AND day < $2")
+                        .bind(before),
+                )
+                .await?;
+            purged.rows += tx
+                .write_operational(
+                    DAILY_ACTIVE,
+                    tx.query("DELETE FROM event_daily_active WHERE tenant_id = $1 AND day < $2")
+                        .bind(before),
+                )
+                .await?;
+            purged.rows += tx
+                .write_operational(
+                    USER_BLOCKS,
+                    tx.query("DELETE FROM event_user_blocks WHERE tenant_id = $1 AND block <= $2")
+                        .bind(last_block),
+                )
+                .await?;
+            tx.commit().await?;
+        }
+    }
+    Ok(purged)
+}
