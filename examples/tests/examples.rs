@@ -62,3 +62,18 @@ fn webhooks_outbox_delivers_the_committed_event_only() {
         "{stdout}"
     );
 }
+
+#[test]
+fn analytics_record_stores_and_counts() {
+    let out = Command::new(env!("CARGO_BIN_EXE_analytics-record"))
+        .arg("--self-test")
+        .output()
+        .expect("the example runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "analytics-record failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("self-test ok"), "{stdout}");
+}

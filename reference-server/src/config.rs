@@ -48,6 +48,8 @@ pub struct AnalyticsConfig {
     pub flush_events: usize,
     /// The most events buffered at once; more get 503 (the layer drops them).
     pub buffer_events: usize,
+    /// Flushes in progress at once, each on its own database connection.
+    pub writers: usize,
     /// Record an `api_call` event for every tenant request.
     pub count_api_calls: bool,
     /// Largest `POST /analytics/events` body, in bytes (1,000 events).
@@ -62,6 +64,7 @@ impl Default for AnalyticsConfig {
             flush_interval_ms: ingest.flush_interval.as_millis() as u64,
             flush_events: ingest.flush_events,
             buffer_events: ingest.buffer_events,
+            writers: ingest.writers,
             count_api_calls: true,
             max_body_bytes: 10 * 1024 * 1024,
         }
@@ -75,6 +78,7 @@ impl AnalyticsConfig {
             flush_interval: std::time::Duration::from_millis(self.flush_interval_ms),
             flush_events: self.flush_events,
             buffer_events: self.buffer_events,
+            writers: self.writers,
         }
     }
 }
@@ -353,9 +357,10 @@ impl Config {
                 "analytics.retention_days must be at least 36 (events may be 35 days old when sent)".into(),
             ));
         }
-        if analytics.flush_interval_ms == 0 || analytics.flush_events == 0 {
+        if analytics.flush_interval_ms == 0 || analytics.flush_events == 0 || analytics.writers == 0
+        {
             return Err(ConfigError(
-                "analytics.flush_interval_ms and analytics.flush_events must be positive".into(),
+                "analytics.flush_interval_ms, analytics.flush_events and analytics.writers must be positive".into(),
             ));
         }
         if analytics.buffer_events < tenantkit_analytics::event::MAX_BATCH

@@ -197,3 +197,60 @@ fn a_role_above_the_users_own_is_refused() {
     ]));
     assert_eq!(c.role, tenantkit::auth::TokenRole::Member);
 }
+
+#[test]
+fn analytics_rebuild_and_purge_run_from_the_command_line() {
+    let cli = Cli::new();
+    cli.acme();
+    let today = chrono::Utc::now().date_naive();
+    let week_ago = today - chrono::Days::new(7);
+    let out = cli.ok(&[
+        "analytics",
+        "rebuild",
+        "--tenant",
+        "acme",
+        "--from",
+        &week_ago.to_string(),
+        "--to",
+        &today.to_string(),
+    ]);
+    assert!(
+        out.contains("rebuilt the rollups") && out.contains("from 0 events"),
+        "{out}"
+    );
+    let err = cli.fails(&[
+        "analytics",
+        "rebuild",
+        "--tenant",
+        "acme",
+        "--from",
+        "2026-13-01",
+        "--to",
+        "2026-12-01",
+    ]);
+    assert!(err.contains("--from"), "{err}");
+    let err = cli.fails(&[
+        "analytics",
+        "rebuild",
+        "--tenant",
+        "acme",
+        "--from",
+        &today.to_string(),
+        "--to",
+        &week_ago.to_string(),
+    ]);
+    assert!(err.contains("before"), "{err}");
+    let err = cli.fails(&[
+        "analytics",
+        "rebuild",
+        "--tenant",
+        "nobody",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-02",
+    ]);
+    assert!(err.contains("no tenant"), "{err}");
+    let out = cli.ok(&["analytics", "purge", "--retention-days", "400"]);
+    assert!(out.contains("removed analytics before"), "{out}");
+}

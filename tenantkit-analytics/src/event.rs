@@ -19,7 +19,7 @@
 use chrono::{DateTime, Duration, Utc};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, value::RawValue};
 use tenantkit::problem::Problem;
 
 /// At most this many events per request.
@@ -196,22 +196,33 @@ pub fn parse_batch(
     framing: Body,
     now: DateTime<Utc>,
 ) -> Result<Vec<Event>, BatchError> {
-    let items: Vec<Result<Value, String>> = match framing {
-        Body::Json => match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Array(items)) => items.into_iter().map(Ok).collect(),
-            Ok(object @ Value::Object(_)) => vec![Ok(object)],
-            Ok(_) => {
-                return Err(BatchError::whole(
-                    "the body must be an event object or an array of them",
-                ));
+    // Each event is kept as its raw text and parsed once, straight into a
+    // `NewEvent`: no intermediate tree of the whole batch.
+    let items: Vec<Result<&str, String>> = match framing {
+        Body::Json => {
+            let text = std::str::from_utf8(body)
+                .map_err(|_| BatchError::whole("the body is not UTF-8"))?;
+            match text.trim_start().as_bytes().first() {
+                Some(b'[') => serde_json::from_str::<Vec<&RawValue>>(text)
+                    .map_err(|e| {
+                        BatchError::whole(format!("the body is not a JSON array of events: {e}"))
+                    })?
+                    .into_iter()
+                    .map(|raw| Ok(raw.get()))
+                    .collect(),
+                Some(b'{') => vec![Ok(text)],
+                _ => {
+                    return Err(BatchError::whole(
+                        "the body must be an event object or an array of them",
+                    ));
+                }
             }
-            Err(e) => return Err(BatchError::whole(format!("the body is not JSON: {e}"))),
-        },
+        }
         Body::Ndjson => std::str::from_utf8(body)
             .map_err(|_| BatchError::whole("the body is not UTF-8"))?
             .lines()
             .filter(|line| !line.trim().is_empty())
-            .map(|line| serde_json::from_str(line).map_err(|e| format!("not JSON: {e}")))
+            .map(Ok)
             .collect(),
     };
     if items.is_empty() {
@@ -226,12 +237,20 @@ pub fn parse_batch(
     let mut events = Vec::with_capacity(items.len());
     let mut invalid = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
-        let checked = item.and_then(|value| {
-            if !value.is_object() {
-                return Err("an event must be a JSON object".to_owned());
+        let checked = item.and_then(|raw| {
+            if !raw.trim_start().starts_with('{') {
+                return Err(match serde_json::from_str::<Value>(raw) {
+                    Err(e) => format!("not JSON: {e}"),
+                    Ok(_) => "an event must be a JSON object".to_owned(),
+                });
             }
-            serde_json::from_value::<NewEvent>(value)
-                .map_err(|e| e.to_string())?
+            serde_json::from_str::<NewEvent>(raw)
+                .map_err(|e| match e.classify() {
+                    serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                        format!("not JSON: {e}")
+                    }
+                    _ => e.to_string(),
+                })?
                 .validate(now)
         });
         match checked {

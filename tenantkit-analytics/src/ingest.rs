@@ -62,6 +62,10 @@ pub struct IngestConfig {
     /// The most events buffered, acknowledged or not yet; more are refused
     /// (default 50,000).
     pub buffer_events: usize,
+    /// Writer tasks (default 4), each flushing on its own connection; a
+    /// tenant's events always go to the same one, so writers never wait on
+    /// each other's rows.
+    pub writers: usize,
 }
 
 impl Default for IngestConfig {
@@ -70,6 +74,7 @@ impl Default for IngestConfig {
             flush_interval: Duration::from_millis(50),
             flush_events: 5_000,
             buffer_events: 50_000,
+            writers: 4,
         }
     }
 }
@@ -159,7 +164,8 @@ pub struct Analytics {
 
 struct Inner {
     db: Db,
-    sender: mpsc::UnboundedSender<Message>,
+    /// One channel per writer; a tenant's events always take the same.
+    senders: Vec<mpsc::UnboundedSender<Message>>,
     /// One permit per event the buffer may still take.
     room: Arc<Semaphore>,
     stopped: AtomicBool,
@@ -179,21 +185,39 @@ impl Analytics {
     /// applied); returns the handle and the task, which ends after
     /// [`Analytics::shutdown`].
     pub fn start(db: Db, config: IngestConfig) -> (Self, JoinHandle<()>) {
-        let (sender, receiver) = mpsc::unbounded_channel();
         let room = Arc::new(Semaphore::new(config.buffer_events));
         let counters = Arc::new(Counters::default());
-        let writer = Writer {
+        let shared = Arc::new(Shared {
             db: db.clone(),
-            config,
-            receiver,
+            config: config.clone(),
             room: room.clone(),
             counters: counters.clone(),
-            partitions_made_for: None,
-        };
-        let task = tokio::spawn(writer.run());
+            partitions_made_for: std::sync::Mutex::new(None),
+        });
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..config.writers.max(1))
+            .map(|_| mpsc::unbounded_channel())
+            .unzip();
+        let task = tokio::spawn(async move {
+            shared.make_partitions().await;
+            let writers: Vec<_> = receivers
+                .into_iter()
+                .map(|receiver| {
+                    let writer = Writer {
+                        shared: shared.clone(),
+                        receiver,
+                    };
+                    tokio::spawn(writer.run())
+                })
+                .collect();
+            for writer in writers {
+                if let Err(e) = writer.await {
+                    tracing::error!(error = %e, "an analytics writer panicked");
+                }
+            }
+        });
         let inner = Inner {
             db,
-            sender,
+            senders,
             room,
             stopped: AtomicBool::new(false),
             counters,
@@ -272,19 +296,21 @@ impl Analytics {
             events,
             done,
         };
-        self.inner
-            .sender
+        let writer = job.ctx.id().as_uuid().as_u128() as usize % self.inner.senders.len();
+        self.inner.senders[writer]
             .send(Message::Events(job))
             .map_err(|_| IngestError::Stopped)
     }
 
     /// Refuses new events, flushes every buffered one, and waits for the
-    /// writer to finish that.
+    /// writers to finish that.
     pub async fn shutdown(&self) {
         self.inner.stopped.store(true, Ordering::Release);
-        let (done, finished) = oneshot::channel();
-        if self.inner.sender.send(Message::Stop(done)).is_ok() {
-            let _ = finished.await;
+        for sender in &self.inner.senders {
+            let (done, finished) = oneshot::channel();
+            if sender.send(Message::Stop(done)).is_ok() {
+                let _ = finished.await;
+            }
         }
     }
 
@@ -301,19 +327,24 @@ impl Analytics {
     }
 }
 
-struct Writer {
+/// What the writer tasks share.
+struct Shared {
     db: Db,
     config: IngestConfig,
-    receiver: mpsc::UnboundedReceiver<Message>,
     room: Arc<Semaphore>,
     counters: Arc<Counters>,
     /// The day partitions were last made ahead for.
-    partitions_made_for: Option<NaiveDate>,
+    partitions_made_for: std::sync::Mutex<Option<NaiveDate>>,
+}
+
+/// One writer task: its channel, flushed batch after batch.
+struct Writer {
+    shared: Arc<Shared>,
+    receiver: mpsc::UnboundedReceiver<Message>,
 }
 
 impl Writer {
     async fn run(mut self) {
-        self.make_partitions().await;
         while let Some(first) = self.receiver.recv().await {
             let mut batch = Vec::new();
             let mut stop = None;
@@ -322,8 +353,8 @@ impl Writer {
                 Message::Stop(done) => stop = Some(done),
             }
             let mut waiting: usize = batch.iter().map(|j| j.events.len()).sum();
-            let deadline = Instant::now() + self.config.flush_interval;
-            while stop.is_none() && waiting < self.config.flush_events {
+            let deadline = Instant::now() + self.shared.config.flush_interval;
+            while stop.is_none() && waiting < self.shared.config.flush_events {
                 tokio::select! {
                     message = self.receiver.recv() => match message {
                         Some(Message::Events(job)) => {
@@ -338,35 +369,38 @@ impl Writer {
             }
             if let Some(done) = stop {
                 // Everything sent before the stop is flushed before it is answered.
+                self.receiver.close();
                 while let Ok(message) = self.receiver.try_recv() {
                     if let Message::Events(job) = message {
                         batch.push(job);
                     }
                 }
-                self.flush(batch).await;
+                self.shared.flush(batch).await;
                 let _ = done.send(());
                 return;
             }
-            self.flush(batch).await;
+            self.shared.flush(batch).await;
         }
     }
+}
 
+impl Shared {
     /// Makes the partitions of the accepted window once per UTC day, so no
     /// event ever lacks one.
-    async fn make_partitions(&mut self) {
+    async fn make_partitions(&self) {
         let today = Utc::now().date_naive();
-        if self.partitions_made_for == Some(today) {
+        if *self.partitions_made_for.lock().expect("not poisoned") == Some(today) {
             return;
         }
         match storage::ensure_partitions(&self.db, today).await {
-            Ok(_) => self.partitions_made_for = Some(today),
+            Ok(_) => *self.partitions_made_for.lock().expect("not poisoned") = Some(today),
             Err(e) => {
                 tracing::warn!(error = %e, "making analytics partitions failed; retrying at the next flush")
             }
         }
     }
 
-    async fn flush(&mut self, batch: Vec<Job>) {
+    async fn flush(&self, batch: Vec<Job>) {
         if batch.is_empty() {
             return;
         }
@@ -402,7 +436,7 @@ impl Writer {
         }
     }
 
-    async fn flush_alone(&mut self, job: Job) {
+    async fn flush_alone(&self, job: Job) {
         let n = job.events.len();
         match self.write(std::slice::from_ref(&job)).await {
             Ok(()) => {
@@ -432,19 +466,26 @@ impl Writer {
     /// order, so concurrent writers lock rollup rows in the same order) under
     /// that tenant's scope.
     async fn write(&self, batch: &[Job]) -> tenantkit::Result<()> {
-        let mut by_tenant: BTreeMap<TenantId, (&TenantContext, Vec<Event>)> = BTreeMap::new();
+        let mut by_tenant: BTreeMap<TenantId, (&TenantContext, Vec<&Event>)> = BTreeMap::new();
         for job in batch {
             by_tenant
                 .entry(job.ctx.id())
                 .or_insert_with(|| (&job.ctx, Vec::new()))
                 .1
-                .extend(job.events.iter().cloned());
+                .extend(job.events.iter());
         }
         let received_at = Utc::now();
         let mut bulk = self.db.begin_bulk().await?;
+        let mut totals = Vec::with_capacity(by_tenant.len());
         for (ctx, events) in by_tenant.into_values() {
             let tx = bulk.tenant(ctx).await?;
-            rollup::store(tx, events, received_at).await?;
+            totals.push((ctx, rollup::store_events(tx, &events, received_at).await?.1));
+        }
+        // The rows every flush touches (this hour's counts, today's DAU)
+        // last, so concurrent flushes wait on each other only briefly.
+        for (ctx, totals) in totals {
+            let tx = bulk.tenant(ctx).await?;
+            rollup::add_totals(tx, &totals).await?;
         }
         bulk.commit().await
     }

@@ -6,7 +6,7 @@ use chrono::{Days, NaiveDate};
 use tenantkit::{Backend, Db, PageRequest, Result};
 
 use crate::{
-    rollup::{BLOCK_STRIDE, COUNTS, DAILY_ACTIVE, DAILY_USERS, USER_BLOCKS},
+    rollup::{BLOCK_STRIDE, COUNTS, DAILY_ACTIVE, DAILY_USERS, USER_BLOCKS, block_of, epoch_day},
     storage::{self, EVENTS},
 };
 
@@ -26,8 +26,20 @@ pub async fn purge(db: &Db, before: NaiveDate) -> Result<Purged> {
         purged.partitions = storage::drop_partitions_before(db, before).await?;
     }
     let start = before.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-    // A block goes once its last day is before the cut-off.
+    // A block goes once its last day is before the cut-off; the (at most
+    // two) blocks holding the cut-off lose the bits of the days before it.
     let last_block = before - Days::new(2 * BLOCK_STRIDE as u64);
+    let straddling: Vec<(NaiveDate, i64)> = [
+        block_of(before),
+        block_of(before) - Days::new(BLOCK_STRIDE as u64),
+    ]
+    .into_iter()
+    .filter(|block| *block < before)
+    .map(|block| {
+        let kept_from = epoch_day(before) - epoch_day(block);
+        (block, !((1i64 << kept_from) - 1))
+    })
+    .collect();
     let mut after = None;
     loop {
         let page = db.list_tenants(PageRequest { after, limit: 500 }).await?;
@@ -75,6 +87,27 @@ pub async fn purge(db: &Db, before: NaiveDate) -> Result<Purged> {
                         .bind(last_block),
                 )
                 .await?;
+            for (block, keep) in &straddling {
+                purged.rows += tx
+                    .write_operational(
+                        USER_BLOCKS,
+                        tx.query(
+                            "DELETE FROM event_user_blocks WHERE tenant_id = $1 AND block = $2 AND (days & $3) = 0",
+                        )
+                        .bind(*block)
+                        .bind(*keep),
+                    )
+                    .await?;
+                tx.write_operational(
+                    USER_BLOCKS,
+                    tx.query(
+                        "UPDATE event_user_blocks SET days = days & $3 WHERE tenant_id = $1 AND block = $2 AND days <> (days & $3)",
+                    )
+                    .bind(*block)
+                    .bind(*keep),
+                )
+                .await?;
+            }
             tx.commit().await?;
         }
     }

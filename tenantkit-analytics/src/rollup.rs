@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Days, NaiveDate, SecondsFormat, Timelike, Utc};
-use serde_json::{Value as Json, json};
+use serde::Serialize;
 use tenantkit::{Backend, Db, Result, TenantContext, TenantTx, store::OperationalTable};
 use uuid::Uuid;
 
@@ -72,15 +72,68 @@ pub(crate) fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
         .expect("truncating to the hour is always valid")
 }
 
+/// One event as the insert reads it (`json_to_recordset` / `json_each`).
+#[derive(Serialize)]
+struct Row<'a> {
+    t: String,
+    id: String,
+    ty: &'a str,
+    u: Option<&'a str>,
+    n: Option<&'a str>,
+    m: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+/// A list of rows as the JSON text one statement reads.
+fn json_rows<T: Serialize>(rows: &[T]) -> Result<String> {
+    serde_json::to_string(rows)
+        .map_err(|e| tenantkit::Error::Internal(format!("serializing analytics rows: {e}")))
+}
+
 /// Stores one tenant's events and updates its rollups, in `tx`; returns how
-/// many events were stored.
+/// many events were stored. ([`store_events`] then [`add_totals`].)
 pub async fn store(
     tx: &mut TenantTx,
-    events: Vec<Event>,
+    events: &[&Event],
     received_at: DateTime<Utc>,
 ) -> Result<u64> {
+    let (stored, totals) = store_events(tx, events, received_at).await?;
+    add_totals(tx, &totals).await?;
+    Ok(stored)
+}
+
+/// What [`add_totals`] adds: events per hour, type and name, and users new
+/// to each day. Many flushes update the same few rows of these, so a writer
+/// adds them last, just before it commits, to hold their locks briefly.
+#[derive(Debug, Default)]
+pub struct Totals {
+    counts: Vec<CountRow>,
+    per_day: Vec<DayRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct CountRow {
+    ty: String,
+    h: String,
+    n: String,
+    c: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct DayRow {
+    d: NaiveDate,
+    n: i64,
+}
+
+/// Inserts one tenant's events, the new (day, user) pairs and the users'
+/// day maps; returns how many events were stored and the [`Totals`] still
+/// to add.
+pub async fn store_events(
+    tx: &mut TenantTx,
+    events: &[&Event],
+    received_at: DateTime<Utc>,
+) -> Result<(u64, Totals)> {
     if events.is_empty() {
-        return Ok(0);
+        return Ok((0, Totals::default()));
     }
     let sqlite = tx.backend() == Backend::Sqlite;
     if !sqlite {
@@ -91,29 +144,29 @@ pub async fn store(
         let _: Option<(String,)> = tx.fetch_optional(lock).await?;
     }
 
-    let mut counts: BTreeMap<(String, DateTime<Utc>, String), i64> = BTreeMap::new();
-    let mut active: BTreeSet<(NaiveDate, String)> = BTreeSet::new();
+    let mut counts: BTreeMap<(&str, DateTime<Utc>, &str), i64> = BTreeMap::new();
+    let mut active: BTreeSet<(NaiveDate, &str)> = BTreeSet::new();
     let mut rows = Vec::with_capacity(events.len());
     for event in events {
         let hour = hour_of(event.timestamp);
         *counts
             .entry((
-                event.event_type.clone(),
+                event.event_type.as_str(),
                 hour,
-                event.name.clone().unwrap_or_default(),
+                event.name.as_deref().unwrap_or_default(),
             ))
             .or_default() += 1;
         if let Some(user) = &event.user_id {
-            active.insert((event.timestamp.date_naive(), user.clone()));
+            active.insert((event.timestamp.date_naive(), user.as_str()));
         }
-        rows.push(json!({
-            "t": time_text(event.timestamp),
-            "id": Uuid::now_v7().simple().to_string(),
-            "ty": event.event_type,
-            "u": event.user_id,
-            "n": event.name,
-            "m": Json::Object(event.metadata),
-        }));
+        rows.push(Row {
+            t: time_text(event.timestamp),
+            id: Uuid::now_v7().simple().to_string(),
+            ty: &event.event_type,
+            u: event.user_id.as_deref(),
+            n: event.name.as_deref(),
+            m: &event.metadata,
+        });
     }
     let stored = tx
         .write_operational(
@@ -127,41 +180,34 @@ pub async fn store(
             } else {
                 "INSERT INTO events (tenant_id, occurred_at, id, event_type, user_id, name, metadata, received_at) \
                  SELECT $1, e.t, e.id, e.ty, e.u, e.n, e.m, $3 \
-                   FROM jsonb_to_recordset($2) AS e(t timestamptz, id uuid, ty text, u text, n text, m jsonb)"
+                   FROM json_to_recordset($2::json) AS e(t timestamptz, id uuid, ty text, u text, n text, m jsonb)"
             })
-            .bind(Json::Array(rows))
+            .bind(json_rows(&rows)?)
             .bind(received_at),
         )
         .await?;
 
-    let counts: Vec<Json> = counts
-        .into_iter()
-        .map(|((ty, hour, name), c)| json!({"ty": ty, "h": time_text(hour), "n": name, "c": c}))
-        .collect();
-    tx.write_operational(
-        COUNTS,
-        tx.query(if sqlite {
-            "INSERT INTO event_counts (tenant_id, event_type, hour, name, count) \
-             SELECT $1, json_extract(c.value, '$.ty'), json_extract(c.value, '$.h'), \
-                    json_extract(c.value, '$.n'), json_extract(c.value, '$.c') \
-               FROM json_each($2) AS c WHERE true \
-             ON CONFLICT (tenant_id, event_type, hour, name) DO UPDATE SET count = count + excluded.count"
-        } else {
-            "INSERT INTO event_counts (tenant_id, event_type, hour, name, count) \
-             SELECT $1, c.ty, c.h, c.n, c.c FROM jsonb_to_recordset($2) AS c(ty text, h timestamptz, n text, c bigint) \
-             ON CONFLICT (tenant_id, event_type, hour, name) DO UPDATE SET count = event_counts.count + EXCLUDED.count"
-        })
-        .bind(Json::Array(counts)),
-    )
-    .await?;
-
+    let mut totals = Totals {
+        counts: counts
+            .into_iter()
+            .map(|((ty, hour, n), c)| CountRow {
+                ty: ty.to_owned(),
+                h: time_text(hour),
+                n: n.to_owned(),
+                c,
+            })
+            .collect(),
+        per_day: Vec::new(),
+    };
     if active.is_empty() {
-        return Ok(stored);
+        return Ok((stored, totals));
     }
-    let candidates: Vec<Json> = active
-        .into_iter()
-        .map(|(day, user)| json!({"d": day.to_string(), "u": user}))
-        .collect();
+    #[derive(Serialize)]
+    struct Active<'a> {
+        d: NaiveDate,
+        u: &'a str,
+    }
+    let candidates: Vec<Active<'_>> = active.into_iter().map(|(d, u)| Active { d, u }).collect();
     // Only the (day, user) pairs not seen before count towards DAU and MAU.
     let fresh: Vec<(NaiveDate, String)> = tx
         .write_operational_returning(
@@ -172,14 +218,14 @@ pub async fn store(
                  ON CONFLICT DO NOTHING RETURNING day, user_id"
             } else {
                 "INSERT INTO event_daily_users (tenant_id, day, user_id) \
-                 SELECT $1, d.d, d.u FROM jsonb_to_recordset($2) AS d(d date, u text) \
+                 SELECT $1, d.d, d.u FROM json_to_recordset($2::json) AS d(d date, u text) \
                  ON CONFLICT DO NOTHING RETURNING day, user_id"
             })
-            .bind(Json::Array(candidates)),
+            .bind(json_rows(&candidates)?),
         )
         .await?;
     if fresh.is_empty() {
-        return Ok(stored);
+        return Ok((stored, totals));
     }
     let mut per_day: BTreeMap<NaiveDate, i64> = BTreeMap::new();
     let mut blocks: BTreeMap<(NaiveDate, String), i64> = BTreeMap::new();
@@ -191,27 +237,16 @@ pub async fn store(
             *blocks.entry((block, user.clone())).or_default() |= day_bit(block, day);
         }
     }
-    let per_day: Vec<Json> = per_day
+    totals.per_day = per_day.into_iter().map(|(d, n)| DayRow { d, n }).collect();
+    #[derive(Serialize)]
+    struct Block {
+        b: NaiveDate,
+        u: String,
+        m: i64,
+    }
+    let blocks: Vec<Block> = blocks
         .into_iter()
-        .map(|(day, n)| json!({"d": day.to_string(), "n": n}))
-        .collect();
-    tx.write_operational(
-        DAILY_ACTIVE,
-        tx.query(if sqlite {
-            "INSERT INTO event_daily_active (tenant_id, day, users) \
-             SELECT $1, json_extract(a.value, '$.d'), json_extract(a.value, '$.n') FROM json_each($2) AS a WHERE true \
-             ON CONFLICT (tenant_id, day) DO UPDATE SET users = users + excluded.users"
-        } else {
-            "INSERT INTO event_daily_active (tenant_id, day, users) \
-             SELECT $1, a.d, a.n FROM jsonb_to_recordset($2) AS a(d date, n bigint) \
-             ON CONFLICT (tenant_id, day) DO UPDATE SET users = event_daily_active.users + EXCLUDED.users"
-        })
-        .bind(Json::Array(per_day)),
-    )
-    .await?;
-    let blocks: Vec<Json> = blocks
-        .into_iter()
-        .map(|((block, user), days)| json!({"b": block.to_string(), "u": user, "m": days}))
+        .map(|((b, u), m)| Block { b, u, m })
         .collect();
     tx.write_operational(
         USER_BLOCKS,
@@ -222,13 +257,53 @@ pub async fn store(
              ON CONFLICT (tenant_id, block, user_id) DO UPDATE SET days = days | excluded.days"
         } else {
             "INSERT INTO event_user_blocks (tenant_id, block, user_id, days) \
-             SELECT $1, b.b, b.u, b.m FROM jsonb_to_recordset($2) AS b(b date, u text, m bigint) \
+             SELECT $1, b.b, b.u, b.m FROM json_to_recordset($2::json) AS b(b date, u text, m bigint) \
              ON CONFLICT (tenant_id, block, user_id) DO UPDATE SET days = event_user_blocks.days | EXCLUDED.days"
         })
-        .bind(Json::Array(blocks)),
+        .bind(json_rows(&blocks)?),
     )
     .await?;
-    Ok(stored)
+    Ok((stored, totals))
+}
+
+/// Adds [`Totals`] to the hot rollup rows (`event_counts`, `event_daily_active`).
+pub async fn add_totals(tx: &mut TenantTx, totals: &Totals) -> Result<()> {
+    let sqlite = tx.backend() == Backend::Sqlite;
+    if !totals.counts.is_empty() {
+        tx.write_operational(
+        COUNTS,
+        tx.query(if sqlite {
+            "INSERT INTO event_counts (tenant_id, event_type, hour, name, count) \
+             SELECT $1, json_extract(c.value, '$.ty'), json_extract(c.value, '$.h'), \
+                    json_extract(c.value, '$.n'), json_extract(c.value, '$.c') \
+               FROM json_each($2) AS c WHERE true \
+             ON CONFLICT (tenant_id, event_type, hour, name) DO UPDATE SET count = count + excluded.count"
+        } else {
+            "INSERT INTO event_counts (tenant_id, event_type, hour, name, count) \
+             SELECT $1, c.ty, c.h, c.n, c.c FROM json_to_recordset($2::json) AS c(ty text, h timestamptz, n text, c bigint) \
+             ON CONFLICT (tenant_id, event_type, hour, name) DO UPDATE SET count = event_counts.count + EXCLUDED.count"
+        })
+        .bind(json_rows(&totals.counts)?),
+    )
+    .await?;
+    }
+    if !totals.per_day.is_empty() {
+        tx.write_operational(
+        DAILY_ACTIVE,
+        tx.query(if sqlite {
+            "INSERT INTO event_daily_active (tenant_id, day, users) \
+             SELECT $1, json_extract(a.value, '$.d'), json_extract(a.value, '$.n') FROM json_each($2) AS a WHERE true \
+             ON CONFLICT (tenant_id, day) DO UPDATE SET users = users + excluded.users"
+        } else {
+            "INSERT INTO event_daily_active (tenant_id, day, users) \
+             SELECT $1, a.d, a.n FROM json_to_recordset($2::json) AS a(d date, n bigint) \
+             ON CONFLICT (tenant_id, day) DO UPDATE SET users = event_daily_active.users + EXCLUDED.users"
+        })
+        .bind(json_rows(&totals.per_day)?),
+    )
+    .await?;
+    }
+    Ok(())
 }
 
 /// What [`rebuild`] recomputed.

@@ -25,6 +25,11 @@ pub(crate) async fn sqlite() -> Db {
 
 /// This run's database; those of earlier runs are dropped first.
 pub(crate) async fn postgres_database() -> Option<testing::PgTestDatabase> {
+    postgres_database_named("").await
+}
+
+/// A database of this run of its own (for tests that drop partitions).
+pub(crate) async fn postgres_database_named(suffix: &str) -> Option<testing::PgTestDatabase> {
     static PREFIX: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     let prefix = PREFIX
         .get_or_init(|| async {
@@ -45,7 +50,7 @@ pub(crate) async fn postgres_database() -> Option<testing::PgTestDatabase> {
         .await;
     let (analytics, _) = storage::migrators();
     let migrators = [tenantkit::store::postgres_migrator(), &analytics];
-    testing::postgres_database_with(prefix, &migrators, migrate_all).await
+    testing::postgres_database_with(&format!("{prefix}{suffix}"), &migrators, migrate_all).await
 }
 
 pub(crate) async fn postgres() -> Option<Db> {
@@ -69,6 +74,7 @@ pub(crate) fn slow_analytics(db: &Db, buffer_events: usize) -> Analytics {
             flush_interval: Duration::from_secs(60),
             flush_events: usize::MAX,
             buffer_events,
+            writers: 2,
         },
     )
 }

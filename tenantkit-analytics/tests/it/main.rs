@@ -5,5 +5,6 @@ mod common;
 mod events;
 mod ingest;
 mod queries;
+mod retention;
 mod rollups;
 mod storage;

@@ -63,13 +63,13 @@ async fn store_flushes(db: &Db, tenants: &[TenantContext], flushes: Vec<Vec<(usi
     for flush in flushes {
         let mut bulk = db.begin_bulk().await.unwrap();
         for (i, t) in tenants.iter().enumerate() {
-            let mine: Vec<Event> = flush
+            let mine: Vec<&Event> = flush
                 .iter()
                 .filter(|(k, _)| *k == i)
-                .map(|(_, e)| e.clone())
+                .map(|(_, e)| e)
                 .collect();
             let tx = bulk.tenant(t).await.unwrap();
-            rollup::store(tx, mine, Utc::now()).await.unwrap();
+            rollup::store(tx, &mine, Utc::now()).await.unwrap();
         }
         bulk.commit().await.unwrap();
     }
