@@ -102,15 +102,20 @@ impl From<&IngestError> for tenantkit::problem::Problem {
     fn from(err: &IngestError) -> Self {
         use http::{HeaderValue, StatusCode, header::RETRY_AFTER};
         use tenantkit::problem::Problem;
-        let retry = |title: &str, after: &'static str| {
+        let retry = |title: &str, detail: &str, after: &'static str| {
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, title)
-                .with_detail(format!("{err}; none of the events was stored"))
+                .with_detail(format!("{detail}; none of the events was stored, retry"))
                 .with_header(RETRY_AFTER, HeaderValue::from_static(after))
         };
         match err {
-            IngestError::Full => retry("Event buffer full", "1"),
-            IngestError::Stopped => retry("Event ingestion stopped", "5"),
-            IngestError::Store(_) => retry("Events not stored", "1"),
+            IngestError::Full => retry("Event buffer full", "the event buffer is full", "1"),
+            IngestError::Stopped => retry(
+                "Event ingestion stopped",
+                "the server is shutting down",
+                "5",
+            ),
+            // The database's words stay in the server's log.
+            IngestError::Store(_) => retry("Events not stored", "storing the events failed", "1"),
             IngestError::Invalid(detail) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid event")
                     .with_detail(detail.clone())

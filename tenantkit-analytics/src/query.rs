@@ -388,7 +388,7 @@ pub async fn summary(db: &Db, ctx: &TenantContext, q: &SummaryQuery) -> Result<S
     let by_type: Vec<(String, i64)> = tx
         .fetch_all(
             tx.query(
-                "SELECT event_type, CAST(SUM(count) AS BIGINT) FROM event_counts \
+                "SELECT event_type, CAST(SUM(count) AS BIGINT) FROM event_type_counts \
                   WHERE tenant_id = $1 AND hour >= $2 AND hour < $3 GROUP BY event_type",
             )
             .bind(start)
@@ -463,7 +463,7 @@ pub async fn timeseries(db: &Db, ctx: &TenantContext, q: &SeriesQuery) -> Result
                 Metric::Events => {
                     tx.fetch_all(
                         tx.query(
-                            "SELECT hour, CAST(SUM(count) AS BIGINT) FROM event_counts \
+                            "SELECT hour, CAST(SUM(count) AS BIGINT) FROM event_type_counts \
                               WHERE tenant_id = $1 AND hour >= $2 AND hour < $3 GROUP BY hour",
                         )
                         .bind(first)
@@ -487,8 +487,8 @@ pub async fn timeseries(db: &Db, ctx: &TenantContext, q: &SeriesQuery) -> Result
                     let ty = if *metric == Metric::ApiCalls { "api_call" } else { "page_view" };
                     tx.fetch_all(
                         tx.query(
-                            "SELECT hour, CAST(SUM(count) AS BIGINT) FROM event_counts \
-                              WHERE tenant_id = $1 AND event_type = $4 AND hour >= $2 AND hour < $3 GROUP BY hour",
+                            "SELECT hour, count FROM event_type_counts \
+                              WHERE tenant_id = $1 AND event_type = $4 AND hour >= $2 AND hour < $3",
                         )
                         .bind(first)
                         .bind(q.to)

@@ -6,7 +6,10 @@ use chrono::{Days, NaiveDate};
 use tenantkit::{Backend, Db, PageRequest, Result};
 
 use crate::{
-    rollup::{BLOCK_STRIDE, COUNTS, DAILY_ACTIVE, DAILY_USERS, USER_BLOCKS, block_of, epoch_day},
+    rollup::{
+        BLOCK_STRIDE, COUNTS, DAILY_ACTIVE, DAILY_USERS, TYPE_COUNTS, USER_BLOCKS, block_of,
+        epoch_day,
+    },
     storage::{self, EVENTS},
 };
 
@@ -63,6 +66,13 @@ pub async fn purge(db: &Db, before: NaiveDate) -> Result<Purged> {
                 .write_operational(
                     COUNTS,
                     tx.query("DELETE FROM event_counts WHERE tenant_id = $1 AND hour < $2")
+                        .bind(start),
+                )
+                .await?;
+            purged.rows += tx
+                .write_operational(
+                    TYPE_COUNTS,
+                    tx.query("DELETE FROM event_type_counts WHERE tenant_id = $1 AND hour < $2")
                         .bind(start),
                 )
                 .await?;

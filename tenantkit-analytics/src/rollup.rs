@@ -6,7 +6,8 @@
 //!
 //! The rollups (see the migration for the tables):
 //!
-//! - `event_counts`: events per UTC hour, type and name;
+//! - `event_counts`: events per UTC hour, type and name, and
+//!   `event_type_counts` the same summed over names (what totals read);
 //! - `event_daily_users`: the distinct users of each UTC day, and
 //!   `event_daily_active` its size (DAU);
 //! - `event_user_blocks`: each user's active days as bit maps over 64-day
@@ -24,6 +25,8 @@ use crate::{event::Event, storage::EVENTS};
 
 /// Events per tenant, UTC hour, type and name.
 pub const COUNTS: OperationalTable = OperationalTable::new("event_counts");
+/// Events per tenant, UTC hour and type (`event_counts` summed over names).
+pub const TYPE_COUNTS: OperationalTable = OperationalTable::new("event_type_counts");
 /// The distinct users of each tenant and UTC day.
 pub const DAILY_USERS: OperationalTable = OperationalTable::new("event_daily_users");
 /// How many distinct users each tenant had each UTC day.
@@ -107,7 +110,15 @@ pub async fn store(
 #[derive(Debug, Default)]
 pub struct Totals {
     counts: Vec<CountRow>,
+    type_counts: Vec<TypeCountRow>,
     per_day: Vec<DayRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct TypeCountRow {
+    ty: String,
+    h: String,
+    c: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -187,7 +198,19 @@ pub async fn store_events(
         )
         .await?;
 
+    let mut per_type: BTreeMap<(&str, DateTime<Utc>), i64> = BTreeMap::new();
+    for ((ty, hour, _), c) in &counts {
+        *per_type.entry((ty, *hour)).or_default() += c;
+    }
     let mut totals = Totals {
+        type_counts: per_type
+            .into_iter()
+            .map(|((ty, hour), c)| TypeCountRow {
+                ty: ty.to_owned(),
+                h: time_text(hour),
+                c,
+            })
+            .collect(),
         counts: counts
             .into_iter()
             .map(|((ty, hour, n), c)| CountRow {
@@ -266,7 +289,8 @@ pub async fn store_events(
     Ok((stored, totals))
 }
 
-/// Adds [`Totals`] to the hot rollup rows (`event_counts`, `event_daily_active`).
+/// Adds [`Totals`] to the hot rollup rows (`event_counts`,
+/// `event_type_counts`, `event_daily_active`).
 pub async fn add_totals(tx: &mut TenantTx, totals: &Totals) -> Result<()> {
     let sqlite = tx.backend() == Backend::Sqlite;
     if !totals.counts.is_empty() {
@@ -286,6 +310,21 @@ pub async fn add_totals(tx: &mut TenantTx, totals: &Totals) -> Result<()> {
         .bind(json_rows(&totals.counts)?),
     )
     .await?;
+        tx.write_operational(
+            TYPE_COUNTS,
+            tx.query(if sqlite {
+                "INSERT INTO event_type_counts (tenant_id, event_type, hour, count) \
+                 SELECT $1, json_extract(c.value, '$.ty'), json_extract(c.value, '$.h'), json_extract(c.value, '$.c') \
+                   FROM json_each($2) AS c WHERE true \
+                 ON CONFLICT (tenant_id, hour, event_type) DO UPDATE SET count = count + excluded.count"
+            } else {
+                "INSERT INTO event_type_counts (tenant_id, event_type, hour, count) \
+                 SELECT $1, c.ty, c.h, c.c FROM json_to_recordset($2::json) AS c(ty text, h timestamptz, c bigint) \
+                 ON CONFLICT (tenant_id, hour, event_type) DO UPDATE SET count = event_type_counts.count + EXCLUDED.count"
+            })
+            .bind(json_rows(&totals.type_counts)?),
+        )
+        .await?;
     }
     if !totals.per_day.is_empty() {
         tx.write_operational(
@@ -382,6 +421,31 @@ pub async fn rebuild(
             .bind(end),
         )
         .await?;
+
+    tx.write_operational(
+        TYPE_COUNTS,
+        tx.query("DELETE FROM event_type_counts WHERE tenant_id = $1 AND hour >= $2 AND hour < $3")
+            .bind(start)
+            .bind(end),
+    )
+    .await?;
+    tx.write_operational(
+        TYPE_COUNTS,
+        tx.query(if sqlite {
+            "INSERT INTO event_type_counts (tenant_id, event_type, hour, count) \
+             SELECT $1, event_type, strftime('%Y-%m-%dT%H:00:00+00:00', occurred_at), COUNT(*) \
+               FROM events WHERE tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3 \
+              GROUP BY 2, 3"
+        } else {
+            "INSERT INTO event_type_counts (tenant_id, event_type, hour, count) \
+             SELECT $1, event_type, date_trunc('hour', occurred_at, 'UTC'), COUNT(*) \
+               FROM events WHERE tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3 \
+              GROUP BY 2, 3"
+        })
+        .bind(start)
+        .bind(end),
+    )
+    .await?;
 
     tx.write_operational(
         DAILY_USERS,

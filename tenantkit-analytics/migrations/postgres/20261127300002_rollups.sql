@@ -49,3 +49,15 @@ CREATE TABLE event_user_blocks (
 );
 SELECT tenantkit_isolate('event_user_blocks');
 COMMENT ON TABLE event_user_blocks IS 'tenantkit:operational';
+
+-- Events per tenant, UTC hour and type (the sum of event_counts over names),
+-- so totals and per-type series read one row per hour and type.
+CREATE TABLE event_type_counts (
+    tenant_id  uuid        NOT NULL,
+    event_type text        NOT NULL,
+    hour       timestamptz NOT NULL,
+    count      bigint      NOT NULL CHECK (count > 0),
+    PRIMARY KEY (tenant_id, hour, event_type)
+);
+SELECT tenantkit_isolate('event_type_counts');
+COMMENT ON TABLE event_type_counts IS 'tenantkit:operational';

@@ -30,3 +30,11 @@ CREATE TABLE event_user_blocks (
     days      INTEGER NOT NULL CHECK (days <> 0),
     PRIMARY KEY (tenant_id, block, user_id)
 ) STRICT, WITHOUT ROWID;
+
+CREATE TABLE event_type_counts (
+    tenant_id  BLOB    NOT NULL,
+    event_type TEXT    NOT NULL,
+    hour       TEXT    NOT NULL,
+    count      INTEGER NOT NULL CHECK (count > 0),
+    PRIMARY KEY (tenant_id, hour, event_type)
+) STRICT, WITHOUT ROWID;

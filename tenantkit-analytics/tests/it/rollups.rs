@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use tenantkit::{Db, TenantContext, testing};
 use tenantkit_analytics::{
     event::Event,
-    rollup::{self, COUNTS, DAILY_ACTIVE, DAILY_USERS, USER_BLOCKS},
+    rollup::{self, COUNTS, DAILY_ACTIVE, DAILY_USERS, TYPE_COUNTS, USER_BLOCKS},
 };
 
 use crate::common::event;
@@ -18,6 +18,7 @@ type Counts = Vec<(String, DateTime<Utc>, String, i64)>;
 #[derive(Debug, PartialEq)]
 struct Rollups {
     counts: Counts,
+    type_counts: Vec<(String, DateTime<Utc>, i64)>,
     daily_users: Vec<(NaiveDate, String)>,
     daily_active: Vec<(NaiveDate, i64)>,
     blocks: Vec<(NaiveDate, String, i64)>,
@@ -28,6 +29,12 @@ async fn rollups(db: &Db, t: &TenantContext) -> Rollups {
     let counts = tx
         .fetch_all(tx.query(
             "SELECT event_type, hour, name, count FROM event_counts WHERE tenant_id = $1 ORDER BY 1, 2, 3",
+        ))
+        .await
+        .unwrap();
+    let type_counts = tx
+        .fetch_all(tx.query(
+            "SELECT event_type, hour, count FROM event_type_counts WHERE tenant_id = $1 ORDER BY 1, 2",
         ))
         .await
         .unwrap();
@@ -51,6 +58,7 @@ async fn rollups(db: &Db, t: &TenantContext) -> Rollups {
         .unwrap();
     Rollups {
         counts,
+        type_counts,
         daily_users,
         daily_active,
         blocks,
@@ -181,6 +189,10 @@ async fn a_rebuild_restores_lost_rollups(db: Db) {
     let mut tx = db.begin(&t).await.unwrap();
     for (table, sql) in [
         (COUNTS, "DELETE FROM event_counts WHERE tenant_id = $1"),
+        (
+            TYPE_COUNTS,
+            "DELETE FROM event_type_counts WHERE tenant_id = $1",
+        ),
         (
             DAILY_USERS,
             "DELETE FROM event_daily_users WHERE tenant_id = $1",
