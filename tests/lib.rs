@@ -240,6 +240,13 @@ impl Server {
         (id, sub)
     }
 
+    /// A new tenant (through `POST /tenants`) and a token for its owner.
+    pub async fn owned_tenant(&self) -> OwnedTenant {
+        let (id, sub) = self.create_tenant().await;
+        let token = self.token(id, TokenRole::Owner);
+        OwnedTenant { id, sub, token }
+    }
+
     /// Puts `tenant` on the plan of `price` the way Stripe would: a signed
     /// `customer.subscription.updated` to `POST /webhooks/stripe`.
     pub async fn subscribe(&self, tenant: TenantId, price: &str) {
@@ -268,6 +275,23 @@ impl Server {
     /// Stops the server.
     pub async fn stop(self) {
         self.running.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+}
+
+/// A tenant made by [`Server::owned_tenant`], with its owner's token.
+pub struct OwnedTenant {
+    /// Its id.
+    pub id: TenantId,
+    /// Its subdomain (sent as `X-Tenant-Id`).
+    pub sub: String,
+    /// A token of its first owner.
+    pub token: String,
+}
+
+impl OwnedTenant {
+    /// `method path` for this tenant, as its owner.
+    pub fn call(&self, s: &Server, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        s.request(method, path, &self.sub, &self.token)
     }
 }
 

@@ -45,18 +45,25 @@ fn plain_hyper_runs() {
     run(env!("CARGO_BIN_EXE_plain-hyper"));
 }
 
-#[test]
-fn webhooks_outbox_delivers_the_committed_event_only() {
-    let out = Command::new(env!("CARGO_BIN_EXE_webhooks-outbox"))
+/// Runs a self-contained example with `--self-test`, which must succeed;
+/// its standard output.
+fn self_test(binary: &str) -> String {
+    let out = Command::new(binary)
         .arg("--self-test")
         .output()
         .expect("the example runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "webhooks-outbox failed:\n{stdout}\n{}",
+        "{binary} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[test]
+fn webhooks_outbox_delivers_the_committed_event_only() {
+    let stdout = self_test(env!("CARGO_BIN_EXE_webhooks-outbox"));
     assert!(
         stdout.contains("ok: delivered the committed event once"),
         "{stdout}"
@@ -65,15 +72,6 @@ fn webhooks_outbox_delivers_the_committed_event_only() {
 
 #[test]
 fn analytics_record_stores_and_counts() {
-    let out = Command::new(env!("CARGO_BIN_EXE_analytics-record"))
-        .arg("--self-test")
-        .output()
-        .expect("the example runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "analytics-record failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = self_test(env!("CARGO_BIN_EXE_analytics-record"));
     assert!(stdout.contains("self-test ok"), "{stdout}");
 }

@@ -253,15 +253,9 @@ pub async fn create_tenant(
 pub async fn purge_audit_logs(db: &Db, retention_days: u32) -> tenantkit::Result<(u64, u64)> {
     let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(retention_days.max(1)));
     let (mut tenants, mut entries) = (0, 0);
-    let mut after = None;
-    loop {
-        let page = db.list_tenants(PageRequest { after, limit: 500 }).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id);
-        for tenant in &page {
-            let Some(ctx) = db.resolve_id(tenant.id).await? else {
-                continue;
-            };
+    let mut pages = db.tenant_pages(500);
+    while let Some(page) = pages.next().await? {
+        for ctx in page {
             let mut tx = db.begin(&ctx).await?;
             let purged = tx.purge_audit_logs(cutoff).await?;
             tx.commit().await?;

@@ -3,15 +3,17 @@
 //! in the database whole after the crash, no batch is there in part, the
 //! rollups agree with the raw events, and the restarted server serves them.
 
+mod common;
+
 use std::{
     collections::HashMap,
-    process::{Child, Command, Stdio},
+    process::Child,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use serde_json::{Value, json};
-use tenantkit::{Db, NewTenant, NewUser, Role, TenantContext, audit::Actor, testing};
+use tenantkit::{Db, NewTenant, NewUser, Role, TenantContext, audit::Actor};
 use tenantkit_server::config::Config;
 
 const SECRET: &str = "ingest-secret-ingest-secret-ingest!!";
@@ -45,19 +47,7 @@ impl Setup {
         let mut database = None;
         let mut db_line = format!("data_dir = \"{}\"", dir.path().display());
         if postgres {
-            let admin = testing::admin_url();
-            let pool = match sqlx::PgPool::connect(&admin).await {
-                Ok(pool) => pool,
-                Err(_) if !testing::postgres_required() => return None,
-                Err(e) => panic!("PostgreSQL is required: {e}"),
-            };
-            let name = format!("tkin_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-            let owner_url = testing::with_database(&admin, &name);
+            let (name, owner_url) = common::create_database("tkin").await?;
             config.database.url = Some(owner_url.clone());
             tenantkit_server::migrate(&config).await.unwrap();
             db_line = format!("url = \"{owner_url}\"");
@@ -87,16 +77,7 @@ impl Setup {
     }
 
     fn spawn(&self) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_tenantkit-server"))
-            .args(["--config", self.config_file.to_str().unwrap(), "serve"])
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(std::env::var("LLVM_PROFILE_FILE").map(|v| ("LLVM_PROFILE_FILE", v)))
-            .env("TENANTKIT_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("tenantkit-server serve starts")
+        common::tenantkit_server(&self.config_file, self.dir.path(), "serve")
     }
 
     fn url(&self, path: &str) -> String {
@@ -117,12 +98,7 @@ impl Setup {
 
     async fn drop_database(self) {
         if let Some(name) = &self.database {
-            let pool = sqlx::PgPool::connect(&testing::admin_url()).await.unwrap();
-            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-            sqlx::query(sqlx::AssertSqlSafe(drop))
-                .execute(&pool)
-                .await
-                .unwrap();
+            common::drop_database(name).await;
         }
     }
 }

@@ -3,9 +3,11 @@
 //! (another process completes them once the leases expire), and two worker
 //! processes together deliver every message exactly once.
 
+mod common;
+
 use std::{
     collections::HashMap,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::Duration,
 };
 
@@ -32,19 +34,7 @@ struct Setup {
 
 impl Setup {
     async fn new() -> Option<Self> {
-        let admin = testing::admin_url();
-        let pool = match sqlx::PgPool::connect(&admin).await {
-            Ok(pool) => pool,
-            Err(_) if !testing::postgres_required() => return None,
-            Err(e) => panic!("PostgreSQL is required: {e}"),
-        };
-        let name = format!("tkwk_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        let owner_url = testing::with_database(&admin, &name);
+        let (name, owner_url) = common::create_database("tkwk").await?;
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.database.url = Some(owner_url.clone());
@@ -75,16 +65,7 @@ impl Setup {
 
     /// `tenantkit-server worker` on this database.
     fn worker(&self) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_tenantkit-server"))
-            .args(["--config", self.config_file.to_str().unwrap(), "worker"])
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(std::env::var("LLVM_PROFILE_FILE").map(|v| ("LLVM_PROFILE_FILE", v)))
-            .env("TENANTKIT_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("tenantkit-server worker starts")
+        common::tenantkit_server(&self.config_file, self.dir.path(), "worker")
     }
 
     async fn runtime(&self) -> Db {
@@ -100,12 +81,7 @@ impl Setup {
     }
 
     async fn drop_database(self) {
-        let pool = sqlx::PgPool::connect(&testing::admin_url()).await.unwrap();
-        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        sqlx::query(sqlx::AssertSqlSafe(drop))
-            .execute(&pool)
-            .await
-            .unwrap();
+        common::drop_database(&self.name).await;
     }
 }
 

@@ -3,7 +3,7 @@
 //! those days, tenant by tenant through each tenant's scope.
 
 use chrono::{Days, NaiveDate};
-use tenantkit::{Backend, Db, PageRequest, Result};
+use tenantkit::{Backend, Db, Result};
 
 use crate::{
     rollup::{
@@ -43,15 +43,9 @@ pub async fn purge(db: &Db, before: NaiveDate) -> Result<Purged> {
         (block, !((1i64 << kept_from) - 1))
     })
     .collect();
-    let mut after = None;
-    loop {
-        let page = db.list_tenants(PageRequest { after, limit: 500 }).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id);
-        for tenant in &page {
-            let Some(ctx) = db.resolve_id(tenant.id).await? else {
-                continue;
-            };
+    let mut pages = db.tenant_pages(500);
+    while let Some(page) = pages.next().await? {
+        for ctx in page {
             let mut tx = db.begin(&ctx).await?;
             if db.backend() == Backend::Sqlite {
                 purged.rows += tx

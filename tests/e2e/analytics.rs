@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tenantkit::{TenantId, auth::TokenRole};
-use tenantkit_e2e::{Backend, Server, problem};
+use tenantkit_e2e::{Backend, OwnedTenant, Server, problem};
 
 use crate::on_both_backends;
 
@@ -24,23 +23,20 @@ on_both_backends!(
     tenants_never_see_each_others_events,
 );
 
-struct Tenant {
-    id: TenantId,
-    sub: String,
-    token: String,
-}
+type Tenant = OwnedTenant;
 
 async fn tenant(s: &Server) -> Tenant {
-    let (id, sub) = s.create_tenant().await;
-    let token = s.token(id, TokenRole::Owner);
-    Tenant { id, sub, token }
+    s.owned_tenant().await
 }
 
-impl Tenant {
-    fn call(&self, s: &Server, method: Method, path: &str) -> reqwest::RequestBuilder {
-        s.request(method, path, &self.sub, &self.token)
-    }
+/// What these tests ask of a tenant.
+trait TenantCalls {
+    async fn post_events(&self, s: &Server, body: &Value) -> reqwest::Response;
+    async fn get(&self, s: &Server, path: &str) -> Value;
+    async fn own_events(&self, s: &Server) -> i64;
+}
 
+impl TenantCalls for Tenant {
     async fn post_events(&self, s: &Server, body: &Value) -> reqwest::Response {
         self.call(s, Method::POST, "/analytics/events")
             .json(body)

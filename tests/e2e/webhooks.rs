@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tenantkit::{TenantId, auth::TokenRole};
-use tenantkit_e2e::{Backend, Server, problem};
+use tenantkit::auth::TokenRole;
+use tenantkit_e2e::{Backend, OwnedTenant, Server, problem};
 use tenantkit_webhooks::testing::{Behaviour, HOSTILE_URLS, Receiver};
 
 use crate::on_both_backends;
@@ -36,23 +36,20 @@ async fn server(backend: Backend) -> Option<Server> {
     .await
 }
 
-struct Tenant {
-    id: TenantId,
-    sub: String,
-    token: String,
-}
+type Tenant = OwnedTenant;
 
 async fn tenant(s: &Server) -> Tenant {
-    let (id, sub) = s.create_tenant().await;
-    let token = s.token(id, TokenRole::Owner);
-    Tenant { id, sub, token }
+    s.owned_tenant().await
 }
 
-impl Tenant {
-    fn call(&self, s: &Server, method: Method, path: &str) -> reqwest::RequestBuilder {
-        s.request(method, path, &self.sub, &self.token)
-    }
+/// What these tests ask of a tenant.
+trait TenantCalls {
+    async fn get(&self, s: &Server, path: &str) -> Value;
+    async fn send(&self, s: &Server, method: Method, path: &str, body: &Value)
+    -> reqwest::Response;
+}
 
+impl TenantCalls for Tenant {
     /// `GET path` as this tenant's owner: the JSON answer.
     async fn get(&self, s: &Server, path: &str) -> Value {
         self.call(s, Method::GET, path)

@@ -27,6 +27,7 @@ pub use migrate::RuntimeRole;
 pub use migrate::postgres_migrator;
 pub use scope::{BulkTx, OperationalTable, Scoped, TenantTx};
 pub use sql::{PgRecord, Record, SqliteRecord, Value};
+pub use tenants::TenantPages;
 pub use work::{DueTenant, DueWork, Maintenance, Wakeups};
 
 use crate::{Error, Result, TenantContext};

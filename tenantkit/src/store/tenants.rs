@@ -83,6 +83,31 @@ impl Db {
             .await
     }
 
+    /// Every tenant, resolved, a page at a time: for jobs that work tenant by
+    /// tenant (retention purges, say). Tenants deleted meanwhile are skipped.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let db = tenantkit::Db::connect("sqlite::memory:").await?;
+    /// # db.migrate().await?;
+    /// let mut pages = db.tenant_pages(500);
+    /// while let Some(page) = pages.next().await? {
+    ///     for ctx in page {
+    ///         let tx = db.begin(&ctx).await?; // ... one tenant's work
+    ///         tx.commit().await?;
+    ///     }
+    /// }
+    /// # Ok::<_, tenantkit::Error>(()) }).unwrap();
+    /// ```
+    pub fn tenant_pages(&self, page_size: u32) -> TenantPages<'_> {
+        TenantPages {
+            db: self,
+            after: None,
+            page_size,
+            done: false,
+        }
+    }
+
     /// Sets a tenant's status (suspend or reactivate it), audited in the
     /// tenant's trail as `tenant.status_changed` by `by`. Requests of the
     /// tenant see it at once in this process and within the access TTL (at
@@ -286,5 +311,42 @@ impl TenantTx {
         .bind(provider);
         let rows: Vec<(String,)> = self.fetch_all(q).await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+}
+
+/// Every tenant a page at a time; see [`Db::tenant_pages`].
+#[derive(Debug)]
+pub struct TenantPages<'a> {
+    db: &'a Db,
+    after: Option<TenantId>,
+    page_size: u32,
+    done: bool,
+}
+
+impl TenantPages<'_> {
+    /// The next page of tenants, resolved; `None` after the last.
+    pub async fn next(&mut self) -> Result<Option<Vec<TenantContext>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self
+            .db
+            .list_tenants(PageRequest {
+                after: self.after,
+                limit: self.page_size,
+            })
+            .await?;
+        let Some(last) = page.last() else {
+            self.done = true;
+            return Ok(None);
+        };
+        self.after = Some(last.id);
+        let mut contexts = Vec::with_capacity(page.len());
+        for tenant in &page {
+            if let Some(ctx) = self.db.resolve_id(tenant.id).await? {
+                contexts.push(ctx);
+            }
+        }
+        Ok(Some(contexts))
     }
 }
