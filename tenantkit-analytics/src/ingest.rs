@@ -1,8 +1,11 @@
 //! Durable batched ingestion: [`Analytics`] hands events to a bounded
-//! in-process buffer, and one writer task flushes it every 50 ms or every
+//! in-process buffer, and a writer task flushes it every 50 ms or every
 //! 5,000 events, whichever comes first, in one transaction holding every
 //! tenant's events of the flush (each tenant's rows under that tenant's
-//! scope, through [`tenantkit::BulkTx`]), with the rollups updated in it.
+//! scope, through [`tenantkit::store::BulkTx`]), with the rollups updated in
+//! it. There are [`IngestConfig::writers`] writer tasks; each owns the
+//! tenants whose id hashes to it, so a tenant's events are written by one
+//! writer, in order, and two writers never wait on each other's rows.
 //!
 //! [`Analytics::ingest`] returns once the flush holding its events has
 //! committed (group commit): an acknowledged event survives a crash, and a
@@ -186,9 +189,9 @@ impl std::fmt::Debug for Analytics {
 }
 
 impl Analytics {
-    /// Starts the writer task on `db` (with the analytics migrations
-    /// applied); returns the handle and the task, which ends after
-    /// [`Analytics::shutdown`].
+    /// Starts the writer tasks on `db` (with the analytics migrations
+    /// applied); returns the handle and a task that ends once every writer
+    /// has, after [`Analytics::shutdown`].
     pub fn start(db: Db, config: IngestConfig) -> (Self, JoinHandle<()>) {
         let room = Arc::new(Semaphore::new(config.buffer_events));
         let counters = Arc::new(Counters::default());

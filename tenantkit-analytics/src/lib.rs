@@ -5,7 +5,7 @@
 //! - [`event`]: the event model and the ingestion contract's validation
 //!   (types, limits, timestamps, batches of up to 1,000 as JSON or NDJSON,
 //!   all or nothing with every bad event named).
-//! - [`ingest`]: [`Analytics`], the bounded buffer and its one writer task
+//! - [`ingest`]: [`Analytics`], the bounded buffer and its writer tasks (sharded by tenant)
 //!   (group commit: a request is acknowledged once the flush holding its
 //!   events has committed), and [`AnalyticsLayer`] ([`layer`]), which counts
 //!   every tenant request as an `api_call` event without waiting.
