@@ -247,6 +247,19 @@ impl Server {
         OwnedTenant { id, sub, token }
     }
 
+    /// `GET /metrics` as a platform admin: the OpenMetrics text.
+    pub async fn metrics(&self) -> String {
+        let res = self
+            .http
+            .get(self.url("/metrics"))
+            .bearer_auth(self.admin_token())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "GET /metrics");
+        res.text().await.unwrap()
+    }
+
     /// Puts `tenant` on the plan of `price` the way Stripe would: a signed
     /// `customer.subscription.updated` to `POST /webhooks/stripe`.
     pub async fn subscribe(&self, tenant: TenantId, price: &str) {
@@ -289,6 +302,19 @@ pub struct OwnedTenant {
 }
 
 impl OwnedTenant {
+    /// A new API key of this tenant with `scopes` (made by its owner): the key.
+    pub async fn api_key(&self, s: &Server, scopes: serde_json::Value) -> String {
+        let res = self
+            .call(s, reqwest::Method::POST, "/api-keys")
+            .json(&serde_json::json!({ "name": "k", "scopes": scopes }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "creating an API key");
+        let body: serde_json::Value = res.json().await.unwrap();
+        body["key"].as_str().unwrap().to_owned()
+    }
+
     /// `method path` for this tenant, as its owner.
     pub fn call(&self, s: &Server, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         s.request(method, path, &self.sub, &self.token)

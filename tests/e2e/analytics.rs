@@ -219,16 +219,7 @@ async fn a_full_buffer_answers_503_with_retry_after(backend: Backend) {
         1000,
         "the refused event was not stored"
     );
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .bearer_auth(s.admin_token())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("tenantkit_analytics_events_refused_total 1"),
         "{metrics}"
@@ -257,26 +248,9 @@ async fn members_and_scoped_keys_ingest_and_read(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK, "a member reads the summary");
-    let key = |scopes: Value| {
-        let t = &t;
-        let s = &s;
-        async move {
-            let res = t
-                .call(s, Method::POST, "/api-keys")
-                .json(&json!({ "name": "k", "scopes": scopes }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), StatusCode::CREATED);
-            res.json::<Value>().await.unwrap()["key"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        }
-    };
-    let none = key(json!(["users:read"])).await;
-    let write = key(json!(["analytics:write"])).await;
-    let read = key(json!(["analytics:read"])).await;
+    let none = t.api_key(&s, json!(["users:read"])).await;
+    let write = t.api_key(&s, json!(["analytics:write"])).await;
+    let read = t.api_key(&s, json!(["analytics:read"])).await;
     let send = |key: String| {
         s.request(Method::POST, "/analytics/events", &t.sub, key)
             .json(&json!({ "event_type": "page_view" }))
@@ -366,16 +340,7 @@ async fn the_layer_counts_every_tenant_request(backend: Backend) {
         "route templates, never raw paths"
     );
     drop(tx);
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .bearer_auth(s.admin_token())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("tenantkit_analytics_events_dropped_total 0"),
         "{metrics}"

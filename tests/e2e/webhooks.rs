@@ -391,24 +391,11 @@ async fn members_and_unscoped_keys_are_403_scoped_keys_work(backend: Backend) {
         .await
         .unwrap();
     problem(res, StatusCode::FORBIDDEN, "a member lists endpoints").await;
-    let key = |scopes: Value| {
-        let t = &t;
-        let s = &s;
-        async move {
-            let res = t
-                .call(s, Method::POST, "/api-keys")
-                .json(&json!({ "name": "k", "scopes": scopes }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), StatusCode::CREATED);
-            let body: Value = res.json().await.unwrap();
-            body["key"].as_str().unwrap().to_owned()
-        }
-    };
-    let none = key(json!(["users:read"])).await;
-    let read = key(json!(["webhooks:read"])).await;
-    let write = key(json!(["webhooks:read", "webhooks:write"])).await;
+    let none = t.api_key(&s, json!(["users:read"])).await;
+    let read = t.api_key(&s, json!(["webhooks:read"])).await;
+    let write = t
+        .api_key(&s, json!(["webhooks:read", "webhooks:write"]))
+        .await;
     let body = json!({ "url": "https://93.184.216.34/in", "event_types": ["*"] });
     let res = s
         .request(Method::GET, "/webhooks", &t.sub, &none)
