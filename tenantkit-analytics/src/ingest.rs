@@ -171,7 +171,6 @@ pub struct Analytics {
 }
 
 struct Inner {
-    db: Db,
     /// One channel per writer; a tenant's events always take the same.
     senders: Vec<mpsc::UnboundedSender<Message>>,
     /// One permit per event the buffer may still take.
@@ -196,7 +195,7 @@ impl Analytics {
         let room = Arc::new(Semaphore::new(config.buffer_events));
         let counters = Arc::new(Counters::default());
         let shared = Arc::new(Shared {
-            db: db.clone(),
+            db,
             config: config.clone(),
             room: room.clone(),
             counters: counters.clone(),
@@ -224,7 +223,6 @@ impl Analytics {
             }
         });
         let inner = Inner {
-            db,
             senders,
             room,
             stopped: AtomicBool::new(false),
@@ -236,11 +234,6 @@ impl Analytics {
             },
             task,
         )
-    }
-
-    /// The database events are written to.
-    pub fn db(&self) -> &Db {
-        &self.inner.db
     }
 
     /// Stores valid events of `ctx`'s tenant: returns once the flush holding
@@ -413,27 +406,17 @@ impl Shared {
             return;
         }
         self.make_partitions().await;
-        let events: usize = batch.iter().map(|j| j.events.len()).sum();
-        let outcome = self.write(&batch).await;
-        match outcome {
-            Ok(()) => {
-                self.counters
-                    .stored
-                    .fetch_add(events as u64, Ordering::Relaxed);
-                self.counters.flushes.fetch_add(1, Ordering::Relaxed);
-                for job in batch {
-                    self.room.add_permits(job.events.len());
-                    if let Some(done) = job.done {
-                        let _ = done.send(Ok(()));
-                    }
-                }
-            }
+        match self.write(&batch).await {
+            Ok(()) => self.committed(batch),
             // One tenant's failure must not fail everyone's events: store
             // each request alone, and tell each its own outcome.
             Err(e) if batch.len() > 1 => {
                 tracing::warn!(error = %e, jobs = batch.len(), "an analytics flush failed; storing its requests one by one");
                 for job in batch {
-                    self.flush_alone(job).await;
+                    match self.write(std::slice::from_ref(&job)).await {
+                        Ok(()) => self.committed(vec![job]),
+                        Err(e) => self.fail(job, &e),
+                    }
                 }
             }
             Err(e) => {
@@ -444,18 +427,19 @@ impl Shared {
         }
     }
 
-    async fn flush_alone(&self, job: Job) {
-        let n = job.events.len();
-        match self.write(std::slice::from_ref(&job)).await {
-            Ok(()) => {
-                self.counters.stored.fetch_add(n as u64, Ordering::Relaxed);
-                self.counters.flushes.fetch_add(1, Ordering::Relaxed);
-                self.room.add_permits(n);
-                if let Some(done) = job.done {
-                    let _ = done.send(Ok(()));
-                }
+    /// A flush of `batch` committed: counted, its room given back, its
+    /// callers told.
+    fn committed(&self, batch: Vec<Job>) {
+        let events: usize = batch.iter().map(|j| j.events.len()).sum();
+        self.counters
+            .stored
+            .fetch_add(events as u64, Ordering::Relaxed);
+        self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+        self.room.add_permits(events);
+        for job in batch {
+            if let Some(done) = job.done {
+                let _ = done.send(Ok(()));
             }
-            Err(e) => self.fail(job, &e),
         }
     }
 

@@ -3,7 +3,10 @@
 //! those days, tenant by tenant through each tenant's scope.
 
 use chrono::{Days, NaiveDate};
-use tenantkit::{Backend, Db, Result};
+use tenantkit::{
+    Backend, Db, Result,
+    store::{OperationalTable, Value},
+};
 
 use crate::{
     rollup::{
@@ -43,54 +46,51 @@ pub async fn purge(db: &Db, before: NaiveDate) -> Result<Purged> {
         (block, !((1i64 << kept_from) - 1))
     })
     .collect();
+    // Each table, the statement removing its old rows, and the cut-off.
+    let mut deletes: Vec<(OperationalTable, &'static str, Value)> = vec![
+        (
+            COUNTS,
+            "DELETE FROM event_counts WHERE tenant_id = $1 AND hour < $2",
+            start.into(),
+        ),
+        (
+            TYPE_COUNTS,
+            "DELETE FROM event_type_counts WHERE tenant_id = $1 AND hour < $2",
+            start.into(),
+        ),
+        (
+            DAILY_USERS,
+            "DELETE FROM event_daily_users WHERE tenant_id = $1 AND day < $2",
+            before.into(),
+        ),
+        (
+            DAILY_ACTIVE,
+            "DELETE FROM event_daily_active WHERE tenant_id = $1 AND day < $2",
+            before.into(),
+        ),
+        (
+            USER_BLOCKS,
+            "DELETE FROM event_user_blocks WHERE tenant_id = $1 AND block <= $2",
+            last_block.into(),
+        ),
+    ];
+    // PostgreSQL dropped whole partitions above; SQLite deletes rows.
+    if db.backend() == Backend::Sqlite {
+        deletes.push((
+            EVENTS,
+            "DELETE FROM events WHERE tenant_id = $1 AND occurred_at < $2",
+            start.into(),
+        ));
+    }
     let mut pages = db.tenant_pages(500);
     while let Some(page) = pages.next().await? {
         for ctx in page {
             let mut tx = db.begin(&ctx).await?;
-            if db.backend() == Backend::Sqlite {
+            for (table, sql, cutoff) in &deletes {
                 purged.rows += tx
-                    .write_operational(
-                        EVENTS,
-                        tx.query("DELETE FROM events WHERE tenant_id = $1 AND occurred_at < $2")
-                            .bind(start),
-                    )
+                    .write_operational(*table, tx.query(sql).bind(cutoff.clone()))
                     .await?;
             }
-            purged.rows += tx
-                .write_operational(
-                    COUNTS,
-                    tx.query("DELETE FROM event_counts WHERE tenant_id = $1 AND hour < $2")
-                        .bind(start),
-                )
-                .await?;
-            purged.rows += tx
-                .write_operational(
-                    TYPE_COUNTS,
-                    tx.query("DELETE FROM event_type_counts WHERE tenant_id = $1 AND hour < $2")
-                        .bind(start),
-                )
-                .await?;
-            purged.rows += tx
-                .write_operational(
-                    DAILY_USERS,
-                    tx.query("DELETE FROM event_daily_users WHERE tenant_id = $1 AND day < $2")
-                        .bind(before),
-                )
-                .await?;
-            purged.rows += tx
-                .write_operational(
-                    DAILY_ACTIVE,
-                    tx.query("DELETE FROM event_daily_active WHERE tenant_id = $1 AND day < $2")
-                        .bind(before),
-                )
-                .await?;
-            purged.rows += tx
-                .write_operational(
-                    USER_BLOCKS,
-                    tx.query("DELETE FROM event_user_blocks WHERE tenant_id = $1 AND block <= $2")
-                        .bind(last_block),
-                )
-                .await?;
             for (block, keep) in &straddling {
                 purged.rows += tx
                     .write_operational(
