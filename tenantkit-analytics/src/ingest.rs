@@ -7,6 +7,10 @@
 //! tenants whose id hashes to it, so a tenant's events are written by one
 //! writer, in order, and two writers never wait on each other's rows.
 //!
+//! Each committed flush names its tenants to [`Analytics::commits`] (in this
+//! process) and, on PostgreSQL, with `pg_notify` on [`LIVE_CHANNEL`] in its
+//! transaction (every process): the wake-up of the live stream ([`crate::live`]).
+//!
 //! [`Analytics::ingest`] returns once the flush holding its events has
 //! committed (group commit): an acknowledged event survives a crash, and a
 //! caller that saw an error knows to retry. A full buffer refuses at once
@@ -45,7 +49,7 @@ use std::{
 use chrono::{NaiveDate, Utc};
 use tenantkit::{Db, TenantContext, TenantId};
 use tokio::{
-    sync::{Semaphore, mpsc, oneshot},
+    sync::{Semaphore, broadcast, mpsc, oneshot},
     task::JoinHandle,
     time::Instant,
 };
@@ -54,6 +58,14 @@ use crate::{
     event::{Event, NewEvent},
     rollup, storage,
 };
+
+/// The PostgreSQL channel on which each flush names the tenants it stored
+/// events of (ids separated by commas, several notifications when they do
+/// not fit in one).
+pub const LIVE_CHANNEL: &str = "tenantkit_analytics";
+
+/// A notification's payload stays under PostgreSQL's 8,000-byte limit.
+const NOTIFY_PAYLOAD_BYTES: usize = 7_900;
 
 /// How the writer batches, and how much it buffers.
 #[derive(Clone, Debug)]
@@ -177,6 +189,7 @@ struct Inner {
     room: Arc<Semaphore>,
     stopped: AtomicBool,
     counters: Arc<Counters>,
+    commits: broadcast::Sender<Arc<[TenantId]>>,
 }
 
 impl std::fmt::Debug for Analytics {
@@ -194,11 +207,13 @@ impl Analytics {
     pub fn start(db: Db, config: IngestConfig) -> (Self, JoinHandle<()>) {
         let room = Arc::new(Semaphore::new(config.buffer_events));
         let counters = Arc::new(Counters::default());
+        let (commits, _) = broadcast::channel(256);
         let shared = Arc::new(Shared {
             db,
             config: config.clone(),
             room: room.clone(),
             counters: counters.clone(),
+            commits: commits.clone(),
             partitions_made_for: std::sync::Mutex::new(None),
         });
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..config.writers.max(1))
@@ -227,6 +242,7 @@ impl Analytics {
             room,
             stopped: AtomicBool::new(false),
             counters,
+            commits,
         };
         (
             Self {
@@ -315,6 +331,13 @@ impl Analytics {
         }
     }
 
+    /// The tenants of each flush this process commits, as it commits. A
+    /// receiver that falls behind is told how many flushes it missed
+    /// ([`broadcast::error::RecvError::Lagged`]).
+    pub fn commits(&self) -> broadcast::Receiver<Arc<[TenantId]>> {
+        self.inner.commits.subscribe()
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> IngestStats {
         let c = &self.inner.counters;
@@ -334,6 +357,7 @@ struct Shared {
     config: IngestConfig,
     room: Arc<Semaphore>,
     counters: Arc<Counters>,
+    commits: broadcast::Sender<Arc<[TenantId]>>,
     /// The day partitions were last made ahead for.
     partitions_made_for: std::sync::Mutex<Option<NaiveDate>>,
 }
@@ -436,6 +460,11 @@ impl Shared {
             .fetch_add(events as u64, Ordering::Relaxed);
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
         self.room.add_permits(events);
+        let mut tenants: Vec<TenantId> = batch.iter().map(|j| j.ctx.id()).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        // No receiver is fine: nobody is watching live.
+        let _ = self.commits.send(tenants.into());
         for job in batch {
             if let Some(done) = job.done {
                 let _ = done.send(Ok(()));
@@ -475,10 +504,61 @@ impl Shared {
         }
         // The rows every flush touches (this hour's counts, today's DAU)
         // last, so concurrent flushes wait on each other only briefly.
-        for (ctx, totals) in totals {
-            let tx = bulk.tenant(ctx).await?;
-            rollup::add_totals(tx, &totals).await?;
+        let mut tx = None;
+        for (ctx, totals) in &totals {
+            let scoped = bulk.tenant(ctx).await?;
+            rollup::add_totals(scoped, totals).await?;
+            tx = Some(scoped);
+        }
+        if let Some(tx) = tx
+            && tx.backend() == tenantkit::Backend::Postgres
+        {
+            let ids: Vec<String> = totals.iter().map(|(ctx, _)| ctx.id().to_string()).collect();
+            for payload in notify_payloads(&ids) {
+                // Delivered to every listener only if this transaction commits.
+                let notify = tx
+                    .query("SELECT pg_notify('tenantkit_analytics', $2)::text WHERE $1::uuid IS NOT NULL")
+                    .bind(payload);
+                let _: Option<(String,)> = tx.fetch_optional(notify).await?;
+            }
         }
         bulk.commit().await
+    }
+}
+
+/// `ids` joined by commas into as few payloads as fit in a notification.
+fn notify_payloads(ids: &[String]) -> Vec<String> {
+    let mut payloads = vec![String::new()];
+    for id in ids {
+        let last = payloads.last_mut().expect("never empty");
+        if !last.is_empty() && last.len() + 1 + id.len() > NOTIFY_PAYLOAD_BYTES {
+            payloads.push(String::new());
+        }
+        let last = payloads.last_mut().expect("never empty");
+        if !last.is_empty() {
+            last.push(',');
+        }
+        last.push_str(id);
+    }
+    payloads.retain(|p| !p.is_empty());
+    payloads
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notify_payloads_stay_under_the_limit_and_keep_every_id() {
+        let ids: Vec<String> = (0..1_000).map(|_| TenantId::new().to_string()).collect();
+        let payloads = notify_payloads(&ids);
+        assert!(
+            payloads.len() > 1,
+            "1,000 ids do not fit in one notification"
+        );
+        assert!(payloads.iter().all(|p| p.len() <= NOTIFY_PAYLOAD_BYTES));
+        let back: Vec<&str> = payloads.iter().flat_map(|p| p.split(',')).collect();
+        assert_eq!(back, ids.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(notify_payloads(&[]).is_empty());
     }
 }

@@ -16,10 +16,13 @@
 //!   events, and their rebuild from raw events.
 //! - [`query`]: the summary and time-series queries, which read only rollups.
 //! - [`retention`]: old days of events and rollups removed.
+//! - [`live`]: [`Live`], each watched tenant's totals second by second, for
+//!   the live stream, woken by flushes of every process.
 
 pub mod event;
 pub mod ingest;
 pub mod layer;
+pub mod live;
 pub mod query;
 pub mod retention;
 pub mod rollup;
@@ -27,3 +30,4 @@ pub mod storage;
 
 pub use ingest::{Analytics, IngestConfig, IngestError, IngestStats};
 pub use layer::AnalyticsLayer;
+pub use live::{Live, LiveConfig};

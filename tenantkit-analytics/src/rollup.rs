@@ -33,6 +33,8 @@ pub const DAILY_USERS: OperationalTable = OperationalTable::new("event_daily_use
 pub const DAILY_ACTIVE: OperationalTable = OperationalTable::new("event_daily_active");
 /// Each user's active days, as bit maps over 64-day blocks.
 pub const USER_BLOCKS: OperationalTable = OperationalTable::new("event_user_blocks");
+/// Events ever stored per tenant and type, with the newest id (the live stream's counters).
+pub const LIVE_TOTALS: OperationalTable = OperationalTable::new("event_live_totals");
 
 /// Days between two block starts; each block spans twice this.
 pub const BLOCK_STRIDE: i64 = 32;
@@ -112,6 +114,16 @@ pub struct Totals {
     counts: Vec<CountRow>,
     type_counts: Vec<TypeCountRow>,
     per_day: Vec<DayRow>,
+    live: Vec<LiveRow>,
+}
+
+/// Events of one type in this flush, and the newest one's id.
+#[derive(Debug, Serialize)]
+struct LiveRow {
+    ty: String,
+    c: i64,
+    id: String,
+    at: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -158,6 +170,7 @@ pub async fn store_events(
     let mut counts: BTreeMap<(&str, DateTime<Utc>, &str), i64> = BTreeMap::new();
     let mut active: BTreeSet<(NaiveDate, &str)> = BTreeSet::new();
     let mut rows = Vec::with_capacity(events.len());
+    let mut live: BTreeMap<&str, (i64, String)> = BTreeMap::new();
     for event in events {
         let hour = hour_of(event.timestamp);
         *counts
@@ -170,9 +183,14 @@ pub async fn store_events(
         if let Some(user) = &event.user_id {
             active.insert((event.timestamp.date_naive(), user.as_str()));
         }
+        // Version 7: later events of a process get greater ids.
+        let id = Uuid::now_v7().simple().to_string();
+        let newest = live.entry(event.event_type.as_str()).or_default();
+        newest.0 += 1;
+        newest.1.clone_from(&id);
         rows.push(Row {
             t: time_text(event.timestamp),
-            id: Uuid::now_v7().simple().to_string(),
+            id,
             ty: &event.event_type,
             u: event.user_id.as_deref(),
             n: event.name.as_deref(),
@@ -221,6 +239,15 @@ pub async fn store_events(
             })
             .collect(),
         per_day: Vec::new(),
+        live: live
+            .into_iter()
+            .map(|(ty, (c, id))| LiveRow {
+                ty: ty.to_owned(),
+                c,
+                id,
+                at: time_text(received_at),
+            })
+            .collect(),
     };
     if active.is_empty() {
         return Ok((stored, totals));
@@ -290,9 +317,29 @@ pub async fn store_events(
 }
 
 /// Adds [`Totals`] to the hot rollup rows (`event_counts`,
-/// `event_type_counts`, `event_daily_active`).
+/// `event_type_counts`, `event_daily_active`, `event_live_totals`).
 pub async fn add_totals(tx: &mut TenantTx, totals: &Totals) -> Result<()> {
     let sqlite = tx.backend() == Backend::Sqlite;
+    if !totals.live.is_empty() {
+        tx.write_operational(
+            LIVE_TOTALS,
+            tx.query(if sqlite {
+                "INSERT INTO event_live_totals (tenant_id, event_type, events, last_event_id, updated_at) \
+                 SELECT $1, json_extract(l.value, '$.ty'), json_extract(l.value, '$.c'), \
+                        unhex(json_extract(l.value, '$.id')), json_extract(l.value, '$.at') \
+                   FROM json_each($2) AS l WHERE true \
+                 ON CONFLICT (tenant_id, event_type) DO UPDATE SET events = events + excluded.events, \
+                    last_event_id = max(last_event_id, excluded.last_event_id), updated_at = excluded.updated_at"
+            } else {
+                "INSERT INTO event_live_totals (tenant_id, event_type, events, last_event_id, updated_at) \
+                 SELECT $1, l.ty, l.c, l.id, l.at FROM json_to_recordset($2::json) AS l(ty text, c bigint, id uuid, at timestamptz) \
+                 ON CONFLICT (tenant_id, event_type) DO UPDATE SET events = event_live_totals.events + EXCLUDED.events, \
+                    last_event_id = GREATEST(event_live_totals.last_event_id, EXCLUDED.last_event_id), updated_at = EXCLUDED.updated_at"
+            })
+            .bind(json_rows(&totals.live)?),
+        )
+        .await?;
+    }
     if !totals.counts.is_empty() {
         tx.write_operational(
         COUNTS,

@@ -1,5 +1,7 @@
 use std::{future::Future, sync::Arc};
 
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use http::{Extensions, HeaderValue, Request, StatusCode, header};
 use tower::Layer;
 
@@ -81,7 +83,13 @@ pub struct SecurityEvent {
 }
 
 /// Authenticates requests with `Authorization: Bearer <JWT or API key>` or
-/// `X-Api-Key: <API key>`, and puts the [`Principal`] into request extensions.
+/// `X-Api-Key: <API key>`, and puts the [`Principal`] and an
+/// [`Authenticated`] into request extensions.
+///
+/// A WebSocket handshake (`Upgrade: websocket`) may instead offer the
+/// credential as a subprotocol, `Sec-WebSocket-Protocol: tenantkit.v1,
+/// bearer.<JWT or API key>`, since browsers cannot set headers on a
+/// WebSocket (see [`WEBSOCKET_PROTOCOL`]).
 ///
 /// Behind [`crate::resolve::TenantLayer`] the credential must belong to the
 /// resolved tenant (else `403`); without a resolved tenant only a
@@ -128,9 +136,44 @@ impl<S, V: Clone> Layer<S> for AuthLayer<V> {
 /// The service made by [`AuthLayer`].
 pub type AuthService<S, V> = Guarded<S, AuthLayer<V>>;
 
+#[derive(Clone)]
 enum Credential {
     Jwt(String),
     ApiKey(String),
+}
+
+impl Credential {
+    fn of(token: &str) -> Self {
+        if token.starts_with("tk_") {
+            Credential::ApiKey(token.to_owned())
+        } else {
+            Credential::Jwt(token.to_owned())
+        }
+    }
+}
+
+/// The subprotocol a WebSocket client offers, and the server selects,
+/// beside its credential (`bearer.<JWT or API key>`): the server never
+/// echoes the credential back.
+pub const WEBSOCKET_PROTOCOL: &str = "tenantkit.v1";
+
+/// How a WebSocket handshake offers its credential as a subprotocol.
+pub const WEBSOCKET_BEARER_PREFIX: &str = "bearer.";
+
+/// The credential offered as `bearer.<token>` in `Sec-WebSocket-Protocol`,
+/// on a WebSocket handshake only.
+fn websocket_credential<B>(req: &Request<B>) -> Option<String> {
+    let upgrade = req.headers().get(header::UPGRADE)?.to_str().ok()?;
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return None;
+    }
+    req.headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(WEBSOCKET_BEARER_PREFIX))
+        .map(str::to_owned)
 }
 
 /// The request's credential; `Err` says why the headers are malformed.
@@ -144,11 +187,7 @@ fn credential<B>(req: &Request<B>) -> Result<Option<Credential>, &'static str> {
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or("use `Authorization: Bearer <token or API key>`")?
             .trim();
-        return Ok(Some(if token.starts_with("tk_") {
-            Credential::ApiKey(token.to_owned())
-        } else {
-            Credential::Jwt(token.to_owned())
-        }));
+        return Ok(Some(Credential::of(token)));
     }
     if let Some(value) = req.headers().get("x-api-key") {
         let key = value
@@ -156,7 +195,7 @@ fn credential<B>(req: &Request<B>) -> Result<Option<Credential>, &'static str> {
             .map_err(|_| "the X-Api-Key header is not valid text")?;
         return Ok(Some(Credential::ApiKey(key.trim().to_owned())));
     }
-    Ok(None)
+    Ok(websocket_credential(req).map(|token| Credential::of(&token)))
 }
 
 fn unauthorized(detail: &str) -> Problem {
@@ -203,11 +242,14 @@ fn refuse(
     }
 }
 
+/// The principal, and when its credential expires (a JWT's `exp`).
+type Authentication = (Principal, Option<u64>);
+
 async fn authenticate<V: AuthStore>(
     layer: &AuthLayer<V>,
     credential: Result<Option<Credential>, &'static str>,
     tenant: Option<&TenantContext>,
-) -> Result<Principal, Refused> {
+) -> Result<Authentication, Refused> {
     match credential {
         Err(reason) => Err(refuse(
             unauthorized(reason),
@@ -234,7 +276,7 @@ async fn authenticate<V: AuthStore>(
                 (Some(role), Some(t)) => (role, Principal::user(t, claims.sub.clone(), role)),
                 (None, None) if claims.role == TokenRole::PlatformAdmin => {
                     return match tenant {
-                        None => Ok(Principal::platform_admin(claims.sub)),
+                        None => Ok((Principal::platform_admin(claims.sub), Some(claims.exp))),
                         Some(_) => {
                             let principal = Principal::platform_admin(claims.sub);
                             Err(refuse(wrong_tenant(), Actor::from(&principal), "jwt", None))
@@ -254,7 +296,8 @@ async fn authenticate<V: AuthStore>(
                     claimed.tenant,
                 ));
             };
-            current_user(layer, ctx, &claims, role).await
+            let principal = current_user(layer, ctx, &claims, role).await?;
+            Ok((principal, Some(claims.exp)))
         }
         Ok(Some(Credential::ApiKey(key))) => {
             // A key is looked up inside its tenant, so a key of another tenant
@@ -265,7 +308,7 @@ async fn authenticate<V: AuthStore>(
                 return Err(refuse(problem, Actor::Anonymous, "api_key", None));
             };
             match layer.store.verify_api_key(ctx, &key).await {
-                Ok(Some(key)) => Ok(Principal::api_key(&key)),
+                Ok(Some(key)) => Ok((Principal::api_key(&key), None)),
                 Ok(None) => Err(refuse(
                     unauthorized("the API key is invalid or revoked"),
                     Actor::Anonymous,
@@ -315,11 +358,76 @@ async fn current_user<V: AuthStore>(
     }
 }
 
+type Recheck =
+    dyn Fn(Option<TenantContext>) -> BoxFuture<'static, Result<Principal, Problem>> + Send + Sync;
+
+/// How a request authenticated, for a connection that outlives it (a
+/// WebSocket): when its credential expires, and the same checks
+/// [`AuthLayer`] made, to run again (the user still exists, the key is not
+/// revoked, the signature and expiry still hold).
+#[derive(Clone)]
+pub struct Authenticated {
+    expires: Option<u64>,
+    recheck: Arc<Recheck>,
+}
+
+impl std::fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticated {
+    fn new<V: AuthStore>(
+        layer: AuthLayer<V>,
+        credential: Credential,
+        expires: Option<u64>,
+    ) -> Self {
+        let layer = Arc::new(layer);
+        let recheck = move |tenant: Option<TenantContext>| {
+            let (layer, credential) = (layer.clone(), credential.clone());
+            Box::pin(async move {
+                authenticate(&layer, Ok(Some(credential)), tenant.as_ref())
+                    .await
+                    .map(|(principal, _)| principal)
+                    .map_err(|refused| refused.problem)
+            }) as BoxFuture<'static, _>
+        };
+        Self {
+            expires,
+            recheck: Arc::new(recheck),
+        }
+    }
+
+    /// When the credential expires (a token's `exp`); `None` for an API key.
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.expires
+            .and_then(|secs| DateTime::from_timestamp(i64::try_from(secs).ok()?, 0))
+    }
+
+    /// Authenticates the same credential again in `tenant`, as [`AuthLayer`]
+    /// would now (not audited: the request it came with already was).
+    pub async fn recheck(&self, tenant: Option<&TenantContext>) -> Result<Principal, Problem> {
+        (self.recheck)(tenant.cloned()).await
+    }
+}
+
 impl<V: AuthStore, B: Send + 'static> Guard<B> for AuthLayer<V> {
     async fn check(&self, mut req: Request<B>) -> Result<(Request<B>, Extensions), Problem> {
         let tenant = req.extensions().get::<TenantContext>().cloned();
-        match authenticate(self, credential(&req), tenant.as_ref()).await {
-            Ok(principal) => {
+        let credential = credential(&req);
+        let kept = credential.clone().ok().flatten();
+        match authenticate(self, credential, tenant.as_ref()).await {
+            Ok((principal, expires)) => {
+                if let Some(credential) = kept {
+                    req.extensions_mut().insert(Authenticated::new(
+                        self.clone(),
+                        credential,
+                        expires,
+                    ));
+                }
                 // Everything this request changes is audited as this principal.
                 if let Some(ctx) = tenant {
                     req.extensions_mut()

@@ -34,7 +34,10 @@ mod layer;
 
 use http::StatusCode;
 pub use jwt::{Claims, JwtKeys, MIN_SECRET_LEN, TokenError, TokenRole, UserClaim, parse_algorithm};
-pub use layer::{AuthLayer, AuthService, AuthStore, SecurityEvent};
+pub use layer::{
+    AuthLayer, AuthService, AuthStore, Authenticated, SecurityEvent, WEBSOCKET_BEARER_PREFIX,
+    WEBSOCKET_PROTOCOL,
+};
 use serde::Serialize;
 
 use crate::{ApiKey, ApiKeyId, Role, Scope, TenantId, problem::Problem};

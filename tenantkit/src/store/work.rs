@@ -192,19 +192,26 @@ impl Wakeups {
     /// missed (the connection was lost and re-made): either way, look for
     /// work. Never returns on SQLite or once the pool is closed.
     pub async fn next(&mut self) {
+        self.next_announcement().await;
+    }
+
+    /// Like [`Wakeups::next`], with what was announced: `Some(payload)`, or
+    /// `None` when announcements may have been missed.
+    pub async fn next_announcement(&mut self) -> Option<String> {
         #[cfg(feature = "postgres")]
         if let Some(listener) = &mut self.pg {
             match listener.try_recv().await {
-                Ok(_) => return,
+                Ok(Some(notification)) => return Some(notification.payload().to_owned()),
+                Ok(None) => return None,
                 Err(_) if self.pool.is_closed() => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "work listener failed; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    return;
+                    return None;
                 }
             }
         }
-        std::future::pending::<()>().await
+        std::future::pending().await
     }
 }
 
