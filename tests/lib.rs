@@ -343,3 +343,197 @@ pub async fn problem(
     );
     body
 }
+
+/// A client of `/ws/analytics`.
+pub mod live {
+    use std::time::Duration;
+
+    use futures_util::{SinkExt, StreamExt};
+    use serde_json::Value;
+    use tokio::net::TcpStream;
+    use tokio_tungstenite::{
+        MaybeTlsStream, WebSocketStream,
+        tungstenite::{self, Message, client::IntoClientRequest},
+    };
+
+    use super::Server;
+
+    /// How a client presents its credential.
+    #[derive(Clone, Copy, Debug)]
+    pub enum Credential<'a> {
+        /// None at all.
+        None,
+        /// `Authorization: Bearer <token>`.
+        Header(&'a str),
+        /// `Sec-WebSocket-Protocol: tenantkit.v1, bearer.<token>`, as a browser does.
+        Subprotocol(&'a str),
+        /// `Sec-WebSocket-Protocol: bearer.<token>` alone.
+        SubprotocolOnly(&'a str),
+    }
+
+    /// An open stream.
+    pub struct Stream {
+        ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+        /// The subprotocol the server selected.
+        pub protocol: Option<String>,
+    }
+
+    /// A refused handshake: its status and problem document.
+    #[derive(Debug)]
+    pub struct Refused {
+        /// The status.
+        pub status: u16,
+        /// The body (problem+json).
+        pub body: Value,
+        /// The media type.
+        pub content_type: Option<String>,
+        /// `Retry-After`, if any.
+        pub retry_after: Option<String>,
+    }
+
+    /// Opens `/ws/analytics<query>` for the tenant named `tenant` (`X-Tenant-Id`).
+    pub async fn connect(
+        s: &Server,
+        tenant: &str,
+        credential: Credential<'_>,
+        query: &str,
+    ) -> Result<Stream, Refused> {
+        let url = format!("{}/ws/analytics{query}", s.base.replace("http://", "ws://"));
+        let mut request = url.into_client_request().unwrap();
+        let headers = request.headers_mut();
+        headers.insert("x-tenant-id", tenant.parse().unwrap());
+        match credential {
+            Credential::None => {}
+            Credential::Header(token) => {
+                headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+            }
+            Credential::Subprotocol(token) => {
+                headers.insert(
+                    "sec-websocket-protocol",
+                    format!("tenantkit.v1, bearer.{token}").parse().unwrap(),
+                );
+            }
+            Credential::SubprotocolOnly(token) => {
+                headers.insert(
+                    "sec-websocket-protocol",
+                    format!("bearer.{token}").parse().unwrap(),
+                );
+            }
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, response)) => Ok(Stream {
+                ws,
+                protocol: response
+                    .headers()
+                    .get("sec-websocket-protocol")
+                    .map(|v| v.to_str().unwrap().to_owned()),
+            }),
+            Err(tungstenite::Error::Http(response)) => {
+                let header = |name: &str| {
+                    response
+                        .headers()
+                        .get(name)
+                        .map(|v| v.to_str().unwrap().to_owned())
+                };
+                Err(Refused {
+                    status: response.status().as_u16(),
+                    content_type: header("content-type"),
+                    retry_after: header("retry-after"),
+                    body: response
+                        .body()
+                        .as_deref()
+                        .and_then(|b| serde_json::from_slice(b).ok())
+                        .unwrap_or(Value::Null),
+                })
+            }
+            Err(e) => panic!("WebSocket handshake failed: {e}"),
+        }
+    }
+
+    /// What the stream brought next.
+    #[derive(Debug, PartialEq)]
+    pub enum Next {
+        /// A JSON message.
+        Json(Value),
+        /// A close frame: its code and reason.
+        Closed(u16, String),
+        /// The connection ended without a close frame.
+        Ended,
+        /// Nothing within the time given.
+        Silent,
+    }
+
+    impl Stream {
+        /// The next message (pings and pongs are answered and skipped), within `within`.
+        pub async fn next(&mut self, within: Duration) -> Next {
+            let deadline = tokio::time::Instant::now() + within;
+            loop {
+                match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                    Err(_) => return Next::Silent,
+                    Ok(None) | Ok(Some(Err(_))) => return Next::Ended,
+                    Ok(Some(Ok(Message::Text(text)))) => {
+                        return Next::Json(serde_json::from_str(text.as_str()).unwrap());
+                    }
+                    Ok(Some(Ok(Message::Close(frame)))) => {
+                        return match frame {
+                            Some(f) => Next::Closed(f.code.into(), f.reason.to_string()),
+                            None => Next::Closed(1005, String::new()),
+                        };
+                    }
+                    Ok(Some(Ok(_))) => {}
+                }
+            }
+        }
+
+        /// The next JSON message, which must come within `within`.
+        pub async fn json(&mut self, within: Duration) -> Value {
+            match self.next(within).await {
+                Next::Json(v) => v,
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+
+        /// Waits for the `ready` message.
+        pub async fn ready(&mut self) -> Value {
+            let ready = self.json(Duration::from_secs(10)).await;
+            assert_eq!(ready["type"], "ready", "{ready}");
+            ready
+        }
+
+        /// Updates received within `within`, summed by type: `(messages, counts)`.
+        pub async fn updates_for(&mut self, within: Duration) -> Vec<Value> {
+            let deadline = tokio::time::Instant::now() + within;
+            let mut updates = Vec::new();
+            loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match self.next(left).await {
+                    Next::Json(v) if v["type"] == "update" => updates.push(v),
+                    Next::Json(v) => panic!("unexpected message {v}"),
+                    Next::Silent => return updates,
+                    other => panic!("the stream ended: {other:?}"),
+                }
+            }
+        }
+
+        /// Sends a JSON message.
+        pub async fn send(&mut self, message: &Value) {
+            self.ws
+                .send(Message::Text(message.to_string().into()))
+                .await
+                .unwrap();
+        }
+
+        /// Closes from this side.
+        pub async fn close(mut self) {
+            let _ = self.ws.close(None).await;
+        }
+    }
+
+    /// The sum of `counts[ty]` over `updates`.
+    pub fn total(updates: &[Value], ty: &str) -> u64 {
+        updates
+            .iter()
+            .map(|u| u["counts"][ty].as_u64().unwrap_or(0))
+            .sum()
+    }
+}

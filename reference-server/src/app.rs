@@ -46,6 +46,10 @@ pub struct AppState {
     pub webhooks: tenantkit_webhooks::Webhooks,
     /// Event ingestion (the writer's handle).
     pub analytics: tenantkit_analytics::Analytics,
+    /// The live stream's hub (`/ws/analytics`).
+    pub live: tenantkit_analytics::Live,
+    /// Timings of each live connection.
+    pub live_limits: routes::live::LiveLimits,
 }
 
 impl AppState {
@@ -119,6 +123,7 @@ fn analytics_routes() -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(analytics::ingest))
         .routes(utoipa_axum::routes!(analytics::summary))
         .routes(utoipa_axum::routes!(analytics::timeseries))
+        .routes(utoipa_axum::routes!(routes::live::stream))
 }
 
 /// Platform administration (platform-admin token).

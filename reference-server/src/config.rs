@@ -54,6 +54,52 @@ pub struct AnalyticsConfig {
     pub count_api_calls: bool,
     /// Largest `POST /analytics/events` body, in bytes (1,000 events).
     pub max_body_bytes: usize,
+    /// `[analytics.live]`: the `/ws/analytics` stream.
+    pub live: LiveConfig,
+}
+
+/// `[analytics.live]`: limits of the `/ws/analytics` stream.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveConfig {
+    /// Open streams one tenant may hold per server process (more: `429`).
+    pub max_connections_per_tenant: usize,
+    /// Open streams per server process (more: `503`).
+    pub max_connections: usize,
+    /// Seconds between the server's pings.
+    pub ping_interval_secs: u64,
+    /// A stream that sent nothing (not even a pong) this many seconds is closed (`4008`).
+    pub idle_timeout_secs: u64,
+    /// Seconds between checks that the credential, its user and the tenant still allow the stream.
+    pub recheck_secs: u64,
+    /// Event types followed per tenant; the rest are summed as `(other)`.
+    pub max_types: usize,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        let live = tenantkit_analytics::LiveConfig::default();
+        Self {
+            max_connections_per_tenant: live.max_per_tenant,
+            max_connections: live.max_connections,
+            ping_interval_secs: 20,
+            idle_timeout_secs: 60,
+            recheck_secs: 5,
+            max_types: live.max_types,
+        }
+    }
+}
+
+impl LiveConfig {
+    /// The hub's settings.
+    pub fn hub(&self) -> tenantkit_analytics::LiveConfig {
+        tenantkit_analytics::LiveConfig {
+            max_per_tenant: self.max_connections_per_tenant,
+            max_connections: self.max_connections,
+            max_types: self.max_types,
+            ..Default::default()
+        }
+    }
 }
 
 impl Default for AnalyticsConfig {
@@ -67,6 +113,7 @@ impl Default for AnalyticsConfig {
             writers: ingest.writers,
             count_api_calls: true,
             max_body_bytes: 10 * 1024 * 1024,
+            live: LiveConfig::default(),
         }
     }
 }
@@ -371,6 +418,22 @@ impl Config {
                 tenantkit_analytics::event::MAX_BATCH,
                 u32::MAX
             )));
+        }
+        let live = &analytics.live;
+        if live.max_connections == 0
+            || live.max_connections_per_tenant == 0
+            || live.max_types == 0
+            || live.recheck_secs == 0
+        {
+            return Err(ConfigError(
+                "analytics.live.max_connections, max_connections_per_tenant, max_types and recheck_secs must be positive".into(),
+            ));
+        }
+        if live.ping_interval_secs == 0 || live.idle_timeout_secs <= live.ping_interval_secs {
+            return Err(ConfigError(
+                "analytics.live.ping_interval_secs must be positive and below idle_timeout_secs"
+                    .into(),
+            ));
         }
         if self.database.max_connections == 0 {
             return Err(ConfigError(

@@ -343,6 +343,7 @@ pub struct Running {
     access_watcher: JoinHandle<()>,
     worker: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
     analytics: tenantkit_analytics::Analytics,
+    live: tenantkit_analytics::Live,
     analytics_writer: JoinHandle<()>,
     analytics_retention: JoinHandle<()>,
 }
@@ -355,6 +356,8 @@ impl Running {
         }
         self.access_watcher.abort();
         self.analytics_retention.abort();
+        // Live streams end with 1001 (going away): their clients reconnect elsewhere.
+        self.live.shutdown();
         self.handle.graceful_shutdown(Some(grace));
         self.task.await??;
         // Every buffered analytics event is stored before the pool closes.
@@ -411,6 +414,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         db.clone(),
         config.analytics.retention_days,
     ));
+    let live =
+        tenantkit_analytics::Live::start(db.clone(), &analytics, config.analytics.live.hub())
+            .await
+            .context("starting the live stream")?;
+    let live_config = &config.analytics.live;
     let state = AppState {
         db: db.clone(),
         keys: Arc::new(keys),
@@ -418,6 +426,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         billing,
         webhooks,
         analytics: analytics.clone(),
+        live: live.clone(),
+        live_limits: routes::live::LiveLimits {
+            ping_interval: Duration::from_secs(live_config.ping_interval_secs),
+            idle_timeout: Duration::from_secs(live_config.idle_timeout_secs),
+            recheck: Duration::from_secs(live_config.recheck_secs),
+        },
     };
     let app = app::router(state, &config)?.into_make_service_with_connect_info::<SocketAddr>();
 
@@ -481,6 +495,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         access_watcher,
         worker,
         analytics,
+        live,
         analytics_writer,
         analytics_retention,
     })

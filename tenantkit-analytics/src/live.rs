@@ -15,6 +15,8 @@
 //!   connection was lost, every feed is read again;
 //! - every feed is read again every [`LiveConfig::refresh_every`] anyway.
 //!
+//! [`Live::shutdown`] ends every subscription and the hub's tasks.
+//!
 //! A [`Subscription`] compares the feed's latest state with what it last
 //! sent ([`Subscription::update`], once a second at most): a connection that
 //! could not keep up gets the sum of what it missed in its next message, not
@@ -74,6 +76,36 @@ const MINUTE: TimeDelta = TimeDelta::seconds(60);
 
 /// Feeds read from the database at once.
 const PARALLEL_READS: usize = 4;
+
+/// The most types one subscription may name.
+pub const MAX_FOLLOWED: usize = 256;
+
+/// The types a subscription names, checked: each a valid event type (or
+/// [`OTHER_TYPES`]), at least one, at most [`MAX_FOLLOWED`].
+pub fn followed_types<S: AsRef<str>>(
+    types: impl IntoIterator<Item = S>,
+) -> Result<BTreeSet<String>, String> {
+    let mut followed = BTreeSet::new();
+    for ty in types {
+        let ty = ty.as_ref().trim();
+        if !(crate::event::valid_type(ty) || ty == OTHER_TYPES) {
+            return Err(format!(
+                "`{ty}` is not an event type (`[a-z0-9_.:-]{{1,64}}`)"
+            ));
+        }
+        followed.insert(ty.to_owned());
+    }
+    if followed.is_empty() {
+        return Err("name at least one event type (or none to follow all)".into());
+    }
+    if followed.len() > MAX_FOLLOWED {
+        return Err(format!(
+            "at most {MAX_FOLLOWED} event types may be followed (got {})",
+            followed.len()
+        ));
+    }
+    Ok(followed)
+}
 
 /// Limits of the live stream.
 #[derive(Clone, Debug)]
@@ -267,9 +299,13 @@ impl Live {
     }
 
     /// Tells every subscription the process is closing
-    /// ([`Subscription::closing`]).
-    pub fn close_all(&self) {
+    /// ([`Subscription::closing`]) and stops the hub's tasks, giving back
+    /// the listener's connection (call before closing the pool).
+    pub fn shutdown(&self) {
         self.hub.closing.send_replace(true);
+        for task in self.hub.tasks.lock().expect("not poisoned").drain(..) {
+            task.abort();
+        }
     }
 }
 
@@ -544,7 +580,7 @@ impl Subscription {
         }
     }
 
-    /// Returns once the process is closing ([`Live::close_all`]).
+    /// Returns once the process is closing ([`Live::shutdown`]).
     pub async fn closing(&mut self) {
         if self.closing.wait_for(|c| *c).await.is_err() {
             std::future::pending::<()>().await;
@@ -612,6 +648,21 @@ mod tests {
 
     fn id(n: u128) -> Uuid {
         Uuid::from_u128(n)
+    }
+
+    #[test]
+    fn followed_types_are_checked() {
+        assert_eq!(
+            followed_types(["signup", " page_view", "signup"])
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(followed_types(["Signup"]).unwrap_err().contains("`Signup`"));
+        assert!(followed_types(Vec::<String>::new()).is_err());
+        let many: Vec<String> = (0..=MAX_FOLLOWED).map(|i| format!("t{i}")).collect();
+        assert!(followed_types(&many).unwrap_err().contains("at most 256"));
+        assert!(followed_types([OTHER_TYPES]).is_ok());
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod attacks;
 mod audit;
 mod billing;
 mod flows;
+mod live;
 mod startup;
 mod strict;
 mod webhooks;

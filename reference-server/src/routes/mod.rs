@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod audit_logs;
 pub mod billing;
 pub mod health;
+pub mod live;
 pub mod tenant;
 pub mod tenants;
 pub mod users;
