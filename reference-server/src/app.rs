@@ -220,8 +220,14 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
             .layer(auth),
     );
     let (public_routes, _) = public_routes().split_for_parts();
-    let public_routes =
-        public_routes.route_layer(ServiceBuilder::new().layer(body_limit).layer(per_ip));
+    // The dashboard page is static (it signs in through the API), so public.
+    let public_routes = public_routes
+        .route("/dashboard", axum::routing::get(routes::dashboard::page))
+        .route(
+            "/dashboard/assets/{name}",
+            axum::routing::get(routes::dashboard::asset),
+        )
+        .route_layer(ServiceBuilder::new().layer(body_limit).layer(per_ip));
 
     let trace = TraceLayer::new_for_http()
         .make_span_with(|req: &Request<_>| {

@@ -207,7 +207,9 @@ impl Default for AuditConfig {
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Tenants are served at `<subdomain>.<base_domain>`; unset: only `X-Tenant-Id`.
+    /// Tenants are served at `<subdomain>.<base_domain>` (default
+    /// `localhost`: browsers send `demo.localhost` to this machine); unset:
+    /// only `X-Tenant-Id`.
     pub base_domain: Option<String>,
     /// Requests naming no tenant go here (id or subdomain); for single-tenant clients.
     pub default_tenant: Option<String>,
@@ -227,7 +229,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            base_domain: None,
+            base_domain: Some("localhost".into()),
             default_tenant: None,
             tls_cert: None,
             tls_key: None,

@@ -260,13 +260,24 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let config_base_domain = config.server.base_domain.clone();
     let running = start(config).await?;
     let scheme = if running.tls { "https" } else { "http" };
     let base = format!("{scheme}://{}", running.addr);
     tracing::info!(addr = %running.addr, backend = ?running.db.backend(), "listening");
     if let Some(demo) = &running.demo {
+        let dashboard = match &config_base_domain {
+            Some(domain) => format!(
+                "Open the dashboard (the token travels in the fragment, never to the server):\n\n  \
+                 {scheme}://{sub}.{domain}:{port}/dashboard#token={token}\n\n",
+                sub = demo.subdomain,
+                port = running.addr.port(),
+                token = demo.token,
+            ),
+            None => "Set `server.base_domain` to open the dashboard at <subdomain>.<base_domain>/dashboard.\n\n".into(),
+        };
         println!(
-            "\nFirst start: created tenant `{sub}` with an owner. Try:\n\n  \
+            "\nFirst start: created tenant `{sub}` with an owner.\n\n{dashboard}Or try the API:\n\n  \
              export TOKEN={token}\n  \
              curl -H \"Authorization: Bearer $TOKEN\" -H 'X-Tenant-Id: {sub}' {base}/tenant\n  \
              curl -H \"Authorization: Bearer $TOKEN\" -H 'X-Tenant-Id: {sub}' {base}/users\n\n\

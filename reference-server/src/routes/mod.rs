@@ -4,6 +4,7 @@ pub mod analytics;
 pub mod api_keys;
 pub mod audit_logs;
 pub mod billing;
+pub mod dashboard;
 pub mod health;
 pub mod live;
 pub mod tenant;
