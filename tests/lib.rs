@@ -23,6 +23,8 @@ pub struct Server {
     pub base: String,
     /// A client.
     pub http: reqwest::Client,
+    /// The configuration it runs with.
+    pub config: Config,
     keys: tenantkit::auth::JwtKeys,
     /// The first owner of each tenant made by [`Server::create_tenant`]:
     /// tokens must name a real user.
@@ -121,7 +123,7 @@ impl Server {
         }
         tweak(&mut config);
         let keys = tenantkit_server::load_keys(&config).unwrap();
-        let running = tenantkit_server::start(config)
+        let running = tenantkit_server::start(config.clone())
             .await
             .expect("server starts");
         let base = format!("http://{}", running.addr);
@@ -133,6 +135,7 @@ impl Server {
             running,
             base,
             http,
+            config,
             keys,
             owners: Default::default(),
             _dir: dir,

@@ -121,7 +121,10 @@ async fn another_tenants_credential_or_header_is_403(backend: Backend) {
     };
     let (a, b) = (s.owned_tenant().await, s.owned_tenant().await);
     // A's token naming B's tenant, as a header and as a subprotocol.
-    for credential in [Credential::Header(&a.token), Credential::Subprotocol(&a.token)] {
+    for credential in [
+        Credential::Header(&a.token),
+        Credential::Subprotocol(&a.token),
+    ] {
         let refused = connect(&s, &b.sub, credential, "").await.err().unwrap();
         assert_eq!(refused.status, 403, "{:?}", refused.body);
         assert_eq!(refused.body["title"], "Wrong tenant");
@@ -129,7 +132,10 @@ async fn another_tenants_credential_or_header_is_403(backend: Backend) {
     // A's API key naming B's tenant is simply not a key there.
     s.subscribe(a.id, "price_pro").await;
     let key = a.api_key(&s, json!(["analytics:read"])).await;
-    let refused = connect(&s, &b.sub, Credential::Header(&key), "").await.err().unwrap();
+    let refused = connect(&s, &b.sub, Credential::Header(&key), "")
+        .await
+        .err()
+        .unwrap();
     assert_eq!(refused.status, 401);
     // A tenant that does not exist, and one the host and header disagree on.
     let refused = connect(&s, "nosuchtenant", Credential::Header(&a.token), "")
@@ -145,7 +151,9 @@ async fn the_credential_comes_as_header_subprotocol_or_api_key(backend: Backend)
         return;
     };
     let t = s.owned_tenant().await;
-    let header = connect(&s, &t.sub, Credential::Header(&t.token), "").await.unwrap();
+    let header = connect(&s, &t.sub, Credential::Header(&t.token), "")
+        .await
+        .unwrap();
     assert_eq!(header.protocol, None, "nothing offered, nothing selected");
     // A browser's offer: the server selects tenantkit.v1 and never echoes the token.
     let mut browser = connect(&s, &t.sub, Credential::Subprotocol(&t.token), "")
@@ -161,7 +169,12 @@ async fn the_credential_comes_as_header_subprotocol_or_api_key(backend: Backend)
         .err()
         .unwrap();
     assert_eq!(refused.status, 400);
-    assert!(refused.body["detail"].as_str().unwrap().contains("tenantkit.v1"));
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("tenantkit.v1")
+    );
     // Server-to-server: an API key with analytics:read, as a header or
     // subprotocol (keys need a plan with API access).
     s.subscribe(t.id, "price_pro").await;
@@ -178,7 +191,11 @@ async fn the_credential_comes_as_header_subprotocol_or_api_key(backend: Backend)
         .unwrap();
     assert_eq!(refused.status, 403);
     // Not a WebSocket handshake at all.
-    let res = t.call(&s, Method::GET, "/ws/analytics").send().await.unwrap();
+    let res = t
+        .call(&s, Method::GET, "/ws/analytics")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 400);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     s.stop().await;
@@ -247,17 +264,39 @@ async fn clients_follow_the_types_they_choose(backend: Backend) {
     };
     let t = s.owned_tenant().await;
     let mut stream = open(&s, &t, "?types=signup,export").await;
-    post(&s, &t, [events("signup", 3), events("page_view", 4), events("export", 2)].concat()).await;
+    post(
+        &s,
+        &t,
+        [
+            events("signup", 3),
+            events("page_view", 4),
+            events("export", 2),
+        ]
+        .concat(),
+    )
+    .await;
     let updates = stream.updates_for(2 * SECOND).await;
     assert_eq!(total(&updates, "signup"), 3);
     assert_eq!(total(&updates, "export"), 2);
     assert_eq!(total(&updates, "page_view"), 0, "not followed");
-    assert!(updates.iter().all(|u| u["counts"].get("api_call").is_none()));
+    assert!(
+        updates
+            .iter()
+            .all(|u| u["counts"].get("api_call").is_none())
+    );
 
     stream.send(&json!({ "subscribe": ["page_view"] })).await;
     let answer = stream.json(2 * SECOND).await;
-    assert_eq!(answer, json!({ "type": "subscribed", "types": ["page_view"] }));
-    post(&s, &t, [events("signup", 3), events("page_view", 4)].concat()).await;
+    assert_eq!(
+        answer,
+        json!({ "type": "subscribed", "types": ["page_view"] })
+    );
+    post(
+        &s,
+        &t,
+        [events("signup", 3), events("page_view", 4)].concat(),
+    )
+    .await;
     let updates = stream.updates_for(2 * SECOND).await;
     assert_eq!(total(&updates, "page_view"), 4);
     assert_eq!(total(&updates, "signup"), 0);
@@ -266,7 +305,10 @@ async fn clients_follow_the_types_they_choose(backend: Backend) {
     stream.send(&json!({ "subscribe": ["Not A Type"] })).await;
     let error = stream.json(2 * SECOND).await;
     assert_eq!(error["type"], "error");
-    assert!(error["detail"].as_str().unwrap().contains("`Not A Type`"), "{error}");
+    assert!(
+        error["detail"].as_str().unwrap().contains("`Not A Type`"),
+        "{error}"
+    );
     stream.send(&json!({ "subscribe": null })).await;
     assert_eq!(stream.json(2 * SECOND).await["types"], Value::Null);
     post(&s, &t, events("signup", 1)).await;
@@ -274,10 +316,15 @@ async fn clients_follow_the_types_they_choose(backend: Backend) {
     assert_eq!(total(&updates, "signup"), 1, "following every type again");
 
     // A bad filter in the handshake is 400.
-    let refused = connect(&s, &t.sub, Credential::Header(&t.token), "?types=Bad%20Type")
-        .await
-        .err()
-        .unwrap();
+    let refused = connect(
+        &s,
+        &t.sub,
+        Credential::Header(&t.token),
+        "?types=Bad%20Type",
+    )
+    .await
+    .err()
+    .unwrap();
     assert_eq!(refused.status, 400);
     s.stop().await;
 }
@@ -361,8 +408,13 @@ async fn the_stream_closes_when_its_user_is_removed(backend: Backend) {
     assert_eq!(res.status(), 201);
     let user: Value = res.json().await.unwrap();
     let id = user["id"].as_str().unwrap();
-    let token = s.keys().issue(id, Some(t.id), TokenRole::Member, 600).unwrap();
-    let mut stream = connect(&s, &t.sub, Credential::Header(&token), "").await.unwrap();
+    let token = s
+        .keys()
+        .issue(id, Some(t.id), TokenRole::Member, 600)
+        .unwrap();
+    let mut stream = connect(&s, &t.sub, Credential::Header(&token), "")
+        .await
+        .unwrap();
     stream.ready().await;
     let res = t
         .call(&s, Method::DELETE, &format!("/users/{id}"))
@@ -379,7 +431,10 @@ async fn the_stream_closes_when_its_user_is_removed(backend: Backend) {
     };
     assert_eq!(
         closed,
-        Next::Closed(4003, "the token's user does not exist in this tenant".into())
+        Next::Closed(
+            4003,
+            "the token's user does not exist in this tenant".into()
+        )
     );
     assert!(removed.elapsed() < 5 * SECOND, "{:?}", removed.elapsed());
     s.stop().await;
@@ -407,7 +462,12 @@ async fn connections_are_capped_per_tenant_and_per_process(backend: Backend) {
         .unwrap();
     assert_eq!(refused.status, 429, "{:?}", refused.body);
     assert_eq!(refused.retry_after.as_deref(), Some("5"));
-    assert!(refused.body["detail"].as_str().unwrap().contains("2 live connections"));
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("2 live connections")
+    );
     let _third = open(&s, &b, "").await;
     let refused = connect(&s, &c.sub, Credential::Header(&c.token), "")
         .await
@@ -481,4 +541,3 @@ async fn shutdown_closes_streams_as_going_away(backend: Backend) {
     );
     stopping.await.unwrap();
 }
-

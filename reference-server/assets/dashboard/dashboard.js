@@ -348,7 +348,7 @@
           button('Deliveries', () => loadDeliveries(w)),
           button('Rotate secret', () => rotateSecret(w)),
         );
-        tr.append(cell(w.url, 'url'), cell(w.event_types.length ? w.event_types.join(', ') : 'all'), cell(status), actions);
+        tr.append(cell(w.url, 'url'), cell(w.event_types.includes('*') ? 'all' : w.event_types.join(', ')), cell(status), actions);
         return tr;
       }));
     }

@@ -1,0 +1,535 @@
+//! The dashboard in a real browser: Debian's headless Chromium driven over
+//! WebDriver (chromedriver) by fantoccini, against the reference server on
+//! SQLite and on PostgreSQL.
+//!
+//! It signs in with a token handed over in the URL fragment, checks that the
+//! numbers shown are `/analytics/summary`'s, sends events through the API
+//! and sees the live counter move within 3 seconds, then replays a
+//! dead-lettered webhook delivery from the webhooks view and sees it
+//! succeed. It saves a screenshot of each view under the target directory
+//! (`TENANTKIT_UPDATE_SCREENSHOTS=1` also writes `docs/images/`).
+//!
+//! Chromium and chromedriver come from Debian (`apt-get install chromium
+//! chromium-driver`, which `.ci/run` does); nothing is downloaded at test
+//! time. Without them the test is skipped, except in CI, where it fails.
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tenantkit_e2e::{Backend, Server};
+use tenantkit_webhooks::testing::{Behaviour, Receiver};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_in_chromium_on_sqlite() {
+    dashboard(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_in_chromium_on_postgres() {
+    dashboard(Backend::Postgres).await;
+}
+
+fn required() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// chromedriver on a free port, killed on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver() -> Option<Driver> {
+    if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(CHROMEDRIVER).exists() {
+        assert!(
+            !required(),
+            "CI needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER})"
+        );
+        eprintln!("WARNING: {CHROMIUM} or {CHROMEDRIVER} missing; browser test SKIPPED");
+        return None;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    Some(Driver { child, port })
+}
+
+async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
+    let args = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1500",
+        // Tenants live at <subdomain>.example.test: send those to this machine.
+        "--host-resolver-rules=MAP *.example.test 127.0.0.1",
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain([format!("--user-data-dir={}", profile.display())])
+    .collect::<Vec<_>>();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({ "binary": CHROMIUM, "args": args }),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{}", driver.port))
+            .await
+        {
+            Ok(client) => return client,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("chromedriver did not start Chromium: {e}"),
+        }
+    }
+}
+
+/// The value of `attribute` on `selector`, polled until `done` holds (or
+/// panics after `within`, naming `what`).
+async fn wait_for(
+    c: &Client,
+    selector: &str,
+    attribute: &str,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + within;
+    let mut last = None;
+    loop {
+        if let Ok(el) = c.find(Locator::Css(selector)).await
+            && let Ok(Some(value)) = el.attr(attribute).await
+        {
+            if done(&value) {
+                return value;
+            }
+            last = Some(value);
+        }
+        if Instant::now() > deadline {
+            let error = match c.find(Locator::Css("#error")).await {
+                Ok(el) => el.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            panic!(
+                "{what}: `{selector}` [{attribute}] is {last:?} after {within:?}; page error: {error:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), &png).unwrap();
+    if std::env::var("TENANTKIT_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/images");
+        std::fs::create_dir_all(&docs).unwrap();
+        std::fs::write(docs.join(format!("{name}.png")), &png).unwrap();
+    }
+}
+
+/// A webhook delivery to `receiver` dead-lettered for real: the worker
+/// (with a clock the test moves through the retry schedule) fails it six
+/// times against a `500`.
+async fn dead_letter(
+    s: &Server,
+    t: &tenantkit_e2e::OwnedTenant,
+    receiver: &Receiver,
+) -> (
+    String,
+    Arc<AtomicI64>,
+    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    receiver.script("in", Behaviour::Status(500));
+    let res = t
+        .call(s, Method::POST, "/webhooks")
+        .json(&json!({ "url": receiver.url("in"), "description": "browser test", "event_types": ["*"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{:?}", res.text().await);
+    let hook: Value = res.json().await.unwrap();
+    let hook_id = hook["id"].as_str().unwrap().to_owned();
+    let res = t
+        .call(s, Method::POST, &format!("/webhooks/{hook_id}/test"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let message: Value = res.json().await.unwrap();
+    let message_id = message["message_id"].as_str().unwrap().to_owned();
+
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock_offset = offset.clone();
+    let clock: tenantkit_webhooks::worker::Clock = Arc::new(move || {
+        chrono::Utc::now() + chrono::Duration::seconds(clock_offset.load(Ordering::SeqCst))
+    });
+    let webhooks = tenantkit_server::webhooks::build(&s.config).unwrap();
+    let billing =
+        tenantkit_billing::Billing::new(s.running.db.clone(), s.config.billing.clone()).unwrap();
+    let worker = tenantkit_server::webhooks::worker(&s.config, &s.running.db, &webhooks, &billing)
+        .unwrap()
+        .with_clock(clock);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        worker
+            .run(async {
+                stopped.await.ok();
+            })
+            .await
+            .unwrap();
+    });
+    // Each step moves the clock past the next retry (at most an hour).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let res = t
+            .call(s, Method::GET, "/webhooks/dead-letters")
+            .send()
+            .await
+            .unwrap();
+        let dead: Value = res.json().await.unwrap();
+        if dead["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["message_id"] == message_id.as_str())
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the delivery never died");
+        offset.fetch_add(2 * 3600, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        receiver.received("in").len(),
+        6,
+        "the first attempt and five retries"
+    );
+    (message_id, offset, task, stop)
+}
+
+async fn dashboard(backend: Backend) {
+    let Some(driver) = chromedriver() else {
+        return;
+    };
+    let Some(s) = Server::start_with(backend, |c| {
+        c.billing.plans.default_plan = "pro".into();
+        c.webhooks.allow_http = true;
+        c.webhooks.allow_networks = vec!["127.0.0.1/32".into()];
+        // The test runs the worker itself, with a clock it can move.
+        c.webhooks.worker = false;
+        // The page's own requests would otherwise count as API calls
+        // between its summary and the test's.
+        c.analytics.count_api_calls = false;
+    })
+    .await
+    else {
+        return;
+    };
+    let t = s.owned_tenant().await;
+    let receiver = Receiver::start().await;
+    let (message_id, _clock, worker, stop_worker) = dead_letter(&s, &t, &receiver).await;
+
+    // Some history: page views, features, users.
+    let seed: Vec<Value> = (0..60)
+        .map(|i| match i % 3 {
+            0 => json!({ "event_type": "page_view", "user_id": format!("u{}", i % 11), "name": "/home" }),
+            1 => {
+                let feature = ["export", "search", "share"][i % 4 % 3];
+                json!({ "event_type": "feature_used", "user_id": format!("u{}", i % 11), "name": feature })
+            }
+            _ => json!({ "event_type": "signup", "user_id": format!("u{}", i % 11) }),
+        })
+        .collect();
+    let res = t
+        .call(&s, Method::POST, "/analytics/events")
+        .json(&seed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser(&driver, profile.path()).await;
+    let port = s.running.addr.port();
+    let page = format!(
+        "http://{}.{}:{port}/dashboard#token={}",
+        t.sub,
+        tenantkit_e2e::BASE_DOMAIN,
+        t.token
+    );
+    c.goto(&page).await.unwrap();
+
+    // Signed in from the fragment, which is then gone from the address bar.
+    wait_for(
+        &c,
+        "#analytics .cards",
+        "data-loaded",
+        Duration::from_secs(15),
+        "the summary loads",
+        |v| v == "true",
+    )
+    .await;
+    let url = c.current_url().await.unwrap();
+    assert_eq!(url.fragment(), None, "the token left the address bar");
+
+    // The numbers shown are the API's, for the same days and zone.
+    let cards = c.find(Locator::Css("#analytics .cards")).await.unwrap();
+    let bound = |name: &'static str| {
+        let cards = cards.clone();
+        async move { cards.attr(name).await.unwrap().unwrap() }
+    };
+    let (from, to, tz) = (
+        bound("data-from").await,
+        bound("data-to").await,
+        bound("data-tz").await,
+    );
+    let path = format!(
+        "/analytics/summary?from={from}&to={to}&tz={}",
+        tz.replace('/', "%2F")
+    );
+    let res = t.call(&s, Method::GET, &path).send().await.unwrap();
+    let summary: Value = res.json().await.unwrap();
+    for (card, field) in [
+        ("#stat-dau", "dau"),
+        ("#stat-mau", "mau"),
+        ("#stat-api-calls", "api_calls"),
+        ("#stat-page-views", "page_views"),
+        ("#stat-events", "events"),
+    ] {
+        let shown = c
+            .find(Locator::Css(card))
+            .await
+            .unwrap()
+            .attr("data-value")
+            .await
+            .unwrap();
+        assert_eq!(
+            shown,
+            Some(summary[field].to_string()),
+            "{card} vs summary.{field}"
+        );
+    }
+    assert_eq!(summary["events"], 60);
+    let top = c
+        .find(Locator::Css("#top-features tbody"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for feature in summary["top_features"].as_array().unwrap() {
+        assert!(top.contains(feature["name"].as_str().unwrap()), "{top}");
+    }
+    wait_for(
+        &c,
+        "#series-chart",
+        "data-points",
+        Duration::from_secs(5),
+        "the chart loads",
+        |v| v != "0",
+    )
+    .await;
+
+    // Live: events sent through the API move the counter within 3 seconds.
+    wait_for(
+        &c,
+        "#live-status",
+        "data-state",
+        Duration::from_secs(10),
+        "the stream opens",
+        |v| v == "live",
+    )
+    .await;
+    let before: u64 = wait_for(
+        &c,
+        "#live-total",
+        "data-value",
+        Duration::from_secs(1),
+        "the counter",
+        |_| true,
+    )
+    .await
+    .parse()
+    .unwrap_or(0);
+    let burst: Vec<Value> = (0..25)
+        .map(|i| json!({ "event_type": "live_test", "user_id": format!("l{i}") }))
+        .collect();
+    let res = t
+        .call(&s, Method::POST, "/analytics/events")
+        .json(&burst)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let sent = Instant::now();
+    let want = (before + 25).to_string();
+    wait_for(
+        &c,
+        "#live-total",
+        "data-value",
+        Duration::from_secs(3),
+        "the live counter",
+        |v| v == want,
+    )
+    .await;
+    eprintln!(
+        "live counter moved {:?} after the events were stored",
+        sent.elapsed()
+    );
+    screenshot(&c, "dashboard-analytics").await;
+
+    // Webhooks: the dead letter is there, replayed from the page, and succeeds.
+    receiver.script("in", Behaviour::Status(204));
+    c.find(Locator::Css("#tabs button[data-tab='webhooks']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let replay = format!("button[data-replay='{message_id}']");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let button = loop {
+        if let Ok(b) = c.find(Locator::Css(&replay)).await {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "the dead letter is not listed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let endpoints = c
+        .find(Locator::Css("#endpoints tbody"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(endpoints.contains(&receiver.url("in")), "{endpoints}");
+    button.click().await.unwrap();
+    let outcome = format!("tr[data-message-id='{message_id}'] td.outcome");
+    wait_for(
+        &c,
+        &outcome,
+        "data-state",
+        Duration::from_secs(30),
+        "the replay",
+        |v| v == "succeeded",
+    )
+    .await;
+    assert_eq!(receiver.received("in").len(), 7, "replayed once");
+    screenshot(&c, "dashboard-webhooks").await;
+
+    // Audit: the trail and its verified chain, filtered by action.
+    c.find(Locator::Css("#tabs button[data-tab='audit']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &c,
+        "#chain-status",
+        "data-valid",
+        Duration::from_secs(10),
+        "the chain check",
+        |v| v == "true",
+    )
+    .await;
+    let action = c
+        .find(Locator::Css("#audit-filter input[name='action']"))
+        .await
+        .unwrap();
+    action.send_keys("webhook.delivery_replayed").await.unwrap();
+    c.find(Locator::Css("#audit-filter button[type='submit']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = c
+            .find_all(Locator::Css("#audit-entries tbody tr"))
+            .await
+            .unwrap();
+        let mut texts = Vec::new();
+        for row in &rows {
+            // A row re-rendered meanwhile is stale: read them all again.
+            match row.text().await {
+                Ok(text) => texts.push(text),
+                Err(_) => texts.clear(),
+            }
+        }
+        if !texts.is_empty()
+            && texts
+                .iter()
+                .all(|r| r.contains("webhook.delivery_replayed"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the filtered trail: {texts:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    screenshot(&c, "dashboard-audit").await;
+
+    // An expired session is said so, not swallowed.
+    c.execute("sessionStorage.setItem('tenantkit.dashboard.token', 'expired.or.bogus'); location.reload();", vec![])
+        .await
+        .unwrap();
+    wait_for(
+        &c,
+        "#error",
+        "data-status",
+        Duration::from_secs(10),
+        "the 401 is shown",
+        |v| v == "401",
+    )
+    .await;
+
+    c.close().await.unwrap();
+    stop_worker.send(()).ok();
+    worker.await.unwrap();
+    s.stop().await;
+}
