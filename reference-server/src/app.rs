@@ -143,6 +143,9 @@ fn public_routes() -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(health::readyz))
         .routes(utoipa_axum::routes!(crate::openapi::serve))
         .routes(utoipa_axum::routes!(billing::stripe_webhook))
+        // Static: the page signs in through the API.
+        .routes(utoipa_axum::routes!(routes::dashboard::page))
+        .routes(utoipa_axum::routes!(routes::dashboard::asset))
 }
 
 /// Every route, without layers: what the OpenAPI document is built from.
@@ -220,14 +223,8 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
             .layer(auth),
     );
     let (public_routes, _) = public_routes().split_for_parts();
-    // The dashboard page is static (it signs in through the API), so public.
-    let public_routes = public_routes
-        .route("/dashboard", axum::routing::get(routes::dashboard::page))
-        .route(
-            "/dashboard/assets/{name}",
-            axum::routing::get(routes::dashboard::asset),
-        )
-        .route_layer(ServiceBuilder::new().layer(body_limit).layer(per_ip));
+    let public_routes =
+        public_routes.route_layer(ServiceBuilder::new().layer(body_limit).layer(per_ip));
 
     let trace = TraceLayer::new_for_http()
         .make_span_with(|req: &Request<_>| {

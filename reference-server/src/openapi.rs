@@ -55,6 +55,7 @@ use crate::app;
         (name = "billing", description = "Plans, Stripe Checkout and the billing portal, Stripe's webhooks"),
         (name = "platform", description = "Platform administration (platform-admin token)"),
         (name = "health", description = "Liveness, readiness and this document"),
+        (name = "dashboard", description = "The tenant dashboard: a static page that signs in with a token and reads only this API"),
     ),
     components(schemas(tenantkit::problem::Problem))
 )]
@@ -499,6 +500,10 @@ mod tests {
         let admin_token = keys
             .issue("ops", None, TokenRole::PlatformAdmin, 60)
             .unwrap();
+        let (analytics, _writer) = tenantkit_analytics::Analytics::start(
+            db.clone(),
+            tenantkit_analytics::IngestConfig::default(),
+        );
         let state = app::AppState {
             db: db.clone(),
             keys: Arc::new(keys),
@@ -512,11 +517,15 @@ mod tests {
                 .unwrap(),
                 tenantkit_webhooks::catalogue::EventCatalogue::tenantkit(),
             ),
-            analytics: tenantkit_analytics::Analytics::start(
-                db.clone(),
-                tenantkit_analytics::IngestConfig::default(),
-            )
-            .0,
+            analytics: analytics.clone(),
+            live: tenantkit_analytics::Live::start(db.clone(), &analytics, Default::default())
+                .await
+                .unwrap(),
+            live_limits: crate::routes::live::LiveLimits {
+                ping_interval: std::time::Duration::from_secs(20),
+                idle_timeout: std::time::Duration::from_secs(60),
+                recheck: std::time::Duration::from_secs(5),
+            },
         };
         let router = app::router(state, &config).unwrap();
         let spec = serde_json::to_value(document()).unwrap();
@@ -568,12 +577,14 @@ mod tests {
             for (method, op) in item.as_object().unwrap() {
                 let what = format!("{method} {path}");
                 let responses = op["responses"].as_object().unwrap();
+                // A WebSocket's success is `101 Switching Protocols`.
+                let success = |s: &str| s.starts_with('2') || s == "101";
                 assert!(
-                    responses.keys().any(|s| s.starts_with('2')),
+                    responses.keys().any(|s| success(s)),
                     "{what}: no success response"
                 );
                 for (status, r) in responses {
-                    if !status.starts_with('2') {
+                    if !success(status) {
                         assert_eq!(
                             r["content"]["application/problem+json"]["schema"]["$ref"],
                             "#/components/schemas/Problem",

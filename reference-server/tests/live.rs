@@ -94,7 +94,7 @@ async fn until_counted(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_ingested_by_one_process_reach_streams_of_another() {
+async fn on_postgres_events_ingested_by_one_process_reach_streams_of_another() {
     let Some((database, owner_url)) = common::create_database("tklive").await else {
         eprintln!("WARNING: PostgreSQL unreachable; cross-process live test SKIPPED");
         return;

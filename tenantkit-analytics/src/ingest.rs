@@ -8,8 +8,9 @@
 //! writer, in order, and two writers never wait on each other's rows.
 //!
 //! Each committed flush names its tenants to [`Analytics::commits`] (in this
-//! process) and, on PostgreSQL, with `pg_notify` on [`LIVE_CHANNEL`] in its
-//! transaction (every process): the wake-up of the live stream ([`crate::live`]).
+//! process) and, on PostgreSQL, with `pg_notify` on [`LIVE_CHANNEL`] right
+//! after its commit (every process): the wake-up of the live stream
+//! ([`crate::live`]).
 //!
 //! [`Analytics::ingest`] returns once the flush holding its events has
 //! committed (group commit): an acknowledged event survives a crash, and a
@@ -431,14 +432,20 @@ impl Shared {
         }
         self.make_partitions().await;
         match self.write(&batch).await {
-            Ok(()) => self.committed(batch),
+            Ok(()) => {
+                let tenants = self.committed(batch);
+                self.announce(&tenants).await;
+            }
             // One tenant's failure must not fail everyone's events: store
             // each request alone, and tell each its own outcome.
             Err(e) if batch.len() > 1 => {
                 tracing::warn!(error = %e, jobs = batch.len(), "an analytics flush failed; storing its requests one by one");
                 for job in batch {
                     match self.write(std::slice::from_ref(&job)).await {
-                        Ok(()) => self.committed(vec![job]),
+                        Ok(()) => {
+                            let tenants = self.committed(vec![job]);
+                            self.announce(&tenants).await;
+                        }
                         Err(e) => self.fail(job, &e),
                     }
                 }
@@ -452,8 +459,8 @@ impl Shared {
     }
 
     /// A flush of `batch` committed: counted, its room given back, its
-    /// callers told.
-    fn committed(&self, batch: Vec<Job>) {
+    /// callers told, this process's live hub woken; returns its tenants.
+    fn committed(&self, batch: Vec<Job>) -> Arc<[TenantId]> {
         let events: usize = batch.iter().map(|j| j.events.len()).sum();
         self.counters
             .stored
@@ -463,13 +470,15 @@ impl Shared {
         let mut tenants: Vec<TenantId> = batch.iter().map(|j| j.ctx.id()).collect();
         tenants.sort_unstable();
         tenants.dedup();
+        let tenants: Arc<[TenantId]> = tenants.into();
         // No receiver is fine: nobody is watching live.
-        let _ = self.commits.send(tenants.into());
+        let _ = self.commits.send(tenants.clone());
         for job in batch {
             if let Some(done) = job.done {
                 let _ = done.send(Ok(()));
             }
         }
+        tenants
     }
 
     fn fail(&self, job: Job, error: &tenantkit::Error) {
@@ -504,25 +513,25 @@ impl Shared {
         }
         // The rows every flush touches (this hour's counts, today's DAU)
         // last, so concurrent flushes wait on each other only briefly.
-        let mut tx = None;
         for (ctx, totals) in &totals {
-            let scoped = bulk.tenant(ctx).await?;
-            rollup::add_totals(scoped, totals).await?;
-            tx = Some(scoped);
-        }
-        if let Some(tx) = tx
-            && tx.backend() == tenantkit::Backend::Postgres
-        {
-            let ids: Vec<String> = totals.iter().map(|(ctx, _)| ctx.id().to_string()).collect();
-            for payload in notify_payloads(&ids) {
-                // Delivered to every listener only if this transaction commits.
-                let notify = tx
-                    .query("SELECT pg_notify('tenantkit_analytics', $2)::text WHERE $1::uuid IS NOT NULL")
-                    .bind(payload);
-                let _: Option<(String,)> = tx.fetch_optional(notify).await?;
-            }
+            let tx = bulk.tenant(ctx).await?;
+            rollup::add_totals(tx, totals).await?;
         }
         bulk.commit().await
+    }
+
+    /// Names the tenants of a committed flush to every process's live hub.
+    /// After the commit, not in it: PostgreSQL serializes the commits of
+    /// notifying transactions (WAL flush included), which would serialize
+    /// the writers. A crash before this loses only the wake-up; the live
+    /// hub re-reads its feeds every few seconds anyway.
+    async fn announce(&self, tenants: &[TenantId]) {
+        let ids: Vec<String> = tenants.iter().map(ToString::to_string).collect();
+        for payload in notify_payloads(&ids) {
+            if let Err(e) = self.db.announce(LIVE_CHANNEL, &payload).await {
+                tracing::warn!(error = %e, "announcing an analytics flush failed");
+            }
+        }
     }
 }
 

@@ -15,6 +15,9 @@
 //!   connection was lost, every feed is read again;
 //! - every feed is read again every [`LiveConfig::refresh_every`] anyway.
 //!
+//! Reads come in rounds at most every 200 ms: wake-ups meanwhile coalesce,
+//! so a busy tenant costs a few small reads a second, not one per flush.
+//!
 //! [`Live::shutdown`] ends every subscription and the hub's tasks.
 //!
 //! A [`Subscription`] compares the feed's latest state with what it last
@@ -76,6 +79,10 @@ const MINUTE: TimeDelta = TimeDelta::seconds(60);
 
 /// Feeds read from the database at once.
 const PARALLEL_READS: usize = 4;
+
+/// A feed is read at most this often, however often it is woken (updates
+/// go out once a second; this bounds the database work a busy tenant makes).
+const MIN_ROUND: Duration = Duration::from_millis(200);
 
 /// The most types one subscription may name.
 pub const MAX_FOLLOWED: usize = 256;
@@ -472,6 +479,7 @@ async fn refresh(hub: Weak<Hub>) {
     };
     loop {
         let woken = tokio::time::timeout(every, wake.notified()).await.is_ok();
+        let round = tokio::time::Instant::now();
         let Some(hub) = hub.upgrade() else { return };
         if !woken {
             hub.mark_all();
@@ -487,6 +495,9 @@ async fn refresh(hub: Weak<Hub>) {
         futures_util::stream::iter(feeds)
             .for_each_concurrent(PARALLEL_READS, |feed| hub.read(feed))
             .await;
+        drop(hub);
+        // Wake-ups meanwhile are kept (Notify stores one), and coalesce.
+        tokio::time::sleep_until(round + MIN_ROUND).await;
     }
 }
 

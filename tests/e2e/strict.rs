@@ -59,6 +59,8 @@ fn routes() -> Vec<Route> {
         route(Method::GET, "/healthz", Public),
         route(Method::GET, "/readyz", Public),
         route(Method::GET, "/openapi.json", Public),
+        route(Method::GET, "/dashboard", Public),
+        route(Method::GET, "/dashboard/assets/{name}", Public),
         route(Method::POST, "/webhooks/stripe", Public),
         route(Method::GET, "/metrics", PlatformAdmin),
         route(Method::GET, "/tenants", PlatformAdmin),
@@ -106,6 +108,7 @@ fn routes() -> Vec<Route> {
         route(Method::POST, "/analytics/events", Tenant).json(json!({ "event_type": "page_view" })),
         route(Method::GET, "/analytics/summary", Tenant),
         route(Method::GET, "/analytics/timeseries", Tenant),
+        route(Method::GET, "/ws/analytics", Tenant),
     ]
 }
 

@@ -70,11 +70,19 @@ fn serve(media_type: &'static str, body: &'static [u8]) -> Response {
 }
 
 /// `GET /dashboard`: the page.
+#[utoipa::path(get, path = "/dashboard", tag = "dashboard",
+    responses((status = 200, description = "The dashboard page (HTML); it signs in with a token and reads only the public API", content_type = "text/html")))]
 pub async fn page() -> Response {
     serve("text/html; charset=utf-8", PAGE)
 }
 
 /// `GET /dashboard/assets/{name}`: its scripts, styles and uPlot's licence.
+#[utoipa::path(get, path = "/dashboard/assets/{name}", tag = "dashboard",
+    params(("name" = String, Path, description = "`dashboard.js`, `dashboard.css`, `uplot.min.js`, `uplot.min.css` or `LICENSE-uplot`")),
+    responses(
+        (status = 200, description = "The asset"),
+        (status = 404, description = "No such asset", body = tenantkit::problem::Problem, content_type = "application/problem+json")
+    ))]
 pub async fn asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|(n, _, _)| *n == name) {
         Some((_, media_type, body)) => serve(media_type, body),

@@ -50,6 +50,16 @@ pub const CLOSE_REVOKED: u16 = 4003;
 pub const CLOSE_IDLE: u16 = 4008;
 /// Close code: the server is shutting down (reconnect to another).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code: the tenant's feed could not be read (the database is
+/// unreachable); reconnect later.
+pub const CLOSE_UNAVAILABLE: u16 = 1011;
+
+/// Each connection's read buffer.
+const BUFFER_BYTES: usize = 4 * 1024;
+/// The most a connection's unsent output may hold before sends fail.
+const MAX_WRITE_BUFFER_BYTES: usize = 256 * 1024;
+/// The largest message or frame a client may send (a subscription to 256 types fits).
+const MAX_INCOMING_BYTES: usize = 64 * 1024;
 
 /// How long one message may take to reach a client before it is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -147,6 +157,14 @@ pub async fn stream(
     let limits = state.live_limits;
     Ok(upgrade
         .protocols([WEBSOCKET_PROTOCOL])
+        // Clients send only small subscription messages, and updates are
+        // small: buffers of a few KiB, not tungstenite's 128 KiB each way,
+        // keep a thousand connections in a few MiB.
+        .read_buffer_size(BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+        .max_message_size(MAX_INCOMING_BYTES)
+        .max_frame_size(MAX_INCOMING_BYTES)
         .on_upgrade(move |socket| async move {
             Connection {
                 socket,
@@ -232,7 +250,13 @@ impl Connection {
     }
 
     async fn serve(&mut self) -> End {
-        let dau_today = self.subscription.ready().await;
+        let Ok(dau_today) = tokio::time::timeout(SEND_TIMEOUT, self.subscription.ready()).await
+        else {
+            return End::Close(
+                CLOSE_UNAVAILABLE,
+                "the live feed cannot be read now; reconnect later".into(),
+            );
+        };
         let ready = Outgoing::Ready {
             tenant_id: self.tenant.id().to_string(),
             types: self.subscription.types(),

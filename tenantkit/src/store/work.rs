@@ -152,6 +152,29 @@ impl Db {
         }
     }
 
+    /// Announces `payload` on `channel` to [`Db::wakeups`] listeners at once,
+    /// in a statement of its own (a no-op on SQLite).
+    ///
+    /// For announcements that follow a commit rather than ride in it:
+    /// PostgreSQL serializes the commits of notifying transactions, WAL
+    /// flush included, so a busy writer should commit first and announce
+    /// after (a crash in between loses the announcement, not the data).
+    pub async fn announce(&self, channel: &'static str, payload: &str) -> Result<()> {
+        if self.backend() == super::Backend::Postgres {
+            let mut conn = Pooled::acquire(self).await?;
+            conn.conn()
+                .execute(
+                    "SELECT pg_notify($1, $2)",
+                    vec![
+                        Value::Text(channel.to_owned()),
+                        Value::Text(payload.to_owned()),
+                    ],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Wake-ups for work announced on `channel` by [`TenantTx::notify`].
     /// Once this returns, every later commit is heard. On SQLite nothing is
     /// announced: [`Wakeups::next`] never returns, and the worker's polling
