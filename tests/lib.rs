@@ -518,6 +518,16 @@ pub mod live {
             }
         }
 
+        /// Skips updates until the stream ends (within `within` each): how it ended.
+        pub async fn end(&mut self, within: Duration) -> Next {
+            loop {
+                match self.next(within).await {
+                    Next::Json(v) if v["type"] == "update" => {}
+                    other => return other,
+                }
+            }
+        }
+
         /// Sends a JSON message.
         pub async fn send(&mut self, message: &Value) {
             self.ws

@@ -29,6 +29,8 @@
 //! `TENANTKIT_BENCH_CLIENTS` (default 16), `TENANTKIT_BENCH_COPY_ROWS`
 //! (default 1,000,000).
 
+mod common;
+
 use std::{
     fmt::Write as _,
     process::{Command, Stdio},
@@ -43,6 +45,8 @@ use chrono::{SecondsFormat, Utc};
 use tenantkit::{NewTenant, audit::Actor};
 use tenantkit_server::config::Config;
 
+use common::{env_or, rss_mib};
+
 const TARGET_EVENTS_PER_SEC: f64 = 50_000.0;
 const TARGET_P95_MS: f64 = 50.0;
 const FLOOR_QUERY_MS: f64 = 1000.0;
@@ -51,13 +55,6 @@ const BIG_USERS: u64 = 100_000;
 const BATCH: usize = 1000;
 const KEY: &str = "dGVuYW50a2l0LWJlbmNoLWFuYWx5dGljcy1rZXktMzI=";
 const SECRET: &str = "bench-secret-bench-secret-bench-secret";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A small, fast pseudo-random sequence (xorshift), so bodies are cheap to make.
 struct Rng(u64);
@@ -124,13 +121,6 @@ fn batch(rng: &mut Rng, big: bool, now: chrono::DateTime<Utc>, spread_secs: u64)
     }
     body.push(']');
     body
-}
-
-fn rss_mib(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -291,18 +281,7 @@ async fn main() -> anyhow::Result<()> {
         tenantkit_analytics::IngestConfig::default().writers,
     );
 
-    let admin = std::env::var("TENANTKIT_BENCH_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let pool = sqlx::PgPool::connect(&admin).await?;
-    let name = "tenantkit_bench_analytics";
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await?;
-    }
-    pool.close().await;
-    let owner_url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let owner_url = common::fresh_database("tenantkit_bench_analytics").await?;
     let dir = tempfile::tempdir()?;
     let mut config = Config::default();
     config.database.url = Some(owner_url.clone());

@@ -21,8 +21,9 @@
 //! (measured seconds, default 30), `TENANTKIT_BENCH_RATE` (events per
 //! second offered, default 10,000).
 
+mod common;
+
 use std::{
-    process::{Command, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -36,25 +37,13 @@ use tenantkit::{NewTenant, audit::Actor};
 use tenantkit_server::config::Config;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
+use common::{env_or, rss_mib};
+
 const TARGET_LAG_P99_MS: f64 = 50.0;
 const TENANTS: usize = 100;
 const BATCH: usize = 100;
 const KEY: &str = "dGVuYW50a2l0LWJlbmNoLWxpdmUta2V5LTMyYnl0ZXM=";
 const SECRET: &str = "bench-secret-bench-secret-bench-secret";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn rss_mib(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -76,18 +65,7 @@ async fn main() -> anyhow::Result<()> {
     let secs: u64 = env_or("TENANTKIT_BENCH_SECS", 30);
     let rate: u64 = env_or("TENANTKIT_BENCH_RATE", 10_000);
 
-    let admin = std::env::var("TENANTKIT_BENCH_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let pool = sqlx::PgPool::connect(&admin).await?;
-    let name = "tenantkit_bench_live";
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await?;
-    }
-    pool.close().await;
-    let owner_url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let owner_url = common::fresh_database("tenantkit_bench_live").await?;
     let dir = tempfile::tempdir()?;
     let mut config = Config::default();
     config.database.url = Some(owner_url.clone());
@@ -116,40 +94,22 @@ async fn main() -> anyhow::Result<()> {
     }
     db.close().await;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let config_file = dir.path().join("tenantkit.toml");
-    std::fs::write(
-        &config_file,
-        format!(
+    let port = common::free_port()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let (mut server, base) = common::serve(
+        dir.path(),
+        port,
+        &format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[database]\nurl = \"{owner_url}\"\n\n\
              [auth]\njwt_secret = \"{SECRET}\"\n\n[rate_limit]\nper_tenant_per_minute = 100000000\n\
              per_ip_per_minute = 100000000\n\n[webhooks]\nsecret_keys = [\"{KEY}\"]\nworker = false\n"
         ),
-    )?;
-    let mut server = Command::new(env!("CARGO_BIN_EXE_tenantkit-server"))
-        .args(["--config", config_file.to_str().unwrap(), "serve"])
-        .current_dir(dir.path())
-        .env("TENANTKIT_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?;
+        &http,
+    )
+    .await?;
     let pid = server.id();
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    for _ in 0..300 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let rss_idle = rss_mib(pid, "VmRSS:").unwrap_or(f64::NAN);
 
     // The connections: 10 per tenant, each recording its updates' lag.

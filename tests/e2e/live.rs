@@ -383,12 +383,7 @@ async fn the_stream_closes_when_the_token_expires(backend: Backend) {
     let ready = stream.ready().await;
     let expires: chrono::DateTime<chrono::Utc> =
         ready["expires_at"].as_str().unwrap().parse().unwrap();
-    let closed = loop {
-        match stream.next(8 * SECOND).await {
-            Next::Json(v) if v["type"] == "update" => {}
-            other => break other,
-        }
-    };
+    let closed = stream.end(8 * SECOND).await;
     assert_eq!(closed, Next::Closed(4001, "the token has expired".into()));
     assert!(chrono::Utc::now() >= expires);
     s.stop().await;
@@ -423,12 +418,7 @@ async fn the_stream_closes_when_its_user_is_removed(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 204);
     let removed = Instant::now();
-    let closed = loop {
-        match stream.next(10 * SECOND).await {
-            Next::Json(v) if v["type"] == "update" => {}
-            other => break other,
-        }
-    };
+    let closed = stream.end(10 * SECOND).await;
     assert_eq!(
         closed,
         Next::Closed(
@@ -503,12 +493,7 @@ async fn a_silent_client_is_closed_as_idle(backend: Backend) {
     let mut silent = open(&s, &t, "").await;
     // Not reading, so not answering pings, for 4 seconds.
     tokio::time::sleep(4 * SECOND).await;
-    let closed = loop {
-        match silent.next(5 * SECOND).await {
-            Next::Json(v) if v["type"] == "update" => {}
-            other => break other,
-        }
-    };
+    let closed = silent.end(5 * SECOND).await;
     assert_eq!(
         closed,
         Next::Closed(4008, "idle: nothing heard, not even a pong".into())
@@ -529,12 +514,7 @@ async fn shutdown_closes_streams_as_going_away(backend: Backend) {
     let t = s.owned_tenant().await;
     let mut stream = open(&s, &t, "").await;
     let stopping = tokio::spawn(async move { s.stop().await });
-    let closed = loop {
-        match stream.next(10 * SECOND).await {
-            Next::Json(v) if v["type"] == "update" => {}
-            other => break other,
-        }
-    };
+    let closed = stream.end(10 * SECOND).await;
     assert_eq!(
         closed,
         Next::Closed(1001, "the server is shutting down".into())
