@@ -33,7 +33,6 @@ mod common;
 
 use std::{
     fmt::Write as _,
-    process::{Command, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -318,41 +317,23 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // The server, a release build in its own process.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let config_file = dir.path().join("tenantkit.toml");
-    std::fs::write(
-        &config_file,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[database]\nurl = \"{owner_url}\"\n\n\
-             [auth]\njwt_secret = \"{SECRET}\"\n\n[rate_limit]\nper_tenant_per_minute = 100000000\n\
-             per_ip_per_minute = 100000000\n\n[webhooks]\nsecret_keys = [\"{KEY}\"]\nworker = false\n\n[analytics]\nwriters = {writers}\n"
-        ),
-    )?;
-    let mut server = Command::new(env!("CARGO_BIN_EXE_tenantkit-server"))
-        .args(["--config", config_file.to_str().unwrap(), "serve"])
-        .current_dir(dir.path())
-        .env("TENANTKIT_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?;
-    let pid = server.id();
-    let base = format!("http://127.0.0.1:{port}");
+    let port = common::free_port()?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(clients * 2)
         .build()?;
-    for _ in 0..300 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (mut server, base) = common::serve(
+        dir.path(),
+        port,
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[database]\nurl = \"{owner_url}\"\n\n\
+             [auth]\njwt_secret = \"{SECRET}\"\n\n[rate_limit]\nper_tenant_per_minute = 100000000\n\
+             per_ip_per_minute = 100000000\n\n[webhooks]\nsecret_keys = [\"{KEY}\"]\nworker = false\n\n[analytics]\nwriters = {writers}\n"
+        ),
+        &http,
+    )
+    .await?;
+    let pid = server.id();
 
     // Ingestion: live traffic (timestamps of the last minute), then the
     // backfill of the rest of the 30 days.
