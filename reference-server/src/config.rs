@@ -42,7 +42,9 @@ pub struct AnalyticsConfig {
     /// Raw events (and the rollups of their days) are kept this many days
     /// (at least 36, beyond the 35 days an event may be back-dated).
     pub retention_days: u32,
-    /// The longest an event waits for its flush, in milliseconds.
+    /// The longest a fire-and-forget event (the `api_call` events of
+    /// `count_api_calls`) waits for others to share its flush, in
+    /// milliseconds; acknowledged events are flushed as soon as a writer is free.
     pub flush_interval_ms: u64,
     /// A flush starts as soon as this many events wait.
     pub flush_events: usize,

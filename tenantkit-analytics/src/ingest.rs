@@ -1,6 +1,7 @@
 //! Durable batched ingestion: [`Analytics`] hands events to a bounded
-//! in-process buffer, and a writer task flushes it every 50 ms or every
-//! 5,000 events, whichever comes first, in one transaction holding every
+//! in-process buffer, and a writer task flushes it as soon as it is free
+//! (whatever waits then, up to 5,000 events; fire-and-forget events alone
+//! wait up to 50 ms for company), in one transaction holding every
 //! tenant's events of the flush (each tenant's rows under that tenant's
 //! scope, through [`tenantkit::store::BulkTx`]), with the rollups updated in
 //! it. There are [`IngestConfig::writers`] writer tasks; each owns the
@@ -71,7 +72,10 @@ const NOTIFY_PAYLOAD_BYTES: usize = 7_900;
 /// How the writer batches, and how much it buffers.
 #[derive(Clone, Debug)]
 pub struct IngestConfig {
-    /// The longest an event waits for its flush (default 50 ms).
+    /// The longest a fire-and-forget event ([`Analytics::try_record`]) waits
+    /// for others to share its flush (default 50 ms). Events whose caller
+    /// waits ([`Analytics::ingest`]) are flushed as soon as the writer is
+    /// free.
     pub flush_interval: Duration,
     /// A flush starts as soon as this many events wait (default 5,000).
     pub flush_events: usize,
@@ -370,42 +374,69 @@ struct Writer {
 }
 
 impl Writer {
+    /// Flush after flush. A flush holds whatever waits when the writer is
+    /// free (up to [`IngestConfig::flush_events`]): a caller waiting for its
+    /// acknowledgement is flushed at once, and requests that arrive during a
+    /// flush go together in the next one (group commit, sized by the load).
+    /// Fire-and-forget events alone wait up to
+    /// [`IngestConfig::flush_interval`] for company, so counting every API
+    /// call costs a few flushes a second, not one per request.
     async fn run(mut self) {
         while let Some(first) = self.receiver.recv().await {
-            let mut batch = Vec::new();
-            let mut stop = None;
-            match first {
-                Message::Events(job) => batch.push(job),
-                Message::Stop(done) => stop = Some(done),
-            }
-            let mut waiting: usize = batch.iter().map(|j| j.events.len()).sum();
+            let mut batch = Batch::default();
+            batch.add(first);
             let deadline = Instant::now() + self.shared.config.flush_interval;
-            while stop.is_none() && waiting < self.shared.config.flush_events {
-                tokio::select! {
-                    message = self.receiver.recv() => match message {
-                        Some(Message::Events(job)) => {
-                            waiting += job.events.len();
-                            batch.push(job);
-                        }
-                        Some(Message::Stop(done)) => stop = Some(done),
-                        None => break,
+            while batch.stop.is_none() && batch.waiting < self.shared.config.flush_events {
+                match self.receiver.try_recv() {
+                    Ok(message) => batch.add(message),
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Empty) if batch.acknowledged => break,
+                    Err(mpsc::error::TryRecvError::Empty) => tokio::select! {
+                        message = self.receiver.recv() => match message {
+                            Some(message) => batch.add(message),
+                            None => break,
+                        },
+                        () = tokio::time::sleep_until(deadline) => break,
                     },
-                    () = tokio::time::sleep_until(deadline) => break,
                 }
             }
-            if let Some(done) = stop {
+            if let Some(done) = batch.stop {
                 // Everything sent before the stop is flushed before it is answered.
                 self.receiver.close();
                 while let Ok(message) = self.receiver.try_recv() {
                     if let Message::Events(job) = message {
-                        batch.push(job);
+                        batch.jobs.push(job);
                     }
                 }
-                self.shared.flush(batch).await;
+                self.shared.flush(batch.jobs).await;
                 let _ = done.send(());
                 return;
             }
-            self.shared.flush(batch).await;
+            self.shared.flush(batch.jobs).await;
+        }
+    }
+}
+
+/// What the next flush holds.
+#[derive(Default)]
+struct Batch {
+    jobs: Vec<Job>,
+    /// Events in `jobs`.
+    waiting: usize,
+    /// Whether a caller waits for one of the jobs.
+    acknowledged: bool,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Batch {
+    fn add(&mut self, message: Message) {
+        match message {
+            Message::Events(job) => {
+                self.waiting += job.events.len();
+                self.acknowledged |= job.done.is_some();
+                self.jobs.push(job);
+            }
+            Message::Stop(done) => self.stop = Some(done),
         }
     }
 }
