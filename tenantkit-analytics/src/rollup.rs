@@ -197,25 +197,6 @@ pub async fn store_events(
             m: &event.metadata,
         });
     }
-    let stored = tx
-        .write_operational(
-            EVENTS,
-            tx.query(if sqlite {
-                "INSERT INTO events (tenant_id, occurred_at, id, event_type, user_id, name, metadata, received_at) \
-                 SELECT $1, json_extract(e.value, '$.t'), unhex(json_extract(e.value, '$.id')), \
-                        json_extract(e.value, '$.ty'), json_extract(e.value, '$.u'), json_extract(e.value, '$.n'), \
-                        json(json_extract(e.value, '$.m')), $3 \
-                   FROM json_each($2) AS e"
-            } else {
-                "INSERT INTO events (tenant_id, occurred_at, id, event_type, user_id, name, metadata, received_at) \
-                 SELECT $1, e.t, e.id, e.ty, e.u, e.n, e.m, $3 \
-                   FROM json_to_recordset($2::json) AS e(t timestamptz, id uuid, ty text, u text, n text, m jsonb)"
-            })
-            .bind(json_rows(&rows)?)
-            .bind(received_at),
-        )
-        .await?;
-
     let mut per_type: BTreeMap<(&str, DateTime<Utc>), i64> = BTreeMap::new();
     for ((ty, hour, _), c) in &counts {
         *per_type.entry((ty, *hour)).or_default() += c;
@@ -249,77 +230,183 @@ pub async fn store_events(
             })
             .collect(),
     };
-    if active.is_empty() {
+    let candidates: Vec<Active<'_>> = active.into_iter().map(|(d, u)| Active { d, u }).collect();
+    if sqlite {
+        let stored = store_sqlite(tx, &rows, received_at, &candidates, &mut totals).await?;
         return Ok((stored, totals));
     }
-    #[derive(Serialize)]
-    struct Active<'a> {
-        d: NaiveDate,
-        u: &'a str,
+    // PostgreSQL: the events, the (day, user) pairs and the users' day maps
+    // in one statement. Setting a bit that is already set changes nothing
+    // (and writes nothing), so the maps take every pair; only the pairs not
+    // seen before come back, to count towards DAU.
+    let blocks = blocks_of(candidates.iter().map(|a| (a.d, a.u)));
+    let written: Vec<(i64, String)> = tx
+        .write_operational_all(
+            &[EVENTS, DAILY_USERS, USER_BLOCKS],
+            tx.query(
+                "WITH stored AS ( \
+                     INSERT INTO events (tenant_id, occurred_at, id, event_type, user_id, name, metadata, received_at) \
+                     SELECT $1, e.t, e.id, e.ty, e.u, e.n, e.m, $3 \
+                       FROM json_to_recordset($2::json) AS e(t timestamptz, id uuid, ty text, u text, n text, m jsonb) \
+                     RETURNING 1), \
+                 fresh AS ( \
+                     INSERT INTO event_daily_users (tenant_id, day, user_id) \
+                     SELECT $1, d.d, d.u FROM json_to_recordset($4::json) AS d(d date, u text) \
+                     ON CONFLICT DO NOTHING RETURNING day), \
+                 maps AS ( \
+                     INSERT INTO event_user_blocks (tenant_id, block, user_id, days) \
+                     SELECT $1, b.b, b.u, b.m FROM json_to_recordset($5::json) AS b(b date, u text, m bigint) \
+                     ON CONFLICT (tenant_id, block, user_id) DO UPDATE SET days = event_user_blocks.days | EXCLUDED.days \
+                     WHERE event_user_blocks.days | EXCLUDED.days <> event_user_blocks.days) \
+                 SELECT (SELECT count(*) FROM stored)::bigint, \
+                        COALESCE((SELECT json_agg(json_build_array(day, n)) \
+                                    FROM (SELECT day, count(*) AS n FROM fresh GROUP BY day) AS f)::text, '[]')",
+            )
+            .bind(json_rows(&rows)?)
+            .bind(received_at)
+            .bind(json_rows(&candidates)?)
+            .bind(json_rows(&blocks)?),
+        )
+        .await?;
+    let (stored, per_day) = written.into_iter().next().unwrap_or_default();
+    let per_day: Vec<(NaiveDate, i64)> = serde_json::from_str(&per_day)
+        .map_err(|e| tenantkit::Error::Internal(format!("new daily users: {e}")))?;
+    totals.per_day = per_day.into_iter().map(|(d, n)| DayRow { d, n }).collect();
+    Ok((stored as u64, totals))
+}
+
+/// A (day, user) pair of a flush.
+#[derive(Serialize)]
+struct Active<'a> {
+    d: NaiveDate,
+    u: &'a str,
+}
+
+/// A user's bits in a block's day map.
+#[derive(Serialize)]
+struct Block {
+    b: NaiveDate,
+    u: String,
+    m: i64,
+}
+
+/// The day-map bits of `pairs`: each (day, user) sets one bit in each of
+/// the two blocks holding the day.
+fn blocks_of<'a>(pairs: impl IntoIterator<Item = (NaiveDate, &'a str)>) -> Vec<Block> {
+    let mut blocks: BTreeMap<(NaiveDate, &str), i64> = BTreeMap::new();
+    for (day, user) in pairs {
+        let later = block_of(day);
+        let earlier = later - Days::new(BLOCK_STRIDE as u64);
+        for block in [earlier, later] {
+            *blocks.entry((block, user)).or_default() |= day_bit(block, day);
+        }
     }
-    let candidates: Vec<Active<'_>> = active.into_iter().map(|(d, u)| Active { d, u }).collect();
+    blocks
+        .into_iter()
+        .map(|((b, u), m)| Block { b, u: u.to_owned(), m })
+        .collect()
+}
+
+/// SQLite (no data-modifying `WITH`): the events, then the (day, user)
+/// pairs, then the day maps of the new ones; adds the new pairs' days to
+/// `totals`. Returns how many events were stored.
+async fn store_sqlite(
+    tx: &mut TenantTx,
+    rows: &[Row<'_>],
+    received_at: DateTime<Utc>,
+    candidates: &[Active<'_>],
+    totals: &mut Totals,
+) -> Result<u64> {
+    let stored = tx
+        .write_operational(
+            EVENTS,
+            tx.query(
+                "INSERT INTO events (tenant_id, occurred_at, id, event_type, user_id, name, metadata, received_at) \
+                 SELECT $1, json_extract(e.value, '$.t'), unhex(json_extract(e.value, '$.id')), \
+                        json_extract(e.value, '$.ty'), json_extract(e.value, '$.u'), json_extract(e.value, '$.n'), \
+                        json(json_extract(e.value, '$.m')), $3 \
+                   FROM json_each($2) AS e",
+            )
+            .bind(json_rows(rows)?)
+            .bind(received_at),
+        )
+        .await?;
+    if candidates.is_empty() {
+        return Ok(stored);
+    }
     // Only the (day, user) pairs not seen before count towards DAU and MAU.
     let fresh: Vec<(NaiveDate, String)> = tx
         .write_operational_returning(
             DAILY_USERS,
-            tx.query(if sqlite {
+            tx.query(
                 "INSERT INTO event_daily_users (tenant_id, day, user_id) \
                  SELECT $1, json_extract(d.value, '$.d'), json_extract(d.value, '$.u') FROM json_each($2) AS d WHERE true \
-                 ON CONFLICT DO NOTHING RETURNING day, user_id"
-            } else {
-                "INSERT INTO event_daily_users (tenant_id, day, user_id) \
-                 SELECT $1, d.d, d.u FROM json_to_recordset($2::json) AS d(d date, u text) \
-                 ON CONFLICT DO NOTHING RETURNING day, user_id"
-            })
-            .bind(json_rows(&candidates)?),
+                 ON CONFLICT DO NOTHING RETURNING day, user_id",
+            )
+            .bind(json_rows(candidates)?),
         )
         .await?;
     if fresh.is_empty() {
-        return Ok((stored, totals));
+        return Ok(stored);
     }
     let mut per_day: BTreeMap<NaiveDate, i64> = BTreeMap::new();
-    let mut blocks: BTreeMap<(NaiveDate, String), i64> = BTreeMap::new();
-    for (day, user) in fresh {
-        *per_day.entry(day).or_default() += 1;
-        let later = block_of(day);
-        let earlier = later - Days::new(BLOCK_STRIDE as u64);
-        for block in [earlier, later] {
-            *blocks.entry((block, user.clone())).or_default() |= day_bit(block, day);
-        }
+    for (day, _) in &fresh {
+        *per_day.entry(*day).or_default() += 1;
     }
     totals.per_day = per_day.into_iter().map(|(d, n)| DayRow { d, n }).collect();
-    #[derive(Serialize)]
-    struct Block {
-        b: NaiveDate,
-        u: String,
-        m: i64,
-    }
-    let blocks: Vec<Block> = blocks
-        .into_iter()
-        .map(|((b, u), m)| Block { b, u, m })
-        .collect();
+    let blocks = blocks_of(fresh.iter().map(|(d, u)| (*d, u.as_str())));
     tx.write_operational(
         USER_BLOCKS,
-        tx.query(if sqlite {
+        tx.query(
             "INSERT INTO event_user_blocks (tenant_id, block, user_id, days) \
              SELECT $1, json_extract(b.value, '$.b'), json_extract(b.value, '$.u'), json_extract(b.value, '$.m') \
                FROM json_each($2) AS b WHERE true \
-             ON CONFLICT (tenant_id, block, user_id) DO UPDATE SET days = days | excluded.days"
-        } else {
-            "INSERT INTO event_user_blocks (tenant_id, block, user_id, days) \
-             SELECT $1, b.b, b.u, b.m FROM json_to_recordset($2::json) AS b(b date, u text, m bigint) \
-             ON CONFLICT (tenant_id, block, user_id) DO UPDATE SET days = event_user_blocks.days | EXCLUDED.days"
-        })
+             ON CONFLICT (tenant_id, block, user_id) DO UPDATE SET days = days | excluded.days",
+        )
         .bind(json_rows(&blocks)?),
     )
     .await?;
-    Ok((stored, totals))
+    Ok(stored)
 }
 
 /// Adds [`Totals`] to the hot rollup rows (`event_counts`,
 /// `event_type_counts`, `event_daily_active`, `event_live_totals`).
 pub async fn add_totals(tx: &mut TenantTx, totals: &Totals) -> Result<()> {
     let sqlite = tx.backend() == Backend::Sqlite;
+    if !sqlite {
+        // PostgreSQL: the four upserts in one statement (one round trip).
+        let _: Vec<(i32,)> = tx
+            .write_operational_all(
+                &[LIVE_TOTALS, COUNTS, TYPE_COUNTS, DAILY_ACTIVE],
+                tx.query(
+                    "WITH live AS ( \
+                         INSERT INTO event_live_totals (tenant_id, event_type, events, last_event_id, updated_at) \
+                         SELECT $1, l.ty, l.c, l.id, l.at FROM json_to_recordset($2::json) AS l(ty text, c bigint, id uuid, at timestamptz) \
+                         ON CONFLICT (tenant_id, event_type) DO UPDATE SET events = event_live_totals.events + EXCLUDED.events, \
+                            last_event_id = GREATEST(event_live_totals.last_event_id, EXCLUDED.last_event_id), \
+                            updated_at = EXCLUDED.updated_at), \
+                     counts AS ( \
+                         INSERT INTO event_counts (tenant_id, event_type, hour, name, count) \
+                         SELECT $1, c.ty, c.h, c.n, c.c FROM json_to_recordset($3::json) AS c(ty text, h timestamptz, n text, c bigint) \
+                         ON CONFLICT (tenant_id, event_type, hour, name) DO UPDATE SET count = event_counts.count + EXCLUDED.count), \
+                     types AS ( \
+                         INSERT INTO event_type_counts (tenant_id, event_type, hour, count) \
+                         SELECT $1, c.ty, c.h, c.c FROM json_to_recordset($4::json) AS c(ty text, h timestamptz, c bigint) \
+                         ON CONFLICT (tenant_id, hour, event_type) DO UPDATE SET count = event_type_counts.count + EXCLUDED.count), \
+                     active AS ( \
+                         INSERT INTO event_daily_active (tenant_id, day, users) \
+                         SELECT $1, a.d, a.n FROM json_to_recordset($5::json) AS a(d date, n bigint) \
+                         ON CONFLICT (tenant_id, day) DO UPDATE SET users = event_daily_active.users + EXCLUDED.users) \
+                     SELECT 1",
+                )
+                .bind(json_rows(&totals.live)?)
+                .bind(json_rows(&totals.counts)?)
+                .bind(json_rows(&totals.type_counts)?)
+                .bind(json_rows(&totals.per_day)?),
+            )
+            .await?;
+        return Ok(());
+    }
     if !totals.live.is_empty() {
         tx.write_operational(
             LIVE_TOTALS,

@@ -320,6 +320,23 @@ impl TenantTx {
         self.tx.conn().fetch_all(query.sql, query.values).await
     }
 
+    /// Like [`TenantTx::write_operational_returning`], for one statement
+    /// that writes several operational tables (PostgreSQL data-modifying
+    /// `WITH` clauses): one round trip instead of one per table.
+    ///
+    /// # Panics
+    ///
+    /// When the statement writes nothing, or any `INSERT INTO`, `UPDATE` or
+    /// `DELETE FROM` in it names a table not in `tables`.
+    pub async fn write_operational_all<O: Record>(
+        &mut self,
+        tables: &[OperationalTable],
+        query: Scoped,
+    ) -> Result<Vec<O>> {
+        query.expect_operational_all(tables);
+        self.tx.conn().fetch_all(query.sql, query.values).await
+    }
+
     /// Commits every change, and its audit entries, at once.
     pub async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
@@ -549,6 +566,39 @@ impl Scoped {
         );
     }
 
+    /// Panics unless every table the statement writes is one of `tables`
+    /// (and it writes at least one).
+    fn expect_operational_all(&self, tables: &[OperationalTable]) {
+        let words: Vec<&str> = self
+            .sql
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',')
+            .filter(|w| !w.is_empty())
+            .collect();
+        let mut writes = 0;
+        for (i, word) in words.iter().enumerate() {
+            let next = |k: usize| words.get(i + k).copied().unwrap_or_default();
+            let target = if word.eq_ignore_ascii_case("INSERT") && next(1).eq_ignore_ascii_case("INTO")
+                || word.eq_ignore_ascii_case("DELETE") && next(1).eq_ignore_ascii_case("FROM")
+            {
+                next(2)
+            } else if word.eq_ignore_ascii_case("UPDATE")
+                && !(i > 0 && words[i - 1].eq_ignore_ascii_case("DO"))
+            {
+                next(1)
+            } else {
+                continue;
+            };
+            assert!(
+                tables.iter().any(|t| t.name() == target),
+                "an operational write may only write {:?}, not `{target}`: {}",
+                tables.iter().map(|t| t.name()).collect::<Vec<_>>(),
+                self.sql
+            );
+            writes += 1;
+        }
+        assert!(writes > 0, "an operational write must write: {}", self.sql);
+    }
+
     /// Panics unless the statement starts with `verb`: reads cannot write, and
     /// writes go only through the audited methods.
     fn expect_verb(&self, verb: &str) {
@@ -594,4 +644,49 @@ impl Change {
 
 fn state<O: Audited>(row: &O) -> Result<serde_json::Value> {
     serde_json::to_value(row).map_err(|e| Error::Internal(format!("serializing audit state: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVENTS: OperationalTable = OperationalTable::new("events");
+    const COUNTS: OperationalTable = OperationalTable::new("event_counts");
+
+    fn scoped(sql: &'static str) -> Scoped {
+        Scoped {
+            sql,
+            values: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_statement_writing_only_its_operational_tables_passes() {
+        scoped(
+            "WITH a AS (INSERT INTO events (tenant_id) SELECT $1), \
+             b AS (INSERT INTO event_counts(tenant_id) SELECT $1 ON CONFLICT (tenant_id) DO UPDATE SET count = 1) \
+             SELECT 1",
+        )
+        .expect_operational_all(&[EVENTS, COUNTS]);
+    }
+
+    #[test]
+    #[should_panic(expected = "not `audit_logs`")]
+    fn a_write_to_another_table_is_refused() {
+        scoped("WITH a AS (INSERT INTO events SELECT $1), b AS (DELETE FROM audit_logs WHERE tenant_id = $1) SELECT 1")
+            .expect_operational_all(&[EVENTS]);
+    }
+
+    #[test]
+    #[should_panic(expected = "not `users`")]
+    fn an_update_is_checked_too() {
+        scoped("WITH a AS (UPDATE users SET role = 'owner' WHERE tenant_id = $1) INSERT INTO events SELECT $1")
+            .expect_operational_all(&[EVENTS]);
+    }
+
+    #[test]
+    #[should_panic(expected = "must write")]
+    fn a_read_is_not_an_operational_write() {
+        scoped("SELECT * FROM events WHERE tenant_id = $1").expect_operational_all(&[EVENTS]);
+    }
 }
