@@ -256,6 +256,10 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(axum::middleware::from_fn_with_state(
+                    crate::overload::InFlight::new(config.server.max_in_flight_requests),
+                    crate::overload::limit,
+                ))
                 .layer(TimeoutLayer::with_status_code(
                     http::StatusCode::REQUEST_TIMEOUT,
                     Duration::from_secs(30),

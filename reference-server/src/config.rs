@@ -225,6 +225,8 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Requests in flight at once; more get `503` with `Retry-After` at once.
+    pub max_in_flight_requests: usize,
 }
 
 impl Default for ServerConfig {
@@ -238,6 +240,7 @@ impl Default for ServerConfig {
             log_format: LogFormat::Text,
             shutdown_grace_secs: 20,
             max_body_bytes: 64 * 1024,
+            max_in_flight_requests: 512,
         }
     }
 }
@@ -380,6 +383,11 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.max_in_flight_requests == 0 {
+            return Err(ConfigError(
+                "server.max_in_flight_requests must be positive".into(),
+            ));
+        }
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return Err(ConfigError(
                 "server.tls_cert and server.tls_key go together".into(),

@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod overload;
 pub mod routes;
 pub mod webhooks;
 

@@ -303,7 +303,11 @@ fn blocks_of<'a>(pairs: impl IntoIterator<Item = (NaiveDate, &'a str)>) -> Vec<B
     }
     blocks
         .into_iter()
-        .map(|((b, u), m)| Block { b, u: u.to_owned(), m })
+        .map(|((b, u), m)| Block {
+            b,
+            u: u.to_owned(),
+            m,
+        })
         .collect()
 }
 

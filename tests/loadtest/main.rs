@@ -495,9 +495,15 @@ fn server_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
         // scripts that watch those variables would rebuild every time.
         for (name, _) in std::env::vars_os() {
             let name = name.to_string_lossy();
-            if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_", "CARGO_CRATE_", "CARGO_PRIMARY_"]
-                .iter()
-                .any(|p| name.starts_with(p))
+            if [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_BIN_",
+                "CARGO_CRATE_",
+                "CARGO_PRIMARY_",
+            ]
+            .iter()
+            .any(|p| name.starts_with(p))
             {
                 build.env_remove(name.as_ref());
             }

@@ -577,7 +577,8 @@ impl Scoped {
         let mut writes = 0;
         for (i, word) in words.iter().enumerate() {
             let next = |k: usize| words.get(i + k).copied().unwrap_or_default();
-            let target = if word.eq_ignore_ascii_case("INSERT") && next(1).eq_ignore_ascii_case("INTO")
+            let target = if word.eq_ignore_ascii_case("INSERT")
+                && next(1).eq_ignore_ascii_case("INTO")
                 || word.eq_ignore_ascii_case("DELETE") && next(1).eq_ignore_ascii_case("FROM")
             {
                 next(2)
