@@ -16,7 +16,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::{
-    engine::{self, Job, Outcome, RunStats},
+    engine::{self, Job, RunStats},
     seed::{Api, Tenant},
 };
 
@@ -336,21 +336,7 @@ async fn query(
                 &tenants[1 + (i as usize / QUERIES.len()) % (tenants.len() - 1)]
             };
             let request = api.tenant(Method::GET, path, id, key);
-            Box::pin(async move {
-                let status = match request.send().await {
-                    Ok(res) => {
-                        let status = res.status().as_u16();
-                        let _ = res.bytes().await;
-                        status
-                    }
-                    Err(_) => 0,
-                };
-                Outcome {
-                    route: label,
-                    status,
-                    ok: status == 200,
-                }
-            })
+            Box::pin(engine::send(request, label, 200))
         })
     };
     engine::run(label, rate, seconds, 0, job).await

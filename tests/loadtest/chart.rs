@@ -58,13 +58,35 @@ pub(crate) fn lines(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70);
-    let legend =
-        |chart_lines: &mut dyn FnMut(usize, &Line) -> anyhow::Result<()>| -> anyhow::Result<()> {
+    // The same drawing on either kind of y axis (their types differ).
+    macro_rules! draw {
+        ($chart:expr, $floor:expr, $position:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc(x_desc)
+                .y_desc(y_desc)
+                .draw()?;
             for (i, line) in lines.iter().enumerate() {
-                chart_lines(i, line)?;
+                let colour = COLOURS[i % COLOURS.len()];
+                chart
+                    .draw_series(LineSeries::new(
+                        line.points.iter().map(|&(x, y)| (x, y.max($floor))),
+                        colour.stroke_width(2),
+                    ))?
+                    .label(line.name.clone())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+                    });
             }
-            Ok(())
-        };
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .position($position)
+                .draw()?;
+        }};
+    }
     if log_y {
         let y_min = lines
             .iter()
@@ -74,57 +96,17 @@ pub(crate) fn lines(
             .min(y_max / 10.0)
             .max(0.001)
             * 0.8;
-        let mut chart = builder.build_cartesian_2d(0f64..x_max, (y_min..y_max).log_scale())?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .draw()?;
-        legend(&mut |i, line| {
-            let colour = COLOURS[i % COLOURS.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    line.points.iter().map(|&(x, y)| (x, y.max(y_min))),
-                    colour.stroke_width(2),
-                ))?
-                .label(line.name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-                });
-            Ok(())
-        })?;
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
+        draw!(
+            builder.build_cartesian_2d(0f64..x_max, (y_min..y_max).log_scale())?,
+            y_min,
+            SeriesLabelPosition::UpperRight
+        );
     } else {
-        let mut chart = builder.build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .draw()?;
-        legend(&mut |i, line| {
-            let colour = COLOURS[i % COLOURS.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    line.points.iter().copied(),
-                    colour.stroke_width(2),
-                ))?
-                .label(line.name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-                });
-            Ok(())
-        })?;
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()?;
+        draw!(
+            builder.build_cartesian_2d(0f64..x_max, 0f64..y_max)?,
+            0.0,
+            SeriesLabelPosition::LowerRight
+        );
     }
     root.present()?;
     Ok(())

@@ -23,6 +23,28 @@ pub(crate) struct Outcome {
     pub(crate) ok: bool,
 }
 
+/// Sends `request` and reads its answer whole: an [`Outcome`] of `route`,
+/// which should answer `expect`.
+pub(crate) async fn send(
+    request: reqwest::RequestBuilder,
+    route: &'static str,
+    expect: u16,
+) -> Outcome {
+    let status = match request.send().await {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            let _ = res.bytes().await;
+            status
+        }
+        Err(_) => 0,
+    };
+    Outcome {
+        route,
+        status,
+        ok: status == expect,
+    }
+}
+
 /// Makes request `i` of a run and waits for its answer.
 pub(crate) type Job =
     Arc<dyn Fn(u64) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync>;

@@ -18,7 +18,7 @@ use sqlx::postgres::PgConnectOptions;
 
 use crate::{
     cluster::POOL,
-    engine::{self, Job, Outcome, RunStats},
+    engine::{self, Job, RunStats},
     seed::{Api, Tenant},
 };
 
@@ -57,21 +57,7 @@ pub(crate) async fn measure(
         let (api, id, token) = (api.clone(), tenant.id.clone(), tenant.owner_token.clone());
         Arc::new(move |_| {
             let request = api.tenant(Method::GET, "/users", &id, &token);
-            Box::pin(async move {
-                let status = match request.send().await {
-                    Ok(res) => {
-                        let status = res.status().as_u16();
-                        let _ = res.bytes().await;
-                        status
-                    }
-                    Err(_) => 0,
-                };
-                Outcome {
-                    route: "GET /users",
-                    status,
-                    ok: status == 200,
-                }
-            })
+            Box::pin(engine::send(request, "GET /users", 200))
         })
     };
     engine::saturate("warm-up", concurrency, 3, job.clone()).await;

@@ -660,20 +660,7 @@ fn route_table(stats: &RunStats) -> String {
         let bad = if r.failed == 0 {
             "0".to_owned()
         } else {
-            r.statuses
-                .iter()
-                .map(|(s, n)| {
-                    format!(
-                        "{} × {n}",
-                        if *s == 0 {
-                            "no answer".to_owned()
-                        } else {
-                            s.to_string()
-                        }
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
+            statuses(&r.statuses)
         };
         let _ = writeln!(
             t,
@@ -696,24 +683,21 @@ fn route_table(stats: &RunStats) -> String {
         stats.failed()
     );
     if !errors.is_empty() {
-        let _ = writeln!(
-            t,
-            "\nErrors by status: {}.",
-            errors
-                .iter()
-                .map(|(s, n)| format!(
-                    "{} × {n}",
-                    if *s == 0 {
-                        "no answer".to_owned()
-                    } else {
-                        s.to_string()
-                    }
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let _ = writeln!(t, "\nErrors by status: {}.", statuses(&errors));
     }
     t
+}
+
+/// `503 × 2, no answer × 1`.
+fn statuses(counts: &BTreeMap<u16, u64>) -> String {
+    counts
+        .iter()
+        .map(|(status, n)| match status {
+            0 => format!("no answer × {n}"),
+            s => format!("{s} × {n}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn checks_table(checks: &[crate::api::Check]) -> String {

@@ -28,7 +28,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::{
-    engine::{self, Job, Outcome},
+    engine::{self, Job},
     seed::{Api, Tenant, send_json},
 };
 
@@ -226,22 +226,12 @@ pub(crate) async fn period(
                 .json(&json!({"role": "member"}));
             let published = published.clone();
             Box::pin(async move {
-                let status = match request.send().await {
-                    Ok(res) => {
-                        let status = res.status().as_u16();
-                        let _ = res.bytes().await;
-                        status
-                    }
-                    Err(_) => 0,
-                };
-                if status == 200 {
+                let outcome =
+                    engine::send(request, "PATCH /users/{id} (publishes user.updated)", 200).await;
+                if outcome.ok {
                     published.fetch_add(1, Ordering::Relaxed);
                 }
-                Outcome {
-                    route: "PATCH /users/{id} (publishes user.updated)",
-                    status,
-                    ok: status == 200,
-                }
+                outcome
             })
         })
     };
