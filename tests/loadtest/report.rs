@@ -746,10 +746,13 @@ fn periods_table<'a>(periods: impl Iterator<Item = &'a Period>) -> String {
 }
 
 fn api_charts(images: &Path, name: &str, title: &str, stats: &RunStats) -> anyhow::Result<()> {
+    // Whole seconds only: the last, partial one would look like a drop.
+    let seconds = stats.elapsed.as_secs() as usize;
     let quantile = |q: f64| -> Vec<(f64, f64)> {
         stats
             .per_second
             .iter()
+            .take(seconds)
             .enumerate()
             .filter(|(_, h)| !h.is_empty())
             .map(|(s, h)| (s as f64, ms(h, q)))
@@ -768,7 +771,8 @@ fn api_charts(images: &Path, name: &str, title: &str, stats: &RunStats) -> anyho
         ],
         true,
     )?;
-    let done = stats.throughput();
+    let mut done = stats.throughput();
+    done.truncate(seconds);
     chart::lines(
         &images.join(format!("load-test-{name}-throughput.svg")),
         &format!("{title}: requests completed per second"),
@@ -792,8 +796,9 @@ fn api_charts(images: &Path, name: &str, title: &str, stats: &RunStats) -> anyho
 }
 
 fn webhook_chart(images: &Path, name: &str, p: &Period) -> anyhow::Result<()> {
-    let per_min: Vec<(f64, f64)> = p
-        .per_second
+    // Whole seconds only: the last, partial one would look like a drop.
+    let whole = &p.per_second[..p.per_second.len().saturating_sub(1)];
+    let per_min: Vec<(f64, f64)> = whole
         .iter()
         .enumerate()
         .map(|(s, (n, _))| (s as f64, *n as f64 * 60.0))
@@ -810,7 +815,7 @@ fn webhook_chart(images: &Path, name: &str, p: &Period) -> anyhow::Result<()> {
             Line::new("delivered", per_min),
             Line::new(
                 "offered",
-                (0..p.per_second.len())
+                (0..whole.len())
                     .map(|s| (s as f64, p.offered_per_min))
                     .collect(),
             ),
@@ -824,7 +829,7 @@ fn webhook_chart(images: &Path, name: &str, p: &Period) -> anyhow::Result<()> {
         "ms (log scale)",
         &[Line::new(
             "lag p99",
-            p.per_second
+            whole
                 .iter()
                 .enumerate()
                 .filter(|(_, (n, _))| *n > 0)
