@@ -476,3 +476,24 @@ impl Config {
         !self.database_url().starts_with("postgres")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn zero_requests_in_flight_is_refused() {
+        let mut config = Config::default();
+        config.server.max_in_flight_requests = 0;
+        let err = config.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("server.max_in_flight_requests"),
+            "{err}"
+        );
+    }
+}
