@@ -101,11 +101,7 @@ async fn main() -> anyhow::Result<()> {
     let (mut server, base) = common::serve(
         dir.path(),
         port,
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[database]\nurl = \"{owner_url}\"\n\n\
-             [auth]\njwt_secret = \"{SECRET}\"\n\n[rate_limit]\nper_tenant_per_minute = 100000000\n\
-             per_ip_per_minute = 100000000\n\n[webhooks]\nsecret_keys = [\"{KEY}\"]\nworker = false\n"
-        ),
+        &common::server_config(port, &owner_url, SECRET, KEY),
         &http,
     )
     .await?;

@@ -41,6 +41,21 @@ pub(crate) async fn fresh_database(name: &str) -> anyhow::Result<String> {
     Ok(format!("{}/{name}", admin.rsplit_once('/').unwrap().0))
 }
 
+/// The config file of a bench's server on `port` over `owner_url`: limits
+/// raised out of the way, no webhook delivery; append sections to it.
+pub(crate) fn server_config(
+    port: u16,
+    owner_url: &str,
+    jwt_secret: &str,
+    webhook_key: &str,
+) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[database]\nurl = \"{owner_url}\"\n\n\
+         [auth]\njwt_secret = \"{jwt_secret}\"\n\n[rate_limit]\nper_tenant_per_minute = 100000000\n\
+         per_ip_per_minute = 100000000\n\n[webhooks]\nsecret_keys = [\"{webhook_key}\"]\nworker = false\n"
+    )
+}
+
 /// `tenantkit-server serve` (this build) with `config` as its file, in
 /// `dir`, once `/readyz` answers: the process and `http://127.0.0.1:<port>`.
 pub(crate) async fn serve(
