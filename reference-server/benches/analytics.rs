@@ -42,7 +42,6 @@ use std::{
 
 use chrono::{SecondsFormat, Utc};
 use tenantkit::{NewTenant, audit::Actor};
-use tenantkit_server::config::Config;
 
 use common::{env_or, rss_mib};
 
@@ -280,13 +279,9 @@ async fn main() -> anyhow::Result<()> {
         tenantkit_analytics::IngestConfig::default().writers,
     );
 
-    let owner_url = common::fresh_database("tenantkit_bench_analytics").await?;
+    let (owner_url, config) =
+        common::migrated_database("tenantkit_bench_analytics", SECRET, KEY).await?;
     let dir = tempfile::tempdir()?;
-    let mut config = Config::default();
-    config.database.url = Some(owner_url.clone());
-    config.auth.jwt_secret = Some(SECRET.to_owned().into());
-    config.webhooks.secret_keys = vec![KEY.to_owned().into()];
-    tenantkit_server::migrate(&config).await?;
 
     // Tenants, each with an owner and a token.
     let db = tenantkit_server::open_runtime_db(&config).await?;

@@ -34,7 +34,6 @@ use std::{
 use chrono::Utc;
 use futures_util::StreamExt;
 use tenantkit::{NewTenant, audit::Actor};
-use tenantkit_server::config::Config;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
 use common::{env_or, rss_mib};
@@ -65,13 +64,9 @@ async fn main() -> anyhow::Result<()> {
     let secs: u64 = env_or("TENANTKIT_BENCH_SECS", 30);
     let rate: u64 = env_or("TENANTKIT_BENCH_RATE", 10_000);
 
-    let owner_url = common::fresh_database("tenantkit_bench_live").await?;
+    let (owner_url, config) =
+        common::migrated_database("tenantkit_bench_live", SECRET, KEY).await?;
     let dir = tempfile::tempdir()?;
-    let mut config = Config::default();
-    config.database.url = Some(owner_url.clone());
-    config.auth.jwt_secret = Some(SECRET.to_owned().into());
-    config.webhooks.secret_keys = vec![KEY.to_owned().into()];
-    tenantkit_server::migrate(&config).await?;
 
     let db = tenantkit_server::open_runtime_db(&config).await?;
     let keys = tenantkit_server::load_keys(&config)?;

@@ -41,6 +41,22 @@ pub(crate) async fn fresh_database(name: &str) -> anyhow::Result<String> {
     Ok(format!("{}/{name}", admin.rsplit_once('/').unwrap().0))
 }
 
+/// A fresh database `name` migrated by `tenantkit-server migrate`: its
+/// owner URL, and a config for it with these keys.
+pub(crate) async fn migrated_database(
+    name: &str,
+    jwt_secret: &str,
+    webhook_key: &str,
+) -> anyhow::Result<(String, tenantkit_server::config::Config)> {
+    let owner_url = fresh_database(name).await?;
+    let mut config = tenantkit_server::config::Config::default();
+    config.database.url = Some(owner_url.clone());
+    config.auth.jwt_secret = Some(jwt_secret.to_owned().into());
+    config.webhooks.secret_keys = vec![webhook_key.to_owned().into()];
+    tenantkit_server::migrate(&config).await?;
+    Ok((owner_url, config))
+}
+
 /// The config file of a bench's server on `port` over `owner_url`: limits
 /// raised out of the way, no webhook delivery; append sections to it.
 pub(crate) fn server_config(
