@@ -131,6 +131,7 @@ fn platform_routes() -> OpenApiRouter<AppState> {
     use routes::{audit_logs, health, tenants};
     OpenApiRouter::default()
         .routes(utoipa_axum::routes!(tenants::list, tenants::create))
+        .routes(utoipa_axum::routes!(tenants::get, tenants::update))
         .routes(utoipa_axum::routes!(audit_logs::platform_list))
         .routes(utoipa_axum::routes!(health::metrics))
 }

@@ -86,7 +86,7 @@ impl Default for LiveConfig {
             max_connections: live.max_connections,
             ping_interval_secs: 20,
             idle_timeout_secs: 60,
-            recheck_secs: 5,
+            recheck_secs: 3,
             max_types: live.max_types,
         }
     }

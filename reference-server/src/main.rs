@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tenantkit::{NewTenant, Role, audit::Actor, auth::TokenRole};
+use tenantkit::{NewTenant, Role, TenantStatus, audit::Actor, auth::TokenRole};
 use tenantkit_server::{
     config::{Config, LogFormat},
     create_tenant, find_tenant, issue_user_token, load_keys, migrate, open_runtime_db,
@@ -105,6 +105,17 @@ enum TenantCommand {
         #[arg(long)]
         owner_email: Option<String>,
     },
+    /// Suspend a tenant: its requests, WebSockets, ingestion and webhook
+    /// deliveries stop; its data is kept.
+    Suspend {
+        /// The tenant (id or subdomain).
+        tenant: String,
+    },
+    /// Reactivate a suspended tenant.
+    Reactivate {
+        /// The tenant (id or subdomain).
+        tenant: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +145,17 @@ enum TokenCommand {
         #[arg(long)]
         ttl: Option<u64>,
     },
+}
+
+/// `tenant suspend|reactivate`: the status change, audited as done by the CLI.
+async fn set_status(config: &Config, tenant: &str, status: TenantStatus) -> anyhow::Result<()> {
+    let db = open_runtime_db(config).await?;
+    let id = find_tenant(&db, tenant).await?.id();
+    let tenant = db
+        .set_tenant_status(id, status, &Actor::PlatformAdmin("cli".into()))
+        .await?;
+    println!("{}", serde_json::to_string_pretty(&tenant)?);
+    Ok(())
 }
 
 fn init_tracing(format: LogFormat) {
@@ -180,6 +202,12 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }
+        Command::Tenant {
+            command: TenantCommand::Suspend { tenant },
+        } => set_status(&config, &tenant, TenantStatus::Suspended).await,
+        Command::Tenant {
+            command: TenantCommand::Reactivate { tenant },
+        } => set_status(&config, &tenant, TenantStatus::Active).await,
         Command::Audit {
             command: AuditCommand::Purge { retention_days },
         } => {

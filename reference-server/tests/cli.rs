@@ -254,3 +254,58 @@ fn analytics_rebuild_and_purge_run_from_the_command_line() {
     let out = cli.ok(&["analytics", "purge", "--retention-days", "400"]);
     assert!(out.contains("removed analytics before"), "{out}");
 }
+
+#[test]
+fn tenants_are_suspended_and_reactivated_with_an_audit_entry() {
+    let cli = Cli::new();
+    cli.acme();
+    let suspended: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["tenant", "suspend", "acme"])).unwrap();
+    assert_eq!(suspended["status"], "suspended");
+    // A suspended tenant is still found by the commands that look after it.
+    let report: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["audit", "verify", "--tenant", "acme"])).unwrap();
+    assert_eq!(report["valid"], true);
+    let active: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["tenant", "reactivate", "acme"])).unwrap();
+    assert_eq!(active["status"], "active");
+    assert!(
+        cli.fails(&["tenant", "suspend", "nope"])
+            .contains("no tenant `nope`")
+    );
+
+    let db_url = format!(
+        "sqlite://{}",
+        cli.dir.path().join("data/tenantkit.db").display()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let changes = rt.block_on(async {
+        let db = tenantkit::Db::connect(&db_url).await.unwrap();
+        let ctx = db.resolve_subdomain("acme").await.unwrap().unwrap();
+        let mut tx = db.begin(&ctx).await.unwrap();
+        let filter: tenantkit::audit::AuditFilter =
+            serde_json::from_value(serde_json::json!({ "action": "tenant.status_changed" }))
+                .unwrap();
+        let page = tx.list_audit_logs(&filter).await.unwrap();
+        drop(tx);
+        db.close().await;
+        page
+    });
+    let by: Vec<_> = changes
+        .iter()
+        .map(|e| {
+            (
+                e.after.as_ref().unwrap().0["status"].clone(),
+                e.actor_id.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by,
+        [
+            (serde_json::json!("active"), Some("cli".to_owned())),
+            (serde_json::json!("suspended"), Some("cli".to_owned()))
+        ],
+        "newest first, each by the CLI"
+    );
+}

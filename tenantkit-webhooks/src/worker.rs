@@ -48,6 +48,11 @@ use crate::{
     transport::{Attempt, ErrorClass, Transport},
 };
 
+/// How long a suspended tenant is left out of the rounds before its status
+/// is looked at again (through the access cache): deliveries resume within
+/// this of its reactivation.
+const SUSPENDED_RECHECK: chrono::Duration = chrono::Duration::seconds(5);
+
 /// The default budget: deliveries per minute per tenant.
 pub const DEFAULT_PER_MINUTE: u32 = 100;
 
@@ -344,8 +349,8 @@ async fn claim_round(
         };
         if ctx.tenant().status != TenantStatus::Active {
             // Paused, not dead-lettered: a suspended tenant's deliveries
-            // wait for its reactivation.
-            paused.insert(tenant.tenant_id, now + chrono::Duration::seconds(30));
+            // wait for its reactivation, looked for every few seconds.
+            paused.insert(tenant.tenant_id, now + SUSPENDED_RECHECK);
             continue;
         }
         let ctx = ctx.with_actor(Actor::System);

@@ -7,6 +7,7 @@ mod attacks;
 mod audit;
 mod billing;
 mod flows;
+mod lifecycle;
 mod live;
 mod startup;
 mod strict;

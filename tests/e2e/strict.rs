@@ -66,6 +66,8 @@ fn routes() -> Vec<Route> {
         route(Method::GET, "/tenants", PlatformAdmin),
         route(Method::POST, "/tenants", PlatformAdmin)
             .json(json!({ "name": "Strict", "subdomain": "strict-walk" })),
+        route(Method::GET, "/tenants/{id}", PlatformAdmin),
+        route(Method::PATCH, "/tenants/{id}", PlatformAdmin).json(json!({ "status": "active" })),
         route(Method::GET, "/tenants/{id}/audit-logs", PlatformAdmin),
         route(Method::GET, "/tenant", Tenant),
         route(Method::GET, "/users", Tenant),

@@ -1,10 +1,10 @@
 //! `/tenants`: platform administration.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tenantkit::{
-    NewTenant, PageRequest, Tenant, TenantId, User,
+    NewTenant, PageRequest, Tenant, TenantId, TenantStatus, User,
     audit::Actor,
     auth::{Permission, Principal},
 };
@@ -64,4 +64,47 @@ pub async fn list(
     principal.require(Permission::ManageTenants)?;
     let tenants = state.db.list_tenants(page).await?;
     Ok(Json(Page::new(tenants, page.limit, |t| t.id)))
+}
+
+/// `GET /tenants/{id}` (platform admin), whatever its status.
+#[utoipa::path(get, path = "/tenants/{id}", tag = "platform", security(("bearer" = [])), params(("id" = TenantId, Path, description = "The tenant id")), responses((status = 200, description = "The tenant", body = Tenant)))]
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<TenantId>,
+) -> ApiResult<Json<Tenant>> {
+    principal.require(Permission::ManageTenants)?;
+    let tenant = state
+        .db
+        .resolve_id(id)
+        .await?
+        .ok_or(tenantkit::Error::NotFound("tenant"))?;
+    Ok(Json(tenant.tenant().clone()))
+}
+
+/// `PATCH /tenants/{id}` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPatch {
+    /// `suspended` stops everything of the tenant: its requests and
+    /// WebSockets (closed within 5 s), its event ingestion and its webhook
+    /// deliveries (paused, not dead-lettered); `active` resumes them.
+    pub status: TenantStatus,
+}
+
+/// `PATCH /tenants/{id}` (platform admin): suspend or reactivate a tenant,
+/// recorded in its audit trail.
+#[utoipa::path(patch, path = "/tenants/{id}", tag = "platform", security(("bearer" = [])), params(("id" = TenantId, Path, description = "The tenant id")), request_body = TenantPatch, responses((status = 200, description = "The tenant with its new status", body = Tenant)))]
+pub async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<TenantId>,
+    Json(patch): Json<TenantPatch>,
+) -> ApiResult<Json<Tenant>> {
+    principal.require(Permission::ManageTenants)?;
+    let tenant = state
+        .db
+        .set_tenant_status(id, patch.status, &Actor::from(&principal))
+        .await?;
+    Ok(Json(tenant))
 }

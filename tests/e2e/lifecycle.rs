@@ -1,0 +1,193 @@
+//! A tenant's lifecycle across every crate, on both backends: suspension
+//! (`PATCH /tenants/{id}`) stops its requests, its event ingestion, its open
+//! WebSockets (within 5 s) and its webhook deliveries (paused, not
+//! dead-lettered), and reactivation resumes them.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tenantkit_e2e::{
+    Backend, OwnedTenant, Server,
+    live::{self, Credential, Next},
+    problem,
+};
+use tenantkit_webhooks::testing::{Behaviour, Receiver};
+
+use crate::on_both_backends;
+
+on_both_backends!(suspension_reaches_every_subsystem_and_reactivation_resumes_them,);
+
+/// Tenants on Pro (webhooks included), receivers on loopback allowed.
+async fn server(backend: Backend) -> Option<Server> {
+    Server::start_with(backend, |c| {
+        c.billing.plans.default_plan = "pro".into();
+        c.webhooks.allow_http = true;
+        c.webhooks.allow_networks = vec!["127.0.0.1/32".into()];
+    })
+    .await
+}
+
+/// `PATCH /tenants/{id}` as a platform admin: the tenant after the change.
+async fn set_status(s: &Server, t: &OwnedTenant, status: &str) -> Value {
+    let res = s
+        .http
+        .patch(s.url(&format!("/tenants/{}", t.id)))
+        .bearer_auth(s.admin_token())
+        .json(&json!({ "status": status }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "PATCH /tenants/{{id}} {status}"
+    );
+    res.json().await.unwrap()
+}
+
+/// `POST /analytics/events` with one page view, as `credential`.
+async fn ingest(s: &Server, t: &OwnedTenant, credential: &str) -> reqwest::Response {
+    s.request(Method::POST, "/analytics/events", &t.sub, credential)
+        .json(&json!({ "event_type": "page_view", "user_id": "u1", "name": "/home" }))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn suspension_reaches_every_subsystem_and_reactivation_resumes_them(backend: Backend) {
+    let Some(s) = server(backend).await else {
+        return;
+    };
+    let (t, other) = (s.owned_tenant().await, s.owned_tenant().await);
+    let key = t.api_key(&s, json!(["analytics:write"])).await;
+    let receiver = Receiver::start().await;
+    // The first attempt is refused with Retry-After: 1, so a retry is due
+    // while the tenant is suspended.
+    receiver.script("in", Behaviour::RetryAfter(503, "1"));
+    let res = t
+        .call(&s, Method::POST, "/webhooks")
+        .json(&json!({ "url": receiver.url("in"), "event_types": ["user.created"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let hook = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = t
+        .call(&s, Method::POST, &format!("/webhooks/{hook}/test"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let message = res.json::<Value>().await.unwrap()["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    receiver.wait_for("in", 1, Duration::from_secs(10)).await;
+    let mut stream = live::connect(&s, &t.sub, Credential::Header(&t.token), "")
+        .await
+        .expect("the stream opens while the tenant is active");
+    stream.ready().await;
+
+    let suspended = set_status(&s, &t, "suspended").await;
+    let suspended_at = Instant::now();
+    assert_eq!(suspended["status"], "suspended");
+
+    // Its open WebSocket closes within 5 s.
+    let closed = stream.end(Duration::from_secs(6)).await;
+    let took = suspended_at.elapsed();
+    assert_eq!(
+        closed,
+        Next::Closed(4003, "the tenant is suspended".into()),
+        "after {took:?}"
+    );
+    assert!(took <= Duration::from_secs(5), "closed after {took:?}");
+    eprintln!("{backend:?}: WebSocket closed {took:?} after the suspension");
+
+    // Its requests, ingestion (JWT or API key) and new WebSockets: 403.
+    for (what, res) in [
+        (
+            "GET /users",
+            t.call(&s, Method::GET, "/users").send().await.unwrap(),
+        ),
+        ("ingestion with a JWT", ingest(&s, &t, &t.token).await),
+        ("ingestion with an API key", ingest(&s, &t, &key).await),
+    ] {
+        let body = problem(res, StatusCode::FORBIDDEN, what).await;
+        assert_eq!(body["title"], "Tenant suspended", "{what}");
+    }
+    let refused = live::connect(&s, &t.sub, Credential::Header(&t.token), "")
+        .await
+        .err()
+        .expect("a suspended tenant's stream is refused");
+    assert_eq!(refused.status, 403);
+    // Another tenant is untouched.
+    let res = other.call(&s, Method::GET, "/users").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Its webhook retry was due 1 s after the first attempt: it waits.
+    receiver.script("in", Behaviour::Status(204));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        receiver.received("in").len(),
+        1,
+        "nothing is delivered for a suspended tenant"
+    );
+
+    let reactivated = set_status(&s, &t, "active").await;
+    let reactivated_at = Instant::now();
+    assert_eq!(reactivated["status"], "active");
+    // The paused delivery goes out (within the worker's 5 s recheck), not
+    // dead-lettered.
+    let got = receiver.wait_for("in", 2, Duration::from_secs(10)).await;
+    assert!(
+        got[1].at >= reactivated_at,
+        "delivered only after reactivation"
+    );
+    assert_eq!(got[0].headers["webhook-id"], got[1].headers["webhook-id"]);
+    eprintln!(
+        "{backend:?}: paused delivery resumed {:?} after the reactivation",
+        got[1].at - reactivated_at
+    );
+    let mut attempts = Value::Null;
+    for _ in 0..100 {
+        attempts = t
+            .call(
+                &s,
+                Method::GET,
+                &format!("/webhooks/{hook}/deliveries/{message}/attempts"),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if attempts.as_array().is_some_and(|a| a.len() == 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(attempts[1]["response_status"], 204, "{attempts}");
+    let dead: Value = t
+        .call(&s, Method::GET, "/webhooks/dead-letters")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dead["items"], json!([]), "paused, not dead-lettered");
+
+    // Everything else is back.
+    assert_eq!(ingest(&s, &t, &key).await.status(), StatusCode::ACCEPTED);
+    let mut stream = live::connect(&s, &t.sub, Credential::Header(&t.token), "")
+        .await
+        .expect("the stream opens again");
+    stream.ready().await;
+    stream.close().await;
+    s.stop().await;
+}
