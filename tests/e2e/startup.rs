@@ -115,6 +115,141 @@ async fn every_crates_tables_are_isolated_after_migrate() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// `docs/citus.sql` distributes exactly the tenant-owned tables of the
+/// schema `migrate` builds (from the catalog: every table with `tenant_id`
+/// that is not a partition or a platform table), all co-located, and makes
+/// every other table (the platform's) but the migration histories a
+/// reference table; and every unique
+/// constraint and foreign key of a tenant-owned table includes `tenant_id`,
+/// which Citus needs. So the scaling guide cannot go stale.
+#[tokio::test]
+async fn the_citus_layout_covers_every_tenant_owned_table() {
+    let Some(owner_url) = postgres_url().await else {
+        return;
+    };
+    let ddl = include_str!("../../docs/citus.sql");
+    // `SELECT create_x_table('name'...)` statements, in order.
+    let calls = |function: &str| -> Vec<(String, String)> {
+        ddl.lines()
+            .filter_map(|line| line.strip_prefix(&format!("SELECT {function}('")))
+            .map(|rest| {
+                let (table, args) = rest.split_once('\'').unwrap();
+                (table.to_owned(), args.trim_end_matches(");").to_owned())
+            })
+            .collect()
+    };
+    let distributed = calls("create_distributed_table");
+    let reference: Vec<String> = calls("create_reference_table")
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+
+    let pool = sqlx::PgPool::connect(&owner_url).await.unwrap();
+    let tenant_owned: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c \
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped \
+         WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
+         AND obj_description(c.oid, 'pg_class') IS DISTINCT FROM 'tenantkit:platform' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    // Every other table but the migration histories (`_..._migrations`),
+    // which stay on the coordinator.
+    let platform: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace \
+         AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relname NOT LIKE '\\_%' \
+         AND c.relname <> ALL($1) ORDER BY 1",
+    )
+    .bind(&tenant_owned)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+
+    let mut named: Vec<String> = distributed.iter().map(|(t, _)| t.clone()).collect();
+    named.sort();
+    assert_eq!(
+        named, tenant_owned,
+        "docs/citus.sql must distribute every tenant-owned table, and only those"
+    );
+    let mut reference_sorted = reference.clone();
+    reference_sorted.sort();
+    assert_eq!(
+        reference_sorted, platform,
+        "the platform tables are reference tables"
+    );
+    let (first, rest) = distributed.split_first().unwrap();
+    assert_eq!(first.1, ", 'tenant_id'", "{first:?}");
+    for (table, args) in rest {
+        assert_eq!(
+            args,
+            &format!(", 'tenant_id', colocate_with => '{}'", first.0),
+            "{table} is distributed by tenant_id, co-located with {}",
+            first.0
+        );
+    }
+
+    // A foreign key between distributed tables must be created after the
+    // table it names.
+    let order = |t: &str| distributed.iter().position(|(d, _)| d == t);
+    let keys: Vec<(String, String, String, bool)> = sqlx::query_as(
+        "SELECT con.conrelid::regclass::text, con.conname::text, con.contype::text, \
+                EXISTS (SELECT 1 FROM unnest(con.conkey) k JOIN pg_attribute a \
+                        ON a.attrelid = con.conrelid AND a.attnum = k WHERE a.attname = 'tenant_id') \
+         FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid \
+         WHERE c.relnamespace = 'public'::regnamespace AND con.contype IN ('p', 'u', 'f', 'x')",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let unique_indexes: Vec<(String, String, bool)> = sqlx::query_as(
+        "SELECT i.indrelid::regclass::text, i.indexrelid::regclass::text, \
+                EXISTS (SELECT 1 FROM unnest(i.indkey) k JOIN pg_attribute a \
+                        ON a.attrelid = i.indrelid AND a.attnum = k WHERE a.attname = 'tenant_id') \
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
+         WHERE c.relnamespace = 'public'::regnamespace AND i.indisunique",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let owned = |t: &str| {
+        let base = t.split("_2").next().unwrap();
+        tenant_owned.iter().any(|o| o == t || o == base)
+    };
+    let mut problems = Vec::new();
+    for (table, name, kind, has_tenant) in &keys {
+        if owned(table) && !has_tenant {
+            problems.push(format!(
+                "{table}: constraint {name} ({kind}) lacks tenant_id"
+            ));
+        }
+    }
+    for (table, index, has_tenant) in &unique_indexes {
+        if owned(table) && !has_tenant {
+            problems.push(format!("{table}: unique index {index} lacks tenant_id"));
+        }
+    }
+    let references: Vec<(String, String)> = sqlx::query_as(
+        "SELECT con.conrelid::regclass::text, con.confrelid::regclass::text FROM pg_constraint con \
+         JOIN pg_class c ON c.oid = con.conrelid \
+         WHERE c.relnamespace = 'public'::regnamespace AND con.contype = 'f' AND NOT c.relispartition",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for (table, parent) in &references {
+        if let (Some(child), Some(parent_at)) = (order(table), order(parent))
+            && parent_at > child
+        {
+            problems.push(format!(
+                "{table} is distributed before {parent}, which it references"
+            ));
+        }
+    }
+    pool.close().await;
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 #[tokio::test]
 async fn serves_https_with_the_configured_certificate() {
     // Embedded, then written out: the binary may run far from its sources.
