@@ -250,6 +250,50 @@ async fn the_citus_layout_covers_every_tenant_owned_table() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// `Db::tenant_tables` (what export and deletion walk) finds the same
+/// tables, columns, keys and references on both backends after every
+/// crate's migrations, as the runtime role, with every table of every crate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_backends_list_the_same_tenant_owned_tables() {
+    let sqlite = Server::start(Backend::Sqlite).await.unwrap();
+    let Some(postgres) = Server::start(Backend::Postgres).await else {
+        sqlite.stop().await;
+        return;
+    };
+    let on_sqlite = sqlite.running.db.tenant_tables().await.unwrap();
+    let on_postgres = postgres.running.db.tenant_tables().await.unwrap();
+    let names: Vec<&str> = on_postgres.iter().map(|t| t.name.as_str()).collect();
+    for table in [
+        "users",
+        "audit_logs",
+        "subscriptions",
+        "webhook_deliveries",
+        "events",
+    ] {
+        assert!(names.contains(&table), "{table} is not in {names:?}");
+    }
+    for table in tenantkit::store::NOT_TENANT_DATA {
+        assert!(!names.contains(table), "{table} is not tenant data");
+    }
+    for (p, s) in on_postgres.iter().zip(&on_sqlite) {
+        assert_eq!(p, s, "the same table on both backends");
+        assert_eq!(p.primary_key.first().map(String::as_str), Some("tenant_id"));
+    }
+    assert_eq!(on_postgres.len(), on_sqlite.len());
+    // Each table comes after the tables it references.
+    for (i, table) in on_postgres.iter().enumerate() {
+        for parent in &table.references {
+            assert!(
+                names[..i].contains(&parent.as_str()),
+                "{} comes before {parent}",
+                table.name
+            );
+        }
+    }
+    sqlite.stop().await;
+    postgres.stop().await;
+}
+
 #[tokio::test]
 async fn serves_https_with_the_configured_certificate() {
     // Embedded, then written out: the binary may run far from its sources.

@@ -9,6 +9,7 @@
 mod access;
 mod api_keys;
 mod audit;
+mod catalog;
 mod migrate;
 mod scope;
 mod sql;
@@ -22,6 +23,7 @@ use access::AccessCache;
 pub use access::{ACCESS_CHANNEL, AccessListener, DEFAULT_ACCESS_TTL, UserAccess, UserRef};
 pub use api_keys::CreatedApiKey;
 pub use audit::AUDIT_BATCH;
+pub use catalog::{NOT_TENANT_DATA, TenantTable};
 pub use migrate::RuntimeRole;
 #[cfg(feature = "postgres")]
 pub use migrate::postgres_migrator;

@@ -1,0 +1,182 @@
+//! **The one place that lists tenant-owned tables**, read from the
+//! database's own catalog, so a table any crate adds later is found without
+//! a list kept by hand: whatever has a `tenant_id` column and is not a
+//! platform table (or, on PostgreSQL, a partition: its parent stands for it).
+//! Tenant export and deletion walk this list.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Backend, Db, scope::Tx};
+use crate::Result;
+
+/// Tables that carry `tenant_id` but are not the tenant's data: the platform's
+/// `tenant_external_ids` (on PostgreSQL also marked `COMMENT ...
+/// 'tenantkit:platform'`) and SQLite's `audit_purge_in_progress`, the marker
+/// that lets the retention purge delete audit rows, empty outside it.
+pub const NOT_TENANT_DATA: &[&str] = &["tenant_external_ids", "audit_purge_in_progress"];
+
+/// A tenant-owned table as the catalog describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantTable {
+    /// Its name (schema `public` on PostgreSQL).
+    pub name: String,
+    /// Its columns, in order.
+    pub columns: Vec<String>,
+    /// Its primary key's columns, in order (`tenant_id` first).
+    pub primary_key: Vec<String>,
+    /// The other tenant-owned tables its foreign keys name.
+    pub references: Vec<String>,
+}
+
+impl Db {
+    /// Every tenant-owned table, each after the tables it references (so
+    /// rows can be written in this order and removed in the reverse one),
+    /// ties by name.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let db = tenantkit::Db::connect("sqlite::memory:").await?;
+    /// db.migrate().await?;
+    /// let names: Vec<_> = db.tenant_tables().await?.into_iter().map(|t| t.name).collect();
+    /// assert_eq!(names, ["api_keys", "audit_heads", "audit_logs", "users"]);
+    /// # Ok::<_, tenantkit::Error>(()) }).unwrap();
+    /// ```
+    pub async fn tenant_tables(&self) -> Result<Vec<TenantTable>> {
+        let mut tx = Tx::begin(self).await?;
+        let (tables_sql, columns_sql, key_sql, references_sql) = match self.backend() {
+            Backend::Postgres => (
+                "SELECT c.relname::text FROM pg_class c \
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped \
+                 WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') \
+                 AND NOT c.relispartition \
+                 AND obj_description(c.oid, 'pg_class') IS DISTINCT FROM 'tenantkit:platform' \
+                 ORDER BY 1",
+                "SELECT attname::text FROM pg_attribute \
+                 WHERE attrelid = ('public.' || quote_ident($1))::regclass AND attnum > 0 AND NOT attisdropped \
+                 ORDER BY attnum",
+                "SELECT a.attname::text FROM pg_index i \
+                 CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+                 WHERE i.indrelid = ('public.' || quote_ident($1))::regclass AND i.indisprimary \
+                 ORDER BY k.n",
+                "SELECT DISTINCT p.relname::text FROM pg_constraint con \
+                 JOIN pg_class p ON p.oid = con.confrelid \
+                 WHERE con.conrelid = ('public.' || quote_ident($1))::regclass AND con.contype = 'f' \
+                 ORDER BY 1",
+            ),
+            Backend::Sqlite => (
+                "SELECT m.name FROM sqlite_master m WHERE m.type = 'table' \
+                 AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) p WHERE p.name = 'tenant_id') \
+                 ORDER BY 1",
+                "SELECT name FROM pragma_table_info($1) ORDER BY cid",
+                "SELECT name FROM pragma_table_info($1) WHERE pk > 0 ORDER BY pk",
+                "SELECT DISTINCT \"table\" FROM pragma_foreign_key_list($1) ORDER BY 1",
+            ),
+        };
+        let names: Vec<(String,)> = tx.conn().fetch_all(tables_sql, Vec::new()).await?;
+        let mut tables = BTreeMap::new();
+        for (name,) in names {
+            if NOT_TENANT_DATA.contains(&name.as_str()) {
+                continue;
+            }
+            let column = |rows: Vec<(String,)>| rows.into_iter().map(|(c,)| c).collect::<Vec<_>>();
+            let columns = column(
+                tx.conn()
+                    .fetch_all(columns_sql, vec![name.clone().into()])
+                    .await?,
+            );
+            let primary_key = column(
+                tx.conn()
+                    .fetch_all(key_sql, vec![name.clone().into()])
+                    .await?,
+            );
+            let references = column(
+                tx.conn()
+                    .fetch_all(references_sql, vec![name.clone().into()])
+                    .await?,
+            );
+            tables.insert(
+                name.clone(),
+                TenantTable {
+                    name,
+                    columns,
+                    primary_key,
+                    references,
+                },
+            );
+        }
+        for table in tables.values_mut() {
+            table.references.retain(|r| r != &table.name);
+        }
+        let known: BTreeSet<String> = tables.keys().cloned().collect();
+        for table in tables.values_mut() {
+            table.references.retain(|r| known.contains(r));
+        }
+        Ok(parents_first(tables))
+    }
+}
+
+/// Orders `tables` so each comes after every table it references; ties (and
+/// cycles, which no schema of ours has) by name.
+fn parents_first(mut tables: BTreeMap<String, TenantTable>) -> Vec<TenantTable> {
+    let mut ordered = Vec::with_capacity(tables.len());
+    let mut placed = BTreeSet::new();
+    while !tables.is_empty() {
+        let ready = tables
+            .values()
+            .find(|t| t.references.iter().all(|r| placed.contains(r)))
+            .or_else(|| tables.values().next())
+            .map(|t| t.name.clone())
+            .expect("not empty");
+        let table = tables.remove(&ready).expect("present");
+        placed.insert(table.name.clone());
+        ordered.push(table);
+    }
+    ordered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(name: &str, references: &[&str]) -> (String, TenantTable) {
+        (
+            name.to_owned(),
+            TenantTable {
+                name: name.to_owned(),
+                columns: vec!["tenant_id".into()],
+                primary_key: vec!["tenant_id".into()],
+                references: references.iter().map(|r| (*r).to_owned()).collect(),
+            },
+        )
+    }
+
+    #[test]
+    fn parents_come_before_the_tables_that_reference_them() {
+        let tables = BTreeMap::from([
+            table("a_deliveries", &["b_queue"]),
+            table("b_queue", &["c_messages", "d_hooks"]),
+            table("c_messages", &[]),
+            table("d_hooks", &[]),
+            table("e_alone", &[]),
+        ]);
+        let names: Vec<_> = parents_first(tables).into_iter().map(|t| t.name).collect();
+        assert_eq!(
+            names,
+            [
+                "c_messages",
+                "d_hooks",
+                "b_queue",
+                "a_deliveries",
+                "e_alone"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cycle_still_yields_every_table_once() {
+        let tables = BTreeMap::from([table("x", &["y"]), table("y", &["x"])]);
+        let names: Vec<_> = parents_first(tables).into_iter().map(|t| t.name).collect();
+        assert_eq!(names, ["x", "y"]);
+    }
+}
