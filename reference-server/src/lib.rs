@@ -7,6 +7,7 @@
 pub mod app;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod metrics;
 pub mod openapi;
 pub mod overload;

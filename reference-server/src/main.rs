@@ -116,6 +116,17 @@ enum TenantCommand {
         /// The tenant (id or subdomain).
         tenant: String,
     },
+    /// Export every row the tenant owns, in every crate's tables, to a tar
+    /// archive of NDJSON files with a manifest (rows and SHA-256 of each);
+    /// secrets are left out. Recorded in the tenant's audit trail.
+    Export {
+        /// The tenant (id or subdomain).
+        #[arg(long)]
+        tenant: String,
+        /// Where the archive goes (replaced once complete).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,6 +219,17 @@ async fn main() -> anyhow::Result<()> {
         Command::Tenant {
             command: TenantCommand::Reactivate { tenant },
         } => set_status(&config, &tenant, TenantStatus::Active).await,
+        Command::Tenant {
+            command: TenantCommand::Export { tenant, out },
+        } => {
+            let db = open_runtime_db(&config).await?;
+            let ctx = find_tenant(&db, &tenant)
+                .await?
+                .with_actor(Actor::PlatformAdmin("cli".into()));
+            let exported = tenantkit_server::export::export_tenant(&db, &ctx, &out).await?;
+            println!("{}", serde_json::to_string_pretty(&exported)?);
+            Ok(())
+        }
         Command::Audit {
             command: AuditCommand::Purge { retention_days },
         } => {

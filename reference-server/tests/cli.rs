@@ -309,3 +309,42 @@ fn tenants_are_suspended_and_reactivated_with_an_audit_entry() {
         "newest first, each by the CLI"
     );
 }
+
+#[test]
+fn a_tenant_is_exported_to_an_archive_with_a_manifest() {
+    let cli = Cli::new();
+    cli.acme();
+    let out = cli.dir.path().join("acme.tar");
+    let printed: serde_json::Value = serde_json::from_str(&cli.ok(&[
+        "tenant",
+        "export",
+        "--tenant",
+        "acme",
+        "--out",
+        out.to_str().unwrap(),
+    ]))
+    .unwrap();
+    let tables = printed["manifest"]["tables"].as_array().unwrap();
+    let rows = |name: &str| {
+        tables.iter().find(|t| t["table"] == name).unwrap()["rows"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(rows("users"), 1, "the owner");
+    assert!(rows("audit_logs") >= 2);
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(printed["bytes"], bytes.len());
+    let mut names = Vec::new();
+    for entry in tar::Archive::new(&bytes[..]).entries().unwrap() {
+        names.push(entry.unwrap().path().unwrap().display().to_string());
+    }
+    assert_eq!(names[0], "manifest.json");
+    assert!(
+        names.contains(&"tables/users.ndjson".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        cli.fails(&["tenant", "export", "--tenant", "nope", "--out", "x.tar"])
+            .contains("no tenant `nope`")
+    );
+}

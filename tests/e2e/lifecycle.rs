@@ -1,7 +1,8 @@
 //! A tenant's lifecycle across every crate, on both backends: suspension
 //! (`PATCH /tenants/{id}`) stops its requests, its event ingestion, its open
 //! WebSockets (within 5 s) and its webhook deliveries (paused, not
-//! dead-lettered), and reactivation resumes them.
+//! dead-lettered), and reactivation resumes them; an export holds every
+//! tenant-owned table of every crate, found from the catalog.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,10 @@ use tenantkit_webhooks::testing::{Behaviour, Receiver};
 
 use crate::on_both_backends;
 
-on_both_backends!(suspension_reaches_every_subsystem_and_reactivation_resumes_them,);
+on_both_backends!(
+    suspension_reaches_every_subsystem_and_reactivation_resumes_them,
+    an_export_holds_every_table_of_the_tenant_and_nothing_else,
+);
 
 /// Tenants on Pro (webhooks included), receivers on loopback allowed.
 async fn server(backend: Backend) -> Option<Server> {
@@ -189,5 +193,186 @@ async fn suspension_reaches_every_subsystem_and_reactivation_resumes_them(backen
         .expect("the stream opens again");
     stream.ready().await;
     stream.close().await;
+    s.stop().await;
+}
+
+/// SHA-256 of `bytes`, hex.
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn an_export_holds_every_table_of_the_tenant_and_nothing_else(backend: Backend) {
+    let Some(s) = server(backend).await else {
+        return;
+    };
+    let (t, other) = (s.owned_tenant().await, s.owned_tenant().await);
+    let receiver = Receiver::start().await;
+    // Data in every crate, for both tenants.
+    for tenant in [&t, &other] {
+        let key = tenant.api_key(&s, json!(["analytics:write"])).await;
+        let res = tenant
+            .call(&s, Method::POST, "/users")
+            .json(&json!({ "email": "member@e2e.test" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let res = tenant
+            .call(&s, Method::POST, "/webhooks")
+            .json(&json!({ "url": receiver.url(&tenant.sub), "event_types": ["user.created"] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let hook = res.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let res = tenant
+            .call(&s, Method::POST, &format!("/webhooks/{hook}/test"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        receiver
+            .wait_for(&tenant.sub, 1, Duration::from_secs(10))
+            .await;
+        for _ in 0..3 {
+            assert_eq!(
+                ingest(&s, tenant, &key).await.status(),
+                StatusCode::ACCEPTED
+            );
+        }
+    }
+    // The delivery's outcome is recorded after the receiver answered.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("export.tar");
+    let ctx = s
+        .context(t.id)
+        .await
+        .with_actor(tenantkit::audit::Actor::PlatformAdmin("e2e".into()));
+    let exported = tenantkit_server::export::export_tenant(&s.running.db, &ctx, &path)
+        .await
+        .unwrap();
+
+    // The archive: its hash as reported, the manifest first, a file per table.
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(sha256(&bytes), exported.archive_sha256);
+    assert_eq!(bytes.len() as u64, exported.bytes);
+    let mut files = std::collections::BTreeMap::new();
+    let mut archive = tar::Archive::new(&bytes[..]);
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+        files.insert(name, content);
+    }
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    assert_eq!(manifest["format"], "tenantkit-export/1");
+    assert_eq!(manifest["tenant_id"], t.id.to_string());
+
+    // Every tenant-owned table of every crate, from the catalog.
+    let tables: Vec<String> = s
+        .running
+        .db
+        .tenant_tables()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let listed: Vec<String> = manifest["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["table"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, tables, "every tenant-owned table, parents first");
+    assert_eq!(
+        files.len(),
+        tables.len() + 1,
+        "the manifest and a file per table"
+    );
+
+    let secrets = tenantkit_server::export::secret_columns();
+    let mut rows_of = std::collections::BTreeMap::new();
+    for entry in manifest["tables"].as_array().unwrap() {
+        let table = entry["table"].as_str().unwrap();
+        let content = &files[entry["file"].as_str().unwrap()];
+        assert_eq!(entry["sha256"], sha256(content), "{table}: hash");
+        let lines: Vec<Value> = std::str::from_utf8(content)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(entry["rows"], lines.len(), "{table}: rows");
+        for row in &lines {
+            assert_eq!(
+                row["tenant_id"],
+                t.id.to_string(),
+                "{table}: only this tenant"
+            );
+            for (secret_table, column) in &secrets {
+                if *secret_table == table {
+                    assert!(row.get(*column).is_none(), "{table}.{column} exported");
+                }
+            }
+        }
+        if table == "events" {
+            let views = lines
+                .iter()
+                .filter(|r| r["event_type"] == "page_view")
+                .count();
+            assert_eq!(
+                views, 3,
+                "the page views sent (besides the api_call events)"
+            );
+        }
+        rows_of.insert(table.to_owned(), lines.len());
+    }
+    // What the tenant did, table by table.
+    for (table, at_least) in [
+        ("users", 2),
+        ("api_keys", 1),
+        ("audit_logs", 4),
+        ("audit_heads", 1),
+        ("webhooks", 1),
+        ("webhook_messages", 1),
+        ("webhook_queue", 1),
+        ("webhook_deliveries", 1),
+        ("events", 3),
+        ("event_counts", 1),
+        ("event_live_totals", 1),
+    ] {
+        assert!(
+            rows_of[table] >= at_least,
+            "{table}: {} rows, expected at least {at_least}",
+            rows_of[table]
+        );
+    }
+    assert_eq!(rows_of["users"], 2);
+
+    // The export is in the tenant's trail, with the archive's hash.
+    let trail: Value = t
+        .call(&s, Method::GET, "/audit-logs?action=tenant.exported")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = &trail["items"][0];
+    assert_eq!(entry["actor"]["id"], "e2e", "{trail}");
+    assert_eq!(
+        entry["changes"]["after"]["archive_sha256"],
+        exported.archive_sha256
+    );
     s.stop().await;
 }

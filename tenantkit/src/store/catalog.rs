@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Backend, Db, scope::Tx};
+use super::{Backend, Db, TenantTx, scope::Tx, sql::Value};
 use crate::Result;
 
 /// Tables that carry `tenant_id` but are not the tenant's data: the platform's
@@ -14,6 +14,11 @@ use crate::Result;
 /// 'tenantkit:platform'`) and SQLite's `audit_purge_in_progress`, the marker
 /// that lets the retention purge delete audit rows, empty outside it.
 pub const NOT_TENANT_DATA: &[&str] = &["tenant_external_ids", "audit_purge_in_progress"];
+
+/// Columns of tenantkit's tables that are never exported: secrets and their
+/// hashes. Every crate names its own (e.g.
+/// `tenantkit_webhooks::SECRET_COLUMNS`); an export leaves out all of them.
+pub const SECRET_COLUMNS: &[(&str, &str)] = &[("api_keys", "hash")];
 
 /// A tenant-owned table as the catalog describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +119,85 @@ impl Db {
         }
         Ok(parents_first(tables))
     }
+}
+
+impl TenantTx {
+    /// Hands each of the tenant's rows of `table` to `each` as one JSON
+    /// object (primary-key order), without the `omit` columns (secrets);
+    /// returns how many. Rows are read as they are handed on, so memory stays
+    /// bounded whatever the table's size; open the transaction with
+    /// [`Db::begin_snapshot`] to read many tables as of one moment.
+    ///
+    /// Values are as each backend stores them: on PostgreSQL JSON columns
+    /// are nested objects and times RFC 3339; on SQLite ids (16-byte blobs)
+    /// are UUID strings and JSON columns are strings.
+    pub async fn export_rows(
+        &mut self,
+        table: &TenantTable,
+        omit: &[&str],
+        each: impl AsyncFnMut(String) -> Result<()>,
+    ) -> Result<u64> {
+        let backend = self.backend();
+        let sql = export_sql(backend, table, omit);
+        let tenant = Value::from(self.tenant_id());
+        self.conn().for_each_text(sql, vec![tenant], each).await
+    }
+}
+
+/// `SELECT <one JSON object per row> FROM table WHERE tenant_id = $1 ORDER
+/// BY <primary key>`, from catalog names (quoted; never from input).
+fn export_sql(backend: Backend, table: &TenantTable, omit: &[&str]) -> String {
+    let ident = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let literal = |name: &str| format!("'{}'", name.replace('\'', "''"));
+    let kept: Vec<&String> = table
+        .columns
+        .iter()
+        .filter(|c| !omit.contains(&c.as_str()))
+        .collect();
+    // At most 40 columns per call (both backends cap a function's arguments).
+    let parts: Vec<String> = kept
+        .chunks(40)
+        .map(|chunk| {
+            let pairs: Vec<String> = chunk
+                .iter()
+                .map(|c| {
+                    let value = match backend {
+                        Backend::Postgres => ident(c),
+                        Backend::Sqlite => {
+                            let v = ident(c);
+                            format!(
+                                "CASE WHEN typeof({v}) = 'blob' AND length({v}) = 16 THEN \
+                                 lower(substr(hex({v}), 1, 8) || '-' || substr(hex({v}), 9, 4) || '-' || \
+                                 substr(hex({v}), 13, 4) || '-' || substr(hex({v}), 17, 4) || '-' || substr(hex({v}), 21)) \
+                                 WHEN typeof({v}) = 'blob' THEN hex({v}) ELSE {v} END"
+                            )
+                        }
+                    };
+                    format!("{}, {value}", literal(c))
+                })
+                .collect();
+            match backend {
+                Backend::Postgres => format!("jsonb_build_object({})", pairs.join(", ")),
+                Backend::Sqlite => format!("json_object({})", pairs.join(", ")),
+            }
+        })
+        .collect();
+    let object = match backend {
+        Backend::Postgres => format!("({})::text", parts.join(" || ")),
+        Backend::Sqlite => parts
+            .into_iter()
+            .reduce(|a, b| format!("json_patch({a}, {b})"))
+            .unwrap_or_else(|| "json_object()".into()),
+    };
+    let from = match backend {
+        Backend::Postgres => format!("public.{}", ident(&table.name)),
+        Backend::Sqlite => ident(&table.name),
+    };
+    let order: Vec<String> = table.primary_key.iter().map(|c| ident(c)).collect();
+    format!(
+        "SELECT {object} FROM {from} WHERE tenant_id = $1 ORDER BY {}",
+        order.join(", ")
+    )
 }
 
 /// Orders `tables` so each comes after every table it references; ties (and

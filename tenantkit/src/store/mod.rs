@@ -23,7 +23,7 @@ use access::AccessCache;
 pub use access::{ACCESS_CHANNEL, AccessListener, DEFAULT_ACCESS_TTL, UserAccess, UserRef};
 pub use api_keys::CreatedApiKey;
 pub use audit::AUDIT_BATCH;
-pub use catalog::{NOT_TENANT_DATA, TenantTable};
+pub use catalog::{NOT_TENANT_DATA, SECRET_COLUMNS, TenantTable};
 pub use migrate::RuntimeRole;
 #[cfg(feature = "postgres")]
 pub use migrate::postgres_migrator;
@@ -135,6 +135,13 @@ impl Db {
     /// Opens a transaction scoped to the resolved tenant.
     pub async fn begin(&self, ctx: &TenantContext) -> Result<TenantTx> {
         TenantTx::begin(self, ctx).await
+    }
+
+    /// Opens a read-only snapshot of the tenant's data: every read sees the
+    /// database as of the first one, and no writer waits for it (for exports
+    /// and reports that read many tables). Writes through it fail.
+    pub async fn begin_snapshot(&self, ctx: &TenantContext) -> Result<TenantTx> {
+        TenantTx::begin_snapshot(self, ctx).await
     }
 
     /// Checks that the database answers (for readiness probes).

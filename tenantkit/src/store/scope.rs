@@ -103,6 +103,21 @@ impl Pooled {
 }
 
 impl Tx {
+    /// A read-only snapshot: every read sees the database as of its first
+    /// one (PostgreSQL `REPEATABLE READ READ ONLY`; SQLite a deferred
+    /// transaction, which in WAL mode blocks no writer).
+    pub(crate) async fn begin_snapshot(db: &Db) -> Result<Self> {
+        Ok(match &db.pool {
+            #[cfg(feature = "postgres")]
+            Pool::Pg(pool) => Tx::Pg(
+                pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?,
+            ),
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN DEFERRED").await?),
+        })
+    }
+
     pub(crate) async fn begin(db: &Db) -> Result<Self> {
         Ok(match &db.pool {
             #[cfg(feature = "postgres")]
@@ -137,6 +152,10 @@ impl Tx {
 impl TenantTx {
     pub(crate) async fn begin(db: &Db, ctx: &TenantContext) -> Result<Self> {
         Self::scope(db, Tx::begin(db).await?, ctx.clone()).await
+    }
+
+    pub(crate) async fn begin_snapshot(db: &Db, ctx: &TenantContext) -> Result<Self> {
+        Self::scope(db, Tx::begin_snapshot(db).await?, ctx.clone()).await
     }
 
     /// Scopes an open transaction of `db` to `ctx`'s tenant (which must exist).

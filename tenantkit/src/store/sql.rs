@@ -178,6 +178,46 @@ impl Conn<'_> {
             .ok_or_else(|| crate::Error::Internal(format!("expected a row from: {sql}")))
     }
 
+    /// Runs `sql` (built by this crate from catalog names, never from input)
+    /// and hands each row's single text column to `each` as it is read, so a
+    /// table of any size passes through in constant memory; returns how many.
+    pub(crate) async fn for_each_text(
+        &mut self,
+        sql: String,
+        values: Vec<Value>,
+        mut each: impl AsyncFnMut(String) -> Result<()>,
+    ) -> Result<u64> {
+        use futures_util::TryStreamExt;
+        let mut rows = 0;
+        match self {
+            #[cfg(feature = "postgres")]
+            Conn::Pg(c) => {
+                let q = bind_values!(
+                    sqlx::query_scalar::<sqlx::Postgres, String>(sqlx::AssertSqlSafe(sql)),
+                    values
+                );
+                let mut stream = q.fetch(&mut **c);
+                while let Some(text) = stream.try_next().await? {
+                    each(text).await?;
+                    rows += 1;
+                }
+            }
+            #[cfg(feature = "sqlite")]
+            Conn::Sqlite(c) => {
+                let q = bind_values!(
+                    sqlx::query_scalar::<sqlx::Sqlite, String>(sqlx::AssertSqlSafe(sql)),
+                    values
+                );
+                let mut stream = q.fetch(&mut **c);
+                while let Some(text) = stream.try_next().await? {
+                    each(text).await?;
+                    rows += 1;
+                }
+            }
+        }
+        Ok(rows)
+    }
+
     pub(crate) async fn execute(&mut self, sql: &'static str, values: Vec<Value>) -> Result<u64> {
         on_backend!(self, sql, values, |c, q| Ok(q
             .execute(&mut **c)
