@@ -318,6 +318,17 @@ impl OwnedTenant {
         body["key"].as_str().unwrap().to_owned()
     }
 
+    /// `GET path` for this tenant, as its owner: the JSON answer.
+    pub async fn get_json(&self, s: &Server, path: &str) -> serde_json::Value {
+        self.call(s, reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// `method path` for this tenant, as its owner.
     pub fn call(&self, s: &Server, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         s.request(method, path, &self.sub, &self.token)

@@ -15,22 +15,12 @@ use tenantkit_e2e::{
 };
 use tenantkit_webhooks::testing::{Behaviour, Receiver};
 
-use crate::on_both_backends;
+use crate::{on_both_backends, webhooks::server};
 
 on_both_backends!(
     suspension_reaches_every_subsystem_and_reactivation_resumes_them,
     an_export_holds_every_table_of_the_tenant_and_nothing_else,
 );
-
-/// Tenants on Pro (webhooks included), receivers on loopback allowed.
-async fn server(backend: Backend) -> Option<Server> {
-    Server::start_with(backend, |c| {
-        c.billing.plans.default_plan = "pro".into();
-        c.webhooks.allow_http = true;
-        c.webhooks.allow_networks = vec!["127.0.0.1/32".into()];
-    })
-    .await
-}
 
 /// `PATCH /tenants/{id}` as a platform admin: the tenant after the change.
 async fn set_status(s: &Server, t: &OwnedTenant, status: &str) -> Value {
@@ -48,6 +38,27 @@ async fn set_status(s: &Server, t: &OwnedTenant, status: &str) -> Value {
         "PATCH /tenants/{{id}} {status}"
     );
     res.json().await.unwrap()
+}
+
+/// An endpoint of `t` at `url` for `user.created`, and a test message sent
+/// to it (`POST /webhooks/{id}/test`): `(endpoint id, message id)`.
+async fn endpoint_with_a_test_message(s: &Server, t: &OwnedTenant, url: &str) -> (String, String) {
+    let id_in = |v: Value, field: &str| v[field].as_str().unwrap().to_owned();
+    let res = t
+        .call(s, Method::POST, "/webhooks")
+        .json(&json!({ "url": url, "event_types": ["user.created"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let hook = id_in(res.json().await.unwrap(), "id");
+    let res = t
+        .call(s, Method::POST, &format!("/webhooks/{hook}/test"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    (hook, id_in(res.json().await.unwrap(), "message_id"))
 }
 
 /// `POST /analytics/events` with one page view, as `credential`.
@@ -69,27 +80,7 @@ async fn suspension_reaches_every_subsystem_and_reactivation_resumes_them(backen
     // The first attempt is refused with Retry-After: 1, so a retry is due
     // while the tenant is suspended.
     receiver.script("in", Behaviour::RetryAfter(503, "1"));
-    let res = t
-        .call(&s, Method::POST, "/webhooks")
-        .json(&json!({ "url": receiver.url("in"), "event_types": ["user.created"] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let hook = res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let res = t
-        .call(&s, Method::POST, &format!("/webhooks/{hook}/test"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::ACCEPTED);
-    let message = res.json::<Value>().await.unwrap()["message_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (hook, message) = endpoint_with_a_test_message(&s, &t, &receiver.url("in")).await;
     receiver.wait_for("in", 1, Duration::from_secs(10)).await;
     let mut stream = live::connect(&s, &t.sub, Credential::Header(&t.token), "")
         .await
@@ -159,31 +150,18 @@ async fn suspension_reaches_every_subsystem_and_reactivation_resumes_them(backen
     let mut attempts = Value::Null;
     for _ in 0..100 {
         attempts = t
-            .call(
+            .get_json(
                 &s,
-                Method::GET,
                 &format!("/webhooks/{hook}/deliveries/{message}/attempts"),
             )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .await;
         if attempts.as_array().is_some_and(|a| a.len() == 2) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(attempts[1]["response_status"], 204, "{attempts}");
-    let dead: Value = t
-        .call(&s, Method::GET, "/webhooks/dead-letters")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead = t.get_json(&s, "/webhooks/dead-letters").await;
     assert_eq!(dead["items"], json!([]), "paused, not dead-lettered");
 
     // Everything else is back.
@@ -221,23 +199,7 @@ async fn an_export_holds_every_table_of_the_tenant_and_nothing_else(backend: Bac
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::CREATED);
-        let res = tenant
-            .call(&s, Method::POST, "/webhooks")
-            .json(&json!({ "url": receiver.url(&tenant.sub), "event_types": ["user.created"] }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::CREATED);
-        let hook = res.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let res = tenant
-            .call(&s, Method::POST, &format!("/webhooks/{hook}/test"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        endpoint_with_a_test_message(&s, tenant, &receiver.url(&tenant.sub)).await;
         receiver
             .wait_for(&tenant.sub, 1, Duration::from_secs(10))
             .await;
@@ -360,14 +322,7 @@ async fn an_export_holds_every_table_of_the_tenant_and_nothing_else(backend: Bac
     assert_eq!(rows_of["users"], 2);
 
     // The export is in the tenant's trail, with the archive's hash.
-    let trail: Value = t
-        .call(&s, Method::GET, "/audit-logs?action=tenant.exported")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let trail = t.get_json(&s, "/audit-logs?action=tenant.exported").await;
     let entry = &trail["items"][0];
     assert_eq!(entry["actor"]["id"], "e2e", "{trail}");
     assert_eq!(

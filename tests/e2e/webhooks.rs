@@ -27,7 +27,7 @@ on_both_backends!(
 
 /// A server whose tenants are on Pro (webhooks included) and whose endpoints
 /// may be receivers on loopback.
-async fn server(backend: Backend) -> Option<Server> {
+pub(crate) async fn server(backend: Backend) -> Option<Server> {
     Server::start_with(backend, |c| {
         c.billing.plans.default_plan = "pro".into();
         c.webhooks.allow_http = true;

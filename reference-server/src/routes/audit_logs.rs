@@ -136,12 +136,9 @@ pub async fn platform_list(
     Query(filter): Query<AuditFilter>,
 ) -> ApiResult<Json<AuditPage>> {
     principal.require(Permission::ManageTenants)?;
-    let tenant = state
-        .db
-        .resolve_id(id)
+    let ctx = super::named_tenant(&state.db, id)
         .await?
-        .ok_or(tenantkit::Error::NotFound("tenant"))?;
-    let ctx = tenant.with_actor(Actor::from(&principal));
+        .with_actor(Actor::from(&principal));
     let mut tx = state.db.begin(&ctx).await?;
     tx.record_event(
         "audit_log.platform_read",

@@ -32,3 +32,14 @@ impl<T, Id> Page<T, Id> {
         Self { items, next_after }
     }
 }
+
+/// The tenant a platform route names by id, whatever its status: `404` if
+/// there is none.
+pub(crate) async fn named_tenant(
+    db: &tenantkit::Db,
+    id: tenantkit::TenantId,
+) -> Result<tenantkit::TenantContext, tenantkit::Error> {
+    db.resolve_id(id)
+        .await?
+        .ok_or(tenantkit::Error::NotFound("tenant"))
+}

@@ -74,11 +74,7 @@ pub async fn get(
     Path(id): Path<TenantId>,
 ) -> ApiResult<Json<Tenant>> {
     principal.require(Permission::ManageTenants)?;
-    let tenant = state
-        .db
-        .resolve_id(id)
-        .await?
-        .ok_or(tenantkit::Error::NotFound("tenant"))?;
+    let tenant = super::named_tenant(&state.db, id).await?;
     Ok(Json(tenant.tenant().clone()))
 }
 
