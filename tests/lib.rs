@@ -43,6 +43,10 @@ fn base_config(dir: &tempfile::TempDir) -> Config {
     config.database.max_connections = 5;
     config.auth.jwt_secret = Some(SECRET.to_owned().into());
     config.webhooks.secret_keys = vec![WEBHOOK_KEY.to_owned().into()];
+    // Every PostgreSQL test server of a run shares one database, so any
+    // worker may claim any delivery: only servers that ask for one (with
+    // the receivers' loopback allowed) run a worker.
+    config.webhooks.worker = false;
     config.billing.stripe_webhook_secrets = vec![STRIPE_WEBHOOK_SECRET.to_owned().into()];
     config.billing.plan_cache_ttl_secs = 0;
     let plans = &mut config.billing.plans.plans;

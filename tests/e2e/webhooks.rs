@@ -25,10 +25,12 @@ on_both_backends!(
     test_retry_and_recover_through_the_api,
 );
 
-/// A server whose tenants are on Pro (webhooks included) and whose endpoints
-/// may be receivers on loopback.
+/// A server whose tenants are on Pro (webhooks included), whose endpoints
+/// may be receivers on loopback, and which delivers (every such server of a
+/// run has the same policy, so whichever claims a delivery can make it).
 pub(crate) async fn server(backend: Backend) -> Option<Server> {
     Server::start_with(backend, |c| {
+        c.webhooks.worker = true;
         c.billing.plans.default_plan = "pro".into();
         c.webhooks.allow_http = true;
         c.webhooks.allow_networks = vec!["127.0.0.1/32".into()];
