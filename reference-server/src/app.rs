@@ -132,6 +132,7 @@ fn platform_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::default()
         .routes(utoipa_axum::routes!(tenants::list, tenants::create))
         .routes(utoipa_axum::routes!(tenants::get, tenants::update))
+        .routes(utoipa_axum::routes!(tenants::export))
         .routes(utoipa_axum::routes!(audit_logs::platform_list))
         .routes(utoipa_axum::routes!(health::metrics))
 }

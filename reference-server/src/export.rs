@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use anyhow::Context;
+use futures_util::TryStreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tenantkit::{Db, TenantContext};
@@ -98,15 +99,16 @@ pub async fn export_tenant(
         let file = format!("tables/{}.ndjson", table.name);
         let mut writer = BufWriter::new(tokio::fs::File::create(work.path().join(&file)).await?);
         let mut hash = Sha256::new();
-        let rows = tx
-            .export_rows(table, &omit, async |row: String| {
-                hash.update(row.as_bytes());
-                hash.update(b"\n");
-                writer.write_all(row.as_bytes()).await.map_err(io_error)?;
-                writer.write_all(b"\n").await.map_err(io_error)?;
-                Ok(())
-            })
-            .await?;
+        let mut rows = 0;
+        let mut stream = tx.export_rows(table, &omit);
+        while let Some(row) = stream.try_next().await? {
+            hash.update(row.as_bytes());
+            hash.update(b"\n");
+            writer.write_all(row.as_bytes()).await?;
+            writer.write_all(b"\n").await?;
+            rows += 1;
+        }
+        drop(stream);
         writer.flush().await?;
         entries.push(ExportedTable {
             table: table.name.clone(),
@@ -184,10 +186,6 @@ pub async fn export_tenant(
         archive_sha256,
         bytes,
     })
-}
-
-fn io_error(e: std::io::Error) -> tenantkit::Error {
-    tenantkit::Error::Internal(format!("writing the export: {e}"))
 }
 
 fn hex(bytes: &[u8]) -> String {

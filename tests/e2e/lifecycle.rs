@@ -329,5 +329,46 @@ async fn an_export_holds_every_table_of_the_tenant_and_nothing_else(backend: Bac
         entry["changes"]["after"]["archive_sha256"],
         exported.archive_sha256
     );
+
+    // The same over HTTP, as a platform admin: the archive streamed, its hash
+    // in a header and in a second audit entry.
+    let res = s
+        .http
+        .post(s.url(&format!("/tenants/{}/export", t.id)))
+        .bearer_auth(s.admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "application/x-tar");
+    let header = res.headers()["x-archive-sha256"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = res.bytes().await.unwrap();
+    assert_eq!(sha256(&body), header);
+    let first = tar::Archive::new(&body[..])
+        .entries()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .unwrap()
+        .display()
+        .to_string();
+    assert_eq!(first, "manifest.json");
+    let trail = t.get_json(&s, "/audit-logs?action=tenant.exported").await;
+    assert_eq!(
+        trail["items"][0]["changes"]["after"]["archive_sha256"],
+        header
+    );
+    // A tenant's own token cannot export it.
+    let res = t
+        .call(&s, Method::POST, &format!("/tenants/{}/export", t.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
     s.stop().await;
 }

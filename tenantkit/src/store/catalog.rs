@@ -122,25 +122,23 @@ impl Db {
 }
 
 impl TenantTx {
-    /// Hands each of the tenant's rows of `table` to `each` as one JSON
-    /// object (primary-key order), without the `omit` columns (secrets);
-    /// returns how many. Rows are read as they are handed on, so memory stays
-    /// bounded whatever the table's size; open the transaction with
-    /// [`Db::begin_snapshot`] to read many tables as of one moment.
+    /// The tenant's rows of `table`, each as one JSON object (primary-key
+    /// order), without the `omit` columns (secrets). Rows are read as the
+    /// stream is polled, so memory stays bounded whatever the table's size;
+    /// open the transaction with [`Db::begin_snapshot`] to read many tables
+    /// as of one moment.
     ///
     /// Values are as each backend stores them: on PostgreSQL JSON columns
     /// are nested objects and times RFC 3339; on SQLite ids (16-byte blobs)
     /// are UUID strings and JSON columns are strings.
-    pub async fn export_rows(
+    pub fn export_rows(
         &mut self,
         table: &TenantTable,
         omit: &[&str],
-        each: impl AsyncFnMut(String) -> Result<()>,
-    ) -> Result<u64> {
-        let backend = self.backend();
-        let sql = export_sql(backend, table, omit);
+    ) -> futures_util::stream::BoxStream<'_, Result<String>> {
+        let sql = export_sql(self.backend(), table, omit);
         let tenant = Value::from(self.tenant_id());
-        self.conn().for_each_text(sql, vec![tenant], each).await
+        self.conn().text_rows(sql, vec![tenant])
     }
 }
 

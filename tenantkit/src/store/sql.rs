@@ -145,7 +145,24 @@ macro_rules! on_backend {
     };
 }
 
-impl Conn<'_> {
+impl<'c> Conn<'c> {
+    /// Runs `sql` (built by this crate from catalog names, never from input)
+    /// and yields each row's single text column as it is read, so a table of
+    /// any size passes through in constant memory.
+    pub(crate) fn text_rows(
+        self,
+        sql: String,
+        values: Vec<Value>,
+    ) -> futures_util::stream::BoxStream<'c, Result<String>> {
+        use futures_util::TryStreamExt;
+        match self {
+            #[cfg(feature = "postgres")]
+            Conn::Pg(c) => Box::pin(pg_text_rows(c, sql, values).map_err(Into::into)),
+            #[cfg(feature = "sqlite")]
+            Conn::Sqlite(c) => Box::pin(sqlite_text_rows(c, sql, values).map_err(Into::into)),
+        }
+    }
+
     pub(crate) async fn fetch_all<O: Record>(
         &mut self,
         sql: &'static str,
@@ -178,46 +195,6 @@ impl Conn<'_> {
             .ok_or_else(|| crate::Error::Internal(format!("expected a row from: {sql}")))
     }
 
-    /// Runs `sql` (built by this crate from catalog names, never from input)
-    /// and hands each row's single text column to `each` as it is read, so a
-    /// table of any size passes through in constant memory; returns how many.
-    pub(crate) async fn for_each_text(
-        &mut self,
-        sql: String,
-        values: Vec<Value>,
-        mut each: impl AsyncFnMut(String) -> Result<()>,
-    ) -> Result<u64> {
-        use futures_util::TryStreamExt;
-        let mut rows = 0;
-        match self {
-            #[cfg(feature = "postgres")]
-            Conn::Pg(c) => {
-                let q = bind_values!(
-                    sqlx::query_scalar::<sqlx::Postgres, String>(sqlx::AssertSqlSafe(sql)),
-                    values
-                );
-                let mut stream = q.fetch(&mut **c);
-                while let Some(text) = stream.try_next().await? {
-                    each(text).await?;
-                    rows += 1;
-                }
-            }
-            #[cfg(feature = "sqlite")]
-            Conn::Sqlite(c) => {
-                let q = bind_values!(
-                    sqlx::query_scalar::<sqlx::Sqlite, String>(sqlx::AssertSqlSafe(sql)),
-                    values
-                );
-                let mut stream = q.fetch(&mut **c);
-                while let Some(text) = stream.try_next().await? {
-                    each(text).await?;
-                    rows += 1;
-                }
-            }
-        }
-        Ok(rows)
-    }
-
     pub(crate) async fn execute(&mut self, sql: &'static str, values: Vec<Value>) -> Result<u64> {
         on_backend!(self, sql, values, |c, q| Ok(q
             .execute(&mut **c)
@@ -225,3 +202,26 @@ impl Conn<'_> {
             .rows_affected()))
     }
 }
+
+/// The rows of a one-text-column query as a boxed `Send` stream, made outside
+/// any `async fn` so the driver's borrowed types never live in a caller's
+/// future (which must be `Send` for every lifetime, e.g. in an axum handler).
+macro_rules! text_rows {
+    ($name:ident, $db:ty, $conn:ty) => {
+        fn $name(
+            conn: &mut $conn,
+            sql: String,
+            values: Vec<Value>,
+        ) -> futures_util::stream::BoxStream<'_, sqlx::Result<String>> {
+            let q = bind_values!(
+                sqlx::query_scalar::<$db, String>(sqlx::AssertSqlSafe(sql)),
+                values
+            );
+            Box::pin(q.fetch(conn))
+        }
+    };
+}
+#[cfg(feature = "postgres")]
+text_rows!(pg_text_rows, sqlx::Postgres, sqlx::PgConnection);
+#[cfg(feature = "sqlite")]
+text_rows!(sqlite_text_rows, sqlx::Sqlite, sqlx::SqliteConnection);
