@@ -20,7 +20,54 @@ use crate::{on_both_backends, webhooks::server};
 on_both_backends!(
     suspension_reaches_every_subsystem_and_reactivation_resumes_them,
     an_export_holds_every_table_of_the_tenant_and_nothing_else,
+    every_column_named_like_a_secret_is_left_out_or_known_public,
 );
+
+/// Columns whose names look secret but are not: the audit chain's hashes,
+/// which an export must carry so the chain can be verified offline, and
+/// when a rotated-out secret stops working.
+const NOT_SECRETS: &[(&str, &str)] = &[
+    ("audit_logs", "hash"),
+    ("audit_logs", "prev_hash"),
+    ("audit_heads", "hash"),
+    ("audit_heads", "anchor_hash"),
+    ("webhooks", "previous_secret_expires_at"),
+];
+
+/// A crate that adds a column named like a secret must list it in its
+/// `SECRET_COLUMNS` (left out of exports) or here, on purpose.
+async fn every_column_named_like_a_secret_is_left_out_or_known_public(backend: Backend) {
+    let Some(s) = Server::start(backend).await else {
+        return;
+    };
+    let secrets = tenantkit_server::export::secret_columns();
+    let mut unlisted = Vec::new();
+    for table in s.running.db.tenant_tables().await.unwrap() {
+        for column in &table.columns {
+            let named_like_a_secret = ["secret", "password", "token", "hash", "key"]
+                .iter()
+                .any(|word| column.contains(word));
+            let pair = (table.name.as_str(), column.as_str());
+            if named_like_a_secret && !secrets.contains(&pair) && !NOT_SECRETS.contains(&pair) {
+                unlisted.push(format!("{}.{column}", table.name));
+            }
+        }
+    }
+    assert!(
+        unlisted.is_empty(),
+        "list these in the crate's SECRET_COLUMNS or in NOT_SECRETS: {unlisted:?}"
+    );
+    for (table, column) in secrets.iter().chain(NOT_SECRETS) {
+        let found = s.running.db.tenant_tables().await.unwrap();
+        assert!(
+            found
+                .iter()
+                .any(|t| t.name == *table && t.columns.iter().any(|c| c == column)),
+            "{table}.{column} is listed but does not exist"
+        );
+    }
+    s.stop().await;
+}
 
 /// `PATCH /tenants/{id}` as a platform admin: the tenant after the change.
 async fn set_status(s: &Server, t: &OwnedTenant, status: &str) -> Value {
