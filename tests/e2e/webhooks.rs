@@ -46,23 +46,11 @@ async fn tenant(s: &Server) -> Tenant {
 
 /// What these tests ask of a tenant.
 trait TenantCalls {
-    async fn get(&self, s: &Server, path: &str) -> Value;
     async fn send(&self, s: &Server, method: Method, path: &str, body: &Value)
     -> reqwest::Response;
 }
 
 impl TenantCalls for Tenant {
-    /// `GET path` as this tenant's owner: the JSON answer.
-    async fn get(&self, s: &Server, path: &str) -> Value {
-        self.call(s, Method::GET, path)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
     /// `method path` with a JSON `body` as this tenant's owner.
     async fn send(
         &self,
@@ -124,12 +112,12 @@ async fn endpoints_round_trip_through_the_api(backend: Backend) {
     assert_eq!(created["status"], "active");
     assert_eq!(created["event_types"], json!(["user.created"]));
 
-    let list: Value = t.get(&s, "/webhooks").await;
+    let list: Value = t.get_json(&s, "/webhooks").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     let path = format!("/webhooks/{id}");
     let res = t.send(&s, Method::PATCH, &path, &json!({ "url": "https://93.184.216.35/v2", "event_types": ["user.created", "user.deleted"], "description": "renamed" })).await;
     assert_eq!(res.status(), StatusCode::OK);
-    let got: Value = t.get(&s, &path).await;
+    let got: Value = t.get_json(&s, &path).await;
     assert_eq!(got["url"], "https://93.184.216.35/v2");
     assert_eq!(got["description"], "renamed");
     assert_eq!(got["event_types"], json!(["user.created", "user.deleted"]));
@@ -153,7 +141,7 @@ async fn endpoints_round_trip_through_the_api(backend: Backend) {
         (json!("active"), Value::Null)
     );
 
-    let types: Value = t.get(&s, "/webhooks/event-types").await;
+    let types: Value = t.get_json(&s, "/webhooks/event-types").await;
     let names: Vec<&str> = types
         .as_array()
         .unwrap()
@@ -187,7 +175,7 @@ async fn endpoints_round_trip_through_the_api(backend: Backend) {
     let res = t.call(&s, Method::GET, &path).send().await.unwrap();
     problem(res, StatusCode::NOT_FOUND, "GET a deleted endpoint").await;
     // Every change is in the audit trail.
-    let trail: Value = t.get(&s, "/audit-logs?resource_type=webhook").await;
+    let trail: Value = t.get_json(&s, "/audit-logs?resource_type=webhook").await;
     let actions: Vec<&str> = trail["items"]
         .as_array()
         .unwrap()
@@ -233,7 +221,7 @@ async fn hostile_urls_are_422_saying_why(backend: Backend) {
             "{url}: {body}"
         );
     }
-    let list: Value = t.get(&s, "/webhooks").await;
+    let list: Value = t.get_json(&s, "/webhooks").await;
     assert!(
         list["items"].as_array().unwrap().is_empty(),
         "nothing was stored"
@@ -275,7 +263,7 @@ async fn invalid_input_is_refused_and_changes_nothing(backend: Backend) {
         let res = t.send(&s, Method::POST, "/webhooks", &body).await;
         problem(res, status, &body.to_string()).await;
     }
-    let list: Value = t.get(&s, "/webhooks").await;
+    let list: Value = t.get_json(&s, "/webhooks").await;
     assert!(list["items"].as_array().unwrap().is_empty());
     let created = create(&s, &t, "https://93.184.216.34/in", &["*"]).await;
     let path = format!("/webhooks/{}", created["id"].as_str().unwrap());
@@ -293,7 +281,7 @@ async fn invalid_input_is_refused_and_changes_nothing(backend: Backend) {
         "PATCH to a private address",
     )
     .await;
-    let got: Value = t.get(&s, &path).await;
+    let got: Value = t.get_json(&s, &path).await;
     assert_eq!(
         got["url"], "https://93.184.216.34/in",
         "a refused change changes nothing"
@@ -371,12 +359,12 @@ async fn another_tenants_endpoints_and_deliveries_are_404(backend: Backend) {
             "{method} {path} as another tenant"
         );
     }
-    let list: Value = b.get(&s, "/webhooks").await;
+    let list: Value = b.get_json(&s, "/webhooks").await;
     assert!(list["items"].as_array().unwrap().is_empty());
-    let dead: Value = b.get(&s, "/webhooks/dead-letters").await;
+    let dead: Value = b.get_json(&s, "/webhooks/dead-letters").await;
     assert!(dead["items"].as_array().unwrap().is_empty());
     // A's endpoint is untouched.
-    let got: Value = a.get(&s, &format!("/webhooks/{id}")).await;
+    let got: Value = a.get_json(&s, &format!("/webhooks/{id}")).await;
     assert_eq!(got["description"], "e2e");
     s.stop().await;
 }
@@ -582,7 +570,7 @@ async fn the_servers_events_arrive_signed(backend: Backend) {
     );
     // The delivery history agrees.
     let id = created["id"].as_str().unwrap();
-    let history: Value = t.get(&s, &format!("/webhooks/{id}/deliveries")).await;
+    let history: Value = t.get_json(&s, &format!("/webhooks/{id}/deliveries")).await;
     let items = history["items"].as_array().unwrap();
     assert_eq!(items.len(), 6);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -631,7 +619,7 @@ async fn test_retry_and_recover_through_the_api(backend: Backend) {
     let attempts_path = format!("/webhooks/{id}/deliveries/{message}/attempts");
     let mut attempts = Value::Null;
     for _ in 0..100 {
-        attempts = t.get(&s, &attempts_path).await;
+        attempts = t.get_json(&s, &attempts_path).await;
         if attempts.as_array().is_some_and(|a| !a.is_empty()) {
             break;
         }
@@ -712,7 +700,7 @@ async fn test_retry_and_recover_through_the_api(backend: Backend) {
         )
         .await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
-    let dead: Value = t.get(&s, "/webhooks/dead-letters").await;
+    let dead: Value = t.get_json(&s, "/webhooks/dead-letters").await;
     assert!(dead["items"].as_array().unwrap().is_empty());
     s.stop().await;
 }
