@@ -1,6 +1,6 @@
 -- tenantkit on Citus: every tenant-owned table distributed by tenant_id and
 -- co-located with `users` (so a tenant's rows of every table live on one
--- node and every transaction of a request stays on it), the two platform
+-- node and every transaction of a request stays on it), the platform
 -- tables as reference tables (a copy on every node).
 --
 -- Run as the owner on the coordinator of a NEW database, right after
@@ -19,6 +19,7 @@ CREATE EXTENSION IF NOT EXISTS citus;
 -- Platform tables: read before a tenant is known, small, on every node.
 SELECT create_reference_table('tenants');
 SELECT create_reference_table('tenant_external_ids');
+SELECT create_reference_table('tenant_deletions');
 
 -- Citus distributes one level of partitioning. On one PostgreSQL, each day
 -- of `events` is hash-split four ways by tenant; on Citus the shards split by

@@ -244,7 +244,7 @@ macro_rules! backend_tests {
 /// - any other policy that applies to `PUBLIC` or to the runtime role
 ///   (permissive policies add up: one more would widen what it sees);
 /// - a platform table (`COMMENT ... 'tenantkit:platform'`) other than
-///   `tenant_external_ids`.
+///   `tenant_external_ids` and `tenant_deletions`.
 ///
 /// Every crate's tests call it on their database, so a new table (or
 /// partition) is checked without being named anywhere.
@@ -333,7 +333,7 @@ pub async fn schema_problems(owner_url: &str) -> (Vec<String>, Vec<String>) {
     .fetch_all(&pool)
     .await
     .expect("read platform tables");
-    if platform != ["tenant_external_ids"] {
+    if platform != ["tenant_deletions", "tenant_external_ids"] {
         problems.push(format!("unexpected platform tables: {platform:?}"));
     }
     pool.close().await;

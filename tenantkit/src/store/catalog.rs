@@ -9,11 +9,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{Backend, Db, TenantTx, scope::Tx, sql::Value};
 use crate::Result;
 
-/// Tables that carry `tenant_id` but are not the tenant's data: the platform's
-/// `tenant_external_ids` (on PostgreSQL also marked `COMMENT ...
+/// Tables that carry `tenant_id` but are not the tenant's data: the
+/// platform's `tenant_external_ids` and `tenant_deletions` (the record that
+/// outlives a deleted tenant; on PostgreSQL both are also marked `COMMENT ...
 /// 'tenantkit:platform'`) and SQLite's `audit_purge_in_progress`, the marker
-/// that lets the retention purge delete audit rows, empty outside it.
-pub const NOT_TENANT_DATA: &[&str] = &["tenant_external_ids", "audit_purge_in_progress"];
+/// that lets the retention purge and a deletion remove audit rows, empty
+/// outside them.
+pub const NOT_TENANT_DATA: &[&str] = &[
+    "tenant_external_ids",
+    "tenant_deletions",
+    "audit_purge_in_progress",
+];
 
 /// Columns of tenantkit's tables that are never exported: secrets and their
 /// hashes. Every crate names its own (e.g.
@@ -145,7 +151,6 @@ impl TenantTx {
 /// `SELECT <one JSON object per row> FROM table WHERE tenant_id = $1 ORDER
 /// BY <primary key>`, from catalog names (quoted; never from input).
 fn export_sql(backend: Backend, table: &TenantTable, omit: &[&str]) -> String {
-    let ident = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
     let literal = |name: &str| format!("'{}'", name.replace('\'', "''"));
     let kept: Vec<&String> = table
         .columns
@@ -196,6 +201,11 @@ fn export_sql(backend: Backend, table: &TenantTable, omit: &[&str]) -> String {
         "SELECT {object} FROM {from} WHERE tenant_id = $1 ORDER BY {}",
         order.join(", ")
     )
+}
+
+/// `name` quoted as an SQL identifier (both backends).
+pub(super) fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Orders `tables` so each comes after every table it references; ties (and

@@ -175,6 +175,11 @@ impl Db {
                 // tenantkit_link/resolve/linked_external_id(s)).
                 format!("REVOKE UPDATE, DELETE, TRUNCATE ON TABLE tenants FROM {name}"),
                 format!("REVOKE ALL ON TABLE tenant_external_ids FROM {name}"),
+                // Deletions: read; started, counted and finished only through
+                // tenantkit_start/finish_tenant_deletion and _progress.
+                format!(
+                    "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON TABLE tenant_deletions FROM {name}"
+                ),
             ] {
                 sqlx::query(AssertSqlSafe(statement))
                     .execute(&mut *tx)

@@ -10,6 +10,7 @@ mod access;
 mod api_keys;
 mod audit;
 mod catalog;
+mod erase;
 mod migrate;
 mod scope;
 mod sql;
@@ -24,6 +25,7 @@ pub use access::{ACCESS_CHANNEL, AccessListener, DEFAULT_ACCESS_TTL, UserAccess,
 pub use api_keys::CreatedApiKey;
 pub use audit::AUDIT_BATCH;
 pub use catalog::{NOT_TENANT_DATA, SECRET_COLUMNS, TenantTable};
+pub use erase::{ERASE_BATCH, TenantDeletion};
 pub use migrate::RuntimeRole;
 #[cfg(feature = "postgres")]
 pub use migrate::postgres_migrator;

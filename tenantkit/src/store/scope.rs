@@ -179,6 +179,44 @@ impl TenantTx {
         })
     }
 
+    /// Like [`TenantTx::scope`], and holds the tenant until the transaction
+    /// ends (PostgreSQL `FOR KEY SHARE`, as a foreign key check does), for
+    /// writers to tables without a foreign key to `tenants`: a tenant's
+    /// deletion then waits for them, and a tenant already deleted is
+    /// [`Error::NotFound`] instead of rows that outlive it.
+    pub(crate) async fn scope_held(db: &Db, mut tx: Tx, ctx: TenantContext) -> Result<Self> {
+        let held: Option<(i64,)> = match tx {
+            #[cfg(feature = "postgres")]
+            Tx::Pg(_) => {
+                tx.conn()
+                    .fetch_optional(
+                        "SELECT 1::bigint WHERE tenantkit_hold_tenant($1::uuid) \
+                         AND set_config('tenantkit.tenant_id', $1, true) IS NOT NULL",
+                        vec![Value::Text(ctx.id().to_string())],
+                    )
+                    .await?
+            }
+            // One writer at a time: nothing can delete it before this commits.
+            #[cfg(feature = "sqlite")]
+            Tx::Sqlite(_) => {
+                tx.conn()
+                    .fetch_optional("SELECT 1 FROM tenants WHERE id = $1", vec![ctx.id().into()])
+                    .await?
+            }
+        };
+        if held.is_none() {
+            return Err(Error::NotFound("tenant"));
+        }
+        let tenant = ctx.id();
+        Ok(Self {
+            tx,
+            tenant,
+            ctx,
+            access: db.access.clone(),
+            changed: Vec::new(),
+        })
+    }
+
     /// The tenant every query of this transaction is scoped to.
     pub fn tenant_id(&self) -> TenantId {
         self.tenant
@@ -402,8 +440,11 @@ impl TenantTx {
 /// [`BulkTx::tenant`] re-scopes the transaction to a tenant and hands out
 /// the [`TenantTx`] for it: `$1` is that tenant, and on PostgreSQL
 /// `tenantkit.tenant_id` is set to it, so row-level security checks every
-/// row written. The borrow ends before the next tenant is scoped, so no
-/// query can run under the wrong tenant. Dropping it without
+/// row written. It also holds the tenant until commit, so a tenant's
+/// deletion waits for the flush and a deleted tenant is [`Error::NotFound`]
+/// (these tables need no foreign key to `tenants`). The borrow ends before
+/// the next tenant is scoped, so no query can run under the wrong tenant.
+/// Dropping it without
 /// [`BulkTx::commit`] rolls everything back.
 ///
 /// ```
@@ -460,7 +501,7 @@ impl BulkTx {
                 ));
             }
         };
-        let mut scoped = TenantTx::scope(&self.db, tx, ctx.clone()).await?;
+        let mut scoped = TenantTx::scope_held(&self.db, tx, ctx.clone()).await?;
         scoped.changed = changed;
         self.state = BulkState::Scoped(scoped);
         match &mut self.state {

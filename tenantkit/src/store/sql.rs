@@ -195,6 +195,15 @@ impl<'c> Conn<'c> {
             .ok_or_else(|| crate::Error::Internal(format!("expected a row from: {sql}")))
     }
 
+    /// Like [`Conn::execute`], for SQL this crate built from catalog names
+    /// (never from input).
+    pub(crate) async fn execute_built(&mut self, sql: String, values: Vec<Value>) -> Result<u64> {
+        on_backend!(self, sqlx::AssertSqlSafe(sql), values, |c, q| Ok(q
+            .execute(&mut **c)
+            .await?
+            .rows_affected()))
+    }
+
     pub(crate) async fn execute(&mut self, sql: &'static str, values: Vec<Value>) -> Result<u64> {
         on_backend!(self, sql, values, |c, q| Ok(q
             .execute(&mut **c)

@@ -158,6 +158,22 @@ impl Db {
             }
         }
         .ok_or(Error::NotFound("tenant"))?;
+        // The row is locked now, and starting a deletion locks it too: one
+        // of the two sees the other.
+        if status == TenantStatus::Active {
+            let deleting: Option<(TenantId,)> = tx
+                .conn()
+                .fetch_optional(
+                    "SELECT tenant_id FROM tenant_deletions WHERE tenant_id = $1",
+                    vec![id.into()],
+                )
+                .await?;
+            if deleting.is_some() {
+                return Err(Error::Conflict(
+                    "the tenant is being deleted; it cannot be reactivated".into(),
+                ));
+            }
+        }
         let after = changed.tenant;
         let before = Tenant {
             status: changed.before_status,

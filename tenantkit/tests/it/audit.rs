@@ -408,6 +408,27 @@ async fn runtime_cannot_update_or_delete_audit_entries(f: Fixture) {
             "{err}"
         );
     }
+    // PostgreSQL: the deletion path (an owner function) refuses a tenant
+    // whose deletion has not been started, and any tenant but the current one.
+    if let Raw::Pg { .. } = f.raw {
+        let erase = f
+            .raw
+            .runtime_attempt(
+                &t,
+                "SELECT tenantkit_erase_tenant_audit($1, 'audit_logs', 1000)",
+            )
+            .await;
+        assert!(erase.contains("not being deleted"), "{erase}");
+        let other = tenant(&f.db).await;
+        let elsewhere = f
+            .raw
+            .runtime_attempt(
+                &other,
+                "SELECT tenantkit_erase_tenant_audit('00000000-0000-7000-8000-000000000000', 'audit_logs', 1000) WHERE $1::uuid IS NOT NULL",
+            )
+            .await;
+        assert!(elsewhere.contains("current tenant"), "{elsewhere}");
+    }
     assert!(
         f.db.begin(&t)
             .await

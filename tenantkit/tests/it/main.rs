@@ -5,6 +5,7 @@ mod common;
 mod access;
 mod audit;
 mod auth_layer;
+mod erase;
 mod interleavings;
 mod postgres_rls;
 mod rate_limit;
