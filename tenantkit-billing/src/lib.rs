@@ -291,6 +291,48 @@ impl Billing {
         })
     }
 
+    /// Ends the tenant's Stripe subscription at once, for its deletion:
+    /// cancels it at Stripe and records it `canceled` (audited), so running
+    /// it again does nothing. Returns the subscription canceled, if there was
+    /// one still running. [`BillingError::NotConfigured`] when there is one
+    /// and no Stripe key to cancel it with.
+    pub async fn cancel_for_deletion(
+        &self,
+        ctx: &TenantContext,
+    ) -> Result<Option<String>, BillingError> {
+        let running = |s: &Subscription| {
+            s.stripe_subscription_id.is_some()
+                && !matches!(s.status.as_str(), "canceled" | "incomplete_expired")
+        };
+        let current = subscription::load(&mut self.inner.db.begin(ctx).await?).await?;
+        let Some(id) = current
+            .filter(running)
+            .and_then(|s| s.stripe_subscription_id)
+        else {
+            return Ok(None);
+        };
+        let stripe = self
+            .inner
+            .stripe
+            .as_ref()
+            .ok_or(BillingError::NotConfigured("billing.stripe_secret_key"))?;
+        // No transaction is open across the call to Stripe.
+        let status = stripe.cancel_subscription(&id).await?;
+        let mut tx = self.inner.db.begin(ctx).await?;
+        if let Some(current) = subscription::load(&mut tx).await?.filter(running) {
+            let next = Subscription {
+                status,
+                cancel_at_period_end: false,
+                updated_at: Utc::now(),
+                ..current.clone()
+            };
+            subscription::save(&mut tx, Some(&current), &next).await?;
+        }
+        tx.commit().await?;
+        self.invalidate(ctx.id());
+        Ok(Some(id))
+    }
+
     /// Creates a user within the plan's user limit; the count and the insert
     /// are atomic, so concurrent creations never end above the limit. At the
     /// limit the error is the `402` to send.

@@ -1,8 +1,12 @@
-//! Outbound calls to Stripe (async-stripe): customers, Checkout, the billing portal.
+//! Outbound calls to Stripe (async-stripe): customers, Checkout, the billing
+//! portal, cancellation.
 
 use std::collections::HashMap;
 
-use stripe_billing::billing_portal_session::CreateBillingPortalSession;
+use stripe::StripeRequest;
+use stripe_billing::{
+    billing_portal_session::CreateBillingPortalSession, subscription::CancelSubscription,
+};
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
 };
@@ -26,6 +30,13 @@ impl std::fmt::Debug for StripeApi {
 
 fn stripe_error(e: stripe::StripeError) -> BillingError {
     BillingError::Stripe(e.to_string())
+}
+
+/// What this crate reads of a canceled subscription: the rest of Stripe's
+/// object is ignored, so API-version changes do not break it.
+#[derive(miniserde::Deserialize)]
+struct Canceled {
+    status: String,
 }
 
 fn tenant_metadata(tenant: TenantId) -> HashMap<String, String> {
@@ -123,5 +134,19 @@ impl StripeApi {
             .await
             .map_err(stripe_error)?;
         Ok(session.url)
+    }
+
+    /// Cancels `subscription` at once (Stripe's `DELETE /v1/subscriptions/{id}`);
+    /// returns its status afterwards. A subscription Stripe no longer knows
+    /// (404) counts as `canceled`.
+    pub async fn cancel_subscription(&self, subscription: &str) -> Result<String, BillingError> {
+        let request = CancelSubscription::new(subscription)
+            .build()
+            .customize::<Canceled>();
+        match request.send(&self.client).await {
+            Ok(canceled) => Ok(canceled.status),
+            Err(stripe::StripeError::Stripe(_, 404)) => Ok("canceled".to_owned()),
+            Err(e) => Err(stripe_error(e)),
+        }
     }
 }

@@ -426,7 +426,13 @@ impl Webhooks {
             .bind(Utc::now());
         let updated = tx.update(&current, q).await?;
         if current.status == WebhookStatus::Active && status == WebhookStatus::Disabled {
-            stop_pending(tx, id, "disabled by the tenant", Utc::now()).await?;
+            stop_pending(
+                tx,
+                Some(id),
+                "endpoint disabled: disabled by the tenant",
+                Utc::now(),
+            )
+            .await?;
         }
         Ok(updated)
     }
@@ -438,6 +444,17 @@ impl Webhooks {
             .query("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2")
             .bind(id);
         Ok(tx.delete(&current, q).await?)
+    }
+
+    /// Stops every waiting delivery of the tenant (`failed`, with
+    /// `reason`; none is sent or retried after this commits), as its
+    /// deletion starts. Returns how many were waiting.
+    pub async fn stop_deliveries(
+        &self,
+        tx: &mut TenantTx,
+        reason: &str,
+    ) -> Result<u64, WebhookError> {
+        stop_pending(tx, None, reason, Utc::now()).await
     }
 
     /// Gives an endpoint a new secret, shown this once. The old one keeps
@@ -511,7 +528,7 @@ impl Webhooks {
             .bind(reason.clone())
             .bind(now);
         let _: Webhook = tx.update_as("webhook.disabled", &current, q).await?;
-        stop_pending(tx, id, &reason, now).await?;
+        stop_pending(tx, Some(id), &format!("endpoint disabled: {reason}"), now).await?;
         tracing::warn!(tenant_id = %tx.tenant_id(), webhook_id = %id, %reason, "webhook endpoint disabled");
         Ok(())
     }
@@ -574,11 +591,11 @@ impl Webhooks {
     }
 }
 
-/// A disabled endpoint's waiting deliveries stop: `failed`, with the reason,
-/// to be recovered once it is enabled again.
+/// Waiting deliveries stop (of one endpoint, or all of the tenant's):
+/// `failed`, with the reason, to be recovered once it is enabled again.
 async fn stop_pending(
     tx: &mut TenantTx,
-    id: WebhookId,
+    id: Option<WebhookId>,
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<u64, WebhookError> {
@@ -586,10 +603,10 @@ async fn stop_pending(
         .query(
             "UPDATE webhook_queue SET state = 'failed', next_attempt_at = NULL, leased_until = NULL, \
              lease_id = NULL, last_error = $3, updated_at = $4 \
-             WHERE tenant_id = $1 AND webhook_id = $2 AND state = 'pending'",
+             WHERE tenant_id = $1 AND ($2 IS NULL OR webhook_id = $2) AND state = 'pending'",
         )
-        .bind(id)
-        .bind(format!("endpoint disabled: {reason}"))
+        .bind(Value::OptUuid(id.map(|id| id.0)))
+        .bind(reason)
         .bind(now);
     Ok(tx.write_operational(crate::outbox::QUEUE, q).await?)
 }

@@ -243,3 +243,123 @@ fn keys_and_secrets_are_redacted_in_debug() {
     );
     assert!(shown.contains("[redacted]"));
 }
+
+#[tokio::test]
+async fn deletion_cancels_the_running_subscription_once() {
+    use tenantkit_billing::testing::{event, now, subscription};
+    let server = MockServer::start().await;
+    let db = sqlite().await;
+    let billing = Billing::new(db.clone(), stripe_config(&server)).unwrap();
+    let t = tenant(&db).await;
+    // No subscription: nothing to cancel, Stripe not called.
+    assert_eq!(billing.cancel_for_deletion(&t).await.unwrap(), None);
+
+    let at = now();
+    let (body, signature) = crate::common::signed(&event(
+        "evt_sub1",
+        "customer.subscription.updated",
+        at,
+        subscription(&t, "active", "price_pro", at + 86_400),
+    ));
+    billing
+        .receive_webhook(&body, Some(&signature))
+        .await
+        .unwrap();
+    assert_eq!(billing.plan_for(&t).await.unwrap().id, "pro");
+    Mock::given(method("DELETE"))
+        .and(path("/v1/subscriptions/sub_1Pabc"))
+        .and(header(
+            "authorization",
+            format!("Bearer {SECRET_KEY}").as_str(),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(subscription(
+            &t,
+            "canceled",
+            "price_pro",
+            at + 86_400,
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert_eq!(
+        billing.cancel_for_deletion(&t).await.unwrap().as_deref(),
+        Some("sub_1Pabc")
+    );
+    let view = billing.subscription(&t).await.unwrap();
+    assert_eq!(view.subscription.unwrap().status, "canceled");
+    assert_eq!(view.effective_plan.id, "free");
+    // Recorded: a second run does not call Stripe again (expect(1)).
+    assert_eq!(billing.cancel_for_deletion(&t).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn cancellation_treats_a_missing_subscription_as_canceled_and_reports_failures() {
+    use tenantkit_billing::testing::{event, now, subscription};
+    let server = MockServer::start().await;
+    let db = sqlite().await;
+    let t = tenant(&db).await;
+    let at = now();
+    let (body, signature) = crate::common::signed(&event(
+        "evt_sub2",
+        "customer.subscription.updated",
+        at,
+        subscription(&t, "active", "price_pro", at + 86_400),
+    ));
+    // Without a Stripe key the running subscription cannot be canceled.
+    let keyless = Billing::new(db.clone(), config()).unwrap();
+    keyless
+        .receive_webhook(&body, Some(&signature))
+        .await
+        .unwrap();
+    assert!(matches!(
+        keyless.cancel_for_deletion(&t).await,
+        Err(BillingError::NotConfigured(_))
+    ));
+
+    let billing = Billing::new(db.clone(), stripe_config(&server)).unwrap();
+    let failing = Mock::given(method("DELETE"))
+        .and(path("/v1/subscriptions/sub_1Pabc"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(json!({
+            "error": { "type": "api_error", "message": "Something went wrong" }
+        })))
+        .mount_as_scoped(&server)
+        .await;
+    assert!(matches!(
+        billing.cancel_for_deletion(&t).await,
+        Err(BillingError::Stripe(_))
+    ));
+    assert_eq!(
+        billing
+            .subscription(&t)
+            .await
+            .unwrap()
+            .subscription
+            .unwrap()
+            .status,
+        "active",
+        "not recorded as canceled"
+    );
+    drop(failing);
+    Mock::given(method("DELETE"))
+        .and(path("/v1/subscriptions/sub_1Pabc"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({
+            "error": { "type": "invalid_request_error", "code": "resource_missing",
+                       "message": "No such subscription: 'sub_1Pabc'", "param": "id" }
+        })))
+        .mount(&server)
+        .await;
+    assert_eq!(
+        billing.cancel_for_deletion(&t).await.unwrap().as_deref(),
+        Some("sub_1Pabc")
+    );
+    assert_eq!(
+        billing
+            .subscription(&t)
+            .await
+            .unwrap()
+            .subscription
+            .unwrap()
+            .status,
+        "canceled"
+    );
+}

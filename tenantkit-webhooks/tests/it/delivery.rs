@@ -41,6 +41,7 @@ tenantkit::backend_tests!(crate::common::isolated, multi_thread;
     the_rate_limit_defers_and_holds_across_workers,
     graceful_shutdown_finishes_or_gives_back_what_is_in_flight,
     deleting_an_endpoint_stops_its_pending_deliveries,
+    a_deleted_tenants_waiting_deliveries_stop_and_others_go_on,
     disabled_endpoints_deliveries_stop_and_are_recovered,
     rotation_signs_with_both_secrets_during_the_grace_period,
     responses_are_kept_to_4_kib_and_timeouts_classified,
@@ -556,6 +557,38 @@ async fn deleting_an_endpoint_stops_its_pending_deliveries(db: Db) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     running.stop().await;
     assert!(r.received("gone-soon").is_empty());
+}
+
+async fn a_deleted_tenants_waiting_deliveries_stop_and_others_go_on(db: Db) {
+    let w = local_webhooks();
+    let (gone, kept, r) = (
+        tenant(&db).await,
+        tenant(&db).await,
+        Receiver::start().await,
+    );
+    let (hook, _) = endpoint(&db, &w, &gone, r.url("gone")).await;
+    endpoint(&db, &w, &kept, r.url("kept")).await;
+    let msgs = publish(&db, &w, &gone, 3).await;
+    publish(&db, &w, &kept, 3).await;
+    let mut tx = db.begin(&gone).await.unwrap();
+    assert_eq!(
+        w.stop_deliveries(&mut tx, "tenant deleted").await.unwrap(),
+        3
+    );
+    tx.commit().await.unwrap();
+    let stopped = state(&db, &w, &gone, hook, msgs[0]).await;
+    assert_eq!(stopped.state, DeliveryState::Failed);
+    let running = Running::start(worker(&db, &w, fast()));
+    r.wait_for("kept", 3, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.stop().await;
+    assert!(r.received("gone").is_empty(), "none sent after the stop");
+    let mut tx = db.begin(&gone).await.unwrap();
+    assert_eq!(
+        w.stop_deliveries(&mut tx, "tenant deleted").await.unwrap(),
+        0,
+        "nothing waits any more"
+    );
 }
 
 async fn disabled_endpoints_deliveries_stop_and_are_recovered(db: Db) {
