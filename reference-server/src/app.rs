@@ -53,6 +53,16 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// What deletes a tenant across every crate.
+    pub fn deleter(&self) -> crate::deletion::Deleter {
+        crate::deletion::Deleter {
+            db: self.db.clone(),
+            billing: self.billing.clone(),
+            webhooks: self.webhooks.clone(),
+            batch: tenantkit::store::ERASE_BATCH,
+        }
+    }
+
     /// Publishes one of the server's events in `tx` (see [`crate::webhooks::publish`]).
     pub async fn publish(
         &self,
@@ -131,7 +141,11 @@ fn platform_routes() -> OpenApiRouter<AppState> {
     use routes::{audit_logs, health, tenants};
     OpenApiRouter::default()
         .routes(utoipa_axum::routes!(tenants::list, tenants::create))
-        .routes(utoipa_axum::routes!(tenants::get, tenants::update))
+        .routes(utoipa_axum::routes!(
+            tenants::get,
+            tenants::update,
+            tenants::delete
+        ))
         .routes(utoipa_axum::routes!(tenants::export))
         .routes(utoipa_axum::routes!(audit_logs::platform_list))
         .routes(utoipa_axum::routes!(health::metrics))

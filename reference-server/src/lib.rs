@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod config;
+pub mod deletion;
 pub mod error;
 pub mod export;
 pub mod metrics;
@@ -318,6 +319,43 @@ pub async fn issue_user_token(
     )?)
 }
 
+/// `tenant delete`: deletes the tenant named by `tenant` (id or subdomain;
+/// its id once it is gone) if `confirm` is its subdomain, or finishes its
+/// interrupted deletion; the tombstone.
+pub async fn delete_tenant(
+    config: &Config,
+    tenant: &str,
+    confirm: &str,
+    batch: u32,
+) -> anyhow::Result<tenantkit::store::TenantDeletion> {
+    let db = open_runtime_db(config).await?;
+    let (id, subdomain) = match find_tenant(&db, tenant).await {
+        Ok(ctx) => (ctx.id(), ctx.tenant().subdomain.clone()),
+        Err(not_found) => match tenant.parse::<TenantRef>()? {
+            TenantRef::Id(id) => {
+                let gone = db.tenant_deletion(id).await?.ok_or(not_found)?;
+                (id, gone.subdomain)
+            }
+            TenantRef::Subdomain(_) => return Err(not_found),
+        },
+    };
+    anyhow::ensure!(
+        confirm == subdomain,
+        "--confirm must be the tenant's subdomain (`{subdomain}`)"
+    );
+    let deleter = deletion::Deleter {
+        db: db.clone(),
+        billing: tenantkit_billing::Billing::new(db.clone(), config.billing.clone())?,
+        webhooks: webhooks::build(config)?,
+        batch,
+    };
+    let done = deleter
+        .delete(id, &Actor::PlatformAdmin("cli".into()))
+        .await?;
+    db.close().await;
+    Ok(done)
+}
+
 /// Resolves `tenant` (id or subdomain) to its id, for the command line.
 pub async fn find_tenant(db: &Db, tenant: &str) -> anyhow::Result<tenantkit::TenantContext> {
     let r: TenantRef = tenant.parse()?;
@@ -348,6 +386,7 @@ pub struct Running {
     live: tenantkit_analytics::Live,
     analytics_writer: JoinHandle<()>,
     analytics_retention: JoinHandle<()>,
+    deletions: JoinHandle<()>,
 }
 
 impl Running {
@@ -358,6 +397,9 @@ impl Running {
         }
         self.access_watcher.abort();
         self.analytics_retention.abort();
+        // An interrupted deletion resumed at start stops between batches
+        // (its open batch rolls back) and resumes at the next start.
+        self.deletions.abort();
         // Live streams end with 1001 (going away): their clients reconnect elsewhere.
         self.live.shutdown();
         self.handle.graceful_shutdown(Some(grace));
@@ -435,6 +477,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             recheck: Duration::from_secs(live_config.recheck_secs),
         },
     };
+    // Deletions a crash interrupted finish now.
+    let deletions = tokio::spawn({
+        let deleter = state.deleter();
+        async move { deleter.resume_unfinished().await }
+    });
     let app = app::router(state, &config)?.into_make_service_with_connect_info::<SocketAddr>();
 
     let handle = Handle::new();
@@ -500,6 +547,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         live,
         analytics_writer,
         analytics_retention,
+        deletions,
     })
 }
 

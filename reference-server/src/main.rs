@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use tenantkit::{NewTenant, Role, TenantStatus, audit::Actor, auth::TokenRole};
 use tenantkit_server::{
     config::{Config, LogFormat},
-    create_tenant, find_tenant, issue_user_token, load_keys, migrate, open_runtime_db,
-    purge_audit_logs, start,
+    create_tenant, delete_tenant, find_tenant, issue_user_token, load_keys, migrate,
+    open_runtime_db, purge_audit_logs, start,
 };
 
 /// The tenantkit reference server.
@@ -115,6 +115,22 @@ enum TenantCommand {
     Reactivate {
         /// The tenant (id or subdomain).
         tenant: String,
+    },
+    /// Delete a tenant for good: suspended, its Stripe subscription
+    /// canceled, its webhook deliveries stopped, then every row it owns in
+    /// every crate's tables removed in batches, and a tombstone kept (who,
+    /// when, rows removed, the last export's hash). Run it again to finish a
+    /// deletion that was interrupted. The subdomain is free afterwards.
+    Delete {
+        /// The tenant (id or subdomain; its id once it is gone).
+        #[arg(long)]
+        tenant: String,
+        /// The tenant's subdomain again, to confirm.
+        #[arg(long)]
+        confirm: String,
+        /// Rows removed per transaction (1 to 10000).
+        #[arg(long, default_value_t = tenantkit::store::ERASE_BATCH)]
+        batch_size: u32,
     },
     /// Export every row the tenant owns, in every crate's tables, to a tar
     /// archive of NDJSON files with a manifest (rows and SHA-256 of each);
@@ -228,6 +244,18 @@ async fn main() -> anyhow::Result<()> {
                 .with_actor(Actor::PlatformAdmin("cli".into()));
             let exported = tenantkit_server::export::export_tenant(&db, &ctx, &out).await?;
             println!("{}", serde_json::to_string_pretty(&exported)?);
+            Ok(())
+        }
+        Command::Tenant {
+            command:
+                TenantCommand::Delete {
+                    tenant,
+                    confirm,
+                    batch_size,
+                },
+        } => {
+            let done = delete_tenant(&config, &tenant, &confirm, batch_size).await?;
+            println!("{}", serde_json::to_string_pretty(&done)?);
             Ok(())
         }
         Command::Audit {

@@ -19,8 +19,9 @@ impl Cli {
         }
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_tenantkit-server"))
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tenantkit-server"));
+        command
             .args(args)
             .current_dir(self.dir.path())
             .env_clear()
@@ -29,9 +30,20 @@ impl Cli {
             .envs(std::env::var("LLVM_PROFILE_FILE").map(|v| ("LLVM_PROFILE_FILE", v)))
             .env("TENANTKIT_DATABASE__DATA_DIR", self.dir.path().join("data"))
             .env("TENANTKIT_AUTH__JWT_SECRET", SECRET)
-            .env("TENANTKIT_LOG", "warn")
-            .output()
-            .expect("tenantkit-server runs")
+            .env("TENANTKIT_LOG", "warn");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("tenantkit-server runs")
+    }
+
+    /// The embedded database's URL.
+    fn db_url(&self) -> String {
+        format!(
+            "sqlite://{}",
+            self.dir.path().join("data/tenantkit.db").display()
+        )
     }
 
     /// Runs `args`, which must succeed; its standard output.
@@ -274,10 +286,7 @@ fn tenants_are_suspended_and_reactivated_with_an_audit_entry() {
             .contains("no tenant `nope`")
     );
 
-    let db_url = format!(
-        "sqlite://{}",
-        cli.dir.path().join("data/tenantkit.db").display()
-    );
+    let db_url = cli.db_url();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let changes = rt.block_on(async {
         let db = tenantkit::Db::connect(&db_url).await.unwrap();
@@ -347,4 +356,145 @@ fn a_tenant_is_exported_to_an_archive_with_a_manifest() {
         cli.fails(&["tenant", "export", "--tenant", "nope", "--out", "x.tar"])
             .contains("no tenant `nope`")
     );
+}
+
+/// Every row `ctx`'s tenant has, counted table by table from the catalog.
+async fn rows_of(db: &tenantkit::Db, ctx: &tenantkit::TenantContext) -> i64 {
+    use futures_util::StreamExt;
+    let mut total = 0;
+    for table in db.tenant_tables().await.unwrap() {
+        let mut tx = db.begin_snapshot(ctx).await.unwrap();
+        total += tx.export_rows(&table, &[]).count().await as i64;
+    }
+    total
+}
+
+#[test]
+fn a_deletion_killed_mid_way_finishes_when_run_again() {
+    let cli = Cli::new();
+    cli.acme();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(tenantkit::Db::connect(&cli.db_url())).unwrap();
+    let ctx = rt.block_on(db.resolve_subdomain("acme")).unwrap().unwrap();
+    // 1,500 more users: with their audit entries, some 3,000 rows.
+    rt.block_on(async {
+        let mut tx = db.begin(&ctx).await.unwrap();
+        for i in 0..1500 {
+            tx.create_user(&tenantkit::NewUser {
+                email: format!("u{i}@acme.test"),
+                role: tenantkit::Role::Member,
+            })
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+    });
+    let before = rt.block_on(rows_of(&db, &ctx));
+    assert!(before > 3000, "{before}");
+
+    assert!(
+        cli.fails(&[
+            "tenant",
+            "delete",
+            "--tenant",
+            "acme",
+            "--confirm",
+            "globex"
+        ])
+        .contains("--confirm must be the tenant's subdomain")
+    );
+    assert_eq!(
+        rt.block_on(rows_of(&db, &ctx)),
+        before,
+        "refused: nothing gone"
+    );
+    assert!(
+        cli.fails(&[
+            "tenant",
+            "delete",
+            "--tenant",
+            "acme",
+            "--confirm",
+            "acme",
+            "--batch-size",
+            "0"
+        ])
+        .contains("batch")
+    );
+
+    // One row per transaction: slow enough to be killed part-way.
+    let args = [
+        "tenant",
+        "delete",
+        "--tenant",
+        "acme",
+        "--confirm",
+        "acme",
+        "--batch-size",
+        "1",
+    ];
+    let mut child = cli
+        .command(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let removed = |d: &tenantkit::store::TenantDeletion| d.rows_removed.0.values().sum::<i64>();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let progress = rt.block_on(db.tenant_deletion(ctx.id())).unwrap();
+        if progress.as_ref().is_some_and(|d| removed(d) >= 200) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress: {progress:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let interrupted = rt.block_on(db.tenant_deletion(ctx.id())).unwrap().unwrap();
+    assert!(interrupted.finished_at.is_none());
+    assert!(removed(&interrupted) < before, "killed part-way");
+    let suspended = rt.block_on(db.resolve_id(ctx.id())).unwrap().unwrap();
+    assert_eq!(
+        suspended.tenant().status,
+        tenantkit::TenantStatus::Suspended
+    );
+    // What was removed is gone and counted: the rest is still there.
+    assert_eq!(
+        rt.block_on(rows_of(&db, &ctx)) + removed(&interrupted),
+        before + 1,
+        "every row either removed and counted, or still there (+1: the suspension's audit entry)"
+    );
+
+    // Run again: it finishes, and each row was counted once.
+    let done: serde_json::Value = serde_json::from_str(&cli.ok(&[
+        "tenant",
+        "delete",
+        "--tenant",
+        "acme",
+        "--confirm",
+        "acme",
+    ]))
+    .unwrap();
+    assert!(done["finished_at"].is_string(), "{done}");
+    let rows = done["rows_removed"].as_object().unwrap();
+    let total: i64 = rows
+        .iter()
+        .filter(|(t, _)| *t != "tenants")
+        .map(|(_, n)| n.as_i64().unwrap())
+        .sum();
+    assert_eq!(total, before + 1, "{done}");
+    assert_eq!(rows["users"], 1501);
+    assert_eq!(rt.block_on(rows_of(&db, &ctx)), 0);
+    assert!(rt.block_on(db.resolve_subdomain("acme")).unwrap().is_none());
+    // Once gone, by id: the tombstone again.
+    let id = ctx.id().to_string();
+    let again: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["tenant", "delete", "--tenant", &id, "--confirm", "acme"]))
+            .unwrap();
+    assert_eq!(again, done);
+    rt.block_on(db.close());
 }

@@ -2,7 +2,9 @@
 //! (`PATCH /tenants/{id}`) stops its requests, its event ingestion, its open
 //! WebSockets (within 5 s) and its webhook deliveries (paused, not
 //! dead-lettered), and reactivation resumes them; an export holds every
-//! tenant-owned table of every crate, found from the catalog.
+//! tenant-owned table of every crate, found from the catalog; a deletion
+//! (`DELETE /tenants/{id}`) leaves no row of the tenant in any table, and
+//! every other tenant's rows as they were.
 
 use std::time::{Duration, Instant};
 
@@ -15,12 +17,16 @@ use tenantkit_e2e::{
 };
 use tenantkit_webhooks::testing::{Behaviour, Receiver};
 
-use crate::{on_both_backends, webhooks::server};
+use crate::{
+    on_both_backends,
+    webhooks::{server, server_with},
+};
 
 on_both_backends!(
     suspension_reaches_every_subsystem_and_reactivation_resumes_them,
     an_export_holds_every_table_of_the_tenant_and_nothing_else,
     every_column_named_like_a_secret_is_left_out_or_known_public,
+    a_deletion_leaves_no_row_of_the_tenant_anywhere_and_others_as_they_were,
 );
 
 /// Columns whose names look secret but are not: the audit chain's hashes,
@@ -230,35 +236,39 @@ fn sha256(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Data in every crate for each of `tenants`: a second user, an API key, a
+/// subscription (and so a linked Stripe customer), a webhook endpoint with a
+/// delivered message, three page views (and their rollups).
+async fn data_in_every_crate(s: &Server, tenants: &[&OwnedTenant], receiver: &Receiver) {
+    for tenant in tenants {
+        let key = tenant.api_key(s, json!(["analytics:write"])).await;
+        let res = tenant
+            .call(s, Method::POST, "/users")
+            .json(&json!({ "email": "member@e2e.test" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        s.subscribe(tenant.id, "price_pro").await;
+        endpoint_with_a_test_message(s, tenant, &receiver.url(&tenant.sub)).await;
+        receiver
+            .wait_for(&tenant.sub, 1, Duration::from_secs(10))
+            .await;
+        for _ in 0..3 {
+            assert_eq!(ingest(s, tenant, &key).await.status(), StatusCode::ACCEPTED);
+        }
+    }
+    // The delivery's outcome is recorded after the receiver answered.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
 async fn an_export_holds_every_table_of_the_tenant_and_nothing_else(backend: Backend) {
     let Some(s) = server(backend).await else {
         return;
     };
     let (t, other) = (s.owned_tenant().await, s.owned_tenant().await);
     let receiver = Receiver::start().await;
-    // Data in every crate, for both tenants.
-    for tenant in [&t, &other] {
-        let key = tenant.api_key(&s, json!(["analytics:write"])).await;
-        let res = tenant
-            .call(&s, Method::POST, "/users")
-            .json(&json!({ "email": "member@e2e.test" }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::CREATED);
-        endpoint_with_a_test_message(&s, tenant, &receiver.url(&tenant.sub)).await;
-        receiver
-            .wait_for(&tenant.sub, 1, Duration::from_secs(10))
-            .await;
-        for _ in 0..3 {
-            assert_eq!(
-                ingest(&s, tenant, &key).await.status(),
-                StatusCode::ACCEPTED
-            );
-        }
-    }
-    // The delivery's outcome is recorded after the receiver answered.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    data_in_every_crate(&s, &[&t, &other], &receiver).await;
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("export.tar");
@@ -352,6 +362,8 @@ async fn an_export_holds_every_table_of_the_tenant_and_nothing_else(backend: Bac
         ("api_keys", 1),
         ("audit_logs", 4),
         ("audit_heads", 1),
+        ("subscriptions", 1),
+        ("stripe_events", 1),
         ("webhooks", 1),
         ("webhook_messages", 1),
         ("webhook_queue", 1),
@@ -417,5 +429,244 @@ async fn an_export_holds_every_table_of_the_tenant_and_nothing_else(backend: Bac
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    s.stop().await;
+}
+
+/// How many rows of `tenant` each table of the database holds (non-zero
+/// only): every table with a `tenant_id` column, platform tables included,
+/// read from the database's own catalog as its owner (past row-level
+/// security). On PostgreSQL partitions count through their parent.
+async fn rows_anywhere(
+    s: &Server,
+    tenant: tenantkit::TenantId,
+) -> std::collections::BTreeMap<String, i64> {
+    let url = s.config.database_url();
+    let mut found = std::collections::BTreeMap::new();
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT m.name FROM sqlite_master m WHERE m.type = 'table' \
+             AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) p WHERE p.name = 'tenant_id')",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        for table in tables {
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM \"{table}\" WHERE tenant_id = $1"
+            )))
+            .bind(tenant.as_uuid())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if n > 0 {
+                found.insert(table, n);
+            }
+        }
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_class c \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped \
+             WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') \
+             AND NOT c.relispartition",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        for table in tables {
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM public.\"{table}\" WHERE tenant_id = $1"
+            )))
+            .bind(tenant.as_uuid())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if n > 0 {
+                found.insert(table, n);
+            }
+        }
+        pool.close().await;
+    }
+    found
+}
+
+/// Every row `ctx`'s tenant has in every tenant-owned table, as exported.
+async fn snapshot(
+    s: &Server,
+    ctx: &tenantkit::TenantContext,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    use futures_util::TryStreamExt;
+    let mut rows = std::collections::BTreeMap::new();
+    for table in s.running.db.tenant_tables().await.unwrap() {
+        let mut tx = s.running.db.begin_snapshot(ctx).await.unwrap();
+        let lines: Vec<String> = tx.export_rows(&table, &[]).try_collect().await.unwrap();
+        rows.insert(table.name.clone(), lines);
+    }
+    rows
+}
+
+async fn a_deletion_leaves_no_row_of_the_tenant_anywhere_and_others_as_they_were(backend: Backend) {
+    use wiremock::{
+        Mock, MockServer, ResponseTemplate,
+        matchers::{method, path},
+    };
+    let stripe = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .and(path("/v1/subscriptions/sub_1Pabc"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({ "id": "sub_1Pabc", "object": "subscription", "status": "canceled" }),
+        ))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    let uri = stripe.uri();
+    let Some(s) = server_with(backend, move |c| {
+        c.billing.stripe_secret_key = Some("sk_test_e2e".to_owned().into());
+        c.billing.stripe_api_base = Some(uri);
+    })
+    .await
+    else {
+        return;
+    };
+    let (t, other) = (s.owned_tenant().await, s.owned_tenant().await);
+    let receiver = Receiver::start().await;
+    data_in_every_crate(&s, &[&t, &other], &receiver).await;
+    // An export first: its hash goes into the tombstone.
+    let res = s
+        .http
+        .post(s.url(&format!("/tenants/{}/export", t.id)))
+        .bearer_auth(s.admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let export_hash = res.headers()["x-archive-sha256"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let other_ctx = s.context(other.id).await;
+    let other_before = snapshot(&s, &other_ctx).await;
+    let before = rows_anywhere(&s, t.id).await;
+    for table in [
+        "users",
+        "api_keys",
+        "audit_logs",
+        "subscriptions",
+        "tenant_external_ids",
+        "webhooks",
+        "webhook_deliveries",
+        "events",
+        "event_counts",
+    ] {
+        assert!(before.contains_key(table), "{table}: {before:?}");
+    }
+
+    let delete = |confirm: &str| {
+        s.http
+            .delete(s.url(&format!("/tenants/{}{confirm}", t.id)))
+            .bearer_auth(s.admin_token())
+            .send()
+    };
+    // Refusals change nothing.
+    problem(
+        delete("").await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "no confirm",
+    )
+    .await;
+    let p = problem(
+        delete(&format!("?confirm={}", other.sub)).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "another tenant's subdomain",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("subdomain"), "{p}");
+    let res = t
+        .call(
+            &s,
+            Method::DELETE,
+            &format!("/tenants/{}?confirm={}", t.id, t.sub),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "not by the tenant itself"
+    );
+    assert_eq!(rows_anywhere(&s, t.id).await, before);
+
+    let res = delete(&format!("?confirm={}", t.sub)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let tombstone: Value = res.json().await.unwrap();
+    assert_eq!(tombstone["tenant_id"], t.id.to_string());
+    assert_eq!(tombstone["subdomain"], t.sub);
+    assert_eq!(tombstone["actor_type"], "platform_admin");
+    assert_eq!(tombstone["export_sha256"], export_hash);
+    assert!(tombstone["finished_at"].is_string(), "{tombstone}");
+    let removed = &tombstone["rows_removed"];
+    assert_eq!(removed["tenants"], 1);
+    for (table, n) in &before {
+        assert!(
+            removed[table].as_i64().unwrap() >= *n,
+            "{table}: {n} rows before, {removed}"
+        );
+    }
+    for table in [
+        "users",
+        "api_keys",
+        "subscriptions",
+        "webhooks",
+        "tenant_external_ids",
+    ] {
+        assert_eq!(removed[table], before[table], "{table}");
+    }
+
+    // Nothing of the tenant is left but its tombstone.
+    assert_eq!(
+        rows_anywhere(&s, t.id).await,
+        std::collections::BTreeMap::from([("tenant_deletions".to_owned(), 1)])
+    );
+    let res = s
+        .http
+        .get(s.url(&format!("/tenants/{}", t.id)))
+        .bearer_auth(s.admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = t.call(&s, Method::GET, "/users").send().await.unwrap();
+    assert!(!res.status().is_success(), "{}", res.status());
+    // Stripe was told once (the mock expects exactly one call).
+    stripe.verify().await;
+
+    // Every other tenant's rows, chain and rollups are as they were.
+    assert_eq!(snapshot(&s, &other_ctx).await, other_before);
+    let mut tx = s.running.db.begin(&other_ctx).await.unwrap();
+    assert!(tx.verify_audit_chain().await.unwrap().valid);
+    drop(tx);
+    let res = other.call(&s, Method::GET, "/users").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Asking again answers with the same tombstone; the subdomain is free.
+    let again: Value = delete(&format!("?confirm={}", t.sub))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again, tombstone);
+    let res = s
+        .http
+        .post(s.url("/tenants"))
+        .bearer_auth(s.admin_token())
+        .json(&json!({ "name": "Reused", "subdomain": t.sub }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
     s.stop().await;
 }

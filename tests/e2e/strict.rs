@@ -68,6 +68,7 @@ fn routes() -> Vec<Route> {
             .json(json!({ "name": "Strict", "subdomain": "strict-walk" })),
         route(Method::GET, "/tenants/{id}", PlatformAdmin),
         route(Method::PATCH, "/tenants/{id}", PlatformAdmin).json(json!({ "status": "active" })),
+        route(Method::DELETE, "/tenants/{id}", PlatformAdmin),
         route(Method::POST, "/tenants/{id}/export", PlatformAdmin),
         route(Method::GET, "/tenants/{id}/audit-logs", PlatformAdmin),
         route(Method::GET, "/tenant", Tenant),

@@ -29,11 +29,20 @@ on_both_backends!(
 /// may be receivers on loopback, and which delivers (every such server of a
 /// run has the same policy, so whichever claims a delivery can make it).
 pub(crate) async fn server(backend: Backend) -> Option<Server> {
+    server_with(backend, |_| {}).await
+}
+
+/// Like [`server`], after `tweak` adjusts the configuration.
+pub(crate) async fn server_with(
+    backend: Backend,
+    tweak: impl FnOnce(&mut tenantkit_server::config::Config),
+) -> Option<Server> {
     Server::start_with(backend, |c| {
         c.webhooks.worker = true;
         c.billing.plans.default_plan = "pro".into();
         c.webhooks.allow_http = true;
         c.webhooks.allow_networks = vec!["127.0.0.1/32".into()];
+        tweak(c);
     })
     .await
 }

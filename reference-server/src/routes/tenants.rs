@@ -7,6 +7,7 @@ use tenantkit::{
     NewTenant, PageRequest, Tenant, TenantId, TenantStatus, User,
     audit::Actor,
     auth::{Permission, Principal},
+    problem::Problem,
 };
 
 use super::Page;
@@ -103,6 +104,56 @@ pub async fn update(
         .set_tenant_status(id, patch.status, &Actor::from(&principal))
         .await?;
     Ok(Json(tenant))
+}
+
+/// `DELETE /tenants/{id}` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteTenant {
+    /// The tenant's subdomain, to confirm which tenant goes.
+    pub confirm: String,
+}
+
+/// `DELETE /tenants/{id}?confirm=<subdomain>` (platform admin): deletes the
+/// tenant for good (see `docs/tenant-lifecycle.md`): suspended, its Stripe
+/// subscription canceled, its webhook deliveries stopped, every row it owns
+/// in every crate's tables removed in batches, then the tenant; its
+/// subdomain is free again. Answers with the tombstone. The work runs on
+/// its own task: a request that times out does not stop it, and asking
+/// again finishes an interrupted deletion or returns the tombstone.
+#[utoipa::path(delete, path = "/tenants/{id}", tag = "platform", security(("bearer" = [])), params(("id" = TenantId, Path, description = "The tenant id"), DeleteTenant), responses((status = 200, description = "The tombstone: who deleted the tenant, when, the rows removed by table, the hash of its last export", body = tenantkit::store::TenantDeletion), (status = 400, description = "`confirm` is missing or is not the tenant's subdomain", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such tenant, and no deletion of it", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<TenantId>,
+    Query(query): Query<DeleteTenant>,
+) -> ApiResult<Json<tenantkit::store::TenantDeletion>> {
+    principal.require(Permission::ManageTenants)?;
+    let subdomain = match state.db.resolve_id(id).await? {
+        Some(ctx) => ctx.tenant().subdomain.clone(),
+        None => {
+            state
+                .db
+                .tenant_deletion(id)
+                .await?
+                .ok_or(tenantkit::Error::NotFound("tenant"))?
+                .subdomain
+        }
+    };
+    if query.confirm != subdomain {
+        return Err(
+            Problem::new(StatusCode::BAD_REQUEST, "Confirmation does not match")
+                .with_detail("`confirm` must be the subdomain of the tenant to delete")
+                .into(),
+        );
+    }
+    let (deleter, by) = (state.deleter(), Actor::from(&principal));
+    let done = tokio::spawn(async move { deleter.delete(id, &by).await })
+        .await
+        .map_err(|e| tenantkit::Error::Internal(format!("tenant deletion: {e}")))?
+        .map_err(|e| Problem::from(&e))?;
+    Ok(Json(done))
 }
 
 /// `POST /tenants/{id}/export` (platform admin): every row the tenant owns
