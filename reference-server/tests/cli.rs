@@ -358,6 +358,160 @@ fn a_tenant_is_exported_to_an_archive_with_a_manifest() {
     );
 }
 
+/// The files of a tar archive, in order.
+fn files_of(archive: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut tar = tar::Archive::new(std::fs::File::open(archive).unwrap());
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        files.push((name, bytes));
+    }
+    files
+}
+
+/// Writes `files` as a tar archive at `to`; with `rehash`, the manifest's
+/// rows and SHA-256 are made to match the files (a forger's careful copy).
+fn write_archive(to: &std::path::Path, mut files: Vec<(String, Vec<u8>)>, rehash: bool) {
+    use sha2::Digest;
+    if rehash {
+        let mut manifest: serde_json::Value = serde_json::from_slice(&files[0].1).unwrap();
+        for table in manifest["tables"].as_array_mut().unwrap() {
+            let (_, bytes) = files.iter().find(|(n, _)| table["file"] == *n).unwrap();
+            let sha: String = sha2::Sha256::digest(bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            table["sha256"] = sha.into();
+            table["rows"] = bytes.iter().filter(|b| **b == b'\n').count().into();
+        }
+        files[0].1 = serde_json::to_vec(&manifest).unwrap();
+    }
+    let mut tar = tar::Builder::new(std::fs::File::create(to).unwrap());
+    for (name, bytes) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, name, &bytes[..]).unwrap();
+    }
+    tar.finish().unwrap();
+}
+
+#[test]
+fn an_export_verifies_offline_and_any_tampering_is_found() {
+    let cli = Cli::new();
+    cli.acme();
+    // A few more audit entries: a suspension and a reactivation.
+    cli.ok(&["tenant", "suspend", "acme"]);
+    cli.ok(&["tenant", "reactivate", "acme"]);
+    let archive = cli.dir.path().join("acme.tar");
+    let archive_arg = archive.to_str().unwrap();
+    cli.ok(&["tenant", "export", "--tenant", "acme", "--out", archive_arg]);
+    // No database needed: it is gone before the check.
+    std::fs::remove_dir_all(cli.dir.path().join("data")).unwrap();
+    let check: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["audit", "verify-export", "--archive", archive_arg]))
+            .unwrap();
+    assert_eq!(check["valid"], true, "{check}");
+    assert_eq!(check["mismatched_files"], serde_json::json!([]));
+    assert_eq!(
+        check["audit_chain"]["checked"], 4,
+        "create x2, suspend, reactivate: {check}"
+    );
+    assert_eq!(check["audit_chain"]["head_seq"], 4);
+
+    let verify = |archive: &std::path::Path| {
+        let out = cli.run(&[
+            "audit",
+            "verify-export",
+            "--archive",
+            archive.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success(), "a tampered archive verified");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("does not verify"));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let files = files_of(&archive);
+    let audit = files
+        .iter()
+        .position(|(n, _)| n == "tables/audit_logs.ndjson")
+        .unwrap();
+    let lines = |bytes: &[u8]| -> Vec<String> {
+        String::from_utf8(bytes.to_vec())
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let forged = cli.dir.path().join("forged.tar");
+
+    // One entry altered, the manifest carefully re-hashed: the chain breaks there.
+    let mut altered = files.clone();
+    let mut rows = lines(&altered[audit].1);
+    rows[1] = rows[1].replace("\"create\"", "\"forged\"");
+    altered[audit].1 = (rows.join("\n") + "\n").into_bytes();
+    write_archive(&forged, altered.clone(), true);
+    let check = verify(&forged);
+    assert_eq!(check["mismatched_files"], serde_json::json!([]), "{check}");
+    assert_eq!(
+        check["audit_chain"]["first_broken"]["reason"],
+        "hash_mismatch"
+    );
+    assert_eq!(check["audit_chain"]["first_broken"]["seq"], 2);
+    // The same without re-hashing: the manifest gives it away too.
+    write_archive(&forged, altered, false);
+    let check = verify(&forged);
+    assert_eq!(
+        check["mismatched_files"],
+        serde_json::json!(["tables/audit_logs.ndjson"])
+    );
+
+    // The newest entry dropped: the head no longer matches.
+    let mut cut = files.clone();
+    let rows = lines(&cut[audit].1);
+    cut[audit].1 = (rows[..rows.len() - 1].join("\n") + "\n").into_bytes();
+    write_archive(&forged, cut, true);
+    assert_eq!(
+        verify(&forged)["audit_chain"]["first_broken"]["reason"],
+        "head_mismatch"
+    );
+
+    // An entry from the middle dropped: a gap.
+    let mut gap = files.clone();
+    let mut rows = lines(&gap[audit].1);
+    rows.remove(1);
+    gap[audit].1 = (rows.join("\n") + "\n").into_bytes();
+    write_archive(&forged, gap, true);
+    assert_eq!(
+        verify(&forged)["audit_chain"]["first_broken"]["reason"],
+        "missing_entry"
+    );
+
+    // A file dropped from the archive.
+    let mut missing = files.clone();
+    missing.retain(|(n, _)| n != "tables/users.ndjson");
+    write_archive(&forged, missing, false);
+    assert_eq!(
+        verify(&forged)["mismatched_files"],
+        serde_json::json!(["tables/users.ndjson"])
+    );
+
+    // Not an archive of ours at all.
+    std::fs::write(&forged, b"hello").unwrap();
+    assert!(
+        !cli.fails(&[
+            "audit",
+            "verify-export",
+            "--archive",
+            forged.to_str().unwrap()
+        ])
+        .is_empty()
+    );
+}
+
 /// Every row `ctx`'s tenant has, counted table by table from the catalog.
 async fn rows_of(db: &tenantkit::Db, ctx: &tenantkit::TenantContext) -> i64 {
     use futures_util::StreamExt;

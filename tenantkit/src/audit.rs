@@ -403,6 +403,95 @@ pub struct ChainReport {
     pub first_broken: Option<BrokenLink>,
 }
 
+/// Checks a chain link by link, entries fed in `seq` order: the one check
+/// behind [`crate::TenantTx::verify_audit_chain`] (entries read from the
+/// database) and an export's offline verification (entries read from a
+/// file). It holds one entry's worth of state, whatever the chain's length.
+///
+/// ```
+/// use tenantkit::audit::ChainCheck;
+///
+/// // An empty chain whose head says so is valid.
+/// let report = ChainCheck::new(0, "").finish(0, "");
+/// assert!(report.valid);
+/// // A head that claims entries nobody fed is a deleted tail.
+/// let report = ChainCheck::new(0, "").finish(3, "abc");
+/// assert_eq!(report.first_broken.unwrap().reason, "head_mismatch");
+/// ```
+#[derive(Clone, Debug)]
+pub struct ChainCheck {
+    first_seq: i64,
+    expected_seq: i64,
+    prev_hash: String,
+    checked: u64,
+    first_broken: Option<BrokenLink>,
+}
+
+impl ChainCheck {
+    /// A check of a chain that starts after `anchor_seq` (0, or where a
+    /// retention purge ended), whose first entry links to `anchor_hash`.
+    pub fn new(anchor_seq: i64, anchor_hash: &str) -> Self {
+        Self {
+            first_seq: anchor_seq + 1,
+            expected_seq: anchor_seq + 1,
+            prev_hash: anchor_hash.to_owned(),
+            checked: 0,
+            first_broken: None,
+        }
+    }
+
+    /// The `seq` the next entry must have (the last one checked, plus one).
+    pub fn next_seq(&self) -> i64 {
+        self.expected_seq
+    }
+
+    /// Checks the next entry: its position, its link to the previous one
+    /// and its own hash. `false` once a link is broken (feed no more).
+    pub fn push(&mut self, entry: &AuditEntry) -> bool {
+        if self.first_broken.is_some() {
+            return false;
+        }
+        self.checked += 1;
+        let broken = |seq, id, reason| Some(BrokenLink { seq, id, reason });
+        self.first_broken = if entry.seq != self.expected_seq {
+            broken(self.expected_seq, None, "missing_entry")
+        } else if entry.prev_hash != self.prev_hash {
+            broken(entry.seq, Some(entry.id), "prev_hash_mismatch")
+        } else if entry.compute_hash() != entry.hash {
+            broken(entry.seq, Some(entry.id), "hash_mismatch")
+        } else {
+            None
+        };
+        if self.first_broken.is_some() {
+            return false;
+        }
+        self.expected_seq += 1;
+        self.prev_hash.clone_from(&entry.hash);
+        true
+    }
+
+    /// The report, once every entry was fed: the last one must be the head
+    /// (`head_seq`, `head_hash`), or the tail was cut off.
+    pub fn finish(mut self, head_seq: i64, head_hash: &str) -> ChainReport {
+        if self.first_broken.is_none()
+            && (self.expected_seq - 1 != head_seq || self.prev_hash != head_hash)
+        {
+            self.first_broken = Some(BrokenLink {
+                seq: self.expected_seq,
+                id: None,
+                reason: "head_mismatch",
+            });
+        }
+        ChainReport {
+            valid: self.first_broken.is_none(),
+            checked: self.checked,
+            first_seq: self.first_seq,
+            head_seq,
+            first_broken: self.first_broken,
+        }
+    }
+}
+
 /// Where and how a chain breaks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -8,7 +8,7 @@ use futures_util::Stream;
 use super::{Backend, Db, TenantTx, scope::Change, sql::Value};
 use crate::{
     AuditEntryId, Error, Result, TenantContext,
-    audit::{AuditEntry, AuditFilter, BrokenLink, ChainReport},
+    audit::{AuditEntry, AuditFilter, ChainCheck, ChainReport},
     validate,
 };
 
@@ -188,47 +188,21 @@ impl TenantTx {
             anchor_seq: 0,
             anchor_hash: String::new(),
         });
-        let mut report = ChainReport {
-            valid: true,
-            checked: 0,
-            first_seq: head.anchor_seq + 1,
-            head_seq: head.seq,
-            first_broken: None,
-        };
-        let (mut expected_seq, mut prev_hash) = (head.anchor_seq + 1, head.anchor_hash.clone());
-        let broken = |seq, id, reason| Some(BrokenLink { seq, id, reason });
+        let mut check = ChainCheck::new(head.anchor_seq, &head.anchor_hash);
         'pages: loop {
             let page = self
-                .audit_page(expected_seq - 1, None, None, AUDIT_BATCH)
+                .audit_page(check.next_seq() - 1, None, None, AUDIT_BATCH)
                 .await?;
             if page.is_empty() {
                 break;
             }
-            for entry in page {
-                report.checked += 1;
-                let problem = if entry.seq != expected_seq {
-                    broken(expected_seq, None, "missing_entry")
-                } else if entry.prev_hash != prev_hash {
-                    broken(entry.seq, Some(entry.id), "prev_hash_mismatch")
-                } else if entry.compute_hash() != entry.hash {
-                    broken(entry.seq, Some(entry.id), "hash_mismatch")
-                } else {
-                    None
-                };
-                if problem.is_some() {
-                    report.first_broken = problem;
+            for entry in &page {
+                if !check.push(entry) {
                     break 'pages;
                 }
-                expected_seq += 1;
-                prev_hash = entry.hash;
             }
         }
-        if report.first_broken.is_none() && (expected_seq - 1 != head.seq || prev_hash != head.hash)
-        {
-            report.first_broken = broken(expected_seq, None, "head_mismatch");
-        }
-        report.valid = report.first_broken.is_none();
-        Ok(report)
+        Ok(check.finish(head.seq, &head.hash))
     }
 
     /// Deletes this tenant's entries older than `cutoff` (which must be at
