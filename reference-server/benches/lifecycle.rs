@@ -89,7 +89,12 @@ async fn main() -> anyhow::Result<()> {
             subdomain: sub.into(),
         };
         let owner = Some(format!("owner@{sub}.test"));
-        ids.push(tenantkit_server::create_tenant(&db, &new, owner, &Actor::System).await?.0.id);
+        ids.push(
+            tenantkit_server::create_tenant(&db, &new, owner, &Actor::System)
+                .await?
+                .0
+                .id,
+        );
     }
     // Raw events straight in, as the owner: far faster than ingestion, and
     // export and deletion read and remove them the same way.
@@ -117,7 +122,14 @@ async fn main() -> anyhow::Result<()> {
         let out = dir.path().join(format!("{sub}.tar"));
         let (took, peak) = run_measured(
             &config_file,
-            &["tenant", "export", "--tenant", sub, "--out", out.to_str().unwrap()],
+            &[
+                "tenant",
+                "export",
+                "--tenant",
+                sub,
+                "--out",
+                out.to_str().unwrap(),
+            ],
         )?;
         let size = std::fs::metadata(&out)?.len() as f64 / (1024.0 * 1024.0);
         println!(
@@ -173,7 +185,9 @@ async fn main() -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     let mut latencies = probe.await??;
     latencies.sort_by(f64::total_cmp);
-    let pick = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1];
+    let pick = |p: f64| {
+        latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
     let tombstone = db.tenant_deletion(ids[1]).await?.expect("deleted");
     let removed: i64 = tombstone.rows_removed.0.values().sum();
     println!(

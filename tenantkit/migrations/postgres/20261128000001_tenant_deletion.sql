@@ -48,6 +48,22 @@ CREATE FUNCTION tenantkit_tenant_deletion_progress(p_tenant uuid, p_table text, 
      WHERE d.tenant_id = p_tenant AND d.finished_at IS NULL
 $$;
 
+-- Refuses (for `p_caller`) a tenant other than the current one, or one
+-- whose deletion is not under way.
+CREATE FUNCTION tenantkit_require_deletion(p_tenant uuid, p_caller text)
+    RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, public AS $$
+BEGIN
+    IF p_tenant IS NULL OR p_tenant IS DISTINCT FROM tenantkit_current_tenant() THEN
+        RAISE EXCEPTION '%: tenant must be the current tenant', p_caller
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM tenant_deletions d WHERE d.tenant_id = p_tenant AND d.finished_at IS NULL) THEN
+        RAISE EXCEPTION '%: the tenant is not being deleted', p_caller
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+END $$;
+
 -- The audit trail's second and last exception to append-only (the first is
 -- tenantkit_audit_purge): up to `p_limit` rows of the current tenant's
 -- audit_logs, or its audit_heads row, removed only while that tenant's
@@ -58,14 +74,7 @@ CREATE FUNCTION tenantkit_erase_tenant_audit(p_tenant uuid, p_table text, p_limi
 DECLARE
     n bigint;
 BEGIN
-    IF p_tenant IS NULL OR p_tenant IS DISTINCT FROM tenantkit_current_tenant() THEN
-        RAISE EXCEPTION 'tenantkit_erase_tenant_audit: tenant must be the current tenant'
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM tenant_deletions d WHERE d.tenant_id = p_tenant AND d.finished_at IS NULL) THEN
-        RAISE EXCEPTION 'tenantkit_erase_tenant_audit: the tenant is not being deleted'
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
+    PERFORM tenantkit_require_deletion(p_tenant, 'tenantkit_erase_tenant_audit');
     IF p_table = 'audit_logs' THEN
         PERFORM set_config('tenantkit.audit_purge', 'on', true);
         DELETE FROM audit_logs a WHERE a.tenant_id = p_tenant AND a.seq IN (
@@ -117,14 +126,7 @@ CREATE FUNCTION tenantkit_finish_tenant_deletion(p_tenant uuid)
 DECLARE
     ids bigint;
 BEGIN
-    IF p_tenant IS NULL OR p_tenant IS DISTINCT FROM tenantkit_current_tenant() THEN
-        RAISE EXCEPTION 'tenantkit_finish_tenant_deletion: tenant must be the current tenant'
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM tenant_deletions d WHERE d.tenant_id = p_tenant AND d.finished_at IS NULL) THEN
-        RAISE EXCEPTION 'tenantkit_finish_tenant_deletion: the tenant is not being deleted'
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
+    PERFORM tenantkit_require_deletion(p_tenant, 'tenantkit_finish_tenant_deletion');
     DELETE FROM tenant_external_ids e WHERE e.tenant_id = p_tenant;
     GET DIAGNOSTICS ids = ROW_COUNT;
     DELETE FROM tenants t WHERE t.id = p_tenant;

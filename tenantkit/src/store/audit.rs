@@ -235,24 +235,13 @@ impl TenantTx {
                 match last {
                     None => (0, None),
                     Some((seq, hash)) => {
-                        let mut conn = self.conn();
-                        conn.execute(
-                            "INSERT INTO audit_purge_in_progress (tenant_id) VALUES ($1)",
-                            vec![tenant.into()],
-                        )
-                        .await?;
-                        let n = conn
-                            .execute(
+                        let n = self
+                            .sqlite_delete_audit_rows(
                                 "DELETE FROM audit_logs WHERE tenant_id = $1 AND seq <= $2",
-                                vec![tenant.into(), seq.into()],
+                                seq,
                             )
                             .await?;
-                        conn.execute(
-                            "DELETE FROM audit_purge_in_progress WHERE tenant_id = $1",
-                            vec![tenant.into()],
-                        )
-                        .await?;
-                        conn.execute(
+                        self.conn().execute(
                             "UPDATE audit_heads SET anchor_seq = $2, anchor_hash = $3 WHERE tenant_id = $1",
                             vec![tenant.into(), seq.into(), hash.into()],
                         )
@@ -272,6 +261,35 @@ impl TenantTx {
             .await?;
         }
         Ok(u64::try_from(purged).unwrap_or(0))
+    }
+}
+
+impl TenantTx {
+    /// SQLite's side of the audit trail's two delete exceptions (retention
+    /// purge, tenant deletion): `delete` (binding the tenant as `$1` and
+    /// `arg` as `$2`) run with the marker `audit_logs_no_delete` looks for,
+    /// present only around it, in this transaction. Returns the rows removed.
+    pub(super) async fn sqlite_delete_audit_rows(
+        &mut self,
+        delete: &'static str,
+        arg: i64,
+    ) -> Result<u64> {
+        let tenant = self.tenant_id();
+        let mut conn = self.conn();
+        conn.execute(
+            "INSERT INTO audit_purge_in_progress (tenant_id) VALUES ($1)",
+            vec![tenant.into()],
+        )
+        .await?;
+        let removed = conn
+            .execute(delete, vec![tenant.into(), arg.into()])
+            .await?;
+        conn.execute(
+            "DELETE FROM audit_purge_in_progress WHERE tenant_id = $1",
+            vec![tenant.into()],
+        )
+        .await?;
+        Ok(removed)
     }
 }
 

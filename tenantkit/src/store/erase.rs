@@ -359,26 +359,12 @@ impl TenantTx {
                 .await
             }
             Backend::Sqlite => {
-                // The marker audit_logs_no_delete looks for, present only
-                // inside this transaction.
-                conn.execute(
-                    "INSERT INTO audit_purge_in_progress (tenant_id) VALUES ($1)",
-                    vec![tenant.into()],
+                self.sqlite_delete_audit_rows(
+                    "DELETE FROM audit_logs WHERE tenant_id = $1 AND seq IN \
+                     (SELECT seq FROM audit_logs WHERE tenant_id = $1 ORDER BY seq DESC LIMIT $2)",
+                    i64::from(limit),
                 )
-                .await?;
-                let n = conn
-                    .execute(
-                        "DELETE FROM audit_logs WHERE tenant_id = $1 AND seq IN \
-                         (SELECT seq FROM audit_logs WHERE tenant_id = $1 ORDER BY seq DESC LIMIT $2)",
-                        vec![tenant.into(), i64::from(limit).into()],
-                    )
-                    .await?;
-                conn.execute(
-                    "DELETE FROM audit_purge_in_progress WHERE tenant_id = $1",
-                    vec![tenant.into()],
-                )
-                .await?;
-                Ok(n)
+                .await
             }
         }
     }

@@ -169,14 +169,18 @@ impl TenantTx {
                 )
                 .await?;
         }
-        let tenant = ctx.id();
-        Ok(Self {
+        Ok(Self::scoped(db, tx, ctx))
+    }
+
+    /// The transaction, once the database knows its tenant.
+    fn scoped(db: &Db, tx: Tx, ctx: TenantContext) -> Self {
+        Self {
             tx,
-            tenant,
+            tenant: ctx.id(),
             ctx,
             access: db.access.clone(),
             changed: Vec::new(),
-        })
+        }
     }
 
     /// Like [`TenantTx::scope`], and holds the tenant until the transaction
@@ -204,17 +208,10 @@ impl TenantTx {
                     .await?
             }
         };
-        if held.is_none() {
-            return Err(Error::NotFound("tenant"));
+        match held {
+            Some(_) => Ok(Self::scoped(db, tx, ctx)),
+            None => Err(Error::NotFound("tenant")),
         }
-        let tenant = ctx.id();
-        Ok(Self {
-            tx,
-            tenant,
-            ctx,
-            access: db.access.clone(),
-            changed: Vec::new(),
-        })
     }
 
     /// The tenant every query of this transaction is scoped to.
