@@ -2,6 +2,8 @@
 //! `tenant create`, `token issue` (tokens name real users), `audit verify`
 //! and `audit purge`, on the embedded default in a temporary directory.
 
+mod common;
+
 use std::process::{Command, Output};
 
 use tenantkit::auth::JwtKeys;
@@ -512,17 +514,6 @@ fn an_export_verifies_offline_and_any_tampering_is_found() {
     );
 }
 
-/// Every row `ctx`'s tenant has, counted table by table from the catalog.
-async fn rows_of(db: &tenantkit::Db, ctx: &tenantkit::TenantContext) -> i64 {
-    use futures_util::StreamExt;
-    let mut total = 0;
-    for table in db.tenant_tables().await.unwrap() {
-        let mut tx = db.begin_snapshot(ctx).await.unwrap();
-        total += tx.export_rows(&table, &[]).count().await as i64;
-    }
-    total
-}
-
 #[test]
 fn a_deletion_killed_mid_way_finishes_when_run_again() {
     let cli = Cli::new();
@@ -543,7 +534,7 @@ fn a_deletion_killed_mid_way_finishes_when_run_again() {
         }
         tx.commit().await.unwrap();
     });
-    let before = rt.block_on(rows_of(&db, &ctx));
+    let before = rt.block_on(common::rows_of(&db, &ctx));
     assert!(before > 3000, "{before}");
 
     assert!(
@@ -558,7 +549,7 @@ fn a_deletion_killed_mid_way_finishes_when_run_again() {
         .contains("--confirm must be the tenant's subdomain")
     );
     assert_eq!(
-        rt.block_on(rows_of(&db, &ctx)),
+        rt.block_on(common::rows_of(&db, &ctx)),
         before,
         "refused: nothing gone"
     );
@@ -618,7 +609,7 @@ fn a_deletion_killed_mid_way_finishes_when_run_again() {
     );
     // What was removed is gone and counted: the rest is still there.
     assert_eq!(
-        rt.block_on(rows_of(&db, &ctx)) + removed(&interrupted),
+        rt.block_on(common::rows_of(&db, &ctx)) + removed(&interrupted),
         before + 1,
         "every row either removed and counted, or still there (+1: the suspension's audit entry)"
     );
@@ -642,7 +633,7 @@ fn a_deletion_killed_mid_way_finishes_when_run_again() {
         .sum();
     assert_eq!(total, before + 1, "{done}");
     assert_eq!(rows["users"], 1501);
-    assert_eq!(rt.block_on(rows_of(&db, &ctx)), 0);
+    assert_eq!(rt.block_on(common::rows_of(&db, &ctx)), 0);
     assert!(rt.block_on(db.resolve_subdomain("acme")).unwrap().is_none());
     // Once gone, by id: the tombstone again.
     let id = ctx.id().to_string();

@@ -77,7 +77,7 @@ impl Setup {
     }
 
     fn spawn(&self) -> Child {
-        common::tenantkit_server(&self.config_file, self.dir.path(), "serve")
+        common::tenantkit_server(&self.config_file, self.dir.path(), &["serve"])
     }
 
     fn url(&self, path: &str) -> String {

@@ -111,12 +111,12 @@ async fn on_postgres_events_ingested_by_one_process_reach_streams_of_another() {
     let _a = Process(common::tenantkit_server(
         &config_file(dir.path(), "a", port_a, &owner_url),
         dir.path(),
-        "serve",
+        &["serve"],
     ));
     let _b = Process(common::tenantkit_server(
         &config_file(dir.path(), "b", port_b, &owner_url),
         dir.path(),
-        "serve",
+        &["serve"],
     ));
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();

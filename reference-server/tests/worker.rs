@@ -65,7 +65,7 @@ impl Setup {
 
     /// `tenantkit-server worker` on this database.
     fn worker(&self) -> Child {
-        common::tenantkit_server(&self.config_file, self.dir.path(), "worker")
+        common::tenantkit_server(&self.config_file, self.dir.path(), &["worker"])
     }
 
     async fn runtime(&self) -> Db {

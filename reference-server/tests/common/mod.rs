@@ -39,21 +39,44 @@ pub(crate) async fn drop_database(name: &str) {
         .unwrap();
 }
 
-/// `tenantkit-server --config <file> <command>`, in `dir`, logging warnings.
-pub(crate) fn tenantkit_server(
+/// `tenantkit-server --config <file> <args>`, in `dir`, logging warnings.
+pub(crate) fn tenantkit_server_command(
     config_file: &std::path::Path,
     dir: &std::path::Path,
-    command: &str,
-) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tenantkit-server"))
-        .args(["--config", config_file.to_str().unwrap(), command])
+    args: &[&str],
+) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tenantkit-server"));
+    command
+        .args(["--config", config_file.to_str().unwrap()])
+        .args(args)
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         // Spawned binaries of a coverage run report their coverage too.
         .envs(std::env::var("LLVM_PROFILE_FILE").map(|v| ("LLVM_PROFILE_FILE", v)))
-        .env("TENANTKIT_LOG", "warn")
+        .env("TENANTKIT_LOG", "warn");
+    command
+}
+
+/// [`tenantkit_server_command`] started, its output discarded.
+pub(crate) fn tenantkit_server(
+    config_file: &std::path::Path,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> Child {
+    tenantkit_server_command(config_file, dir, args)
         .stdout(Stdio::null())
         .spawn()
         .expect("tenantkit-server starts")
+}
+
+/// Every row `ctx`'s tenant has, counted table by table from the catalog.
+pub(crate) async fn rows_of(db: &tenantkit::Db, ctx: &tenantkit::TenantContext) -> i64 {
+    use futures_util::StreamExt;
+    let mut total = 0;
+    for table in db.tenant_tables().await.unwrap() {
+        let mut tx = db.begin_snapshot(ctx).await.unwrap();
+        total += tx.export_rows(&table, &[]).count().await as i64;
+    }
+    total
 }
