@@ -466,8 +466,12 @@ async fn a_backlog_does_not_delay_another_tenant(db: Db) {
         a_after < 5000,
         "A's backlog was still being worked through ({a_after} of 5000)"
     );
+    // Fair: B is done long before A's backlog (a FIFO would make it wait
+    // for all of it). How many of A's go meanwhile depends on the machine's
+    // load (A keeps 16 in flight while B's 10 are written and sent), so the
+    // bound is half of what A had left, not a count a busy CI host exceeds.
     assert!(
-        a_after - a_before < 500,
+        a_after - a_before < (5000 - a_before) / 2,
         "B waited while A got {} deliveries ({a_before} before, of 5000)",
         a_after - a_before
     );
