@@ -50,6 +50,8 @@ pub struct AppState {
     pub live: tenantkit_analytics::Live,
     /// Timings of each live connection.
     pub live_limits: routes::live::LiveLimits,
+    /// How long `DELETE /tenants/{id}` waits before answering `202`.
+    pub deletion_wait: Duration,
 }
 
 impl AppState {
@@ -147,6 +149,7 @@ fn platform_routes() -> OpenApiRouter<AppState> {
             tenants::delete
         ))
         .routes(utoipa_axum::routes!(tenants::export))
+        .routes(utoipa_axum::routes!(tenants::deletion))
         .routes(utoipa_axum::routes!(audit_logs::platform_list))
         .routes(utoipa_axum::routes!(health::metrics))
 }

@@ -227,6 +227,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Requests in flight at once; more get `503` with `Retry-After` at once.
     pub max_in_flight_requests: usize,
+    /// How long `DELETE /tenants/{id}` waits for the deletion to finish
+    /// before answering `202` (it goes on; `GET /tenants/{id}/deletion`
+    /// follows it); 0 to 25 s, under the 30 s request timeout.
+    pub deletion_wait_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -241,6 +245,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 20,
             max_body_bytes: 64 * 1024,
             max_in_flight_requests: 512,
+            deletion_wait_secs: 10,
         }
     }
 }
@@ -388,6 +393,11 @@ impl Config {
                 "server.max_in_flight_requests must be positive".into(),
             ));
         }
+        if self.server.deletion_wait_secs > 25 {
+            return Err(ConfigError(
+                "server.deletion_wait_secs must be at most 25 (requests time out at 30 s)".into(),
+            ));
+        }
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return Err(ConfigError(
                 "server.tls_cert and server.tls_key go together".into(),
@@ -484,6 +494,19 @@ mod tests {
     #[test]
     fn the_defaults_are_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn a_deletion_wait_past_the_request_timeout_is_refused() {
+        let mut config = Config::default();
+        config.server.deletion_wait_secs = 26;
+        let err = config.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("server.deletion_wait_secs"),
+            "{err}"
+        );
+        config.server.deletion_wait_secs = 0;
+        config.validate().unwrap();
     }
 
     #[test]

@@ -56,15 +56,21 @@ impl Deleter {
     /// tombstone. The hash of the tenant's latest export, if one was taken,
     /// goes into the tombstone.
     pub async fn delete(&self, id: TenantId, by: &Actor) -> Result<TenantDeletion, DeletionError> {
-        let export = self.latest_export(id).await?;
-        let started = self
-            .db
-            .start_tenant_deletion(id, by, export.as_deref())
-            .await?;
+        let started = self.start(id, by).await?;
         if started.finished_at.is_some() {
             return Ok(started);
         }
         self.resume(id).await
+    }
+
+    /// The first step alone: the tenant suspended and its deletion recorded
+    /// (with its latest export's hash); the record (finished if it was).
+    pub async fn start(&self, id: TenantId, by: &Actor) -> Result<TenantDeletion, DeletionError> {
+        let export = self.latest_export(id).await?;
+        Ok(self
+            .db
+            .start_tenant_deletion(id, by, export.as_deref())
+            .await?)
     }
 
     /// The steps after the deletion is recorded, each a no-op when done.

@@ -476,6 +476,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             idle_timeout: Duration::from_secs(live_config.idle_timeout_secs),
             recheck: Duration::from_secs(live_config.recheck_secs),
         },
+        deletion_wait: Duration::from_secs(config.server.deletion_wait_secs),
     };
     // Deletions a crash interrupted finish now.
     let deletions = tokio::spawn({

@@ -526,6 +526,7 @@ mod tests {
                 idle_timeout: std::time::Duration::from_secs(60),
                 recheck: std::time::Duration::from_secs(5),
             },
+            deletion_wait: std::time::Duration::from_secs(10),
         };
         let router = app::router(state, &config).unwrap();
         let spec = serde_json::to_value(document()).unwrap();

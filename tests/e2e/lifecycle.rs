@@ -27,6 +27,7 @@ on_both_backends!(
     an_export_holds_every_table_of_the_tenant_and_nothing_else,
     every_column_named_like_a_secret_is_left_out_or_known_public,
     a_deletion_leaves_no_row_of_the_tenant_anywhere_and_others_as_they_were,
+    a_deletion_that_takes_longer_answers_202_and_can_be_followed,
 );
 
 /// Columns whose names look secret but are not: the audit chain's hashes,
@@ -513,7 +514,8 @@ async fn snapshot(
     rows
 }
 
-async fn a_deletion_leaves_no_row_of_the_tenant_anywhere_and_others_as_they_were(backend: Backend) {
+/// A fake Stripe that cancels the fixtures' subscription exactly once.
+async fn fake_stripe_cancelling() -> wiremock::MockServer {
     use wiremock::{
         Mock, MockServer, ResponseTemplate,
         matchers::{method, path},
@@ -527,6 +529,11 @@ async fn a_deletion_leaves_no_row_of_the_tenant_anywhere_and_others_as_they_were
         .expect(1)
         .mount(&stripe)
         .await;
+    stripe
+}
+
+async fn a_deletion_leaves_no_row_of_the_tenant_anywhere_and_others_as_they_were(backend: Backend) {
+    let stripe = fake_stripe_cancelling().await;
     let uri = stripe.uri();
     let Some(s) = server_with(backend, move |c| {
         c.billing.stripe_secret_key = Some("sk_test_e2e".to_owned().into());
@@ -674,5 +681,76 @@ async fn a_deletion_leaves_no_row_of_the_tenant_anywhere_and_others_as_they_were
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
+    s.stop().await;
+}
+
+async fn a_deletion_that_takes_longer_answers_202_and_can_be_followed(backend: Backend) {
+    let stripe = fake_stripe_cancelling().await;
+    let uri = stripe.uri();
+    // No waiting: every deletion that is not finished at once is a 202.
+    let Some(s) = server_with(backend, move |c| {
+        c.server.deletion_wait_secs = 0;
+        c.billing.stripe_secret_key = Some("sk_test_e2e".to_owned().into());
+        c.billing.stripe_api_base = Some(uri);
+    })
+    .await
+    else {
+        return;
+    };
+    let t = s.owned_tenant().await;
+    let receiver = Receiver::start().await;
+    data_in_every_crate(&s, &[&t], &receiver).await;
+    let follow = |path: String| s.http.get(s.url(&path)).bearer_auth(s.admin_token()).send();
+    let res = follow(format!("/tenants/{}/deletion", t.id)).await.unwrap();
+    problem(res, StatusCode::NOT_FOUND, "not being deleted").await;
+
+    let res = s
+        .http
+        .delete(s.url(&format!("/tenants/{}?confirm={}", t.id, t.sub)))
+        .bearer_auth(s.admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(location, format!("/tenants/{}/deletion", t.id));
+    let under_way: Value = res.json().await.unwrap();
+    assert!(under_way["finished_at"].is_null(), "{under_way}");
+    assert_eq!(under_way["subdomain"], t.sub);
+    // The tenant is suspended already: its requests are refused.
+    let res = t.call(&s, Method::GET, "/users").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let tombstone = loop {
+        let res = follow(location.clone()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let now: Value = res.json().await.unwrap();
+        if now["finished_at"].is_string() {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "never finished: {now}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        tombstone["rows_removed"]["users"], 2,
+        "the owner and a member"
+    );
+    assert_eq!(tombstone["rows_removed"]["tenants"], 1);
+    assert_eq!(
+        rows_anywhere(&s, t.id).await,
+        std::collections::BTreeMap::from([("tenant_deletions".to_owned(), 1)])
+    );
+    // Asked again once done: 200 and the same tombstone.
+    let res = s
+        .http
+        .delete(s.url(&format!("/tenants/{}?confirm={}", t.id, t.sub)))
+        .bearer_auth(s.admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap(), tombstone);
+    stripe.verify().await;
     s.stop().await;
 }

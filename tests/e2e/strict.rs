@@ -70,6 +70,7 @@ fn routes() -> Vec<Route> {
         route(Method::PATCH, "/tenants/{id}", PlatformAdmin).json(json!({ "status": "active" })),
         route(Method::DELETE, "/tenants/{id}", PlatformAdmin),
         route(Method::POST, "/tenants/{id}/export", PlatformAdmin),
+        route(Method::GET, "/tenants/{id}/deletion", PlatformAdmin),
         route(Method::GET, "/tenants/{id}/audit-logs", PlatformAdmin),
         route(Method::GET, "/tenant", Tenant),
         route(Method::GET, "/users", Tenant),

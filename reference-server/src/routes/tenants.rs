@@ -119,27 +119,22 @@ pub struct DeleteTenant {
 /// tenant for good (see `docs/tenant-lifecycle.md`): suspended, its Stripe
 /// subscription canceled, its webhook deliveries stopped, every row it owns
 /// in every crate's tables removed in batches, then the tenant; its
-/// subdomain is free again. Answers with the tombstone. The work runs on
-/// its own task: a request that times out does not stop it, and asking
+/// subdomain is free again. Answers `200` with the tombstone once done, or
+/// `202` with the deletion under way if it takes longer than
+/// `server.deletion_wait_secs` (it goes on; `Location` follows it). Asking
 /// again finishes an interrupted deletion or returns the tombstone.
-#[utoipa::path(delete, path = "/tenants/{id}", tag = "platform", security(("bearer" = [])), params(("id" = TenantId, Path, description = "The tenant id"), DeleteTenant), responses((status = 200, description = "The tombstone: who deleted the tenant, when, the rows removed by table, the hash of its last export", body = tenantkit::store::TenantDeletion), (status = 400, description = "`confirm` is missing or is not the tenant's subdomain", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such tenant, and no deletion of it", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(delete, path = "/tenants/{id}", tag = "platform", security(("bearer" = [])), params(("id" = TenantId, Path, description = "The tenant id"), DeleteTenant), responses((status = 200, description = "Deleted: the tombstone (who deleted the tenant, when, the rows removed by table, the hash of its last export)", body = tenantkit::store::TenantDeletion), (status = 202, description = "Under way: the deletion so far; `Location` is `/tenants/{id}/deletion`", body = tenantkit::store::TenantDeletion, headers(("Location" = String, description = "Where to follow the deletion"))), (status = 400, description = "`confirm` is missing or is not the tenant's subdomain", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such tenant, and no deletion of it", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<TenantId>,
     Query(query): Query<DeleteTenant>,
-) -> ApiResult<Json<tenantkit::store::TenantDeletion>> {
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
     principal.require(Permission::ManageTenants)?;
     let subdomain = match state.db.resolve_id(id).await? {
         Some(ctx) => ctx.tenant().subdomain.clone(),
-        None => {
-            state
-                .db
-                .tenant_deletion(id)
-                .await?
-                .ok_or(tenantkit::Error::NotFound("tenant"))?
-                .subdomain
-        }
+        None => deletion_of(&state, id).await?.subdomain,
     };
     if query.confirm != subdomain {
         return Err(
@@ -148,12 +143,66 @@ pub async fn delete(
                 .into(),
         );
     }
-    let (deleter, by) = (state.deleter(), Actor::from(&principal));
-    let done = tokio::spawn(async move { deleter.delete(id, &by).await })
+    let deleter = state.deleter();
+    let started = deleter
+        .start(id, &Actor::from(&principal))
         .await
-        .map_err(|e| tenantkit::Error::Internal(format!("tenant deletion: {e}")))?
         .map_err(|e| Problem::from(&e))?;
-    Ok(Json(done))
+    if started.finished_at.is_some() {
+        return Ok(Json(started).into_response());
+    }
+    // The rest on its own task: neither the wait below nor a dropped
+    // request stops it.
+    let mut work = tokio::spawn(async move {
+        let done = deleter.resume(id).await;
+        if let Err(e) = &done {
+            tracing::error!(tenant = %id, error = %e, "tenant deletion stopped; asking again resumes it");
+        }
+        done
+    });
+    match tokio::time::timeout(state.deletion_wait, &mut work).await {
+        Ok(finished) => {
+            let done = finished
+                .map_err(|e| tenantkit::Error::Internal(format!("tenant deletion: {e}")))?
+                .map_err(|e| Problem::from(&e))?;
+            Ok(Json(done).into_response())
+        }
+        Err(_) => {
+            let so_far = deletion_of(&state, id).await?;
+            let location = format!("/tenants/{id}/deletion");
+            Ok((
+                StatusCode::ACCEPTED,
+                [(http::header::LOCATION, location)],
+                Json(so_far),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// `GET /tenants/{id}/deletion` (platform admin): the tenant's deletion,
+/// under way (`finished_at` null, `rows_removed` growing) or finished (the
+/// tombstone, kept after the tenant is gone).
+#[utoipa::path(get, path = "/tenants/{id}/deletion", tag = "platform", security(("bearer" = [])), params(("id" = TenantId, Path, description = "The tenant id")), responses((status = 200, description = "The deletion so far, or its tombstone", body = tenantkit::store::TenantDeletion), (status = 404, description = "The tenant was never being deleted", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
+pub async fn deletion(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<TenantId>,
+) -> ApiResult<Json<tenantkit::store::TenantDeletion>> {
+    principal.require(Permission::ManageTenants)?;
+    Ok(Json(deletion_of(&state, id).await?))
+}
+
+/// The deletion of tenant `id`, or `404`.
+async fn deletion_of(
+    state: &AppState,
+    id: TenantId,
+) -> tenantkit::Result<tenantkit::store::TenantDeletion> {
+    state
+        .db
+        .tenant_deletion(id)
+        .await?
+        .ok_or(tenantkit::Error::NotFound("tenant deletion"))
 }
 
 /// `POST /tenants/{id}/export` (platform admin): every row the tenant owns
