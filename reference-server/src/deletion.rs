@@ -73,8 +73,23 @@ impl Deleter {
             .await?)
     }
 
-    /// The steps after the deletion is recorded, each a no-op when done.
+    /// The steps after the deletion is recorded, each a no-op when done. A
+    /// failure is also recorded on the deletion (`last_error`), for whoever
+    /// follows it.
     pub async fn resume(&self, id: TenantId) -> Result<TenantDeletion, DeletionError> {
+        let result = self.resume_steps(id).await;
+        if let Err(e) = &result
+            && let Err(store) = self
+                .db
+                .record_tenant_deletion_error(id, &e.to_string())
+                .await
+        {
+            tracing::warn!(tenant = %id, error = %store, "recording why a tenant deletion stopped failed");
+        }
+        result
+    }
+
+    async fn resume_steps(&self, id: TenantId) -> Result<TenantDeletion, DeletionError> {
         if let Some(ctx) = self.db.resolve_id(id).await? {
             let ctx = ctx.with_actor(Actor::System);
             if let Some(subscription) = self.billing.cancel_for_deletion(&ctx).await? {

@@ -685,7 +685,21 @@ async fn a_deletion_leaves_no_row_of_the_tenant_anywhere_and_others_as_they_were
 }
 
 async fn a_deletion_that_takes_longer_answers_202_and_can_be_followed(backend: Backend) {
+    use wiremock::{
+        Mock, ResponseTemplate,
+        matchers::{method, path},
+    };
     let stripe = fake_stripe_cancelling().await;
+    // Stripe fails the first cancellation.
+    Mock::given(method("DELETE"))
+        .and(path("/v1/subscriptions/sub_1Pabc"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(
+            json!({ "error": { "type": "api_error", "message": "Something went wrong" } }),
+        ))
+        .with_priority(1)
+        .up_to_n_times(1)
+        .mount(&stripe)
+        .await;
     let uri = stripe.uri();
     // No waiting: every deletion that is not finished at once is a 202.
     let Some(s) = server_with(backend, move |c| {
@@ -704,13 +718,13 @@ async fn a_deletion_that_takes_longer_answers_202_and_can_be_followed(backend: B
     let res = follow(format!("/tenants/{}/deletion", t.id)).await.unwrap();
     problem(res, StatusCode::NOT_FOUND, "not being deleted").await;
 
-    let res = s
-        .http
-        .delete(s.url(&format!("/tenants/{}?confirm={}", t.id, t.sub)))
-        .bearer_auth(s.admin_token())
-        .send()
-        .await
-        .unwrap();
+    let delete = || {
+        s.http
+            .delete(s.url(&format!("/tenants/{}?confirm={}", t.id, t.sub)))
+            .bearer_auth(s.admin_token())
+            .send()
+    };
+    let res = delete().await.unwrap();
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     let location = res.headers()["location"].to_str().unwrap().to_owned();
     assert_eq!(location, format!("/tenants/{}/deletion", t.id));
@@ -721,17 +735,36 @@ async fn a_deletion_that_takes_longer_answers_202_and_can_be_followed(backend: B
     let res = t.call(&s, Method::GET, "/users").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let tombstone = loop {
-        let res = follow(location.clone()).await.unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        let now: Value = res.json().await.unwrap();
-        if now["finished_at"].is_string() {
-            break now;
+    // Followed until `done` says so.
+    let until = |done: fn(&Value) -> bool| {
+        let (follow, location) = (&follow, location.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let res = follow(location.clone()).await.unwrap();
+                assert_eq!(res.status(), StatusCode::OK);
+                let now: Value = res.json().await.unwrap();
+                if done(&now) {
+                    return now;
+                }
+                assert!(Instant::now() < deadline, "not there yet: {now}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
-        assert!(Instant::now() < deadline, "never finished: {now}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    // Stripe failed: the deletion stopped there, and says why.
+    let stopped = until(|d| d["last_error"].is_string()).await;
+    assert!(stopped["finished_at"].is_null(), "{stopped}");
+    assert!(
+        stopped["last_error"].as_str().unwrap().contains("Stripe"),
+        "{stopped}"
+    );
+    assert_eq!(stopped["rows_removed"], json!({}), "nothing removed yet");
+    // Asked again, it goes on from there.
+    let res = delete().await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let tombstone = until(|d| d["finished_at"].is_string()).await;
+    assert!(tombstone["last_error"].is_null(), "{tombstone}");
     assert_eq!(
         tombstone["rows_removed"]["users"], 2,
         "the owner and a member"
@@ -742,13 +775,7 @@ async fn a_deletion_that_takes_longer_answers_202_and_can_be_followed(backend: B
         std::collections::BTreeMap::from([("tenant_deletions".to_owned(), 1)])
     );
     // Asked again once done: 200 and the same tombstone.
-    let res = s
-        .http
-        .delete(s.url(&format!("/tenants/{}?confirm={}", t.id, t.sub)))
-        .bearer_auth(s.admin_token())
-        .send()
-        .await
-        .unwrap();
+    let res = delete().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.json::<Value>().await.unwrap(), tombstone);
     stripe.verify().await;

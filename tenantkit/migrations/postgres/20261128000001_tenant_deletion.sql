@@ -14,6 +14,8 @@ CREATE TABLE tenant_deletions (
     -- Rows removed so far, by table; each batch adds to it in its own
     -- transaction, so the counts stay exact across a crash.
     rows_removed  jsonb       NOT NULL DEFAULT '{}',
+    -- Why the last run stopped, until a later one makes progress.
+    last_error    text,
     finished_at   timestamptz
 );
 COMMENT ON TABLE tenant_deletions IS 'tenantkit:platform';
@@ -44,7 +46,16 @@ CREATE FUNCTION tenantkit_tenant_deletion_progress(p_tenant uuid, p_table text, 
     LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
     UPDATE tenant_deletions d
        SET rows_removed = jsonb_set(d.rows_removed, ARRAY[p_table],
-                                    to_jsonb(COALESCE((d.rows_removed ->> p_table)::bigint, 0) + p_removed))
+                                    to_jsonb(COALESCE((d.rows_removed ->> p_table)::bigint, 0) + p_removed)),
+           last_error = NULL
+     WHERE d.tenant_id = p_tenant AND d.finished_at IS NULL
+$$;
+
+-- Records why a run of an unfinished deletion stopped (at most 1,000 characters).
+CREATE FUNCTION tenantkit_tenant_deletion_failed(p_tenant uuid, p_error text)
+    RETURNS void
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+    UPDATE tenant_deletions d SET last_error = left(p_error, 1000)
      WHERE d.tenant_id = p_tenant AND d.finished_at IS NULL
 $$;
 
@@ -131,7 +142,7 @@ BEGIN
     GET DIAGNOSTICS ids = ROW_COUNT;
     DELETE FROM tenants t WHERE t.id = p_tenant;
     RETURN QUERY UPDATE tenant_deletions d
-       SET finished_at = now(),
+       SET finished_at = now(), last_error = NULL,
            rows_removed = d.rows_removed || jsonb_build_object('tenant_external_ids', ids, 'tenants', 1)
      WHERE d.tenant_id = p_tenant
     RETURNING d.*;
@@ -139,6 +150,7 @@ END $$;
 
 REVOKE EXECUTE ON FUNCTION tenantkit_start_tenant_deletion(uuid, text, text, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION tenantkit_tenant_deletion_progress(uuid, text, bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION tenantkit_tenant_deletion_failed(uuid, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION tenantkit_erase_tenant_audit(uuid, text, integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION tenantkit_hold_tenant(uuid) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION tenantkit_lock_deleted_tenant(uuid) FROM PUBLIC;

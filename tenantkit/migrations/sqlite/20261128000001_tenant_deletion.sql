@@ -12,5 +12,6 @@ CREATE TABLE tenant_deletions (
     started_at    TEXT    NOT NULL,
     export_sha256 TEXT    CHECK (export_sha256 IS NULL OR (length(export_sha256) = 64 AND export_sha256 NOT GLOB '*[^0-9a-f]*')),
     rows_removed  TEXT    NOT NULL DEFAULT '{}' CHECK (json_valid(rows_removed)),
+    last_error    TEXT,
     finished_at   TEXT
 ) STRICT, WITHOUT ROWID;

@@ -42,6 +42,14 @@ pub const ERASE_BATCH: u32 = 1000;
 /// may remove.
 const AUDIT_TABLES: [&str; 2] = ["audit_logs", "audit_heads"];
 
+/// The columns of a [`TenantDeletion`], in every query that reads one.
+macro_rules! deletion_columns {
+    () => {
+        "tenant_id, subdomain, name, actor_type, actor_id, started_at, export_sha256, \
+         rows_removed, last_error, finished_at"
+    };
+}
+
 /// The record of a tenant's deletion: under way until `finished_at`, then the
 /// tombstone that proves it (the tenant row itself is gone by then).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -65,6 +73,9 @@ pub struct TenantDeletion {
     /// once finished).
     #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, i64>))]
     pub rows_removed: Json<BTreeMap<String, i64>>,
+    /// Why the last run stopped short (Stripe unreachable, say), until a
+    /// later run makes progress.
+    pub last_error: Option<String>,
     /// When the last row went; `None` while under way.
     pub finished_at: Option<DateTime<Utc>>,
 }
@@ -111,8 +122,11 @@ impl Db {
         let deletion: Option<TenantDeletion> = match self.backend() {
             Backend::Postgres => {
                 conn.fetch_optional(
-                    "SELECT tenant_id, subdomain, name, actor_type, actor_id, started_at, export_sha256, \
-                     rows_removed, finished_at FROM tenantkit_start_tenant_deletion($1, $2, $3, $4)",
+                    concat!(
+                        "SELECT ",
+                        deletion_columns!(),
+                        " FROM tenantkit_start_tenant_deletion($1, $2, $3, $4)"
+                    ),
                     args,
                 )
                 .await?
@@ -130,8 +144,11 @@ impl Db {
                 )
                 .await?;
                 conn.fetch_optional(
-                    "SELECT tenant_id, subdomain, name, actor_type, actor_id, started_at, export_sha256, \
-                     rows_removed, finished_at FROM tenant_deletions WHERE tenant_id = $1",
+                    concat!(
+                        "SELECT ",
+                        deletion_columns!(),
+                        " FROM tenant_deletions WHERE tenant_id = $1"
+                    ),
                     vec![id.into()],
                 )
                 .await?
@@ -160,11 +177,32 @@ impl Db {
             .await?
             .conn()
             .fetch_optional(
-                "SELECT tenant_id, subdomain, name, actor_type, actor_id, started_at, export_sha256, \
-                 rows_removed, finished_at FROM tenant_deletions WHERE tenant_id = $1",
+                concat!(
+                    "SELECT ",
+                    deletion_columns!(),
+                    " FROM tenant_deletions WHERE tenant_id = $1"
+                ),
                 vec![id.into()],
             )
             .await
+    }
+
+    /// Records why a run of tenant `id`'s unfinished deletion stopped
+    /// (kept to 1,000 characters) for whoever follows it; the next batch
+    /// removed clears it.
+    pub async fn record_tenant_deletion_error(&self, id: TenantId, error: &str) -> Result<()> {
+        let error: String = error.chars().take(1000).collect();
+        let sql = match self.backend() {
+            Backend::Postgres => "SELECT tenantkit_tenant_deletion_failed($1, $2)",
+            Backend::Sqlite => {
+                "UPDATE tenant_deletions SET last_error = $2 WHERE tenant_id = $1 AND finished_at IS NULL"
+            }
+        };
+        let mut tx = Tx::begin(self).await?;
+        tx.conn()
+            .execute(sql, vec![id.into(), error.into()])
+            .await?;
+        tx.commit().await
     }
 
     /// Deletions started and not finished (interrupted ones, to resume with
@@ -174,9 +212,11 @@ impl Db {
             .await?
             .conn()
             .fetch_all(
-                "SELECT tenant_id, subdomain, name, actor_type, actor_id, started_at, export_sha256, \
-                 rows_removed, finished_at FROM tenant_deletions WHERE finished_at IS NULL \
-                 ORDER BY started_at",
+                concat!(
+                    "SELECT ",
+                    deletion_columns!(),
+                    " FROM tenant_deletions WHERE finished_at IS NULL ORDER BY started_at"
+                ),
                 Vec::new(),
             )
             .await
@@ -253,8 +293,11 @@ impl Db {
             Backend::Postgres => {
                 tx.conn()
                     .fetch_one(
-                        "SELECT tenant_id, subdomain, name, actor_type, actor_id, started_at, export_sha256, \
-                         rows_removed, finished_at FROM tenantkit_finish_tenant_deletion($1)",
+                        concat!(
+                            "SELECT ",
+                            deletion_columns!(),
+                            " FROM tenantkit_finish_tenant_deletion($1)"
+                        ),
                         vec![id.into()],
                     )
                     .await?
@@ -270,10 +313,12 @@ impl Db {
                 conn.execute("DELETE FROM tenants WHERE id = $1", vec![id.into()])
                     .await?;
                 conn.fetch_one(
-                    "UPDATE tenant_deletions SET finished_at = $2, \
-                     rows_removed = json_set(rows_removed, '$.tenant_external_ids', $3, '$.tenants', 1) \
-                     WHERE tenant_id = $1 RETURNING tenant_id, subdomain, name, actor_type, actor_id, \
-                     started_at, export_sha256, rows_removed, finished_at",
+                    concat!(
+                        "UPDATE tenant_deletions SET finished_at = $2, last_error = NULL, \
+                         rows_removed = json_set(rows_removed, '$.tenant_external_ids', $3, '$.tenants', 1) \
+                         WHERE tenant_id = $1 RETURNING ",
+                        deletion_columns!()
+                    ),
                     vec![id.into(), Utc::now().into(), count(ids).into()],
                 )
                 .await?
@@ -324,7 +369,7 @@ impl TenantTx {
                     self.conn()
                         .execute(
                             "UPDATE tenant_deletions SET rows_removed = json_set(rows_removed, '$.' || $2, \
-                             COALESCE(json_extract(rows_removed, '$.' || $2), 0) + $3) \
+                             COALESCE(json_extract(rows_removed, '$.' || $2), 0) + $3), last_error = NULL \
                              WHERE tenant_id = $1 AND finished_at IS NULL",
                             args,
                         )

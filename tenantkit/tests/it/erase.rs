@@ -161,8 +161,21 @@ async fn interrupted_deletion_finishes_when_run_again(db: Db) {
             .contains(&interrupted)
     );
 
+    // Why it stopped is kept for whoever follows it, until it goes on.
+    db.record_tenant_deletion_error(t.id(), &"x".repeat(5000))
+        .await
+        .unwrap();
+    let reason = db
+        .tenant_deletion(t.id())
+        .await
+        .unwrap()
+        .unwrap()
+        .last_error;
+    assert_eq!(reason.map(|r| r.len()), Some(1000), "kept short");
+
     let done = db.erase_tenant(t.id(), 1000).await.unwrap();
     assert!(done.finished_at.is_some());
+    assert_eq!(done.last_error, None);
     assert_eq!(
         progress(&done),
         total + 1,
