@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use tenantkit::{NewTenant, NewUser, Role, audit::Actor, testing};
 use tenantkit_server::config::Config;
 
@@ -79,27 +77,8 @@ async fn a_deletion_killed_mid_way_on_postgres_finishes_when_run_again() {
         "--batch-size",
         "1",
     ];
-    let mut child = common::tenantkit_server(&config_file, dir.path(), &args);
-    let removed = |d: &tenantkit::store::TenantDeletion| d.rows_removed.0.values().sum::<i64>();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let progress = db.tenant_deletion(tenant.id).await.unwrap();
-        if progress.as_ref().is_some_and(|d| removed(d) >= 200) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no progress: {progress:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    let interrupted = db.tenant_deletion(tenant.id).await.unwrap().unwrap();
-    assert!(interrupted.finished_at.is_none());
-    assert!(removed(&interrupted) < before, "killed part-way");
-    assert_eq!(
-        common::rows_of(&db, &ctx).await + removed(&interrupted),
-        before + 1,
-        "every row either removed and counted, or still there (+1: the suspension's audit entry)"
-    );
+    let child = common::tenantkit_server(&config_file, dir.path(), &args);
+    common::kill_part_way(child, &db, &ctx, before).await;
 
     let out = common::tenantkit_server_command(
         &config_file,

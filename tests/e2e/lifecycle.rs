@@ -447,56 +447,52 @@ async fn rows_anywhere(
     s: &Server,
     tenant: tenantkit::TenantId,
 ) -> std::collections::BTreeMap<String, i64> {
+    // The same walk on either driver: the catalog's tables, then a count each.
+    macro_rules! count_each {
+        ($pool:ty, $url:expr, $tables_sql:expr, $prefix:expr) => {{
+            let pool = <$pool>::connect($url).await.unwrap();
+            let tables: Vec<String> = sqlx::query_scalar($tables_sql)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            let mut found = std::collections::BTreeMap::new();
+            for table in tables {
+                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT count(*) FROM {}\"{table}\" WHERE tenant_id = $1",
+                    $prefix
+                )))
+                .bind(tenant.as_uuid())
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                if n > 0 {
+                    found.insert(table, n);
+                }
+            }
+            pool.close().await;
+            found
+        }};
+    }
     let url = s.config.database_url();
-    let mut found = std::collections::BTreeMap::new();
     if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-        let tables: Vec<String> = sqlx::query_scalar(
+        count_each!(
+            sqlx::SqlitePool,
+            &url,
             "SELECT m.name FROM sqlite_master m WHERE m.type = 'table' \
              AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) p WHERE p.name = 'tenant_id')",
+            ""
         )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        for table in tables {
-            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT count(*) FROM \"{table}\" WHERE tenant_id = $1"
-            )))
-            .bind(tenant.as_uuid())
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            if n > 0 {
-                found.insert(table, n);
-            }
-        }
-        pool.close().await;
     } else {
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        let tables: Vec<String> = sqlx::query_scalar(
+        count_each!(
+            sqlx::PgPool,
+            &url,
             "SELECT c.relname::text FROM pg_class c \
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped \
              WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') \
              AND NOT c.relispartition",
+            "public."
         )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        for table in tables {
-            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT count(*) FROM public.\"{table}\" WHERE tenant_id = $1"
-            )))
-            .bind(tenant.as_uuid())
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            if n > 0 {
-                found.insert(table, n);
-            }
-        }
-        pool.close().await;
     }
-    found
 }
 
 /// Every row `ctx`'s tenant has in every tenant-owned table, as exported.

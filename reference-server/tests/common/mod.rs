@@ -80,3 +80,43 @@ pub(crate) async fn rows_of(db: &tenantkit::Db, ctx: &tenantkit::TenantContext) 
     }
     total
 }
+
+/// Rows a deletion has removed so far, every table together.
+pub(crate) fn removed(deletion: &tenantkit::store::TenantDeletion) -> i64 {
+    deletion.rows_removed.0.values().sum()
+}
+
+/// Kills `child` (a `tenant delete` of `ctx`'s tenant) with SIGKILL once it
+/// has removed 200 rows, and checks what it left: unfinished, part-way, and
+/// every row either removed and counted or still there (`before` rows
+/// before, plus the suspension's audit entry). The deletion as left.
+pub(crate) async fn kill_part_way(
+    mut child: Child,
+    db: &tenantkit::Db,
+    ctx: &tenantkit::TenantContext,
+    before: i64,
+) -> tenantkit::store::TenantDeletion {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let progress = db.tenant_deletion(ctx.id()).await.unwrap();
+        if progress.as_ref().is_some_and(|d| removed(d) >= 200) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress: {progress:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let interrupted = db.tenant_deletion(ctx.id()).await.unwrap().unwrap();
+    assert!(interrupted.finished_at.is_none());
+    assert!(removed(&interrupted) < before, "killed part-way");
+    assert_eq!(
+        rows_of(db, ctx).await + removed(&interrupted),
+        before + 1,
+        "every row either removed and counted, or still there (+1: the suspension's audit entry)"
+    );
+    interrupted
+}

@@ -192,10 +192,7 @@ fn export_sql(backend: Backend, table: &TenantTable, omit: &[&str]) -> String {
             .reduce(|a, b| format!("json_patch({a}, {b})"))
             .unwrap_or_else(|| "json_object()".into()),
     };
-    let from = match backend {
-        Backend::Postgres => format!("public.{}", ident(&table.name)),
-        Backend::Sqlite => ident(&table.name),
-    };
+    let from = qualified(backend, &table.name);
     let order: Vec<String> = table.primary_key.iter().map(|c| ident(c)).collect();
     format!(
         "SELECT {object} FROM {from} WHERE tenant_id = $1 ORDER BY {}",
@@ -206,6 +203,14 @@ fn export_sql(backend: Backend, table: &TenantTable, omit: &[&str]) -> String {
 /// `name` quoted as an SQL identifier (both backends).
 pub(super) fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A catalog table's name as queries name it (schema `public` on PostgreSQL).
+pub(super) fn qualified(backend: Backend, table: &str) -> String {
+    match backend {
+        Backend::Postgres => format!("public.{}", ident(table)),
+        Backend::Sqlite => ident(table),
+    }
 }
 
 /// Orders `tables` so each comes after every table it references; ties (and

@@ -29,7 +29,7 @@ use sqlx::types::Json;
 use super::{
     Backend, Db, TenantTx,
     access::AccessChange,
-    catalog::{TenantTable, ident},
+    catalog::{TenantTable, ident, qualified},
     scope::{Pooled, Tx},
 };
 use crate::{Error, Result, TenantId, TenantStatus, audit::Actor};
@@ -198,11 +198,12 @@ impl Db {
                 "UPDATE tenant_deletions SET last_error = $2 WHERE tenant_id = $1 AND finished_at IS NULL"
             }
         };
-        let mut tx = Tx::begin(self).await?;
-        tx.conn()
+        Pooled::acquire(self)
+            .await?
+            .conn()
             .execute(sql, vec![id.into(), error.into()])
             .await?;
-        tx.commit().await
+        Ok(())
     }
 
     /// Deletions started and not finished (interrupted ones, to resume with
@@ -419,10 +420,7 @@ impl TenantTx {
 /// by primary key (partitions included: the parent is named), from catalog
 /// names only.
 fn erase_sql(backend: Backend, table: &TenantTable, limit: u32) -> String {
-    let from = match backend {
-        Backend::Postgres => format!("public.{}", ident(&table.name)),
-        Backend::Sqlite => ident(&table.name),
-    };
+    let from = qualified(backend, &table.name);
     if table.primary_key.is_empty() {
         return format!("DELETE FROM {from} WHERE tenant_id = $1");
     }
