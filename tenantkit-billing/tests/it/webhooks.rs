@@ -555,8 +555,9 @@ async fn state_changes_are_audited_as_the_system(db: Db) {
 async fn older_api_shape_with_period_on_the_subscription(db: Db) {
     let billing = Billing::new(db.clone(), config()).unwrap();
     let t = tenant(&db).await;
+    let period_end = now() + 5000;
     let mut old = subscription(&t, "active", "price_pro", now() + 1000);
-    old["current_period_end"] = (now() + 5000).into();
+    old["current_period_end"] = period_end.into();
     old["items"]["data"][0]
         .as_object_mut()
         .unwrap()
@@ -579,7 +580,7 @@ async fn older_api_shape_with_period_on_the_subscription(db: Db) {
             .current_period_end
             .unwrap()
             .timestamp(),
-        now() + 5000
+        period_end
     );
     // Older invoices name the subscription at the top level.
     let mut inv = invoice(&t, "open");
