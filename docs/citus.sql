@@ -20,6 +20,7 @@ CREATE EXTENSION IF NOT EXISTS citus;
 SELECT create_reference_table('tenants');
 SELECT create_reference_table('tenant_external_ids');
 SELECT create_reference_table('tenant_deletions');
+SELECT create_reference_table('tenantkit_settings');
 
 -- Citus distributes one level of partitioning. On one PostgreSQL, each day
 -- of `events` is hash-split four ways by tenant; on Citus the shards split by

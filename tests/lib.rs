@@ -294,7 +294,14 @@ impl Server {
 
     /// Stops the server.
     pub async fn stop(self) {
+        self.stop_keeping_data().await;
+    }
+
+    /// Stops the server; its data directory lives as long as what this
+    /// returns (for reading an embedded database after shutdown).
+    pub async fn stop_keeping_data(self) -> tempfile::TempDir {
         self.running.shutdown(Duration::from_secs(5)).await.unwrap();
+        self._dir
     }
 }
 

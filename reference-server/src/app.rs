@@ -1,7 +1,8 @@
 //! The router: which layers guard which routes.
 //!
 //! ```text
-//! every route     problem+json for bare errors → metrics → request id → trace → timeout
+//! every route     problem+json for bare errors → metrics → request id → trace → catch panic → in-flight limit → timeout
+//! (innermost in every group below: a request whose transaction lost a race runs again, RetryContendedLayer)
 //! /healthz /readyz /openapi.json /webhooks/stripe   body limit → rate limit per client IP (Stripe events are signed)
 //! /tenants /metrics   body limit → rate limit per client IP → auth (platform admin)
 //! tenant routes       body limit (server.max_body_bytes) → TenantLayer → rate limit per client IP → AuthLayer → rate limit per tenant → PlanLayer → AnalyticsLayer (api_call events)
@@ -18,10 +19,12 @@ use tenantkit::{
     auth::{AuthLayer, JwtKeys, UserClaim},
     rate_limit::{Quota, RateLimitLayer},
     resolve::{TenantLayer, TenantRef},
+    retry::RetryContendedLayer,
 };
 use tenantkit_billing::{PlanLayer, plans::Feature};
 use tower::ServiceBuilder;
 use tower_http::{
+    catch_panic::CatchPanicLayer,
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
@@ -52,6 +55,8 @@ pub struct AppState {
     pub live_limits: routes::live::LiveLimits,
     /// How long `DELETE /tenants/{id}` waits before answering `202`.
     pub deletion_wait: Duration,
+    /// The background tasks (`/readyz` fails once one the process needs has).
+    pub tasks: crate::tasks::Supervisor,
 }
 
 impl AppState {
@@ -77,6 +82,9 @@ impl AppState {
         crate::webhooks::publish(&self.webhooks, tx, event_type, data).await
     }
 }
+
+/// How many times a request whose transaction lost a race is run in all.
+const RETRY_ATTEMPTS: u32 = 5;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -204,9 +212,12 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
             }),
         )
     });
-    let body_limit = RequestBodyLimitLayer::new(config.server.max_body_bytes);
-    let tenant_stack = |plan: PlanLayer<tenantkit_billing::Billing>,
-                        limit: RequestBodyLimitLayer| {
+    let body_limit = body_limit(config.server.max_body_bytes);
+    // Innermost, so only the handler runs again (not the rate limits or the
+    // audited refusals of the layers above it).
+    let retry =
+        RetryContendedLayer::new(RETRY_ATTEMPTS).with_retries(state.metrics.transaction_retries());
+    let tenant_stack = |plan: PlanLayer<tenantkit_billing::Billing>, limit: BodyLimit| {
         ServiceBuilder::new()
             .layer(limit)
             .layer(tenant_layer.clone())
@@ -218,33 +229,75 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
             // The tenant's plan: API-key access needs `api_access` (402 otherwise).
             .layer(plan)
             .option_layer(count_calls.clone())
+            .layer(retry.clone())
     };
     let (tenant_routes, _) = tenant_routes().split_for_parts();
     let tenant_routes = tenant_routes.route_layer(tenant_stack(
         PlanLayer::new(state.billing.clone()),
-        body_limit,
+        body_limit.clone(),
     ));
     let (webhook_routes, _) = webhook_routes().split_for_parts();
     let webhook_routes = webhook_routes.route_layer(tenant_stack(
         PlanLayer::new(state.billing.clone()).requiring(Feature::Webhooks),
-        body_limit,
+        body_limit.clone(),
     ));
     let (analytics_routes, _) = analytics_routes().split_for_parts();
     let analytics_routes = analytics_routes.route_layer(tenant_stack(
         PlanLayer::new(state.billing.clone()),
-        RequestBodyLimitLayer::new(config.analytics.max_body_bytes),
+        self::body_limit(config.analytics.max_body_bytes),
     ));
     let (platform_routes, _) = platform_routes().split_for_parts();
     let platform_routes = platform_routes.route_layer(
         ServiceBuilder::new()
-            .layer(body_limit)
+            .layer(body_limit.clone())
             .layer(per_ip.clone())
-            .layer(auth),
+            .layer(auth)
+            .layer(retry.clone()),
     );
     let (public_routes, _) = public_routes().split_for_parts();
-    let public_routes =
-        public_routes.route_layer(ServiceBuilder::new().layer(body_limit).layer(per_ip));
+    let public_routes = public_routes.route_layer(
+        ServiceBuilder::new()
+            .layer(body_limit)
+            .layer(per_ip)
+            .layer(retry),
+    );
 
+    let app = Router::new()
+        .merge(tenant_routes)
+        .merge(webhook_routes)
+        .merge(analytics_routes)
+        .merge(platform_routes)
+        .merge(public_routes)
+        .fallback(error::not_found)
+        .with_state(state.clone());
+    Ok(with_server_layers(
+        app,
+        &state.metrics,
+        config.server.max_in_flight_requests,
+    ))
+}
+
+/// A route group's body limit: tower-http's, which refuses a declared or a
+/// streamed body past `bytes` with `413`, and axum's extractor limit set to
+/// the same figure (else its 2 MiB default would be the effective limit of
+/// a larger configured one).
+type BodyLimit = ServiceBuilder<
+    tower::layer::util::Stack<
+        axum::extract::DefaultBodyLimit,
+        tower::layer::util::Stack<RequestBodyLimitLayer, tower::layer::util::Identity>,
+    >,
+>;
+
+fn body_limit(bytes: usize) -> BodyLimit {
+    ServiceBuilder::new()
+        .layer(RequestBodyLimitLayer::new(bytes))
+        .layer(axum::extract::DefaultBodyLimit::max(bytes))
+}
+
+/// What every route passes through, around `app`: metrics, the request id,
+/// tracing, the panic catcher, the in-flight limit and the timeout; and,
+/// around all of it, problem+json for whatever answers with a bare error.
+pub(crate) fn with_server_layers(app: Router, metrics: &Metrics, max_in_flight: usize) -> Router {
     let trace = TraceLayer::new_for_http()
         .make_span_with(|req: &Request<_>| {
             let request_id = req
@@ -262,33 +315,31 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         })
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
 
-    let app = Router::new()
-        .merge(tenant_routes)
-        .merge(webhook_routes)
-        .merge(analytics_routes)
-        .merge(platform_routes)
-        .merge(public_routes)
-        .fallback(error::not_found)
-        .layer(
-            ServiceBuilder::new()
-                .layer(state.metrics.clone())
-                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(trace)
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(axum::middleware::from_fn_with_state(
-                    crate::overload::InFlight::new(config.server.max_in_flight_requests),
-                    crate::overload::limit,
-                ))
-                .layer(TimeoutLayer::with_status_code(
-                    http::StatusCode::REQUEST_TIMEOUT,
-                    Duration::from_secs(30),
-                )),
-        )
-        .with_state(state);
+    let app = app.layer(
+        ServiceBuilder::new()
+            .layer(metrics.clone())
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(trace)
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            // The last defence: a handler's panic is a 500, not a reset.
+            .layer(CatchPanicLayer::custom(error::panic_response))
+            .layer(axum::middleware::from_fn_with_state(
+                crate::overload::InFlight::new(max_in_flight),
+                crate::overload::limit,
+            ))
+            .layer(TimeoutLayer::with_status_code(
+                http::StatusCode::REQUEST_TIMEOUT,
+                Duration::from_secs(30),
+            )),
+    );
     // Whatever answers with a bare error (the body limit's 413, the timeout's
     // 408, the router's 405) answers problem+json. Around the whole router, so
     // it sees the `Allow` header the router adds to a 405 after every layer.
-    Ok(Router::new()
+    Router::new()
         .fallback_service(app)
-        .layer(axum::middleware::map_response(error::ensure_problem)))
+        .layer(axum::middleware::map_response(error::ensure_problem))
 }
+
+#[cfg(test)]
+#[path = "app_panic_tests.rs"]
+mod panic_tests;

@@ -144,6 +144,7 @@ pub struct WebhooksConfig {
     /// Keys sealing endpoint secrets (base64 of 32 bytes), the current one
     /// first; older ones only open. Unset on the embedded default: generated
     /// into `database.data_dir/webhook-keys`. Required with PostgreSQL.
+    #[serde(skip_serializing)]
     pub secret_keys: Vec<Secret>,
     /// How long a rotated-out secret keeps signing, in hours.
     pub rotation_grace_hours: u32,
@@ -155,6 +156,10 @@ pub struct WebhooksConfig {
     pub worker: bool,
     /// Deliveries in flight at once, per worker process.
     pub concurrency: usize,
+    /// The share of `concurrency` one tenant may hold (above 0, at most 1;
+    /// default 0.5): one tenant's hanging endpoints leave the rest of the
+    /// slots to the others.
+    pub tenant_share: f64,
     /// Seconds a claimed delivery stays with its worker; after a crash,
     /// another worker retries it once this has passed (more than the 10 s
     /// request limit).
@@ -177,6 +182,7 @@ impl Default for WebhooksConfig {
             plan_deliveries_per_minute: Default::default(),
             worker: true,
             concurrency: 64,
+            tenant_share: 0.5,
             lease_secs: 60,
             disable_after_hours: 5 * 24,
             retention_days: 30,
@@ -261,7 +267,7 @@ pub enum LogFormat {
 }
 
 /// `[database]`
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `postgres://owner@host/db` or `sqlite:path`; unset: SQLite in `data_dir`.
@@ -269,13 +275,33 @@ pub struct DatabaseConfig {
     /// PostgreSQL: the role `serve` connects as (created by `migrate`).
     pub runtime_role: String,
     /// PostgreSQL: its password, if the server requires one.
+    #[serde(skip_serializing)]
     pub runtime_password: Option<Secret>,
     /// PostgreSQL: a full URL for the runtime role, overriding the two above.
+    #[serde(skip_serializing)]
     pub runtime_url: Option<Secret>,
     /// Pool size.
     pub max_connections: u32,
     /// Where the embedded default keeps its files.
     pub data_dir: PathBuf,
+}
+
+/// The owner URL's password stays out of `Debug` output (and so out of
+/// logs and panics), like every [`Secret`].
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field(
+                "url",
+                &self.url.as_deref().map(tenantkit::store::redact_url),
+            )
+            .field("runtime_role", &self.runtime_role)
+            .field("runtime_password", &self.runtime_password)
+            .field("runtime_url", &self.runtime_url)
+            .field("max_connections", &self.max_connections)
+            .field("data_dir", &self.data_dir)
+            .finish()
+    }
 }
 
 impl Default for DatabaseConfig {
@@ -298,6 +324,7 @@ pub struct AuthConfig {
     /// `HS256`, `RS256` or `EdDSA`.
     pub jwt_algorithm: String,
     /// HS256 shared secret (at least 32 bytes).
+    #[serde(skip_serializing)]
     pub jwt_secret: Option<Secret>,
     /// RS256/EdDSA: PEM public key file (verifies tokens).
     pub jwt_public_key: Option<PathBuf>,
@@ -353,10 +380,15 @@ impl Default for RateLimitConfig {
 #[error("configuration error: {0}")]
 pub struct ConfigError(String);
 
+/// The longest retention any setting may ask for: 100 years.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
 impl Config {
     /// Loads defaults, then `file` (if given, it must exist; otherwise
     /// `tenantkit.toml` if present), then the environment.
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        // The defaults are serialized for figment to merge over, without
+        // their secrets (`Secret` has no `Serialize`; the defaults hold none).
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) if !path.exists() => {
@@ -407,6 +439,24 @@ impl Config {
             return Err(ConfigError(
                 "rate limits must be at least 1 per minute".into(),
             ));
+        }
+        if !(self.webhooks.tenant_share > 0.0 && self.webhooks.tenant_share <= 1.0) {
+            return Err(ConfigError(format!(
+                "webhooks.tenant_share must be above 0 and at most 1, got {}",
+                self.webhooks.tenant_share
+            )));
+        }
+        // Days are subtracted from today: a bound keeps that arithmetic sound.
+        for (key, days) in [
+            ("audit.retention_days", self.audit.retention_days),
+            ("analytics.retention_days", self.analytics.retention_days),
+            ("webhooks.retention_days", self.webhooks.retention_days),
+        ] {
+            if days > MAX_RETENTION_DAYS {
+                return Err(ConfigError(format!(
+                    "{key} must be at most {MAX_RETENTION_DAYS} (100 years), got {days}"
+                )));
+            }
         }
         if self.audit.retention_days == 0 {
             return Err(ConfigError(
@@ -518,5 +568,37 @@ mod tests {
             err.to_string().contains("server.max_in_flight_requests"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_tenant_share_outside_zero_to_one_is_refused() {
+        for share in [0.0, -0.5, 1.01, f64::NAN] {
+            let mut config = Config::default();
+            config.webhooks.tenant_share = share;
+            let err = config.validate().unwrap_err();
+            assert!(
+                err.to_string().contains("webhooks.tenant_share"),
+                "{share}: {err}"
+            );
+        }
+        let mut config = Config::default();
+        config.webhooks.tenant_share = 1.0;
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn a_retention_past_a_century_is_refused() {
+        let mut config = Config::default();
+        config.analytics.retention_days = u32::MAX;
+        let err = config.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("analytics.retention_days"),
+            "{err}"
+        );
+        let mut config = Config::default();
+        config.webhooks.retention_days = MAX_RETENTION_DAYS + 1;
+        assert!(config.validate().is_err());
+        config.webhooks.retention_days = MAX_RETENTION_DAYS;
+        config.validate().unwrap();
     }
 }

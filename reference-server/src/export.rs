@@ -4,7 +4,7 @@
 //!
 //! Rows are read from one snapshot and written to disk as they come, so
 //! memory stays bounded whatever the tenant's size. Secret columns of every
-//! crate are left out. The export is recorded in the tenant's audit trail
+//! crate (marked in the catalog) are left out. The export is recorded in the tenant's audit trail
 //! with the archive's SHA-256.
 
 use std::path::Path;
@@ -18,15 +18,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 
 /// The archive format, in the manifest.
 pub const FORMAT: &str = "tenantkit-export/1";
-
-/// Columns no export contains, of every crate the server runs.
-pub fn secret_columns() -> Vec<(&'static str, &'static str)> {
-    tenantkit::store::SECRET_COLUMNS
-        .iter()
-        .chain(tenantkit_webhooks::SECRET_COLUMNS)
-        .copied()
-        .collect()
-}
 
 /// `manifest.json`, the archive's first entry.
 #[derive(Clone, Debug, Serialize)]
@@ -84,23 +75,17 @@ pub async fn export_tenant(
         .unwrap_or(Path::new("."));
     let work = tempfile::tempdir_in(dir).context("a working directory beside the archive")?;
     let tables = db.tenant_tables().await?;
-    let secrets = secret_columns();
     tokio::fs::create_dir(work.path().join("tables")).await?;
 
     let exported_at = chrono::Utc::now();
     let mut entries = Vec::with_capacity(tables.len());
     let mut tx = db.begin_snapshot(tenant).await?;
     for table in &tables {
-        let omit: Vec<&str> = secrets
-            .iter()
-            .filter(|(t, _)| *t == table.name)
-            .map(|(_, c)| *c)
-            .collect();
         let file = format!("tables/{}.ndjson", table.name);
         let mut writer = BufWriter::new(tokio::fs::File::create(work.path().join(&file)).await?);
         let mut hash = Sha256::new();
         let mut rows = 0;
-        let mut stream = tx.export_rows(table, &omit);
+        let mut stream = tx.export_rows(table);
         while let Some(row) = stream.try_next().await? {
             hash.update(row.as_bytes());
             hash.update(b"\n");
@@ -129,7 +114,14 @@ pub async fn export_tenant(
             tenantkit::Backend::Sqlite => "sqlite",
         },
         tables: entries,
-        omitted_columns: secrets.iter().map(|(t, c)| format!("{t}.{c}")).collect(),
+        omitted_columns: tables
+            .iter()
+            .flat_map(|t| {
+                t.secret_columns
+                    .iter()
+                    .map(move |c| format!("{}.{c}", t.name))
+            })
+            .collect(),
     };
     tokio::fs::write(
         work.path().join("manifest.json"),

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod overload;
 pub mod routes;
+pub mod tasks;
 pub mod webhooks;
 
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
@@ -27,12 +28,13 @@ use tenantkit::{
     resolve::TenantRef,
     store::RuntimeRole,
 };
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     app::AppState,
     config::{Config, Secret},
     metrics::Metrics,
+    tasks::{Policy, Supervisor, Unit},
 };
 
 /// Opens the database the way `serve` uses it.
@@ -112,6 +114,11 @@ pub async fn migrate(config: &Config) -> anyhow::Result<String> {
     tenantkit_billing::Billing::migrate(&owner).await?;
     tenantkit_webhooks::Webhooks::migrate(&owner).await?;
     tenantkit_analytics::storage::migrate(&owner).await?;
+    tenantkit_analytics::storage::set_retention_floor(&owner, config.analytics.retention_days)
+        .await?;
+    owner
+        .set_audit_retention_floor(config.audit.retention_days.max(1))
+        .await?;
     let role = runtime_role(config)?;
     owner.setup_runtime_role(&role).await?;
     owner.close().await;
@@ -377,44 +384,67 @@ pub struct Running {
     pub demo: Option<Demo>,
     /// The store it uses.
     pub db: Db,
+    /// Every background task, supervised.
+    pub tasks: Supervisor,
     handle: Handle<SocketAddr>,
-    task: JoinHandle<std::io::Result<()>>,
-    purger: Option<JoinHandle<()>>,
-    access_watcher: JoinHandle<()>,
-    worker: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
+    http: Unit,
+    /// Stopped, in this order, by [`Running::shutdown`].
+    writers: Vec<Unit>,
+    worker: Option<Unit>,
+    /// Everything else: periodic jobs, listeners, the live hub's loops.
+    background: Vec<Unit>,
     analytics: tenantkit_analytics::Analytics,
     live: tenantkit_analytics::Live,
-    analytics_writer: JoinHandle<()>,
-    analytics_retention: JoinHandle<()>,
-    deletions: JoinHandle<()>,
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish (up to `grace`), and waits.
+    /// Shuts down in a stated order: stop accepting (in-flight requests
+    /// finish, up to `grace`; live streams close with 1001), drain the
+    /// analytics writers (every accepted event is stored), stop the webhook
+    /// worker (deliveries in flight finish or are given back), stop the
+    /// rest, close the pool.
     pub async fn shutdown(self, grace: Duration) -> anyhow::Result<()> {
-        if let Some(purger) = &self.purger {
-            purger.abort();
-        }
-        self.access_watcher.abort();
-        self.analytics_retention.abort();
-        // An interrupted deletion resumed at start stops between batches
-        // (its open batch rolls back) and resumes at the next start.
-        self.deletions.abort();
-        // Live streams end with 1001 (going away): their clients reconnect elsewhere.
+        // 1. Stop accepting.
         self.live.shutdown();
         self.handle.graceful_shutdown(Some(grace));
-        self.task.await??;
-        // Every buffered analytics event is stored before the pool closes.
+        self.http.finished().await;
+        // 2. Drain the writers: every buffered event is stored.
         self.analytics.shutdown().await;
-        self.analytics_writer.await.ok();
-        // Stops claiming, lets deliveries in flight finish or gives them back.
-        if let Some((stop, worker)) = self.worker {
-            stop.send(()).ok();
-            worker.await.ok();
+        for writer in &self.writers {
+            writer.finished().await;
         }
+        // 3. Stop the worker: it stops claiming and gives back what it holds.
+        if let Some(worker) = &self.worker {
+            worker.stop_within(grace + Duration::from_secs(15)).await;
+        }
+        // 4. The rest: an interrupted deletion or purge rolls back its open
+        // batch and resumes at the next start.
+        for unit in &self.background {
+            unit.stop_within(Duration::from_secs(5)).await;
+        }
+        // 5. Close the pool.
         self.db.close().await;
         Ok(())
     }
+
+    /// Waits until a task the process cannot go on without failed (the
+    /// HTTP server); its name. `/readyz` answers 503 from then on.
+    pub async fn failed(&self) -> String {
+        self.tasks.failed().await
+    }
+}
+
+/// `fut` until `stop` is cancelled (for units whose loops have no
+/// graceful stop of their own).
+async fn until_stopped(
+    stop: CancellationToken,
+    fut: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        () = fut => {}
+        () = stop.cancelled() => {}
+    }
+    Ok(())
 }
 
 /// Opens the database, bootstraps on first start, and serves in the background.
@@ -425,48 +455,94 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let db = open_runtime_db(&config).await?;
     let keys = load_keys(&config)?;
     let demo = bootstrap_demo(&db, &keys, &config).await?;
+    let tasks = Supervisor::new();
+    let mut background = Vec::new();
     // Other processes' user and tenant changes reach this one's cache at
-    // once: listening before `start` returns.
+    // once: listening before `start` returns (and again after a failure).
     let listener = db
         .listen_for_access_changes()
         .await
         .context("listening for access changes")?;
+    let first_listener = Arc::new(std::sync::Mutex::new(Some(listener)));
+    background.push(tasks.spawn("access-listener", Policy::Restart, {
+        let db = db.clone();
+        move |stop| {
+            let (db, first) = (db.clone(), first_listener.clone());
+            async move {
+                let listener = first.lock().expect("not poisoned").take();
+                let listener = match listener {
+                    Some(listener) => listener,
+                    None => db.listen_for_access_changes().await?,
+                };
+                tokio::select! {
+                    result = listener.run() => Ok(result?),
+                    () = stop.cancelled() => Ok(()),
+                }
+            }
+        }
+    }));
     let webhooks = webhooks::build(&config)?;
     let billing = tenantkit_billing::Billing::new(db.clone(), config.billing.clone())?
         .with_observer(webhooks::SubscriptionEvents(webhooks.clone()));
     // The delivery worker, unless `tenantkit-server worker` processes do it.
     let worker = if config.webhooks.worker {
         let worker = webhooks::worker(&config, &db, &webhooks, &billing)?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            if let Err(e) = worker
-                .run(async {
-                    stopped.await.ok();
-                })
-                .await
-            {
-                tracing::error!(error = %e, "webhook worker stopped");
-            }
-        });
-        Some((stop, task))
+        Some(tasks.spawn("webhook-worker", Policy::Restart, move |stop| {
+            let worker = worker.clone();
+            async move { Ok(worker.run(stop.cancelled_owned()).await?) }
+        }))
     } else {
         None
     };
-    let (analytics, analytics_writer) =
-        tenantkit_analytics::Analytics::start(db.clone(), config.analytics.ingest());
-    let analytics_retention = tokio::spawn(analytics_retention(
-        db.clone(),
-        config.analytics.retention_days,
-    ));
-    let live =
-        tenantkit_analytics::Live::start(db.clone(), &analytics, config.analytics.live.hub())
-            .await
-            .context("starting the live stream")?;
+    let (analytics, writers) =
+        tenantkit_analytics::Analytics::new(db.clone(), config.analytics.ingest());
+    let writers: Vec<Unit> = writers
+        .into_iter()
+        .map(|writer| {
+            let writer = Arc::new(writer);
+            let name = format!("analytics-writer-{}", writer.index());
+            // It stops with `Analytics::shutdown`, once it has flushed.
+            tasks.spawn(name, Policy::Restart, move |_stop| {
+                let writer = writer.clone();
+                async move {
+                    writer.run().await;
+                    Ok(())
+                }
+            })
+        })
+        .collect();
+    background.push(tasks.spawn("analytics-retention", Policy::Restart, {
+        let (db, days) = (db.clone(), config.analytics.retention_days);
+        move |stop| until_stopped(stop, analytics_retention(db.clone(), days))
+    }));
+    let live = tenantkit_analytics::Live::new(db.clone(), config.analytics.live.hub())
+        .await
+        .context("starting the live stream")?;
+    background.push(tasks.spawn("live-refresh", Policy::Restart, {
+        let live = live.clone();
+        move |stop| until_stopped(stop, live.refresh())
+    }));
+    background.push(tasks.spawn("live-commits", Policy::Restart, {
+        let (live, analytics) = (live.clone(), analytics.clone());
+        move |stop| until_stopped(stop, live.follow_commits(&analytics))
+    }));
+    background.push(tasks.spawn("live-announcements", Policy::Restart, {
+        let live = live.clone();
+        move |stop| {
+            let live = live.clone();
+            async move {
+                tokio::select! {
+                    result = live.follow_announcements() => Ok(result?),
+                    () = stop.cancelled() => Ok(()),
+                }
+            }
+        }
+    }));
     let live_config = &config.analytics.live;
     let state = AppState {
         db: db.clone(),
         keys: Arc::new(keys),
-        metrics: Metrics::new(Some(analytics.clone())),
+        metrics: Metrics::new(Some(analytics.clone())).with_tasks(tasks.clone()),
         billing,
         webhooks,
         analytics: analytics.clone(),
@@ -477,12 +553,35 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             recheck: Duration::from_secs(live_config.recheck_secs),
         },
         deletion_wait: Duration::from_secs(config.server.deletion_wait_secs),
+        tasks: tasks.clone(),
     };
-    // Deletions a crash interrupted finish now.
-    let deletions = tokio::spawn({
+    // Deletions a crash interrupted finish now (once: it returns when done).
+    background.push(tasks.spawn("deletion-resumer", Policy::Restart, {
         let deleter = state.deleter();
-        async move { deleter.resume_unfinished().await }
-    });
+        move |stop| {
+            let deleter = deleter.clone();
+            until_stopped(stop, async move { deleter.resume_unfinished().await })
+        }
+    }));
+    if config.audit.purge_every_hours > 0 {
+        let every = Duration::from_secs(config.audit.purge_every_hours * 3600);
+        let (db, retention) = (db.clone(), config.audit.retention_days);
+        background.push(tasks.spawn("audit-purge", Policy::Restart, move |stop| {
+            let db = db.clone();
+            until_stopped(stop, async move {
+                let mut ticks = tokio::time::interval(every);
+                loop {
+                    ticks.tick().await;
+                    match purge_audit_logs(&db, retention).await {
+                        Ok((tenants, entries)) => {
+                            tracing::info!(tenants, entries, "audit retention purge")
+                        }
+                        Err(e) => tracing::error!(error = %e, "audit retention purge failed"),
+                    }
+                }
+            })
+        }));
+    }
     let app = app::router(state, &config)?.into_make_service_with_connect_info::<SocketAddr>();
 
     let handle = Handle::new();
@@ -513,42 +612,34 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         };
         bail!("could not listen on {}: {err}", config.server.listen);
     };
-    let access_watcher = tokio::spawn(async move {
-        if let Err(e) = listener.run().await {
-            tracing::error!(error = %e, "access-change listener stopped; relying on the cache TTL");
-        }
-    });
-    let purger = (config.audit.purge_every_hours > 0).then(|| {
-        let every = Duration::from_secs(config.audit.purge_every_hours * 3600);
-        let (db, retention) = (db.clone(), config.audit.retention_days);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            loop {
-                ticks.tick().await;
-                match purge_audit_logs(&db, retention).await {
-                    Ok((tenants, entries)) => {
-                        tracing::info!(tenants, entries, "audit retention purge")
-                    }
-                    Err(e) => tracing::error!(error = %e, "audit retention purge failed"),
-                }
+    // The server itself cannot be restarted in place: should it end before
+    // it is told to, the process is not ready and `serve` exits.
+    let server = Arc::new(tokio::sync::Mutex::new(Some(task)));
+    let http = tasks.spawn("http-server", Policy::Fatal, move |_stop| {
+        let server = server.clone();
+        async move {
+            let Some(task) = server.lock().await.take() else {
+                anyhow::bail!("the HTTP server cannot be started again");
+            };
+            match task.await {
+                Ok(result) => Ok(result?),
+                Err(e) => anyhow::bail!("the HTTP server task ended: {e}"),
             }
-        })
+        }
     });
     Ok(Running {
         addr,
         tls,
         demo,
         db,
+        tasks,
         handle,
-        task,
-        purger,
-        access_watcher,
+        http,
+        writers,
         worker,
+        background,
         analytics,
         live,
-        analytics_writer,
-        analytics_retention,
-        deletions,
     })
 }
 

@@ -69,7 +69,9 @@ enum AnalyticsCommand {
     },
     /// Remove events and rollups older than the retention period now.
     Purge {
-        /// Days to keep (default: analytics.retention_days).
+        /// Days to keep (default: analytics.retention_days; never fewer:
+        /// the configured floor holds, lower it in the configuration and
+        /// run `migrate`).
         #[arg(long)]
         retention_days: Option<u32>,
     },
@@ -79,7 +81,9 @@ enum AnalyticsCommand {
 enum AuditCommand {
     /// Purge entries older than the retention period, in every tenant (audited).
     Purge {
-        /// Days to keep (default: audit.retention_days).
+        /// Days to keep (default: audit.retention_days; never fewer: the
+        /// configured floor holds, lower it in the configuration and run
+        /// `migrate`).
         #[arg(long)]
         retention_days: Option<u32>,
     },
@@ -269,8 +273,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Audit {
             command: AuditCommand::Purge { retention_days },
         } => {
+            let days = keep_days("audit", retention_days, config.audit.retention_days)?;
             let db = open_runtime_db(&config).await?;
-            let days = retention_days.unwrap_or(config.audit.retention_days);
             let (tenants, entries) = purge_audit_logs(&db, days).await?;
             println!(
                 "purged {entries} audit entries older than {days} days from {tenants} tenants"
@@ -293,7 +297,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let db = open_runtime_db(&config).await?;
             let ctx = find_tenant(&db, &tenant).await?;
-            let report = db.begin(&ctx).await?.verify_audit_chain().await?;
+            let report = db.begin_snapshot(&ctx).await?.verify_audit_chain().await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if !report.valid {
                 std::process::exit(2);
@@ -315,11 +319,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Analytics {
             command: AnalyticsCommand::Purge { retention_days },
         } => {
+            let days =
+                keep_days("analytics", retention_days, config.analytics.retention_days)?.max(36);
             let db = open_runtime_db(&config).await?;
-            let days = retention_days
-                .unwrap_or(config.analytics.retention_days)
-                .max(36);
-            let before = chrono::Utc::now().date_naive() - chrono::Days::new(u64::from(days));
+            let before = chrono::Utc::now()
+                .date_naive()
+                .checked_sub_days(chrono::Days::new(u64::from(days)))
+                .context("--retention-days reaches before the calendar")?;
             let purged = tenantkit_analytics::retention::purge(&db, before).await?;
             println!(
                 "removed analytics before {before}: {} day partitions, {} rows",
@@ -383,7 +389,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             token = demo.token,
         );
     }
-    tenantkit_server::shutdown_signal().await;
+    let failed = tokio::select! {
+        () = tenantkit_server::shutdown_signal() => None,
+        task = running.failed() => Some(task),
+    };
     tracing::info!("shutting down; letting in-flight requests finish");
-    running.shutdown(grace).await
+    running.shutdown(grace).await?;
+    match failed {
+        // For the orchestrator to replace the process.
+        Some(task) => anyhow::bail!("stopped: the background task `{task}` failed"),
+        None => Ok(()),
+    }
+}
+
+/// The days a purge keeps: `asked` (`--retention-days`) or the configured
+/// floor, never fewer than the floor (on PostgreSQL the database holds the
+/// runtime role to it anyway; this says so on both backends, before work).
+fn keep_days(what: &str, asked: Option<u32>, configured: u32) -> anyhow::Result<u32> {
+    let days = asked.unwrap_or(configured);
+    anyhow::ensure!(
+        days >= configured,
+        "--retention-days {days} is below {what}.retention_days ({configured}): \
+         lower it in the configuration and run `migrate` to keep fewer days"
+    );
+    Ok(days)
 }

@@ -39,6 +39,9 @@ pub struct Metrics {
     registry: Arc<Registry>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<LatencyLabels, Histogram>,
+    retries: tenantkit::retry::Retries,
+    panics: Counter,
+    tasks: Arc<std::sync::OnceLock<crate::tasks::Supervisor>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -95,10 +98,59 @@ impl Collector for AnalyticsCollector {
     }
 }
 
+/// Each background task's restarts, read at each scrape.
+#[derive(Debug)]
+struct TasksCollector(Arc<std::sync::OnceLock<crate::tasks::Supervisor>>);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    task: String,
+}
+
+impl Collector for TasksCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some(tasks) = self.0.get() else {
+            return Ok(());
+        };
+        let mut family = encoder.encode_descriptor(
+            "task_restarts",
+            "Times each background task was run again after it failed",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (task, restarts) in tasks.all_restarts() {
+            let counter = ConstCounter::new(restarts);
+            let labels = TaskLabels { task };
+            let metric = family.encode_family(&labels)?;
+            counter.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+/// Requests run again because their transaction lost a race.
+#[derive(Debug)]
+struct RetriesCollector(tenantkit::retry::Retries);
+
+impl Collector for RetriesCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let counter = ConstCounter::new(self.0.get());
+        let metric = encoder.encode_descriptor(
+            "transaction_retries",
+            "Requests run again inside the server because their transaction deadlocked or hit a serialization failure",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
+    }
+}
+
 impl Metrics {
     /// A registry; with `analytics`, its writer's counters are exported too.
     pub fn new(analytics: Option<tenantkit_analytics::Analytics>) -> Self {
         let mut registry = Registry::with_prefix("tenantkit");
+        let retries = tenantkit::retry::Retries::default();
+        registry.register_collector(Box::new(RetriesCollector(retries.clone())));
         if let Some(analytics) = analytics {
             registry.register_collector(Box::new(AnalyticsCollector(analytics)));
         }
@@ -118,11 +170,35 @@ impl Metrics {
             "HTTP request latency",
             latency.clone(),
         );
+        let panics = Counter::default();
+        registry.register(
+            "http_handler_panics",
+            "Requests whose handler panicked (answered 500)",
+            panics.clone(),
+        );
+        let tasks = Arc::new(std::sync::OnceLock::new());
+        registry.register_collector(Box::new(TasksCollector(tasks.clone())));
         Self {
             registry: Arc::new(registry),
             requests,
             latency,
+            retries,
+            panics,
+            tasks,
         }
+    }
+
+    /// Exports `tasks`' restarts (`tenantkit_task_restarts_total{task}`).
+    pub fn with_tasks(self, tasks: crate::tasks::Supervisor) -> Self {
+        let _ = self.tasks.set(tasks);
+        self
+    }
+
+    /// The count of requests run again after losing a race
+    /// (`tenantkit_transaction_retries_total`), for
+    /// [`tenantkit::retry::RetryContendedLayer::with_retries`].
+    pub fn transaction_retries(&self) -> tenantkit::retry::Retries {
+        self.retries.clone()
     }
 }
 
@@ -174,6 +250,9 @@ where
         let future = self.inner.call(req);
         Box::pin(async move {
             let res = future.await?;
+            if res.extensions().get::<crate::error::Panicked>().is_some() {
+                metrics.panics.inc();
+            }
             let tenant = res
                 .extensions()
                 .get::<TenantContext>()

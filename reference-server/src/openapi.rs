@@ -527,6 +527,7 @@ mod tests {
                 recheck: std::time::Duration::from_secs(5),
             },
             deletion_wait: std::time::Duration::from_secs(10),
+            tasks: crate::tasks::Supervisor::new(),
         };
         let router = app::router(state, &config).unwrap();
         let spec = serde_json::to_value(document()).unwrap();

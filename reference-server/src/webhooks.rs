@@ -76,6 +76,7 @@ pub fn worker(
     let transport = Transport::new(webhooks.policy().clone()).context("webhook HTTP client")?;
     let options = WorkerOptions::default()
         .concurrency(settings.concurrency)
+        .tenant_share(settings.tenant_share)
         .lease(std::time::Duration::from_secs(settings.lease_secs.max(11)))
         .retention((settings.retention_days > 0).then(|| {
             std::time::Duration::from_secs(u64::from(settings.retention_days) * 24 * 3600)

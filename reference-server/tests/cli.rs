@@ -161,9 +161,12 @@ fn tokens_name_real_users_and_never_more_than_their_role() {
         serde_json::from_str(&cli.ok(&["audit", "verify", "--tenant", "acme"])).unwrap();
     assert_eq!(report["valid"], true);
     assert!(
-        cli.ok(&["audit", "purge", "--retention-days", "30"])
+        cli.ok(&["audit", "purge", "--retention-days", "400"])
             .contains("purged 0 audit entries")
     );
+    // Fewer days than the configured floor (365) is refused before any work.
+    let err = cli.fails(&["audit", "purge", "--retention-days", "30"]);
+    assert!(err.contains("below audit.retention_days (365)"), "{err}");
 }
 
 #[test]
@@ -267,6 +270,11 @@ fn analytics_rebuild_and_purge_run_from_the_command_line() {
     assert!(err.contains("no tenant"), "{err}");
     let out = cli.ok(&["analytics", "purge", "--retention-days", "400"]);
     assert!(out.contains("removed analytics before"), "{out}");
+    let err = cli.fails(&["analytics", "purge", "--retention-days", "399"]);
+    assert!(
+        err.contains("below analytics.retention_days (400)"),
+        "{err}"
+    );
 }
 
 #[test]

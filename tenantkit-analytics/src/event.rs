@@ -112,13 +112,16 @@ impl NewEvent {
         let user_id = text("user_id", self.user_id, MAX_USER_ID)?;
         let name = text("name", self.name, MAX_NAME)?;
         let metadata = self.metadata.unwrap_or_default();
+        check_text(&metadata)?;
         let size = serde_json::to_vec(&metadata).map_or(usize::MAX, |v| v.len());
         if size > MAX_METADATA {
             return Err(format!(
                 "`metadata` is {size} bytes as JSON; at most {MAX_METADATA} are accepted"
             ));
         }
-        let timestamp = self.timestamp.unwrap_or(now);
+        // Stored to the microsecond (PostgreSQL's precision; SQLite keeps
+        // the same), so the rollups bucket exactly the stored instant.
+        let timestamp = tenantkit::validate::storage_precision(self.timestamp.unwrap_or(now));
         if timestamp > now + MAX_AHEAD {
             return Err("`timestamp` is more than 5 minutes in the future".into());
         }
@@ -133,6 +136,17 @@ impl NewEvent {
             timestamp,
         })
     }
+}
+
+/// The text rule ([`tenantkit::validate::text`]) for every key and string
+/// of `metadata`, at any depth, naming the path.
+pub(crate) fn check_text(metadata: &Map<String, Value>) -> Result<(), String> {
+    for (key, value) in metadata {
+        tenantkit::validate::text("metadata", key).map_err(|e| e.to_string())?;
+        tenantkit::validate::json::check_field(&format!("metadata.{key}"), value)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// How a request body is framed.
@@ -238,6 +252,12 @@ pub fn parse_batch(
     let mut invalid = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
         let checked = item.and_then(|raw| {
+            // The JSON shape rule (no duplicate key, no NUL, at any depth),
+            // naming the path inside the event.
+            match tenantkit::validate::json::check(raw.as_bytes()) {
+                Err(refused) if !refused.syntax => return Err(refused.message),
+                _ => {}
+            }
             if !raw.trim_start().starts_with('{') {
                 return Err(match serde_json::from_str::<Value>(raw) {
                     Err(e) => format!("not JSON: {e}"),

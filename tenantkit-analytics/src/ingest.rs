@@ -51,7 +51,7 @@ use std::{
 use chrono::{NaiveDate, Utc};
 use tenantkit::{Db, TenantContext, TenantId};
 use tokio::{
-    sync::{Semaphore, broadcast, mpsc, oneshot},
+    sync::{Mutex as AsyncMutex, OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot},
     task::JoinHandle,
     time::Instant,
 };
@@ -111,7 +111,9 @@ pub enum IngestError {
     /// The flush holding the events failed; they were not stored.
     #[error("storing the events failed: {0}")]
     Store(String),
-    /// The event is invalid ([`Analytics::record`] only).
+    /// The events break a rule (checked by [`Analytics::record`], or by the
+    /// store for events built without validation): `422`, a retry cannot
+    /// succeed.
     #[error("invalid event: {0}")]
     Invalid(String),
 }
@@ -162,9 +164,12 @@ pub struct IngestStats {
 struct Job {
     ctx: TenantContext,
     events: Vec<Event>,
+    /// The buffer room the events take, given back whenever the job is
+    /// dropped: stored, failed, or lost with a writer that panicked.
+    _room: OwnedSemaphorePermit,
     /// Told the outcome once the flush holding the events commits (or fails);
     /// `None` for fire-and-forget events.
-    done: Option<oneshot::Sender<Result<(), String>>>,
+    done: Option<oneshot::Sender<Result<(), IngestError>>>,
 }
 
 enum Message {
@@ -208,33 +213,15 @@ impl std::fmt::Debug for Analytics {
 impl Analytics {
     /// Starts the writer tasks on `db` (with the analytics migrations
     /// applied); returns the handle and a task that ends once every writer
-    /// has, after [`Analytics::shutdown`].
+    /// has, after [`Analytics::shutdown`]. A writer that panics is not
+    /// restarted here: a server supervises them itself with
+    /// [`Analytics::new`].
     pub fn start(db: Db, config: IngestConfig) -> (Self, JoinHandle<()>) {
-        let room = Arc::new(Semaphore::new(config.buffer_events));
-        let counters = Arc::new(Counters::default());
-        let (commits, _) = broadcast::channel(256);
-        let shared = Arc::new(Shared {
-            db,
-            config: config.clone(),
-            room: room.clone(),
-            counters: counters.clone(),
-            commits: commits.clone(),
-            partitions_made_for: std::sync::Mutex::new(None),
-        });
-        let (senders, receivers): (Vec<_>, Vec<_>) = (0..config.writers.max(1))
-            .map(|_| mpsc::unbounded_channel())
-            .unzip();
+        let (analytics, writers) = Self::new(db, config);
         let task = tokio::spawn(async move {
-            shared.make_partitions().await;
-            let writers: Vec<_> = receivers
+            let writers: Vec<_> = writers
                 .into_iter()
-                .map(|receiver| {
-                    let writer = Writer {
-                        shared: shared.clone(),
-                        receiver,
-                    };
-                    tokio::spawn(writer.run())
-                })
+                .map(|writer| tokio::spawn(async move { writer.run().await }))
                 .collect();
             for writer in writers {
                 if let Err(e) = writer.await {
@@ -242,6 +229,34 @@ impl Analytics {
                 }
             }
         });
+        (analytics, task)
+    }
+
+    /// The handle and its writers, for the caller to run (and run again
+    /// should one fail: see [`AnalyticsWriter::run`]). Nothing is stored
+    /// until they run.
+    pub fn new(db: Db, config: IngestConfig) -> (Self, Vec<AnalyticsWriter>) {
+        let room = Arc::new(Semaphore::new(config.buffer_events));
+        let counters = Arc::new(Counters::default());
+        let (commits, _) = broadcast::channel(256);
+        let shared = Arc::new(Shared {
+            db,
+            config: config.clone(),
+            counters: counters.clone(),
+            commits: commits.clone(),
+            partitions_made_for: std::sync::Mutex::new(None),
+        });
+        let (senders, writers): (Vec<_>, Vec<_>) = (0..config.writers.max(1))
+            .map(|index| {
+                let (sender, receiver) = mpsc::unbounded_channel();
+                let writer = AnalyticsWriter {
+                    index,
+                    shared: shared.clone(),
+                    receiver: Arc::new(AsyncMutex::new(receiver)),
+                };
+                (sender, writer)
+            })
+            .unzip();
         let inner = Inner {
             senders,
             room,
@@ -253,7 +268,7 @@ impl Analytics {
             Self {
                 inner: Arc::new(inner),
             },
-            task,
+            writers,
         )
     }
 
@@ -267,7 +282,7 @@ impl Analytics {
         self.enqueue(ctx, events, Some(done))?;
         match outcome.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(IngestError::Store(e)),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(IngestError::Stopped),
         }
     }
@@ -294,15 +309,15 @@ impl Analytics {
         &self,
         ctx: &TenantContext,
         events: Vec<Event>,
-        done: Option<oneshot::Sender<Result<(), String>>>,
+        done: Option<oneshot::Sender<Result<(), IngestError>>>,
     ) -> Result<(), IngestError> {
         if self.inner.stopped.load(Ordering::Acquire) {
             return Err(IngestError::Stopped);
         }
         let n = u32::try_from(events.len()).map_err(|_| IngestError::Full)?;
-        match self.inner.room.try_acquire_many(n) {
-            // Given back by the writer once the events are flushed.
-            Ok(permit) => permit.forget(),
+        let room = match self.inner.room.clone().try_acquire_many_owned(n) {
+            // Given back when the job is dropped, whatever becomes of it.
+            Ok(permit) => permit,
             Err(_) => {
                 if done.is_some() {
                     self.inner
@@ -312,10 +327,11 @@ impl Analytics {
                 }
                 return Err(IngestError::Full);
             }
-        }
+        };
         let job = Job {
             ctx: ctx.clone(),
             events,
+            _room: room,
             done,
         };
         let writer = job.ctx.id().as_uuid().as_u128() as usize % self.inner.senders.len();
@@ -360,20 +376,36 @@ impl Analytics {
 struct Shared {
     db: Db,
     config: IngestConfig,
-    room: Arc<Semaphore>,
     counters: Arc<Counters>,
     commits: broadcast::Sender<Arc<[TenantId]>>,
     /// The day partitions were last made ahead for.
     partitions_made_for: std::sync::Mutex<Option<NaiveDate>>,
 }
 
-/// One writer task: its channel, flushed batch after batch.
-struct Writer {
+/// One writer: the tenants whose id hashes to it, flushed batch after
+/// batch. Its channel outlives any one run, so a writer that failed is run
+/// again by its supervisor with nothing lost but the batch it was writing,
+/// whose callers are told and whose buffer room comes back.
+pub struct AnalyticsWriter {
+    index: usize,
     shared: Arc<Shared>,
-    receiver: mpsc::UnboundedReceiver<Message>,
+    receiver: Arc<AsyncMutex<mpsc::UnboundedReceiver<Message>>>,
 }
 
-impl Writer {
+impl std::fmt::Debug for AnalyticsWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnalyticsWriter")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AnalyticsWriter {
+    /// Which writer this is (0 to [`IngestConfig::writers`] - 1).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
     /// Flush after flush. A flush holds whatever waits when the writer is
     /// free (up to [`IngestConfig::flush_events`]): a caller waiting for its
     /// acknowledgement is flushed at once, and requests that arrive during a
@@ -381,18 +413,27 @@ impl Writer {
     /// Fire-and-forget events alone wait up to
     /// [`IngestConfig::flush_interval`] for company, so counting every API
     /// call costs a few flushes a second, not one per request.
-    async fn run(mut self) {
-        while let Some(first) = self.receiver.recv().await {
+    ///
+    /// Returns after [`Analytics::shutdown`], once everything sent before
+    /// it is flushed. Run again after a panic, it takes up where the channel
+    /// is.
+    pub async fn run(&self) {
+        let mut receiver = self.receiver.lock().await;
+        if receiver.is_closed() && receiver.is_empty() {
+            return;
+        }
+        self.shared.make_partitions().await;
+        while let Some(first) = receiver.recv().await {
             let mut batch = Batch::default();
             batch.add(first);
             let deadline = Instant::now() + self.shared.config.flush_interval;
             while batch.stop.is_none() && batch.waiting < self.shared.config.flush_events {
-                match self.receiver.try_recv() {
+                match receiver.try_recv() {
                     Ok(message) => batch.add(message),
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
                     Err(mpsc::error::TryRecvError::Empty) if batch.acknowledged => break,
                     Err(mpsc::error::TryRecvError::Empty) => tokio::select! {
-                        message = self.receiver.recv() => match message {
+                        message = receiver.recv() => match message {
                             Some(message) => batch.add(message),
                             None => break,
                         },
@@ -402,8 +443,8 @@ impl Writer {
             }
             if let Some(done) = batch.stop {
                 // Everything sent before the stop is flushed before it is answered.
-                self.receiver.close();
-                while let Ok(message) = self.receiver.try_recv() {
+                receiver.close();
+                while let Ok(message) = receiver.try_recv() {
                     if let Message::Events(job) = message {
                         batch.jobs.push(job);
                     }
@@ -497,7 +538,6 @@ impl Shared {
             .stored
             .fetch_add(events as u64, Ordering::Relaxed);
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
-        self.room.add_permits(events);
         let mut tenants: Vec<TenantId> = batch.iter().map(|j| j.ctx.id()).collect();
         tenants.sort_unstable();
         tenants.dedup();
@@ -517,9 +557,13 @@ impl Shared {
         self.counters
             .failed
             .fetch_add(job.events.len() as u64, Ordering::Relaxed);
-        self.room.add_permits(job.events.len());
         if let Some(done) = job.done {
-            let _ = done.send(Err(error.to_string()));
+            // Refused by the store's own input rules: a retry cannot succeed.
+            let failure = match error {
+                tenantkit::Error::Invalid(m) => IngestError::Invalid(m.to_string()),
+                other => IngestError::Store(other.to_string()),
+            };
+            let _ = done.send(Err(failure));
         }
     }
 

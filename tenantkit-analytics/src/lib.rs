@@ -28,6 +28,6 @@ pub mod retention;
 pub mod rollup;
 pub mod storage;
 
-pub use ingest::{Analytics, IngestConfig, IngestError, IngestStats};
+pub use ingest::{Analytics, AnalyticsWriter, IngestConfig, IngestError, IngestStats};
 pub use layer::AnalyticsLayer;
 pub use live::{Live, LiveConfig};

@@ -210,6 +210,9 @@ struct Hub {
     wake: Arc<Notify>,
     closing: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The listener opened by [`Live::new`], for the first
+    /// [`Live::follow_announcements`] (later ones open their own).
+    first_wakeups: Mutex<Option<tenantkit::store::Wakeups>>,
 }
 
 #[derive(Default)]
@@ -239,8 +242,32 @@ impl Drop for Hub {
 
 impl Live {
     /// Starts the hub on `db` (with the analytics migrations applied),
-    /// woken by `analytics`' flushes and, on PostgreSQL, by every process's.
+    /// woken by `analytics`' flushes and, on PostgreSQL, by every process's:
+    /// [`Live::new`] with its three loops spawned (not restarted should one
+    /// fail; a server supervises them itself).
     pub async fn start(db: Db, analytics: &Analytics, config: LiveConfig) -> Result<Self> {
+        let live = Self::new(db, config).await?;
+        let tasks = vec![
+            tokio::spawn(live.refresh()),
+            tokio::spawn(live.follow_commits(analytics)),
+            tokio::spawn({
+                let live = live.clone();
+                async move {
+                    if let Err(e) = live.follow_announcements().await {
+                        tracing::warn!(error = %e, "live announcements stopped");
+                    }
+                }
+            }),
+        ];
+        *live.hub.tasks.lock().expect("not poisoned") = tasks;
+        Ok(live)
+    }
+
+    /// The hub on `db`, listening for other processes' announcements from
+    /// now on; its loops ([`Live::refresh`], [`Live::follow_commits`],
+    /// [`Live::follow_announcements`]) are the caller's to run, and to run
+    /// again should one fail.
+    pub async fn new(db: Db, config: LiveConfig) -> Result<Self> {
         let wakeups = db.wakeups(LIVE_CHANNEL).await?;
         let hub = Arc::new(Hub {
             db,
@@ -250,14 +277,38 @@ impl Live {
             wake: Arc::new(Notify::new()),
             closing: watch::Sender::new(false),
             tasks: Mutex::default(),
+            first_wakeups: Mutex::new(Some(wakeups)),
         });
-        let tasks = vec![
-            tokio::spawn(refresh(Arc::downgrade(&hub))),
-            tokio::spawn(local_commits(Arc::downgrade(&hub), analytics.commits())),
-            tokio::spawn(announcements(Arc::downgrade(&hub), wakeups)),
-        ];
-        *hub.tasks.lock().expect("not poisoned") = tasks;
         Ok(Self { hub })
+    }
+
+    /// The loop that reads marked feeds (and every feed every
+    /// [`LiveConfig::refresh_every`]); ends when the hub is dropped.
+    pub fn refresh(&self) -> impl Future<Output = ()> + Send + use<> {
+        refresh(Arc::downgrade(&self.hub))
+    }
+
+    /// The loop that marks the feeds of `analytics`' flushes in this
+    /// process; ends when the hub or `analytics` is gone.
+    pub fn follow_commits(&self, analytics: &Analytics) -> impl Future<Output = ()> + Send + use<> {
+        local_commits(Arc::downgrade(&self.hub), analytics.commits())
+    }
+
+    /// The loop that marks the feeds other processes announce (PostgreSQL;
+    /// on SQLite it waits forever). Run again, it first has every feed read,
+    /// since announcements may have been missed meanwhile.
+    pub async fn follow_announcements(&self) -> Result<()> {
+        let first = self.hub.first_wakeups.lock().expect("not poisoned").take();
+        let wakeups = match first {
+            Some(wakeups) => wakeups,
+            None => {
+                let wakeups = self.hub.db.wakeups(LIVE_CHANNEL).await?;
+                self.hub.mark_all();
+                wakeups
+            }
+        };
+        announcements(Arc::downgrade(&self.hub), wakeups).await;
+        Ok(())
     }
 
     /// Watches `ctx`'s tenant, following `types` (all when `None`); refused
@@ -385,7 +436,7 @@ async fn read_totals(
     ctx: &TenantContext,
     today: NaiveDate,
 ) -> Result<(Vec<(String, i64, Uuid)>, i64)> {
-    let mut tx = db.begin(ctx).await?;
+    let mut tx = db.begin_snapshot(ctx).await?;
     let rows = tx
         .fetch_all(tx.query(
             "SELECT event_type, events, last_event_id FROM event_live_totals WHERE tenant_id = $1",

@@ -7,11 +7,16 @@
 //!
 //! - `from`, `to`: an RFC 3339 time, or a day `YYYY-MM-DD` (`from`: its
 //!   start; `to`: its end, so the day is included), in `tz` when given.
-//!   The range is `[from, to)`, read at hour granularity (an hour counts when
-//!   it starts inside the range). Default: the 30 days up to now.
-//! - `tz`: an IANA zone (`Europe/Paris`) for day boundaries; default UTC.
+//!   The range is `[from, to)`, read at hour granularity: an hour counts
+//!   when it starts inside the range, in the summary and the time series
+//!   alike. Default: the 30 days up to now.
+//! - `tz`: an IANA zone (`Europe/Paris`) for day boundaries; default UTC. A
+//!   day bucket holds the (UTC) hours that start in that local day, also in
+//!   zones off the hour (Asia/Kolkata, Asia/Kathmandu).
 
-use chrono::{DateTime, Days, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono::{
+    DateTime, Datelike, Days, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc,
+};
 use chrono_tz::Tz;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -162,17 +167,36 @@ fn parse_bound(
     tz: Tz,
     end: bool,
 ) -> std::result::Result<DateTime<Utc>, ParamError> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        Ok(day) if end => Ok(day_start(tz, day + Days::new(1))),
-        Ok(day) => Ok(day_start(tz, day)),
-        Err(_) => Err(ParamError::new(
+    let t = if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        t.with_timezone(&Utc)
+    } else {
+        match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            // Bounded before any arithmetic: the next day always exists.
+            Ok(day) if !(1970..=9999).contains(&day.year()) => {
+                return Err(ParamError::new(
+                    parameter,
+                    "must be between 1970-01-01 and 9999-12-31",
+                ));
+            }
+            Ok(day) if end => day_start(tz, day + Days::new(1)),
+            Ok(day) => day_start(tz, day),
+            Err(_) => {
+                return Err(ParamError::new(
+                    parameter,
+                    format!("`{text}` is neither an RFC 3339 time nor a YYYY-MM-DD day"),
+                ));
+            }
+        }
+    };
+    // `to` may be the very end of 9999 (a day's end is the next midnight).
+    let latest = tenantkit::validate::latest();
+    if t < tenantkit::validate::EARLIEST || t > latest || (t == latest && !end) {
+        return Err(ParamError::new(
             parameter,
-            format!("`{text}` is neither an RFC 3339 time nor a YYYY-MM-DD day"),
-        )),
+            "must be between 1970-01-01 and 9999-12-31",
+        ));
     }
+    Ok(t)
 }
 
 fn parse_range(
@@ -287,7 +311,8 @@ impl SeriesQuery {
         let mut starts = Vec::new();
         match self.interval {
             Interval::Hour => {
-                let mut t = hour_of(self.from);
+                // The first hour that starts inside the range.
+                let mut t = first_hour(self.from);
                 while t < self.to && (starts.len() as i64) < limit {
                     starts.push(t);
                     t += Duration::hours(1);
@@ -359,6 +384,17 @@ pub struct Point {
     pub value: i64,
 }
 
+/// The first UTC hour that starts at or after `t`: the first one the range
+/// `[t, ..)` counts.
+fn first_hour(t: DateTime<Utc>) -> DateTime<Utc> {
+    let hour = hour_of(t);
+    if hour == t {
+        hour
+    } else {
+        hour + Duration::hours(1)
+    }
+}
+
 /// The last UTC day of `[.., to)`.
 fn last_day(to: DateTime<Utc>) -> NaiveDate {
     (to - Duration::nanoseconds(1)).date_naive()
@@ -389,7 +425,7 @@ async fn mau(tx: &mut tenantkit::TenantTx, day: NaiveDate) -> Result<i64> {
 pub async fn summary(db: &Db, ctx: &TenantContext, q: &SummaryQuery) -> Result<Summary> {
     let day = last_day(q.to);
     let rolling = async {
-        let mut tx = db.begin(ctx).await?;
+        let mut tx = db.begin_snapshot(ctx).await?;
         let n = mau(&mut tx, day).await?;
         tx.commit().await?;
         Ok(n)
@@ -402,8 +438,9 @@ pub async fn summary(db: &Db, ctx: &TenantContext, q: &SummaryQuery) -> Result<S
 
 /// The summary but for MAU.
 async fn counts(db: &Db, ctx: &TenantContext, q: &SummaryQuery, day: NaiveDate) -> Result<Summary> {
-    let mut tx = db.begin(ctx).await?;
-    let start = hour_of(q.from);
+    let mut tx = db.begin_snapshot(ctx).await?;
+    // The hours that start inside `[from, to)`.
+    let start = first_hour(q.from);
     let by_type: Vec<(String, i64)> = tx
         .fetch_all(
             tx.query(
@@ -456,7 +493,10 @@ pub async fn timeseries(db: &Db, ctx: &TenantContext, q: &SeriesQuery) -> Result
         return Ok(Vec::new());
     };
     let mut values = vec![0i64; starts.len()];
-    let mut tx = db.begin(ctx).await?;
+    // Counted: the hours that start inside `[from, to)`, each in the bucket
+    // holding its start (as the summary counts them).
+    let counted_from = first_hour(q.from);
+    let mut tx = db.begin_snapshot(ctx).await?;
     match &q.metric {
         Metric::Dau => {
             let days: Vec<(NaiveDate, i64)> = tx
@@ -483,7 +523,7 @@ pub async fn timeseries(db: &Db, ctx: &TenantContext, q: &SeriesQuery) -> Result
                             "SELECT hour, CAST(SUM(count) AS BIGINT) FROM event_type_counts \
                               WHERE tenant_id = $1 AND hour >= $2 AND hour < $3 GROUP BY hour",
                         )
-                        .bind(first)
+                        .bind(counted_from)
                         .bind(q.to),
                     )
                     .await?
@@ -494,7 +534,7 @@ pub async fn timeseries(db: &Db, ctx: &TenantContext, q: &SeriesQuery) -> Result
                             "SELECT hour, count FROM event_counts \
                               WHERE tenant_id = $1 AND event_type = 'feature_used' AND hour >= $2 AND hour < $3 AND name = $4",
                         )
-                        .bind(first)
+                        .bind(counted_from)
                         .bind(q.to)
                         .bind(name.clone()),
                     )
@@ -507,7 +547,7 @@ pub async fn timeseries(db: &Db, ctx: &TenantContext, q: &SeriesQuery) -> Result
                             "SELECT hour, count FROM event_type_counts \
                               WHERE tenant_id = $1 AND event_type = $4 AND hour >= $2 AND hour < $3",
                         )
-                        .bind(first)
+                        .bind(counted_from)
                         .bind(q.to)
                         .bind(ty),
                     )

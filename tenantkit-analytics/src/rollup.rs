@@ -66,7 +66,9 @@ pub(crate) fn day_bit(block: NaiveDate, day: NaiveDate) -> i64 {
 /// How SQLite stores a point in time (the sqlx encoding), so text compares
 /// in time order; PostgreSQL parses the same text.
 pub(crate) fn time_text(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+    // At the precision both backends store: PostgreSQL would round a
+    // nanosecond text up, maybe into the next hour or day.
+    tenantkit::validate::storage_precision(t).to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
 /// The start of `t`'s UTC hour.
@@ -172,6 +174,12 @@ pub async fn store_events(
     let mut rows = Vec::with_capacity(events.len());
     let mut live: BTreeMap<&str, (i64, String)> = BTreeMap::new();
     for event in events {
+        // The rows travel as one JSON text, past the store's check of bound
+        // text: an event built without validation is checked here.
+        crate::event::check_text(&event.metadata).map_err(tenantkit::Error::invalid)?;
+        for (field, text) in [("user_id", &event.user_id), ("name", &event.name)] {
+            tenantkit::validate::text(field, text.as_deref().unwrap_or_default())?;
+        }
         let hour = hour_of(event.timestamp);
         *counts
             .entry((

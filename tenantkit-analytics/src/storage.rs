@@ -42,6 +42,18 @@ pub async fn migrate(db: &Db) -> tenantkit::Result<()> {
     db.apply_migrations(&postgres, &sqlite).await
 }
 
+/// Writes the retention floor into the database (PostgreSQL; as the owner,
+/// as `migrate` does from `analytics.retention_days`): partitions younger
+/// than `days` can then never be dropped, whatever a caller passes to
+/// [`drop_partitions_before`]. Without a floor nothing is dropped.
+pub async fn set_retention_floor(db: &Db, days: u32) -> tenantkit::Result<()> {
+    db.set_owner_setting(RETENTION_SETTING, &days.to_string())
+        .await
+}
+
+/// The owner setting holding the retention floor, in days.
+pub const RETENTION_SETTING: &str = "analytics.retention_days";
+
 /// Makes sure every day an event may be stamped with has its partition:
 /// from [`DAYS_BACK`] days before `today` to [`DAYS_AHEAD`] after. Returns
 /// how many days were made (0 on SQLite, or when all exist).

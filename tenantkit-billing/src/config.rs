@@ -10,8 +10,10 @@ use crate::plans::PlansConfig;
 #[serde(default, deny_unknown_fields)]
 pub struct BillingConfig {
     /// Stripe secret key (`sk_...`); without it checkout and portal answer 503.
+    #[serde(skip_serializing)]
     pub stripe_secret_key: Option<Secret>,
     /// Webhook signing secrets (`whsec_...`); several during a secret roll.
+    #[serde(skip_serializing)]
     pub stripe_webhook_secrets: Vec<Secret>,
     /// The Stripe API base URL (tests point it at a local fake).
     pub stripe_api_base: Option<String>,

@@ -41,11 +41,7 @@ pub mod subscription;
 pub mod testing;
 pub mod webhook;
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 pub use config::BillingConfig;
@@ -156,7 +152,12 @@ pub struct SubscriptionView {
     pub subscription: Option<Subscription>,
 }
 
-type PlanCache = Mutex<HashMap<TenantId, (Instant, Arc<Plan>)>>;
+/// Effective plans by tenant: bounded (least recently used go first) and
+/// kept `plan_cache_ttl_secs`; `None` when that is zero.
+type PlanCache = Option<moka::sync::Cache<TenantId, Arc<Plan>>>;
+
+/// How many tenants' plans one process keeps.
+const PLAN_CACHE_CAPACITY: u64 = 100_000;
 
 struct Inner {
     db: Db,
@@ -219,7 +220,12 @@ impl Billing {
             Some(key) => Some(StripeApi::new(key, config.stripe_api_base.as_deref())?),
             None => None,
         };
-        let cache = Mutex::default();
+        let cache = (config.plan_cache_ttl_secs > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(PLAN_CACHE_CAPACITY)
+                .time_to_live(Duration::from_secs(config.plan_cache_ttl_secs))
+                .build()
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
@@ -255,33 +261,30 @@ impl Billing {
 
     /// The plan `ctx`'s tenant is on now; cached for `plan_cache_ttl_secs`.
     pub async fn plan_for(&self, ctx: &TenantContext) -> tenantkit::Result<Arc<Plan>> {
-        let ttl = Duration::from_secs(self.inner.config.plan_cache_ttl_secs);
-        if let Some((at, plan)) = self.inner.cache.lock().expect("plan cache").get(&ctx.id())
-            && at.elapsed() < ttl
-        {
-            return Ok(plan.clone());
+        if let Some(plan) = self.inner.cache.as_ref().and_then(|c| c.get(&ctx.id())) {
+            return Ok(plan);
         }
-        let sub = subscription::load(&mut self.inner.db.begin(ctx).await?).await?;
+        let sub = subscription::load(&mut self.inner.db.begin_snapshot(ctx).await?).await?;
         let plan = Arc::new(
             subscription::effective_plan(&self.inner.plans, sub.as_ref(), self.grace(), Utc::now())
                 .clone(),
         );
-        self.inner
-            .cache
-            .lock()
-            .expect("plan cache")
-            .insert(ctx.id(), (Instant::now(), plan.clone()));
+        if let Some(cache) = &self.inner.cache {
+            cache.insert(ctx.id(), plan.clone());
+        }
         Ok(plan)
     }
 
     /// Forgets the cached plan of `tenant` (after its subscription changed).
     pub fn invalidate(&self, tenant: TenantId) {
-        self.inner.cache.lock().expect("plan cache").remove(&tenant);
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate(&tenant);
+        }
     }
 
     /// The tenant's subscription and effective plan.
     pub async fn subscription(&self, ctx: &TenantContext) -> tenantkit::Result<SubscriptionView> {
-        let sub = subscription::load(&mut self.inner.db.begin(ctx).await?).await?;
+        let sub = subscription::load(&mut self.inner.db.begin_snapshot(ctx).await?).await?;
         let effective_plan =
             subscription::effective_plan(&self.inner.plans, sub.as_ref(), self.grace(), Utc::now())
                 .clone();
@@ -304,7 +307,7 @@ impl Billing {
             s.stripe_subscription_id.is_some()
                 && !matches!(s.status.as_str(), "canceled" | "incomplete_expired")
         };
-        let current = subscription::load(&mut self.inner.db.begin(ctx).await?).await?;
+        let current = subscription::load(&mut self.inner.db.begin_snapshot(ctx).await?).await?;
         let Some(id) = current
             .filter(running)
             .and_then(|s| s.stripe_subscription_id)

@@ -158,6 +158,8 @@ impl Webhooks {
     ) -> Result<Vec<Delivery>, WebhookError> {
         self.get(tx, webhook).await?;
         let limit = tenantkit::validate::limit(filter.limit.unwrap_or(DEFAULT_LIMIT))?;
+        let since = tenantkit::validate::optional_instant("since", filter.since)?;
+        let until = tenantkit::validate::optional_instant("until", filter.until)?;
         let q = tx
             .query(concat!(
                 "SELECT ",
@@ -173,8 +175,8 @@ impl Webhooks {
             .bind(webhook)
             .bind(Value::OptText(filter.state.map(|s| s.as_str().to_owned())))
             .bind(Value::OptText(filter.event_type.clone()))
-            .bind(Value::OptTime(filter.since))
-            .bind(Value::OptTime(filter.until))
+            .bind(Value::OptTime(since))
+            .bind(Value::OptTime(until))
             .bind(Value::OptUuid(filter.after))
             .bind(limit);
         Ok(tx.fetch_all(q).await?)
@@ -253,6 +255,8 @@ impl Webhooks {
         webhook: WebhookId,
         message: MessageId,
     ) -> Result<Delivery, WebhookError> {
+        // The queue row is written before the audit entry: lock order first.
+        tx.lock_tenant_writes().await?;
         let endpoint = self.get(tx, webhook).await?;
         self.delivery(tx, webhook, message).await?;
         ensure_active(&endpoint)?;
@@ -290,6 +294,8 @@ impl Webhooks {
         webhook: WebhookId,
         since: DateTime<Utc>,
     ) -> Result<Replayed, WebhookError> {
+        let since = tenantkit::validate::instant("since", since)?;
+        tx.lock_tenant_writes().await?;
         let endpoint = self.get(tx, webhook).await?;
         ensure_active(&endpoint)?;
         let now = Utc::now();

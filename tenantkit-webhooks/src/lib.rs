@@ -43,11 +43,6 @@ pub mod testing;
 pub mod transport;
 pub mod worker;
 
-/// Columns of this crate's tables never exported (see
-/// `tenantkit::store::SECRET_COLUMNS`): endpoint secrets, sealed or not.
-pub const SECRET_COLUMNS: &[(&str, &str)] =
-    &[("webhooks", "secret"), ("webhooks", "previous_secret")];
-
 pub use endpoints::{
     CreatedWebhook, NewWebhook, Webhook, WebhookError, WebhookId, WebhookPatch, WebhookStatus,
     Webhooks,

@@ -273,6 +273,11 @@ impl Webhooks {
         outcomes: &[Outcome],
         disable_after: chrono::Duration,
     ) -> Result<(), WebhookError> {
+        // A failure may disable its endpoint (an audited write, after the
+        // queue's rows): the tenant's write lock comes first.
+        if outcomes.iter().any(|o| !o.attempt.succeeded()) {
+            tx.lock_tenant_writes().await?;
+        }
         // The latest outcome per endpoint decides its health.
         let mut health: HashMap<WebhookId, &Outcome> = HashMap::new();
         let rows: Vec<OutcomeRow> = outcomes

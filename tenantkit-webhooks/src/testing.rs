@@ -29,6 +29,8 @@ pub enum Behaviour {
     Slow(Duration),
     /// `200` with a body of this many bytes.
     Large(usize),
+    /// Never answers (the request is seen as it arrives).
+    Hang,
 }
 
 /// One request as received.
@@ -77,6 +79,7 @@ async fn receive(
             at: Instant::now(),
         });
     match behaviour {
+        Some(Behaviour::Hang) => std::future::pending().await,
         None | Some(Behaviour::Slow(_)) => (StatusCode::OK, "ok").into_response(),
         Some(Behaviour::Status(status)) => {
             (StatusCode::from_u16(status).unwrap(), "scripted").into_response()

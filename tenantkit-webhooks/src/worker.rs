@@ -35,7 +35,7 @@ use futures_util::{FutureExt, StreamExt, stream};
 use tenantkit::{Db, TenantContext, TenantId, TenantStatus, audit::Actor, resolve::TenantRef};
 use tokio::{
     sync::{Semaphore, mpsc},
-    task::JoinSet,
+    task::{JoinHandle, JoinSet},
 };
 use uuid::Uuid;
 
@@ -89,6 +89,10 @@ pub struct WorkerOptions {
     pub batch_per_tenant: u32,
     /// At most this many tenants per round (default 100).
     pub tenants_per_round: u32,
+    /// The share of [`WorkerOptions::concurrency`] one tenant's deliveries
+    /// may hold at once (default 0.5): endpoints that hang cannot take the
+    /// slots another tenant's deliveries need.
+    pub tenant_share: f64,
     /// An endpoint failing for this long without a success is disabled
     /// (default 5 days).
     pub disable_after: Duration,
@@ -110,6 +114,7 @@ impl Default for WorkerOptions {
             poll_interval: Duration::from_millis(250),
             batch_per_tenant: 50,
             tenants_per_round: 100,
+            tenant_share: 0.5,
             disable_after: Duration::from_secs(5 * 24 * 3600),
             shutdown_grace: Duration::from_secs(15),
             retention: Some(Duration::from_secs(30 * 24 * 3600)),
@@ -141,6 +146,24 @@ impl WorkerOptions {
     pub fn batch_per_tenant(mut self, n: u32) -> Self {
         self.batch_per_tenant = n.max(1);
         self
+    }
+
+    /// Sets [`WorkerOptions::tenant_share`] (clamped to at most 1; at
+    /// least one slot per tenant whatever the share).
+    pub fn tenant_share(mut self, share: f64) -> Self {
+        self.tenant_share = if share.is_finite() {
+            share.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        self
+    }
+
+    /// The slots one tenant may hold: [`WorkerOptions::tenant_share`] of
+    /// [`WorkerOptions::concurrency`], at least one.
+    pub fn slots_per_tenant(&self) -> usize {
+        ((self.concurrency as f64 * self.tenant_share).ceil() as usize)
+            .clamp(1, self.concurrency.max(1))
     }
 
     /// Sets [`WorkerOptions::disable_after`].
@@ -189,9 +212,42 @@ struct Shared {
     clock: Clock,
     /// Claimed and not yet attempted: given back at shutdown.
     in_flight: Mutex<HashMap<(MessageId, WebhookId), (TenantId, Uuid)>>,
-    /// Endpoints that answered `410 Gone`, and when: nothing more is sent
-    /// to them from this process while their disabling is being written.
-    gone: Mutex<HashMap<WebhookId, DateTime<Utc>>>,
+    /// Slots each tenant's deliveries hold now (see [`Slot`]).
+    held: Mutex<HashMap<TenantId, usize>>,
+}
+
+/// One delivery slot held by a tenant, given back when dropped (the
+/// delivery finished, or its task was cancelled).
+struct Slot {
+    shared: Arc<Shared>,
+    tenant: TenantId,
+}
+
+impl Slot {
+    fn take(shared: &Arc<Shared>, tenant: TenantId) -> Self {
+        *shared
+            .held
+            .lock()
+            .expect("held map")
+            .entry(tenant)
+            .or_default() += 1;
+        Self {
+            shared: shared.clone(),
+            tenant,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self.shared.held.lock().expect("held map");
+        if let Some(n) = held.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.tenant);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Worker {
@@ -214,7 +270,7 @@ impl Worker {
                 options: WorkerOptions::default(),
                 clock: Arc::new(Utc::now),
                 in_flight: Mutex::default(),
-                gone: Mutex::default(),
+                held: Mutex::default(),
             }),
         }
     }
@@ -257,20 +313,38 @@ impl Worker {
         let mut shutdown = std::pin::pin!(shutdown.fuse());
 
         tracing::info!(concurrency = options.concurrency, "webhook worker started");
+        // Its helpers end only with it: one that ended first failed, and so
+        // does the worker (after stopping as it would), for its supervisor
+        // to run it again.
+        let mut failed = None;
         loop {
             while tasks.try_join_next().is_some() {}
             if (&mut shutdown).now_or_never().is_some() {
                 break;
             }
-            // Claim when a useful share of the slots is free (a quarter),
-            // not one by one: each claim is a transaction.
-            let want = u32::try_from((options.concurrency / 4).max(1)).unwrap_or(u32::MAX);
-            if permits.available_permits() < want as usize {
+            if recorder.is_finished() {
+                failed = Some("the outcome recorder stopped");
+                break;
+            }
+            if retention.as_ref().is_some_and(JoinHandle::is_finished) {
+                failed = Some("message retention stopped");
+                break;
+            }
+            // Claim whenever a slot is free (a tenant whose endpoints hang
+            // holds at most its share, so the rest stay for the others),
+            // after a moment for more to free up under load, so that a
+            // claim's transaction serves a useful batch.
+            if permits.available_permits() == 0 {
                 tokio::select! {
                     _ = &mut shutdown => break,
-                    permit = permits.acquire_many(want) => drop(permit),
+                    permit = permits.acquire() => drop(permit),
                 }
                 continue;
+            }
+            let batch = u32::try_from((options.concurrency / 4).max(1)).unwrap_or(u32::MAX);
+            if permits.available_permits() < batch as usize {
+                let gathered = tokio::time::timeout(GATHER, permits.acquire_many(batch)).await;
+                drop(gathered);
             }
             let claimed =
                 match claim_round(&shared, &permits, &mut paused, &outcomes, &mut tasks).await {
@@ -305,10 +379,19 @@ impl Worker {
         drop(outcomes);
         recorder.await.ok();
         release_leases(&shared).await;
+        if let Some(reason) = failed {
+            tracing::error!(reason, "webhook worker stopped: a helper failed");
+            return Err(tenantkit::Error::Internal(format!(
+                "webhook worker: {reason}"
+            )));
+        }
         tracing::info!("webhook worker stopped");
         Ok(())
     }
 }
+
+/// How long a claim waits for more free slots when only a few are.
+const GATHER: Duration = Duration::from_millis(5);
 
 /// One round: the tenants waiting longest, each claimed up to its share of
 /// the free capacity and its budget. Returns how many deliveries started.
@@ -322,7 +405,14 @@ async fn claim_round(
     let options = &shared.options;
     let now = (shared.clock)();
     paused.retain(|_, until| *until > now);
-    let skip: Vec<TenantId> = paused.keys().copied().collect();
+    let cap = options.slots_per_tenant();
+    // Tenants holding their whole share wait for one of their slots.
+    let held: HashMap<TenantId, usize> = shared.held.lock().expect("held map").clone();
+    let skip: Vec<TenantId> = paused
+        .keys()
+        .copied()
+        .chain(held.iter().filter(|(_, n)| **n >= cap).map(|(t, _)| *t))
+        .collect();
     let due = shared
         .db
         .tenants_with_due_work(&DUE, now, options.tenants_per_round, &skip)
@@ -353,13 +443,17 @@ async fn claim_round(
             paused.insert(tenant.tenant_id, now + SUSPENDED_RECHECK);
             continue;
         }
+        let room = cap.saturating_sub(held.get(&tenant.tenant_id).copied().unwrap_or(0));
+        if room == 0 {
+            continue;
+        }
         let ctx = ctx.with_actor(Actor::System);
         let limit = shared.limits.per_minute(&ctx).await;
         let claim = async {
             let mut tx = shared.db.begin(&ctx).await?;
             let claim = shared
                 .webhooks
-                .claim(&mut tx, now, lease, share.min(free) as u32, limit)
+                .claim(&mut tx, now, lease, share.min(free).min(room) as u32, limit)
                 .await?;
             tx.commit().await?;
             Ok::<_, WebhookError>(claim)
@@ -380,6 +474,7 @@ async fn claim_round(
         }
         for job in claim.jobs {
             let permit = permits.clone().acquire_owned().await.expect("never closed");
+            let slot = Slot::take(shared, tenant.tenant_id);
             shared.in_flight.lock().expect("in-flight map").insert(
                 (job.message_id, job.webhook.id),
                 (tenant.tenant_id, job.lease),
@@ -391,10 +486,8 @@ async fn claim_round(
                 let key = (job.message_id, job.webhook.id);
                 let outcome = deliver(&shared, job).await;
                 shared.in_flight.lock().expect("in-flight map").remove(&key);
-                if let Some(outcome) = outcome {
-                    outcomes.send((tenant_id, outcome)).await.ok();
-                }
-                drop(permit);
+                outcomes.send((tenant_id, outcome)).await.ok();
+                drop((permit, slot));
             });
             started += 1;
         }
@@ -402,18 +495,12 @@ async fn claim_round(
     Ok(started)
 }
 
-/// Signs and sends one claimed delivery; `None` when its endpoint just
-/// answered `410 Gone` to another delivery (the disabling that is being
-/// written stops this one too).
-async fn deliver(shared: &Shared, job: Job) -> Option<Outcome> {
-    if shared
-        .gone
-        .lock()
-        .expect("gone map")
-        .contains_key(&job.webhook.id)
-    {
-        return None;
-    }
+/// Signs and sends one claimed delivery: every claimed delivery is
+/// attempted and has an outcome. (An endpoint's state lives in the
+/// database alone: one that answered `410 Gone` is disabled by the outcome
+/// recorder, which stops its pending deliveries in every process, and
+/// re-enabling it there is seen everywhere.)
+async fn deliver(shared: &Shared, job: Job) -> Outcome {
     let at = (shared.clock)();
     let attempt = match shared.webhooks.signing_secrets(&job.webhook, at) {
         Ok(secrets) => {
@@ -446,24 +533,15 @@ async fn deliver(shared: &Shared, job: Job) -> Option<Outcome> {
         result = %queue::describe(&attempt),
         "webhook delivery attempted"
     );
-    if attempt.status == Some(410) {
-        let mut gone = shared.gone.lock().expect("gone map");
-        gone.retain(|_, since| at - *since < GONE_MEMORY);
-        gone.insert(job.webhook.id, at);
-    }
-    Some(Outcome {
+    Outcome {
         message_id: job.message_id,
         webhook_id: job.webhook.id,
         lease: job.lease,
         number: job.attempt,
         at,
         attempt,
-    })
+    }
 }
-
-/// How long a `410 Gone` is remembered in-process (the database's
-/// disabled status is what lasts).
-const GONE_MEMORY: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 /// Writes outcomes as they come, in batches, one transaction per tenant.
 async fn record_outcomes(shared: Arc<Shared>, mut received: mpsc::Receiver<(TenantId, Outcome)>) {

@@ -39,6 +39,14 @@ pub enum Error {
     /// The database failed. Details are logged, never shown to clients.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
+    /// The transaction lost a race with a concurrent one (a PostgreSQL
+    /// deadlock `40P01` or serialization failure `40001`, SQLite's
+    /// `SQLITE_BUSY`) and was rolled back: running it again from the start
+    /// will succeed. Servers retry such requests themselves (see
+    /// [`crate::problem::Contended`]); a client sees `503` with
+    /// `Retry-After` only once the retries are spent.
+    #[error("transaction conflicted with a concurrent one: {0}")]
+    Contention(#[source] sqlx::Error),
     /// Migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -51,6 +59,12 @@ impl Error {
     /// An [`Error::Invalid`] with this message.
     pub fn invalid(message: impl Into<Cow<'static, str>>) -> Self {
         Self::Invalid(message.into())
+    }
+
+    /// Whether running the whole transaction again may succeed
+    /// ([`Error::Contention`]).
+    pub fn is_contention(&self) -> bool {
+        matches!(self, Self::Contention(_))
     }
 
     /// Turns a unique-constraint violation into [`Error::Conflict`] with
@@ -72,7 +86,34 @@ impl From<sqlx::Error> for Error {
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
                 Self::NotFound("referenced row")
             }
+            sqlx::Error::Database(db)
+                if db
+                    .code()
+                    .is_some_and(|code| CONTENTION_CODES.contains(&&*code)) =>
+            {
+                Self::Contention(err)
+            }
+            // A data exception (class 22: a value the column cannot hold, a
+            // NUL in text) or a broken CHECK is caused by the input: running
+            // it again cannot succeed. The stores validate first; this keeps
+            // any path they missed a 4xx, never a 500 or a retryable 503.
+            sqlx::Error::Database(db)
+                if db.is_check_violation()
+                    || db.code().is_some_and(|code| code.starts_with("22")) =>
+            {
+                tracing::debug!(error = %db, "the database refused a value");
+                Self::Invalid(Cow::Owned(format!(
+                    "a value cannot be stored: {}",
+                    db.message()
+                )))
+            }
             _ => Self::Database(err),
         }
     }
 }
+
+/// Error codes of a transaction that lost a race and may simply run again:
+/// PostgreSQL's `deadlock_detected` and `serialization_failure`; SQLite's
+/// `SQLITE_BUSY` and its extended codes (`BUSY_RECOVERY`, `BUSY_SNAPSHOT`,
+/// `BUSY_TIMEOUT`), which sqlx reports as numbers.
+const CONTENTION_CODES: [&str; 6] = ["40P01", "40001", "5", "261", "517", "773"];

@@ -47,6 +47,7 @@ pub mod problem;
 pub mod rate_limit;
 mod request;
 pub mod resolve;
+pub mod retry;
 mod secret;
 pub mod store;
 #[cfg(feature = "testing")]

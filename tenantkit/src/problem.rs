@@ -48,7 +48,19 @@ pub struct Problem {
     #[serde(skip)]
     #[cfg_attr(feature = "openapi", schema(ignore))]
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Whether the request may simply be run again ([`Error::Contention`]):
+    /// the response then carries [`Contended`] in its extensions.
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    contended: bool,
 }
+
+/// In the extensions of a response whose request failed only because its
+/// transaction lost a race with a concurrent one ([`Error::Contention`]):
+/// running the same request again is safe (nothing of it was committed) and
+/// will most likely succeed. A retrying layer looks for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Contended;
 
 fn serialize_status<S: serde::Serializer>(s: &StatusCode, ser: S) -> Result<S::Ok, S::Error> {
     ser.serialize_u16(s.as_u16())
@@ -64,6 +76,7 @@ impl Problem {
             detail: None,
             extensions: Map::new(),
             headers: Vec::new(),
+            contended: false,
         }
     }
 
@@ -96,6 +109,9 @@ impl Problem {
     pub fn into_response<B: From<String>>(self) -> http::Response<B> {
         let body = serde_json::to_string(&self).unwrap_or_else(|_| "{}".to_owned());
         let mut response = http::Response::new(B::from(body));
+        if self.contended {
+            response.extensions_mut().insert(Contended);
+        }
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
@@ -191,6 +207,19 @@ impl From<&Error> for Problem {
             Error::Invalid(msg) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid request")
                     .with_detail(msg.to_string())
+            }
+            Error::Contention(e) => {
+                tracing::warn!(error = %e, "transaction lost a race with a concurrent one");
+                let mut problem = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Busy with concurrent writes",
+                )
+                .with_detail(
+                    "the change conflicted with concurrent changes and was not made; send it again",
+                )
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                problem.contended = true;
+                problem
             }
             // Details of these are for the log, never for the client.
             Error::Database(_)

@@ -4,6 +4,12 @@
 //! `Retry-After` in whole seconds. Limits are kept in this process (GCRA, by
 //! the `governor` crate); with several server processes each enforces its own.
 //!
+//! Budgets live in a bounded cache ([`MAX_TRACKED_KEYS`] keys, amortised
+//! O(1) per request however many keys are sprayed at it): a key idle long
+//! enough to be full again is dropped (nothing is lost), and past the bound
+//! the least used go first, so a client spraying addresses cannot grow the
+//! memory or slow the requests of the others.
+//!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use std::{convert::Infallible, net::SocketAddr, num::NonZeroU32};
@@ -31,11 +37,15 @@ use std::{
     net::IpAddr,
     sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use futures_util::future::{Either, Ready, ready};
 pub use governor::Quota;
-use governor::{DefaultKeyedRateLimiter, RateLimiter, clock::Clock};
+use governor::{
+    DefaultDirectRateLimiter, RateLimiter,
+    clock::{Clock, DefaultClock},
+};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use tower::{Layer, Service};
 
@@ -58,7 +68,11 @@ enum KeyBy {
 /// Limits request rates; see the [module docs](self).
 #[derive(Clone)]
 pub struct RateLimitLayer {
-    limiter: Arc<DefaultKeyedRateLimiter<Key>>,
+    budgets: moka::sync::Cache<Key, Arc<DefaultDirectRateLimiter>>,
+    quota: Quota,
+    /// One clock for every budget (making one calibrates it: far too slow
+    /// for each new key).
+    clock: DefaultClock,
     key_by: KeyBy,
 }
 
@@ -74,20 +88,38 @@ impl RateLimitLayer {
     /// One budget per resolved tenant (behind [`crate::resolve::TenantLayer`]);
     /// requests without a tenant fall back to their client IP.
     pub fn per_tenant(quota: Quota) -> Self {
-        Self {
-            limiter: Arc::new(RateLimiter::keyed(quota)),
-            key_by: KeyBy::Tenant,
-        }
+        Self::keyed_by(quota, KeyBy::Tenant)
     }
 
     /// One budget per client IP, for unauthenticated routes. The IP is the
     /// peer address: a `SocketAddr` in the request extensions (or axum's
     /// `ConnectInfo<SocketAddr>` with the `axum` feature).
     pub fn per_client_ip(quota: Quota) -> Self {
+        Self::keyed_by(quota, KeyBy::ClientIp)
+    }
+
+    fn keyed_by(quota: Quota, key_by: KeyBy) -> Self {
+        // Idle this long, a budget is full again: forgetting it changes nothing.
+        let refill = quota
+            .replenish_interval()
+            .saturating_mul(quota.burst_size().get())
+            .max(Duration::from_secs(1));
         Self {
-            limiter: Arc::new(RateLimiter::keyed(quota)),
-            key_by: KeyBy::ClientIp,
+            budgets: moka::sync::Cache::builder()
+                .max_capacity(MAX_TRACKED_KEYS)
+                .time_to_idle(refill)
+                .build(),
+            quota,
+            clock: DefaultClock::default(),
+            key_by,
         }
+    }
+
+    /// How many keys have a budget now (at most [`MAX_TRACKED_KEYS`], once
+    /// the cache's pending evictions have run).
+    pub fn tracked_keys(&self) -> u64 {
+        self.budgets.run_pending_tasks();
+        self.budgets.entry_count()
     }
 
     fn key<B>(&self, req: &Request<B>) -> Key {
@@ -130,8 +162,8 @@ impl<S> RateLimit<S> {
     }
 }
 
-/// Keys idle long enough to be full again are dropped past this many.
-const MAX_TRACKED_KEYS: usize = 100_000;
+/// At most this many keys have a budget at once, per layer.
+pub const MAX_TRACKED_KEYS: u64 = 100_000;
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S>
 where
@@ -147,14 +179,17 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let limiter = &self.layer.limiter;
-        if limiter.len() > MAX_TRACKED_KEYS {
-            limiter.retain_recent();
-        }
-        match limiter.check_key(&self.layer.key(&req)) {
+        let layer = &self.layer;
+        let budget = layer.budgets.get_with(layer.key(&req), || {
+            Arc::new(RateLimiter::direct_with_clock(
+                layer.quota,
+                layer.clock.clone(),
+            ))
+        });
+        match budget.check() {
             Ok(()) => Either::Left(self.inner.call(req)),
             Err(not_until) => {
-                let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+                let wait = not_until.wait_time_from(layer.clock.now());
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 let problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests")
                     .with_detail(format!("rate limit exceeded; retry in {secs} s"))

@@ -1,4 +1,5 @@
-//! [`Secret`]: a string that never shows up in `Debug` output or logs.
+//! [`Secret`]: a string that never shows up in `Debug` output, logs or
+//! serialized data (it implements `Deserialize` only).
 //!
 //! ```
 //! use tenantkit::Secret;
@@ -10,12 +11,11 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 
 /// A secret (API key, signing secret, password): deserialized like a string,
-/// never printed.
-#[derive(Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
+/// never printed and never serialized.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {

@@ -147,6 +147,11 @@ async fn setup(
         .await
         .expect("connect to test database");
     migrate(&owner).await.expect("migrations");
+    // The shortest floor the audit purge allows (a day); tests age entries.
+    owner
+        .set_audit_retention_floor(1)
+        .await
+        .expect("audit retention floor");
     let role = RuntimeRole::new(RuntimeRole::DEFAULT_NAME).unwrap();
     owner.setup_runtime_role(&role).await.expect("runtime role");
     owner.close().await;
@@ -333,7 +338,13 @@ pub async fn schema_problems(owner_url: &str) -> (Vec<String>, Vec<String>) {
     .fetch_all(&pool)
     .await
     .expect("read platform tables");
-    if platform != ["tenant_deletions", "tenant_external_ids"] {
+    if platform
+        != [
+            "tenant_deletions",
+            "tenant_external_ids",
+            "tenantkit_settings",
+        ]
+    {
         problems.push(format!("unexpected platform tables: {platform:?}"));
     }
     pool.close().await;

@@ -372,10 +372,47 @@ async fn query_parameters_are_checked_by_name(backend: Backend) {
         ),
         ("/analytics/summary?to=2026-02-30", "to"),
         ("/analytics/summary?from=2027-01-01&to=2026-01-01", "from"),
+        // Far outside any real range: refused before any date arithmetic
+        // (these used to panic the handler and drop the connection).
+        (
+            "/analytics/summary?from=-262143-01-01&to=-262143-01-02",
+            "to",
+        ),
+        (
+            "/analytics/summary?from=-262143-01-01&to=2026-01-02",
+            "from",
+        ),
+        ("/analytics/summary?to=-262143-01-15", "to"),
+        ("/analytics/summary?to=%2B262142-12-31", "to"),
+        ("/analytics/summary?from=1969-12-31", "from"),
+        ("/analytics/summary?to=10000-01-01T00:00:00Z", "to"),
+        (
+            "/analytics/timeseries?metric=events&interval=day&from=-262143-01-01",
+            "from",
+        ),
+        (
+            "/analytics/timeseries?metric=dau&interval=day&to=%2B262143-12-31",
+            "to",
+        ),
     ] {
         let res = t.call(&s, Method::GET, query).send().await.unwrap();
         let body = problem(res, StatusCode::UNPROCESSABLE_ENTITY, query).await;
         assert_eq!(body["parameter"], parameter, "{query}: {body}");
+    }
+    // The bounds themselves are accepted.
+    for query in [
+        "/analytics/summary?from=1970-01-01&to=1970-01-31",
+        "/analytics/summary?from=9999-12-01&to=9999-12-31",
+    ] {
+        let res = t.call(&s, Method::GET, query).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{query}");
+    }
+    for query in [
+        "/audit-logs?from=-262143-01-01T00:00:00Z",
+        "/audit-logs/export?to=%2B200000-01-01T00:00:00Z",
+    ] {
+        let res = t.call(&s, Method::GET, query).send().await.unwrap();
+        problem(res, StatusCode::UNPROCESSABLE_ENTITY, query).await;
     }
     let res = t
         .call(&s, Method::GET, "/analytics/summary?colour=red")

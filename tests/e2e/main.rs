@@ -6,11 +6,14 @@ mod analytics;
 mod attacks;
 mod audit;
 mod billing;
+mod concurrency;
 mod flows;
 mod lifecycle;
 mod live;
+mod privileges;
 mod startup;
 mod strict;
+mod supervision;
 mod webhooks;
 
 /// Declares each `async fn name(backend: Backend)` as a test on both backends.

@@ -17,6 +17,10 @@ on_both_backends!(
     unknown_fields_are_refused_everywhere_and_change_nothing,
     wrong_content_type_is_415,
     unknown_routes_and_duplicate_tenant_headers_are_problems,
+    bodies_are_objects_with_each_key_once_and_no_nul,
+    nul_in_a_query_parameter_is_refused_naming_it,
+    events_with_nul_or_duplicate_keys_are_refused_not_retryable,
+    every_body_limit_is_the_configured_one_to_the_byte,
 );
 
 /// Who may call a route.
@@ -152,6 +156,17 @@ impl Walk {
         }
     }
 
+    /// The tenant's users, as `GET /users` lists them.
+    async fn users(&self) -> Value {
+        self.request(&route(Method::GET, "/users", Access::Tenant), Method::GET)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// `route` with `method`, authenticated as it needs; `{id}` is the
     /// tenant's owner (or the tenant, on platform routes).
     fn request(&self, route: &Route, method: Method) -> reqwest::RequestBuilder {
@@ -285,16 +300,7 @@ async fn oversized_bodies_are_413_with_or_without_content_length(backend: Backen
 
 async fn unknown_fields_are_refused_everywhere_and_change_nothing(backend: Backend) {
     let w = Walk::new(server!(backend)).await;
-    let users = || async {
-        w.request(&route(Method::GET, "/users", Access::Tenant), Method::GET)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
-    let users_before = users().await;
+    let users_before = w.users().await;
     for r in routes().iter().filter(|r| r.body.is_some()) {
         let mut body = r.body.clone().unwrap();
         body["surprise"] = json!(true);
@@ -311,7 +317,7 @@ async fn unknown_fields_are_refused_everywhere_and_change_nothing(backend: Backe
             "{what}: {p}"
         );
     }
-    assert_eq!(users_before, users().await, "nothing changed");
+    assert_eq!(users_before, w.users().await, "nothing changed");
     w.s.stop().await;
 }
 
@@ -371,4 +377,316 @@ async fn unknown_routes_and_duplicate_tenant_headers_are_problems(backend: Backe
     let p = problem(res, StatusCode::BAD_REQUEST, "two X-Tenant-Id headers").await;
     assert!(p["detail"].as_str().unwrap().contains("once"), "{p}");
     w.s.stop().await;
+}
+
+/// Sends `body` as JSON text, exactly as given.
+fn raw_json(req: reqwest::RequestBuilder, body: impl Into<String>) -> reqwest::RequestBuilder {
+    req.header("content-type", "application/json")
+        .body(body.into())
+}
+
+/// The JSON shape rule, the same on every route that takes an object: an
+/// array (which serde would map onto the fields by position: `["x@y.z",
+/// "admin"]` would create an admin), a key given twice, or a NUL anywhere is
+/// `422` naming where, and changes nothing.
+async fn bodies_are_objects_with_each_key_once_and_no_nul(backend: Backend) {
+    let w = Walk::new(server!(backend)).await;
+    let users_before = w.users().await;
+    let admin = route(Method::POST, "/users", Access::Tenant);
+    let res = raw_json(
+        w.request(&admin, Method::POST),
+        r#"["x@strict.test","admin"]"#,
+    )
+    .send()
+    .await
+    .unwrap();
+    let p = problem(
+        res,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "an array as a new user",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("JSON object"), "{p}");
+    for r in routes()
+        .iter()
+        .filter(|r| r.body.is_some() && r.path != "/analytics/events")
+    {
+        let body = r.body.clone().unwrap();
+        let fields = body.as_object().unwrap();
+        let (key, value) = fields.iter().next().unwrap();
+
+        let what = format!("{} {} as an array", r.method, r.path);
+        let array = Value::Array(fields.values().cloned().collect()).to_string();
+        let res = raw_json(w.request(r, r.method.clone()), array)
+            .send()
+            .await
+            .unwrap();
+        let p = problem(res, StatusCode::UNPROCESSABLE_ENTITY, &what).await;
+        assert!(
+            p["detail"].as_str().unwrap().contains("JSON object"),
+            "{what}: {p}"
+        );
+
+        let what = format!("{} {} with `{key}` twice", r.method, r.path);
+        let text = body.to_string();
+        let twice = format!("{{{}:{value},{}", json!(key), &text[1..]);
+        let res = raw_json(w.request(r, r.method.clone()), twice)
+            .send()
+            .await
+            .unwrap();
+        let p = problem(res, StatusCode::UNPROCESSABLE_ENTITY, &what).await;
+        assert_eq!(p["field"], json!(key), "{what}: {p}");
+        assert!(
+            p["detail"].as_str().unwrap().contains("twice"),
+            "{what}: {p}"
+        );
+
+        let (key, text) = fields
+            .iter()
+            .find_map(|(k, v)| Some((k, v.as_str()?)))
+            .expect("a text field");
+        let what = format!("{} {} with a NUL in `{key}`", r.method, r.path);
+        let mut nul = body.clone();
+        nul[key] = json!(format!("{text}\u{0}"));
+        let res = w
+            .request(r, r.method.clone())
+            .json(&nul)
+            .send()
+            .await
+            .unwrap();
+        let p = problem(res, StatusCode::UNPROCESSABLE_ENTITY, &what).await;
+        assert_eq!(p["field"], json!(key), "{what}: {p}");
+        assert!(p["detail"].as_str().unwrap().contains("NUL"), "{what}: {p}");
+    }
+    // Deeper down too.
+    let hooks = route(Method::POST, "/webhooks", Access::Tenant);
+    let res = w
+        .request(&hooks, Method::POST)
+        .json(&json!({ "url": "https://93.184.216.34/in", "event_types": ["*", "user.\u{0}"] }))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "a NUL in a list").await;
+    assert_eq!(p["field"], "event_types[1]", "{p}");
+    assert_eq!(users_before, w.users().await, "nothing changed");
+    w.s.stop().await;
+}
+
+/// A NUL in any query parameter is `422` naming it, on both backends (it
+/// was `500` on PostgreSQL and `200` on SQLite).
+async fn nul_in_a_query_parameter_is_refused_naming_it(backend: Backend) {
+    let w = Walk::new(server!(backend)).await;
+    let tenant = w.tenant.to_string();
+    let hook = w.user.clone();
+    let cases = [
+        (
+            Access::Tenant,
+            "/audit-logs?action=a%00b".to_owned(),
+            "action",
+        ),
+        (
+            Access::Tenant,
+            "/audit-logs?actor_id=a%00b".to_owned(),
+            "actor_id",
+        ),
+        (
+            Access::Tenant,
+            "/audit-logs?resource_type=a%00".to_owned(),
+            "resource_type",
+        ),
+        (
+            Access::Tenant,
+            "/audit-logs?resource_id=%00".to_owned(),
+            "resource_id",
+        ),
+        (
+            Access::PlatformAdmin,
+            format!("/tenants/{tenant}/audit-logs?action=a%00b"),
+            "action",
+        ),
+        (
+            Access::Tenant,
+            format!("/webhooks/{hook}/deliveries?event_type=a%00"),
+            "event_type",
+        ),
+        (
+            Access::Tenant,
+            "/analytics/timeseries?metric=feature:a%00".to_owned(),
+            "metric",
+        ),
+        (Access::Tenant, "/users?after=%00".to_owned(), "after"),
+    ];
+    for (access, path, parameter) in cases {
+        let template = route(Method::GET, "/users", access);
+        let req = w
+            .request(&template, Method::GET)
+            .build()
+            .map(|mut req| {
+                *req.url_mut() = reqwest::Url::parse(&w.s.url(&path)).unwrap();
+                req
+            })
+            .unwrap();
+        let res = w.s.http.execute(req).await.unwrap();
+        let p = problem(res, StatusCode::UNPROCESSABLE_ENTITY, &path).await;
+        assert_eq!(p["parameter"], parameter, "{path}: {p}");
+    }
+    w.s.stop().await;
+}
+
+/// An event with a NUL (in metadata, at any depth) or a key given twice is
+/// refused by index with `422`: a retry cannot succeed, so never `503` (it
+/// was `503 Retry-After: 1` on PostgreSQL and `202` on SQLite).
+async fn events_with_nul_or_duplicate_keys_are_refused_not_retryable(backend: Backend) {
+    let w = Walk::new(server!(backend)).await;
+    let events = route(Method::POST, "/analytics/events", Access::Tenant);
+    for (body, path) in [
+        (
+            json!([{ "event_type": "ok" }, { "event_type": "x", "metadata": { "k": "a\u{0}" } }])
+                .to_string(),
+            "metadata.k",
+        ),
+        (
+            r#"[{"event_type": "ok"}, {"event_type": "x", "metadata": {"a": {"k": 1, "k": 2}}}]"#
+                .to_owned(),
+            "metadata.a.k",
+        ),
+    ] {
+        let res = raw_json(w.request(&events, Method::POST), body.clone())
+            .send()
+            .await
+            .unwrap();
+        let p = problem(res, StatusCode::UNPROCESSABLE_ENTITY, &body).await;
+        assert_eq!(p["invalid"][0]["index"], 1, "{p}");
+        assert!(
+            p["invalid"][0]["reason"].as_str().unwrap().contains(path),
+            "{p}"
+        );
+    }
+    let res = w
+        .request(&events, Method::POST)
+        .json(&json!([{ "event_type": "ok", "metadata": { "k": "fine" } }]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    w.s.stop().await;
+}
+
+/// `body` padded with white space (still the same JSON) to `len` bytes.
+fn padded(body: &str, len: usize) -> String {
+    assert!(body.len() <= len, "{} > {len}", body.len());
+    format!("{body}{}", " ".repeat(len - body.len()))
+}
+
+/// The documented defaults are the effective limits, to the byte: 64 KiB
+/// for a request body, 10 MiB for `POST /analytics/events` (room for the
+/// documented 1,000 events of 8 KiB metadata; a 2 MiB framework default
+/// used to apply underneath).
+async fn every_body_limit_is_the_configured_one_to_the_byte(backend: Backend) {
+    let Some(s) = Server::start_with(backend, |c| {
+        c.billing.plans.default_plan = "enterprise".into();
+    })
+    .await
+    else {
+        return;
+    };
+    assert_eq!(
+        s.config.server.max_body_bytes,
+        64 * 1024,
+        "the documented default"
+    );
+    assert_eq!(
+        s.config.analytics.max_body_bytes,
+        10 * 1024 * 1024,
+        "the documented default"
+    );
+    let t = s.owned_tenant().await;
+    let auth = [
+        ("x-tenant-id", t.sub.clone()),
+        ("authorization", format!("Bearer {}", t.token)),
+    ];
+    let limit = s.config.server.max_body_bytes;
+    let body = padded(
+        &json!({ "email": "at-limit@strict.test" }).to_string(),
+        limit,
+    );
+    let res = raw_json(t.call(&s, Method::POST, "/users"), body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "POST /users of {limit} bytes"
+    );
+    assert_eq!(declared(&s, "/users", &auth, limit + 1).await, 413);
+    // The Stripe webhook shares the server's limit (400 there: not signed).
+    let res = raw_json(s.http.post(s.url("/webhooks/stripe")), padded("{}", limit))
+        .header("stripe-signature", "t=1,v1=00")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::BAD_REQUEST,
+        "POST /webhooks/stripe of {limit} bytes"
+    );
+    let signed = [("stripe-signature", "t=1,v1=00".to_owned())];
+    assert_eq!(
+        declared(&s, "/webhooks/stripe", &signed, limit + 1).await,
+        413
+    );
+    // The largest documented batch: 1,000 events, each with 8 KiB of metadata.
+    let limit = s.config.analytics.max_body_bytes;
+    let pad = "x".repeat(8 * 1024 - r#"{"pad":""}"#.len());
+    let batch = Value::Array(
+        (0..1000)
+            .map(|_| json!({ "event_type": "big", "metadata": { "pad": pad } }))
+            .collect(),
+    )
+    .to_string();
+    let res = raw_json(
+        t.call(&s, Method::POST, "/analytics/events"),
+        padded(&batch, limit),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::ACCEPTED,
+        "POST /analytics/events of {limit} bytes"
+    );
+    assert_eq!(
+        declared(&s, "/analytics/events", &auth, limit + 1).await,
+        413
+    );
+    s.stop().await;
+}
+
+/// The status of `POST path` declaring a JSON body of `len` bytes, read
+/// before any of the body is sent: a body past the limit is refused from its
+/// `Content-Length` (sending megabytes the server will not read would race
+/// its answer against a reset).
+async fn declared(s: &Server, path: &str, headers: &[(&str, String)], len: usize) -> u16 {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut stream = tokio::net::TcpStream::connect(s.running.addr)
+        .await
+        .unwrap();
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n",
+        s.running.addr
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut status = String::new();
+    BufReader::new(stream).read_line(&mut status).await.unwrap();
+    status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("POST {path}: no status line in {status:?}"))
 }

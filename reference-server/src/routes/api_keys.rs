@@ -23,7 +23,12 @@ pub async fn list(
     Query(page): Query<PageRequest<ApiKeyId>>,
 ) -> ApiResult<Json<Page<ApiKey, ApiKeyId>>> {
     principal.require(Permission::ReadApiKeys)?;
-    let keys = state.db.begin(&tenant).await?.list_api_keys(page).await?;
+    let keys = state
+        .db
+        .begin_snapshot(&tenant)
+        .await?
+        .list_api_keys(page)
+        .await?;
     Ok(Json(Page::new(keys, page.limit, |k| k.id)))
 }
 

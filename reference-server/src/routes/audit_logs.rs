@@ -55,7 +55,7 @@ pub async fn list(
     principal.require(Permission::ReadAuditLogs)?;
     let items = state
         .db
-        .begin(&tenant)
+        .begin_snapshot(&tenant)
         .await?
         .list_audit_logs(&filter)
         .await?;
@@ -83,6 +83,8 @@ pub async fn export(
     Query(range): Query<ExportRange>,
 ) -> ApiResult<Response> {
     principal.require(Permission::ReadAuditLogs)?;
+    tenantkit::validate::optional_instant("from", range.from)?;
+    tenantkit::validate::optional_instant("to", range.to)?;
     let mut tx = state.db.begin(&tenant).await?;
     tx.record_event(
         "audit_log.exported",
@@ -121,7 +123,13 @@ pub async fn verify(
 ) -> ApiResult<Json<ChainReport>> {
     principal.require(Permission::ReadAuditLogs)?;
     Ok(Json(
-        state.db.begin(&tenant).await?.verify_audit_chain().await?,
+        // A snapshot: the whole walk sees one state and blocks no writer.
+        state
+            .db
+            .begin_snapshot(&tenant)
+            .await?
+            .verify_audit_chain()
+            .await?,
     ))
 }
 

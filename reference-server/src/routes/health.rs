@@ -2,7 +2,10 @@
 
 use axum::{extract::State, response::IntoResponse};
 use http::{StatusCode, header};
-use tenantkit::auth::{Permission, Principal};
+use tenantkit::{
+    auth::{Permission, Principal},
+    problem::Problem,
+};
 
 use crate::{app::AppState, error::ApiResult};
 
@@ -12,9 +15,17 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: the database answers.
-#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "The database answers", body = String, content_type = "text/plain")))]
+/// `GET /readyz`: the database answers, and no background task the
+/// process needs has failed (then `503`: the process is stopping).
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "The database answers and every task the process needs runs", body = String, content_type = "text/plain"), (status = 503, description = "A task the process needs failed; it is stopping", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<&'static str> {
+    if let Some(task) = state.tasks.failure() {
+        return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Not ready")
+            .with_detail(format!(
+                "the background task `{task}` failed; the process is stopping"
+            ))
+            .into());
+    }
     state.db.ping().await?;
     Ok("ready")
 }

@@ -25,7 +25,7 @@ pub async fn list(
     Query(page): Query<PageRequest<UserId>>,
 ) -> ApiResult<Json<Page<User, UserId>>> {
     principal.require(Permission::ReadUsers)?;
-    let mut tx = state.db.begin(&tenant).await?;
+    let mut tx = state.db.begin_snapshot(&tenant).await?;
     let users = tx.list_users(page).await?;
     Ok(Json(Page::new(users, page.limit, |u| u.id)))
 }
@@ -39,7 +39,9 @@ pub async fn get(
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<User>> {
     principal.require(Permission::ReadUsers)?;
-    Ok(Json(state.db.begin(&tenant).await?.get_user(id).await?))
+    Ok(Json(
+        state.db.begin_snapshot(&tenant).await?.get_user(id).await?,
+    ))
 }
 
 /// `POST /users` → `201` with `Location`. Only owners create owners. The

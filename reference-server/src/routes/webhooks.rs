@@ -39,7 +39,7 @@ pub async fn list(
     Query(page): Query<PageRequest<WebhookId>>,
 ) -> ApiResult<Json<Page<Webhook, WebhookId>>> {
     principal.require(Permission::ReadWebhooks)?;
-    let mut tx = state.db.begin(&tenant).await?;
+    let mut tx = state.db.begin_snapshot(&tenant).await?;
     let hooks = state.webhooks.list(&mut tx, page).await?;
     Ok(Json(Page::new(hooks, page.limit, |w| w.id)))
 }
@@ -90,7 +90,7 @@ pub async fn get(
     Path(id): Path<WebhookId>,
 ) -> ApiResult<Json<Webhook>> {
     principal.require(Permission::ReadWebhooks)?;
-    let mut tx = state.db.begin(&tenant).await?;
+    let mut tx = state.db.begin_snapshot(&tenant).await?;
     Ok(Json(state.webhooks.get(&mut tx, id).await?))
 }
 
@@ -177,7 +177,7 @@ pub async fn deliveries(
     Query(filter): Query<DeliveryFilter>,
 ) -> ApiResult<Json<Page<Delivery, Uuid>>> {
     principal.require(Permission::ReadWebhooks)?;
-    let mut tx = state.db.begin(&tenant).await?;
+    let mut tx = state.db.begin_snapshot(&tenant).await?;
     let items = state.webhooks.deliveries(&mut tx, id, &filter).await?;
     let limit = filter.limit.unwrap_or(50);
     Ok(Json(Page::new(items, limit, |d| d.message_id.into())))
@@ -192,7 +192,7 @@ pub async fn attempts(
     Path((id, message)): Path<(WebhookId, Uuid)>,
 ) -> ApiResult<Json<Vec<DeliveryAttempt>>> {
     principal.require(Permission::ReadWebhooks)?;
-    let mut tx = state.db.begin(&tenant).await?;
+    let mut tx = state.db.begin_snapshot(&tenant).await?;
     Ok(Json(
         state
             .webhooks
@@ -257,7 +257,7 @@ pub async fn dead_letters(
     Query(page): Query<PageRequest<Uuid>>,
 ) -> ApiResult<Json<Page<Delivery, Uuid>>> {
     principal.require(Permission::ReadWebhooks)?;
-    let mut tx = state.db.begin(&tenant).await?;
+    let mut tx = state.db.begin_snapshot(&tenant).await?;
     let items = state
         .webhooks
         .dead_letters(&mut tx, page.after, Some(page.limit))

@@ -13,7 +13,9 @@ use tenantkit_analytics::{Analytics, IngestConfig, event::Event, storage};
 fn migrate_all(db: &Db) -> Pin<Box<dyn Future<Output = tenantkit::Result<()>> + Send + '_>> {
     Box::pin(async move {
         db.migrate().await?;
-        storage::migrate(db).await
+        storage::migrate(db).await?;
+        // The smallest floor: the tests purge days at least 10 days old.
+        storage::set_retention_floor(db, 1).await
     })
 }
 

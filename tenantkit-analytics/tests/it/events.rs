@@ -75,7 +75,7 @@ fn user_ids_and_names_keep_their_lengths() {
     // Characters, not bytes.
     assert!(one(json!({ "event_type": "x", "user_id": "é".repeat(MAX_USER_ID) })).is_ok());
     assert!(
-        one(json!({ "event_type": "x", "name": "a\u{0}b" }))
+        one(json!({ "event_type": "x", "name": "a\u{7}b" }))
             .unwrap_err()
             .contains("control")
     );
@@ -187,4 +187,71 @@ fn bodies_that_are_not_events_are_refused_whole() {
         let err = parse_batch(body, Body::Json, now()).unwrap_err();
         assert!(err.invalid.is_empty(), "{err:?}");
     }
+}
+
+#[test]
+fn nul_characters_are_refused_anywhere_in_an_event_naming_the_path() {
+    for (event, path) in [
+        (
+            json!({ "event_type": "x", "metadata": { "k": "a\u{0}b" } }),
+            "metadata.k",
+        ),
+        (
+            json!({ "event_type": "x", "metadata": { "k\u{0}": 1 } }),
+            "metadata.k",
+        ),
+        (
+            json!({ "event_type": "x", "metadata": { "a": [{ "b": "\u{0}" }] } }),
+            "metadata.a[0].b",
+        ),
+        (json!({ "event_type": "x", "user_id": "u\u{0}" }), "user_id"),
+        (json!({ "event_type": "x", "name": "\u{0}" }), "name"),
+    ] {
+        let reason = one(event.clone()).unwrap_err();
+        assert!(reason.contains(path), "{event}: {reason}");
+    }
+    // The same rule for an event built in Rust (`Analytics::record`).
+    let built = tenantkit_analytics::event::NewEvent {
+        event_type: "x".into(),
+        metadata: Some(
+            json!({ "deep": { "k": "\u{0}" } })
+                .as_object()
+                .unwrap()
+                .clone(),
+        ),
+        ..Default::default()
+    };
+    let reason = built.validate(now()).unwrap_err();
+    assert!(reason.contains("metadata.deep.k"), "{reason}");
+}
+
+#[test]
+fn duplicate_keys_are_refused_inside_metadata_too() {
+    let body = br#"[{"event_type": "x"}, {"event_type": "x", "metadata": {"k": 1, "k": 2}}]"#;
+    let err = parse_batch(body, Body::Json, now()).unwrap_err();
+    assert_eq!(err.invalid.len(), 1);
+    assert_eq!(err.invalid[0].index, 1);
+    assert!(
+        err.invalid[0]
+            .reason
+            .contains("`metadata.k` is given twice"),
+        "{err:?}"
+    );
+    let top = br#"{"event_type": "x", "event_type": "y"}"#;
+    assert!(parse_batch(top, Body::Json, now()).is_err());
+    let ndjson = b"{\"event_type\": \"x\", \"metadata\": {\"a\": {\"b\": 1, \"b\": 1}}}\n";
+    let err = parse_batch(ndjson, Body::Ndjson, now()).unwrap_err();
+    assert!(err.invalid[0].reason.contains("metadata.a.b"), "{err:?}");
+}
+
+#[test]
+fn timestamps_are_kept_to_the_microsecond_both_databases_store() {
+    let event =
+        one(json!({ "event_type": "x", "timestamp": "2026-11-26T23:59:59.999999999Z" })).unwrap();
+    assert_eq!(
+        event
+            .timestamp
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        "2026-11-26T23:59:59.999999Z"
+    );
 }

@@ -169,7 +169,10 @@ async fn one_failing_request_does_not_fail_the_others(db: Db) {
         a.ingest(&bad, vec![broken]),
     );
     first.unwrap();
-    assert!(matches!(second, Err(IngestError::Store(_))), "{second:?}");
+    // Input the database refuses: a retry cannot succeed, so not `503`.
+    assert!(matches!(second, Err(IngestError::Invalid(_))), "{second:?}");
+    let problem = tenantkit::problem::Problem::from(&second.unwrap_err());
+    assert_eq!(problem.status, 422);
     assert_eq!(stored(&db, &good).await, 1);
     assert_eq!(stored(&db, &bad).await, 0);
     assert_eq!(a.stats().failed, 1);
@@ -194,6 +197,15 @@ async fn record_validates_one_event(db: Db) {
         ..NewEvent::default()
     };
     a.record(&t, good).await.unwrap();
+    // Built without validation, a NUL reaches the store, which refuses it
+    // the same way on both backends.
+    let mut nul = event("page_view", None, None, Utc::now());
+    nul.metadata.insert("k".into(), "a\u{0}b".into());
+    let refused = a.ingest(&t, vec![nul]).await;
+    assert!(
+        matches!(&refused, Err(IngestError::Invalid(m)) if m.contains("NUL")),
+        "{refused:?}"
+    );
     let s = summary(&db, &t).await;
     assert_eq!(s.top_features[0].name, "export");
 }
@@ -233,4 +245,70 @@ async fn the_layer_counts_api_calls_by_route_template(db: Db) {
         assert_eq!(metadata.0["status"], 404);
         assert!(metadata.0["latency_ms"].as_f64().unwrap() >= 0.0);
     }
+}
+
+/// A writer that dies mid-flush (its future dropped wherever it waits, as a
+/// panic unwinds it) gives the buffer room of its batch back and tells the
+/// batch's callers; run again, it takes up its channel where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_dies_mid_flush_gives_its_room_back_and_runs_again() {
+    use sqlx::Connection;
+    use tenantkit_analytics::{Analytics, storage};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("a.db").display());
+    let db = Db::connect_with(&url, 4).await.unwrap();
+    db.migrate().await.unwrap();
+    storage::migrate(&db).await.unwrap();
+    let t = testing::tenant(&db).await;
+    let config = IngestConfig {
+        buffer_events: 10,
+        writers: 1,
+        ..IngestConfig::default()
+    };
+    let (a, writers) = Analytics::new(db.clone(), config);
+    let writer = Arc::new(writers.into_iter().next().unwrap());
+    let start = |writer: &Arc<tenantkit_analytics::AnalyticsWriter>| {
+        let writer = writer.clone();
+        tokio::spawn(async move { writer.run().await })
+    };
+    let ten = || {
+        (0..10)
+            .map(|_| event("page_view", None, None, Utc::now()))
+            .collect()
+    };
+
+    let run = start(&writer);
+    // Another connection holds the write lock: the flush waits on it.
+    let mut lock = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let caller = {
+        let (a, t) = (a.clone(), t.clone());
+        tokio::spawn(async move { a.ingest(&t, ten()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let one = vec![event("page_view", None, None, Utc::now())];
+    assert!(
+        matches!(a.ingest(&t, one).await, Err(IngestError::Full)),
+        "the flush holds the whole buffer"
+    );
+    run.abort();
+    assert!(run.await.unwrap_err().is_cancelled());
+    assert!(
+        matches!(caller.await.unwrap(), Err(IngestError::Stopped)),
+        "its caller is told"
+    );
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+
+    // The room is back, and the writer, run again, stores what comes.
+    let again = start(&writer);
+    a.ingest(&t, ten())
+        .await
+        .expect("the whole buffer is free again");
+    assert_eq!(stored(&db, &t).await, 10);
+    a.shutdown().await;
+    again.await.unwrap();
 }

@@ -21,6 +21,8 @@ tenantkit::backend_tests!(crate::common, multi_thread;
     mau_is_the_distinct_users_of_thirty_days,
     another_tenants_events_are_never_counted,
     late_and_out_of_order_events_land_in_their_hour,
+    unaligned_bounds_count_the_same_hours_in_summary_and_series,
+    zones_off_the_hour_count_each_hour_in_the_day_it_starts,
 );
 
 /// Midnight (UTC) five days ago: every test's events are in the accepted window.
@@ -440,4 +442,100 @@ fn a_summary_spans_at_most_400_days() {
         SummaryQuery::parse(&p(401), to).unwrap_err().parameter,
         "from"
     );
+}
+
+async fn summary_of(db: &Db, t: &TenantContext, from: String, to: String, tz: Option<&str>) -> i64 {
+    let q = SummaryQuery::parse(
+        &SummaryParams {
+            from: Some(from),
+            to: Some(to),
+            tz: tz.map(Into::into),
+        },
+        Utc::now(),
+    )
+    .unwrap();
+    query::summary(db, t, &q).await.unwrap().events
+}
+
+/// One rule for both endpoints: an hour counts when it starts inside
+/// `[from, to)`. From 10:15 to 23:45 that is 11:00 to 23:00: the API call
+/// and the 23:30 feature, not the 10:00 and 10:30 page views.
+async fn unaligned_bounds_count_the_same_hours_in_summary_and_series(db: Db) {
+    let t = seeded(&db).await;
+    let (from, to) = (at(10, 15), at(23, 45));
+    assert_eq!(
+        summary_of(&db, &t, from.to_rfc3339(), to.to_rfc3339(), None).await,
+        2
+    );
+    let hours = series(&db, &t, &params("events", "hour", from, to)).await;
+    assert_eq!(
+        hours.first().unwrap().t,
+        at(11, 0).fixed_offset(),
+        "the first hour inside"
+    );
+    assert_eq!(hours.len(), 13);
+    assert_eq!(values(&hours).iter().sum::<i64>(), 2);
+    let days = series(&db, &t, &params("events", "day", from, to)).await;
+    assert_eq!(values(&days), vec![2]);
+    // Aligned bounds count every hour they hold.
+    assert_eq!(
+        summary_of(
+            &db,
+            &t,
+            at(10, 0).to_rfc3339(),
+            at(24, 0).to_rfc3339(),
+            None
+        )
+        .await,
+        4
+    );
+    // No hour starts inside: nothing counted, by either.
+    let (from, to) = (at(10, 5), at(10, 55));
+    assert_eq!(
+        summary_of(&db, &t, from.to_rfc3339(), to.to_rfc3339(), None).await,
+        0
+    );
+    assert!(
+        series(&db, &t, &params("events", "hour", from, to))
+            .await
+            .is_empty()
+    );
+}
+
+/// Asia/Kolkata (+05:30) and Asia/Kathmandu (+05:45): a local day starts
+/// off the UTC hour, and each (UTC) hour counts in the local day in which it
+/// starts. An event at 18:40 UTC on day 0 is 00:10 on day 1 in Kolkata, but
+/// its hour starts at 23:30 on day 0, so it counts on day 0 (as documented).
+async fn zones_off_the_hour_count_each_hour_in_the_day_it_starts(db: Db) {
+    let t = seeded(&db).await;
+    analytics(&db)
+        .ingest(&t, vec![event("page_view", None, None, at(18, 40))])
+        .await
+        .unwrap();
+    let day0 = base().date_naive();
+    for (tz, offset) in [
+        ("Asia/Kolkata", 5 * 3600 + 1800),
+        ("Asia/Kathmandu", 5 * 3600 + 2700),
+    ] {
+        let p = SeriesParams {
+            metric: Some("events".into()),
+            interval: Some("day".into()),
+            from: Some(day0.to_string()),
+            to: Some((day0 + Days::new(1)).to_string()),
+            tz: Some(tz.into()),
+        };
+        let points = series(&db, &t, &p).await;
+        assert_eq!(values(&points), vec![4, 3], "{tz}");
+        assert_eq!(points[0].t.offset().local_minus_utc(), offset, "{tz}");
+        assert_eq!(
+            points[0].t.to_utc(),
+            base() - Duration::seconds(offset.into()),
+            "{tz}"
+        );
+        // The summary of each local day says the same.
+        for (i, day) in [day0, day0 + Days::new(1)].into_iter().enumerate() {
+            let n = summary_of(&db, &t, day.to_string(), day.to_string(), Some(tz)).await;
+            assert_eq!(n, points[i].value, "{tz} {day}");
+        }
+    }
 }

@@ -151,6 +151,7 @@ fn check_equal_to_rebuild(db: Db, cases: u32) {
 tenantkit::backend_tests!(crate::common, multi_thread;
     incremental_rollups_equal_rebuilt_ones,
     a_rebuild_restores_lost_rollups,
+    the_last_nanosecond_of_a_day_is_counted_and_stored_on_that_day,
 );
 
 async fn incremental_rollups_equal_rebuilt_ones(db: Db) {
@@ -224,5 +225,38 @@ async fn a_rebuild_restores_lost_rollups(db: Db) {
     assert!(
         rollup::rebuild(&db, &t, to, from).await.is_err(),
         "to before from"
+    );
+}
+
+/// PostgreSQL keeps microseconds and used to round `23:59:59.999999999`
+/// up into the next day while the rollups counted it on this one, so a
+/// rebuild changed the answers. Stored at the storage precision (truncated),
+/// both agree on both backends.
+async fn the_last_nanosecond_of_a_day_is_counted_and_stored_on_that_day(db: Db) {
+    let t = testing::tenant(&db).await;
+    let yesterday = Utc::now().date_naive() - Days::new(1);
+    let last = yesterday
+        .and_hms_nano_opt(23, 59, 59, 999_999_999)
+        .unwrap()
+        .and_utc();
+    let events = vec![(0, event("page_view", None, Some("u1"), last))];
+    store_flushes(&db, std::slice::from_ref(&t), vec![events]).await;
+    let incremental = rollups(&db, &t).await;
+    assert_eq!(incremental.daily_active, [(yesterday, 1)]);
+    let mut tx = db.begin(&t).await.unwrap();
+    let (stored,): (DateTime<Utc>,) = tx
+        .fetch_one(tx.query("SELECT occurred_at FROM events WHERE tenant_id = $1"))
+        .await
+        .unwrap();
+    drop(tx);
+    assert_eq!(stored, tenantkit::validate::storage_precision(last));
+    assert_eq!(stored.date_naive(), yesterday);
+    rollup::rebuild(&db, &t, yesterday - Days::new(1), yesterday + Days::new(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        rollups(&db, &t).await,
+        incremental,
+        "a rebuild changes nothing"
     );
 }

@@ -92,23 +92,22 @@ async fn the_runtime_role_makes_partitions_only_through_the_function() {
         storage::ensure_partitions(&db, today)
     );
     assert_eq!((first.unwrap(), second.unwrap()), (0, 0));
+    // Only around today (the window event times may fall in): the runtime
+    // role cannot fill the database with partitions of any date it likes.
     let far = today.checked_add_days(Days::new(300)).unwrap();
-    let made = db
-        .maintain(
-            &storage::ENSURE_PARTITIONS,
-            vec![far.to_string().into(), 2i64.into()],
-        )
-        .await
-        .unwrap();
-    assert_eq!(made, 2);
-    let again = db
-        .maintain(
-            &storage::ENSURE_PARTITIONS,
-            vec![far.to_string().into(), 2i64.into()],
-        )
-        .await
-        .unwrap();
-    assert_eq!(again, 0);
+    for from in [far, "2000-01-01".parse().unwrap()] {
+        let refused = db
+            .maintain(
+                &storage::ENSURE_PARTITIONS,
+                vec![from.to_string().into(), 2i64.into()],
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, tenantkit::Error::Invalid(_)),
+            "{from}: {refused:?}"
+        );
+    }
     assert!(
         db.maintain(
             &storage::ENSURE_PARTITIONS,
@@ -130,19 +129,67 @@ async fn the_runtime_role_makes_partitions_only_through_the_function() {
         assert!(runtime.execute(sqlx::AssertSqlSafe(attack.clone())).await.is_err(), "{attack}");
     }
     // Retention drops whole old days (here two days of the year 2000, made
-    // for the purpose), never yesterday or later.
-    let old: chrono::NaiveDate = "2000-01-01".parse().unwrap();
-    db.maintain(
-        &storage::ENSURE_PARTITIONS,
-        vec![old.to_string().into(), 2i64.into()],
-    )
-    .await
-    .unwrap();
+    // by the owner for the purpose), never a day the retention floor keeps.
+    let owner = sqlx::PgPool::connect(&database.owner_url).await.unwrap();
+    for day in ["20000101", "20000102"] {
+        let next = format!("{}", day.parse::<u32>().unwrap() + 1);
+        owner
+            .execute(sqlx::AssertSqlSafe(format!(
+                "CREATE TABLE IF NOT EXISTS events_{day} PARTITION OF events \
+                 FOR VALUES FROM ('{day}') TO ('{next}')"
+            )))
+            .await
+            .unwrap();
+    }
     let dropped = storage::drop_partitions_before(&db, "2000-01-10".parse().unwrap())
         .await
         .unwrap();
     assert_eq!(dropped, 2);
     assert!(storage::drop_partitions_before(&db, today).await.is_err());
+}
+
+/// The retention floor lives in the database: as the runtime role,
+/// `tenantkit_analytics_drop_partitions_before(current_date - 1)` used to
+/// drop every tenant's analytics older than yesterday, whatever
+/// `analytics.retention_days` said. Now the floor the owner wrote holds,
+/// and the runtime role can neither read nor change it.
+#[tokio::test]
+async fn the_runtime_role_cannot_drop_what_the_retention_floor_keeps() {
+    let Some(database) = crate::common::postgres_database_named("_floor").await else {
+        return;
+    };
+    let owner = tenantkit::Db::connect_with(&database.owner_url, 1)
+        .await
+        .unwrap();
+    storage::set_retention_floor(&owner, 30).await.unwrap();
+    let db = testing::runtime_db(&database, 2).await;
+    let today = Utc::now().date_naive();
+    for days in [1u64, 10, 29] {
+        let before = today - Days::new(days);
+        let refused = storage::drop_partitions_before(&db, before)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, tenantkit::Error::Invalid(m) if m.contains("keeps 30 days")),
+            "{before}: {refused:?}"
+        );
+    }
+    // The floor itself may go (here the writer's partitions of 31 to 35
+    // days back, if it made them).
+    storage::drop_partitions_before(&db, today - Days::new(30))
+        .await
+        .unwrap();
+    let runtime = sqlx::PgPool::connect(&database.runtime_url).await.unwrap();
+    for attack in [
+        "UPDATE tenantkit_settings SET value = '1'",
+        "INSERT INTO tenantkit_settings VALUES ('analytics.retention_days', '1')",
+        "DELETE FROM tenantkit_settings",
+        "SELECT * FROM tenantkit_settings",
+    ] {
+        assert!(runtime.execute(attack).await.is_err(), "{attack}");
+    }
+    storage::set_retention_floor(&owner, 1).await.unwrap();
+    owner.close().await;
 }
 
 #[tokio::test]

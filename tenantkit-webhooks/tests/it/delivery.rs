@@ -38,6 +38,8 @@ tenantkit::backend_tests!(crate::common::isolated, multi_thread;
     a_killed_workers_lease_expires_and_the_delivery_completes,
     two_workers_deliver_each_message_once,
     a_backlog_does_not_delay_another_tenant,
+    hanging_endpoints_of_one_tenant_leave_slots_for_another,
+    an_endpoint_enabled_again_after_410_gets_every_delivery,
     the_rate_limit_defers_and_holds_across_workers,
     graceful_shutdown_finishes_or_gives_back_what_is_in_flight,
     deleting_an_endpoint_stops_its_pending_deliveries,
@@ -324,7 +326,17 @@ async fn gone_disables_the_endpoint_at_once(db: Db) {
         all.iter().all(|d| d.state == DeliveryState::Failed),
         "{all:?}"
     );
-    assert!(r.received("gone").len() < 3, "no more deliveries once gone");
+    // Whatever was sent before the disabling committed has its outcome:
+    // nothing claimed is dropped unrecorded.
+    let mut attempts = 0;
+    for msg in &msgs {
+        attempts += w.attempts(&mut tx, hook, *msg).await.unwrap().len();
+    }
+    assert_eq!(
+        attempts,
+        r.received("gone").len(),
+        "one attempt logged per request sent"
+    );
     let trail = tx.list_audit_logs(&AuditFilter::default()).await.unwrap();
     assert!(trail.iter().any(|e| e.action == "webhook.disabled"));
 }
@@ -475,6 +487,117 @@ async fn a_backlog_does_not_delay_another_tenant(db: Db) {
         "B waited while A got {} deliveries ({a_before} before, of 5000)",
         a_after - a_before
     );
+}
+
+/// Tenant A has 60 endpoints that never answer (each attempt waits out the
+/// 10 s timeout); the worker has 64 slots. A holds at most its share (half),
+/// so B's delivery goes out at once instead of after A's timeouts.
+async fn hanging_endpoints_of_one_tenant_leave_slots_for_another(db: Db) {
+    let (w, r) = (local_webhooks(), Receiver::start().await);
+    let (a, b) = (tenant(&db).await, tenant(&db).await);
+    for i in 0..60 {
+        let path = format!("hang{i}");
+        r.script(&path, Behaviour::Hang);
+        endpoint(&db, &w, &a, r.url(&path)).await;
+    }
+    endpoint(&db, &w, &b, r.url("b")).await;
+    let options = WorkerOptions::default();
+    assert_eq!(options.slots_per_tenant(), 32);
+    let worker = Worker::new(
+        db.clone(),
+        w.clone(),
+        transport(&w, Duration::from_secs(10)),
+    )
+    .with_options(options)
+    .with_limits(None);
+    let running = Running::start(worker);
+    publish(&db, &w, &a, 1).await;
+    // A's share of the slots hangs.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while (0..60)
+        .map(|i| r.received(&format!("hang{i}")).len())
+        .sum::<usize>()
+        < 32
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A's deliveries never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let hanging: usize = (0..60).map(|i| r.received(&format!("hang{i}")).len()).sum();
+    assert_eq!(hanging, 32, "A holds its share and no more");
+    let sent = std::time::Instant::now();
+    publish(&db, &w, &b, 1).await;
+    r.wait_for("b", 1, Duration::from_secs(5)).await;
+    let took = sent.elapsed();
+    running.kill().await;
+    eprintln!("B's delivery beside 60 hanging endpoints of A: {took:?}");
+    assert!(took < Duration::from_secs(1), "B waited {took:?}");
+}
+
+/// An endpoint that answered `410 Gone` is disabled; enabled again (and
+/// its failed deliveries recovered), the same worker process sends it
+/// everything: nothing of it is remembered in-process, and no claimed
+/// delivery goes without an outcome.
+async fn an_endpoint_enabled_again_after_410_gets_every_delivery(db: Db) {
+    let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
+    r.script("in", Behaviour::Status(410));
+    let since = Utc::now() - chrono::Duration::seconds(1);
+    let (hook, _) = endpoint(&db, &w, &t, r.url("in")).await;
+    let running = Running::start(worker(&db, &w, fast()));
+    let first = publish(&db, &w, &t, 1).await;
+    wait_state(&db, &w, &t, hook, first[0], |d| {
+        d.state == DeliveryState::Failed
+    })
+    .await;
+    let mut tx = db.begin(&t).await.unwrap();
+    assert_eq!(
+        w.get(&mut tx, hook).await.unwrap().status,
+        WebhookStatus::Disabled
+    );
+    drop(tx);
+
+    r.script("in", Behaviour::Status(200));
+    let mut tx = db.begin(&t).await.unwrap();
+    let active = WebhookPatch {
+        status: Some(WebhookStatus::Active),
+        ..Default::default()
+    };
+    w.update(&mut tx, hook, &active).await.unwrap();
+    let recovered = w.recover(&mut tx, hook, since).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(recovered.deliveries, 1);
+    let more = publish(&db, &w, &t, 3).await;
+    let got = r.wait_for("in", 5, Duration::from_secs(10)).await;
+    running.stop().await;
+    assert_eq!(
+        got.len(),
+        5,
+        "the 410, then the recovered one and three new ones"
+    );
+    let mut tx = db.begin(&t).await.unwrap();
+    for msg in first.iter().chain(&more) {
+        let d = w.delivery(&mut tx, hook, *msg).await.unwrap();
+        assert_eq!(d.state, DeliveryState::Succeeded, "{d:?}");
+    }
+    let statuses = |attempts: Vec<tenantkit_webhooks::deliveries::DeliveryAttempt>| {
+        attempts
+            .iter()
+            .map(|a| a.response_status)
+            .collect::<Vec<_>>()
+    };
+    let replayed = w.attempts(&mut tx, hook, first[0]).await.unwrap();
+    assert_eq!(statuses(replayed), [Some(410), Some(200)]);
+    for msg in &more {
+        let attempts = w.attempts(&mut tx, hook, *msg).await.unwrap();
+        assert_eq!(
+            statuses(attempts),
+            [Some(200)],
+            "sent once, with its outcome"
+        );
+    }
 }
 
 async fn the_rate_limit_defers_and_holds_across_workers(db: Db) {

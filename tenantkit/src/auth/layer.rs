@@ -35,6 +35,9 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<ApiKey>>> + Send;
 
     /// Records a refused request (`auth.failed` or `auth.tenant_mismatch`).
+    /// It must not wait on the tenant's writes: [`Db`] counts refusals in
+    /// memory and writes them in aggregate a second later, so a flood of bad
+    /// credentials cannot serialize the tenant's own writes.
     fn record_refusal(
         &self,
         tenant: &TenantContext,
@@ -56,18 +59,29 @@ impl AuthStore for Db {
         tenant: &TenantContext,
         presented: &str,
     ) -> Result<Option<ApiKey>> {
-        let mut tx = self.begin(tenant).await?;
-        let key = tx.verify_api_key(presented).await?;
-        tx.commit().await?;
+        // Not even shaped like a key: nothing to look up.
+        if super::api_key::prefix_of(presented).is_none() {
+            return Ok(None);
+        }
+        // Read first: a wrong key (or a flood of them) takes no write lock.
+        let key = self
+            .begin_snapshot(tenant)
+            .await?
+            .find_live_api_key(presented)
+            .await?;
+        if let Some(key) = &key
+            && crate::store::api_key_use_is_due(key)
+        {
+            let mut tx = self.begin(tenant).await?;
+            tx.record_api_key_use(key).await?;
+            tx.commit().await?;
+        }
         Ok(key)
     }
 
     async fn record_refusal(&self, tenant: &TenantContext, refusal: &SecurityEvent) -> Result<()> {
-        let ctx = tenant.clone().with_actor(refusal.actor.clone());
-        let mut tx = self.begin(&ctx).await?;
-        tx.record_event(refusal.action, "auth", None, refusal.details.clone())
-            .await?;
-        tx.commit().await
+        self.count_refusal(tenant, refusal);
+        Ok(())
     }
 }
 

@@ -201,7 +201,7 @@ impl Db {
     ) -> Result<Option<UserAccess>> {
         self.access
             .user(tenant.id(), user, async {
-                let mut tx = self.begin(tenant).await?;
+                let mut tx = self.begin_snapshot(tenant).await?;
                 let found = tx.find_user_access(user).await?;
                 tx.commit().await?;
                 Ok(found)

@@ -93,6 +93,16 @@ impl TenantTx {
     /// The live key `presented` is, if it is one of this tenant's. Records its
     /// use (at most once a minute, so a busy key does not write on every request).
     pub async fn verify_api_key(&mut self, presented: &str) -> Result<Option<ApiKey>> {
+        let Some(key) = self.find_live_api_key(presented).await? else {
+            return Ok(None);
+        };
+        self.record_api_key_use(&key).await?;
+        Ok(Some(key))
+    }
+
+    /// The live key `presented` is, if it is one of this tenant's; only
+    /// reads (a snapshot will do).
+    pub async fn find_live_api_key(&mut self, presented: &str) -> Result<Option<ApiKey>> {
         let Some(prefix) = api_key::prefix_of(presented) else {
             return Ok(None);
         };
@@ -108,21 +118,30 @@ impl TenantTx {
         if key.revoked_at.is_some() || !api_key::matches(presented, &key.hash) {
             return Ok(None);
         }
-        let now = Utc::now();
-        if key
-            .last_used_at
-            .is_none_or(|t| now - t > Duration::minutes(1))
-        {
-            let q = self
-                .query(
-                    "UPDATE api_keys SET last_used_at = $3 WHERE tenant_id = $1 AND id = $2 \
-                     RETURNING tenant_id, id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at",
-                )
-                .bind(key.id)
-                .bind(now);
-            self.set_actor(crate::audit::Actor::ApiKey(key.id));
-            self.update_as("api_key.used", &key, q).await?;
-        }
         Ok(Some(key))
     }
+
+    /// Records that `key` was used now, unless it was within the last
+    /// minute (audited as `api_key.used` by the key).
+    pub async fn record_api_key_use(&mut self, key: &ApiKey) -> Result<()> {
+        if !api_key_use_is_due(key) {
+            return Ok(());
+        }
+        let q = self
+            .query(
+                "UPDATE api_keys SET last_used_at = $3 WHERE tenant_id = $1 AND id = $2 \
+                 RETURNING tenant_id, id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at",
+            )
+            .bind(key.id)
+            .bind(Utc::now());
+        self.set_actor(crate::audit::Actor::ApiKey(key.id));
+        self.update_as("api_key.used", key, q).await?;
+        Ok(())
+    }
+}
+
+/// Whether `key`'s use is to be recorded: it was not used in the last minute.
+pub(crate) fn api_key_use_is_due(key: &ApiKey) -> bool {
+    key.last_used_at
+        .is_none_or(|t| Utc::now() - t > Duration::minutes(1))
 }

@@ -15,6 +15,22 @@ use crate::{
 /// How many entries verification and export read per query.
 pub const AUDIT_BATCH: u32 = 1000;
 
+/// The owner setting holding the audit retention floor, in days.
+pub const AUDIT_RETENTION_SETTING: &str = "audit.retention_days";
+
+impl Db {
+    /// Writes the audit retention floor into the database (PostgreSQL; as
+    /// the owner, as the server's `migrate` does from
+    /// `audit.retention_days`): entries younger than `days` can then never
+    /// be purged by the runtime role, whatever cutoff it passes to
+    /// [`TenantTx::purge_audit_logs`]. Without a floor nothing is purged
+    /// there. A no-op on SQLite, which has no roles.
+    pub async fn set_audit_retention_floor(&self, days: u32) -> Result<()> {
+        self.set_owner_setting(AUDIT_RETENTION_SETTING, &days.to_string())
+            .await
+    }
+}
+
 /// The head of a tenant's chain.
 #[derive(sqlx::FromRow)]
 struct Head {
@@ -26,17 +42,14 @@ struct Head {
 
 impl TenantTx {
     /// Appends an entry for `change` to this tenant's chain, in this
-    /// transaction. Locking the chain head (an `UPDATE` of its row) makes
-    /// concurrent writers of one tenant take turns, so links never fork.
+    /// transaction, under the tenant's write lock
+    /// ([`TenantTx::lock_tenant_writes`]), so concurrent writers of one
+    /// tenant take turns and links never fork.
     pub(crate) async fn append(&mut self, change: Change) -> Result<AuditEntry> {
+        self.lock_tenant_writes().await?;
         let tenant = self.tenant_id();
         let ctx = self.context().clone();
         let mut conn = self.conn();
-        conn.execute(
-            "INSERT INTO audit_heads (tenant_id) VALUES ($1) ON CONFLICT (tenant_id) DO NOTHING",
-            vec![tenant.into()],
-        )
-        .await?;
         let (seq, prev_hash): (i64, String) = conn
             .fetch_one(
                 "UPDATE audit_heads SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq, hash",
@@ -96,22 +109,45 @@ impl TenantTx {
         Ok(entry)
     }
 
-    /// Takes this tenant's write lock (the chain head) until the transaction
-    /// ends, so a check followed by a write cannot race another writer of the
-    /// same tenant (every audited write takes the same lock).
+    /// Takes this tenant's write lock until the transaction ends, in **the
+    /// one lock order** every write path follows: first the tenant row
+    /// (`FOR KEY SHARE`, as a foreign key check takes it; a status change or
+    /// a deletion holds it exclusively), then the tenant's audit head (its
+    /// row locked), and only then domain rows and the outbox. Every audited
+    /// write takes it before its statement runs, so writers of one tenant
+    /// queue on the head instead of deadlocking on rows taken in different
+    /// orders; a transaction that writes operational records and then audits
+    /// must take it before the first of them. Taking it again is free.
+    ///
+    /// It also makes a check followed by a write safe against another writer
+    /// of the same tenant. [`Error::NotFound`] when the tenant is gone.
     pub async fn lock_tenant_writes(&mut self) -> Result<()> {
+        if self.write_locked {
+            return Ok(());
+        }
+        debug_assert!(
+            !self.wrote_unlocked,
+            "lock order: this transaction wrote operational records before taking the \
+             tenant's write lock, and now audits (call lock_tenant_writes first)"
+        );
         let tenant = self.tenant_id();
-        let mut conn = self.conn();
-        conn.execute(
-            "INSERT INTO audit_heads (tenant_id) VALUES ($1) ON CONFLICT (tenant_id) DO NOTHING",
-            vec![tenant.into()],
-        )
-        .await?;
-        conn.execute(
-            "UPDATE audit_heads SET seq = seq WHERE tenant_id = $1",
-            vec![tenant.into()],
-        )
-        .await?;
+        let sql = match self.backend() {
+            // One statement: the tenant row is held before the head is locked.
+            Backend::Postgres => {
+                "INSERT INTO audit_heads (tenant_id) SELECT $1 WHERE tenantkit_hold_tenant($1::uuid) \
+                 ON CONFLICT (tenant_id) DO UPDATE SET seq = audit_heads.seq RETURNING seq"
+            }
+            // One writer at a time: the tenant row cannot change under it.
+            Backend::Sqlite => {
+                "INSERT INTO audit_heads (tenant_id) SELECT $1 WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1) \
+                 ON CONFLICT (tenant_id) DO UPDATE SET seq = audit_heads.seq RETURNING seq"
+            }
+        };
+        let locked: Option<(i64,)> = self.conn().fetch_optional(sql, vec![tenant.into()]).await?;
+        if locked.is_none() {
+            return Err(Error::NotFound("tenant"));
+        }
+        self.write_locked = true;
         Ok(())
     }
 
@@ -126,6 +162,8 @@ impl TenantTx {
             )));
         }
         let limit = validate::limit(filter.limit.unwrap_or(50))?;
+        let from = validate::optional_instant("from", filter.from)?;
+        let to = validate::optional_instant("to", filter.to)?;
         let q = self
             .query(
                 "SELECT tenant_id, seq, id, actor_type, actor_id, action, resource_type, resource_id, before, after, \
@@ -141,8 +179,8 @@ impl TenantTx {
             .bind(filter.action.clone())
             .bind(filter.resource_type.clone())
             .bind(filter.resource_id.clone())
-            .bind(filter.from)
-            .bind(filter.to)
+            .bind(from)
+            .bind(to)
             .bind(filter.before_seq)
             .bind(limit);
         self.fetch_all(q).await
@@ -206,9 +244,10 @@ impl TenantTx {
     }
 
     /// Deletes this tenant's entries older than `cutoff` (which must be at
-    /// least a day ago), oldest first, through the one purge path the
-    /// database allows, and audits the purge itself. Returns how many entries
-    /// were removed.
+    /// least a day ago, and on PostgreSQL before the floor written by
+    /// [`Db::set_audit_retention_floor`]), oldest first, through the one
+    /// purge path the database allows, and audits the purge itself. Returns
+    /// how many entries were removed.
     pub async fn purge_audit_logs(&mut self, cutoff: DateTime<Utc>) -> Result<u64> {
         if cutoff > Utc::now() - chrono::Duration::days(1) {
             return Err(Error::invalid("audit retention must be at least one day"));

@@ -3,6 +3,12 @@
 //! a list kept by hand: whatever has a `tenant_id` column and is not a
 //! platform table (or, on PostgreSQL, a partition: its parent stands for it).
 //! Tenant export and deletion walk this list.
+//!
+//! Secret columns are marked in the catalog too, beside their DDL, so an
+//! export leaves out a new crate's secret without a list to forget: on
+//! PostgreSQL `COMMENT ON COLUMN <table>.<column> IS 'tenantkit:secret'`,
+//! on SQLite (no comments) a row in `tenantkit_secret_columns`, written by
+//! the migration that adds the column.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,10 +27,16 @@ pub const NOT_TENANT_DATA: &[&str] = &[
     "audit_purge_in_progress",
 ];
 
-/// Columns of tenantkit's tables that are never exported: secrets and their
-/// hashes. Every crate names its own (e.g.
-/// `tenantkit_webhooks::SECRET_COLUMNS`); an export leaves out all of them.
-pub const SECRET_COLUMNS: &[(&str, &str)] = &[("api_keys", "hash")];
+/// The mark of a secret column (a secret or its hash), never exported: a
+/// PostgreSQL column comment, or on SQLite a `tenantkit_secret_columns` row.
+///
+/// ```sql
+/// -- PostgreSQL
+/// COMMENT ON COLUMN api_keys.hash IS 'tenantkit:secret';
+/// -- SQLite
+/// INSERT INTO tenantkit_secret_columns (table_name, column_name) VALUES ('api_keys', 'hash');
+/// ```
+pub const SECRET_MARK: &str = "tenantkit:secret";
 
 /// A tenant-owned table as the catalog describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +49,8 @@ pub struct TenantTable {
     pub primary_key: Vec<String>,
     /// The other tenant-owned tables its foreign keys name.
     pub references: Vec<String>,
+    /// Its columns marked secret ([`SECRET_MARK`]), in order: never exported.
+    pub secret_columns: Vec<String>,
 }
 
 impl Db {
@@ -54,7 +68,7 @@ impl Db {
     /// ```
     pub async fn tenant_tables(&self) -> Result<Vec<TenantTable>> {
         let mut tx = Tx::begin(self).await?;
-        let (tables_sql, columns_sql, key_sql, references_sql) = match self.backend() {
+        let (tables_sql, columns_sql, key_sql, references_sql, secrets_sql) = match self.backend() {
             Backend::Postgres => (
                 "SELECT c.relname::text FROM pg_class c \
                  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped \
@@ -74,6 +88,10 @@ impl Db {
                  JOIN pg_class p ON p.oid = con.confrelid \
                  WHERE con.conrelid = ('public.' || quote_ident($1))::regclass AND con.contype = 'f' \
                  ORDER BY 1",
+                "SELECT attname::text FROM pg_attribute \
+                 WHERE attrelid = ('public.' || quote_ident($1))::regclass AND attnum > 0 AND NOT attisdropped \
+                 AND col_description(attrelid, attnum) = 'tenantkit:secret' \
+                 ORDER BY attnum",
             ),
             Backend::Sqlite => (
                 "SELECT m.name FROM sqlite_master m WHERE m.type = 'table' \
@@ -82,6 +100,9 @@ impl Db {
                 "SELECT name FROM pragma_table_info($1) ORDER BY cid",
                 "SELECT name FROM pragma_table_info($1) WHERE pk > 0 ORDER BY pk",
                 "SELECT DISTINCT \"table\" FROM pragma_foreign_key_list($1) ORDER BY 1",
+                "SELECT p.name FROM pragma_table_info($1) p \
+                 JOIN tenantkit_secret_columns s ON s.table_name = $1 AND s.column_name = p.name \
+                 ORDER BY p.cid",
             ),
         };
         let names: Vec<(String,)> = tx.conn().fetch_all(tables_sql, Vec::new()).await?;
@@ -106,6 +127,11 @@ impl Db {
                     .fetch_all(references_sql, vec![name.clone().into()])
                     .await?,
             );
+            let secret_columns = column(
+                tx.conn()
+                    .fetch_all(secrets_sql, vec![name.clone().into()])
+                    .await?,
+            );
             tables.insert(
                 name.clone(),
                 TenantTable {
@@ -113,6 +139,7 @@ impl Db {
                     columns,
                     primary_key,
                     references,
+                    secret_columns,
                 },
             );
         }
@@ -129,7 +156,7 @@ impl Db {
 
 impl TenantTx {
     /// The tenant's rows of `table`, each as one JSON object (primary-key
-    /// order), without the `omit` columns (secrets). Rows are read as the
+    /// order), without its secret columns. Rows are read as the
     /// stream is polled, so memory stays bounded whatever the table's size;
     /// open the transaction with [`Db::begin_snapshot`] to read many tables
     /// as of one moment.
@@ -140,22 +167,22 @@ impl TenantTx {
     pub fn export_rows(
         &mut self,
         table: &TenantTable,
-        omit: &[&str],
     ) -> futures_util::stream::BoxStream<'_, Result<String>> {
-        let sql = export_sql(self.backend(), table, omit);
+        let sql = export_sql(self.backend(), table);
         let tenant = Value::from(self.tenant_id());
         self.conn().text_rows(sql, vec![tenant])
     }
 }
 
-/// `SELECT <one JSON object per row> FROM table WHERE tenant_id = $1 ORDER
-/// BY <primary key>`, from catalog names (quoted; never from input).
-fn export_sql(backend: Backend, table: &TenantTable, omit: &[&str]) -> String {
+/// `SELECT <one JSON object per row but its secrets> FROM table WHERE
+/// tenant_id = $1 ORDER BY <primary key>`, from catalog names (quoted;
+/// never from input).
+fn export_sql(backend: Backend, table: &TenantTable) -> String {
     let literal = |name: &str| format!("'{}'", name.replace('\'', "''"));
     let kept: Vec<&String> = table
         .columns
         .iter()
-        .filter(|c| !omit.contains(&c.as_str()))
+        .filter(|c| !table.secret_columns.contains(c))
         .collect();
     // At most 40 columns per call (both backends cap a function's arguments).
     let parts: Vec<String> = kept
@@ -244,6 +271,7 @@ mod tests {
                 columns: vec!["tenant_id".into()],
                 primary_key: vec!["tenant_id".into()],
                 references: references.iter().map(|r| (*r).to_owned()).collect(),
+                secret_columns: Vec::new(),
             },
         )
     }

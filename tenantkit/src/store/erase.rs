@@ -173,17 +173,24 @@ impl Db {
 
     /// The deletion of tenant `id`, under way or finished, if there is one.
     pub async fn tenant_deletion(&self, id: TenantId) -> Result<Option<TenantDeletion>> {
+        // PostgreSQL: through the narrow function (the runtime role cannot
+        // read the tombstones table).
+        let sql = match self.backend() {
+            Backend::Postgres => concat!(
+                "SELECT ",
+                deletion_columns!(),
+                " FROM tenantkit_tenant_deletion($1)"
+            ),
+            Backend::Sqlite => concat!(
+                "SELECT ",
+                deletion_columns!(),
+                " FROM tenant_deletions WHERE tenant_id = $1"
+            ),
+        };
         Pooled::acquire(self)
             .await?
             .conn()
-            .fetch_optional(
-                concat!(
-                    "SELECT ",
-                    deletion_columns!(),
-                    " FROM tenant_deletions WHERE tenant_id = $1"
-                ),
-                vec![id.into()],
-            )
+            .fetch_optional(sql, vec![id.into()])
             .await
     }
 
@@ -209,17 +216,22 @@ impl Db {
     /// Deletions started and not finished (interrupted ones, to resume with
     /// [`Db::erase_tenant`]), oldest first.
     pub async fn unfinished_tenant_deletions(&self) -> Result<Vec<TenantDeletion>> {
+        let sql = match self.backend() {
+            Backend::Postgres => concat!(
+                "SELECT ",
+                deletion_columns!(),
+                " FROM tenantkit_unfinished_tenant_deletions()"
+            ),
+            Backend::Sqlite => concat!(
+                "SELECT ",
+                deletion_columns!(),
+                " FROM tenant_deletions WHERE finished_at IS NULL ORDER BY started_at"
+            ),
+        };
         Pooled::acquire(self)
             .await?
             .conn()
-            .fetch_all(
-                concat!(
-                    "SELECT ",
-                    deletion_columns!(),
-                    " FROM tenant_deletions WHERE finished_at IS NULL ORDER BY started_at"
-                ),
-                Vec::new(),
-            )
+            .fetch_all(sql, Vec::new())
             .await
     }
 
@@ -447,6 +459,7 @@ mod tests {
             columns: vec!["tenant_id".into(), "occurred_at".into(), "id".into()],
             primary_key: vec!["tenant_id".into(), "occurred_at".into(), "id".into()],
             references: Vec::new(),
+            secret_columns: Vec::new(),
         };
         assert_eq!(
             erase_sql(Backend::Postgres, &table, 500),

@@ -24,6 +24,86 @@ pub struct RuntimeRole {
     password: Option<String>,
 }
 
+/// **Every function the runtime role may execute**, by signature, for all
+/// of tenantkit's crates: one list, so a review sees each of them. Any other
+/// function of the schema is revoked from it (and from `PUBLIC`); those a
+/// deployment has not migrated (a crate it does not use) are skipped.
+///
+/// Each is narrow: it acts on the current tenant (`tenantkit.tenant_id`) or
+/// checks its arguments against what configuration keeps (e.g. the
+/// analytics retention floor, see `tenantkit_settings`). Trigger functions
+/// (`tenantkit_audit_guard`), migration helpers (`tenantkit_isolate`) and
+/// helpers called only inside `SECURITY DEFINER` functions
+/// (`tenantkit_require_deletion`) need no grant.
+pub const RUNTIME_FUNCTIONS: &[&str] = &[
+    // Row-level security policies call it on every query.
+    "tenantkit_current_tenant()",
+    // The lock order's first lock (ARCHITECTURE.md).
+    "tenantkit_hold_tenant(uuid)",
+    "tenantkit_set_tenant_status(uuid,text)",
+    "tenantkit_link_external_id(text,text,uuid)",
+    "tenantkit_resolve_external_id(text,text)",
+    "tenantkit_linked_external_ids(uuid,text)",
+    "tenantkit_audit_purge(uuid,timestamp with time zone)",
+    "tenantkit_start_tenant_deletion(uuid,text,text,text)",
+    "tenantkit_lock_deleted_tenant(uuid)",
+    "tenantkit_erase_tenant_audit(uuid,text,integer)",
+    "tenantkit_tenant_deletion_progress(uuid,text,bigint)",
+    "tenantkit_tenant_deletion_failed(uuid,text)",
+    "tenantkit_finish_tenant_deletion(uuid)",
+    "tenantkit_tenant_deletion(uuid)",
+    "tenantkit_unfinished_tenant_deletions()",
+    // tenantkit-webhooks' worker and retention.
+    "tenantkit_webhooks_due_tenants(timestamp with time zone,bigint,text)",
+    "tenantkit_webhooks_expired_tenants(timestamp with time zone,bigint,text)",
+    // tenantkit-analytics' writer and retention.
+    "tenantkit_analytics_ensure_partitions(date,integer)",
+    "tenantkit_analytics_drop_partitions_before(date)",
+];
+
+/// PBKDF2 rounds of the verifiers [`Db::setup_runtime_role`] sends
+/// (PostgreSQL's own default, `scram_iterations`).
+pub const SCRAM_ITERATIONS: u32 = 4096;
+
+/// The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802,
+/// RFC 7677): `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`,
+/// base64. `ALTER ROLE ... PASSWORD '<verifier>'` sets the password without
+/// the password itself ever reaching the server or its logs.
+///
+/// ```
+/// let v = tenantkit::store::scram_sha256_verifier("pencil", b"0123456789abcdef", 4096);
+/// assert_eq!(
+///     v,
+///     "SCRAM-SHA-256$4096:MDEyMzQ1Njc4OWFiY2RlZg==$\
+///      nQpbZ77WudtqufPwikHXGRt6g2QJ4zns8bZLw273DRM=:jn2amWP1q1h+jgjy0YTO14S6/F02SV7taipOeB7ef20="
+/// );
+/// ```
+pub fn scram_sha256_verifier(password: &str, salt: &[u8], iterations: u32) -> String {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    // As PostgreSQL does: SASLprep, or the bytes as they are when that fails.
+    let prepared = stringprep::saslprep(password)
+        .map(|p| p.into_owned())
+        .unwrap_or_else(|_| password.to_owned());
+    let mut salted = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<Sha256>(prepared.as_bytes(), salt, iterations, &mut salted);
+    let keyed = |message: &[u8]| {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&salted).expect("HMAC takes a key of any length");
+        mac.update(message);
+        mac.finalize().into_bytes()
+    };
+    let stored_key = Sha256::digest(keyed(b"Client Key"));
+    let server_key = keyed(b"Server Key");
+    format!(
+        "SCRAM-SHA-256${iterations}:{}${}:{}",
+        STANDARD.encode(salt),
+        STANDARD.encode(stored_key),
+        STANDARD.encode(server_key)
+    )
+}
+
 impl fmt::Debug for RuntimeRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RuntimeRole")
@@ -126,6 +206,27 @@ impl Db {
         Ok(())
     }
 
+    /// PostgreSQL: writes a setting that only the owner can change
+    /// (`tenantkit_settings`), read by the `SECURITY DEFINER` functions
+    /// that hold the runtime role to what configuration keeps (such as
+    /// `analytics.retention_days`). Connect as the owner; `migrate` calls it
+    /// with the configured values. A no-op on SQLite, which has no roles.
+    pub async fn set_owner_setting(&self, name: &str, value: &str) -> Result<()> {
+        #[cfg(feature = "postgres")]
+        if let Pool::Pg(pool) = &self.pool {
+            sqlx::query(
+                "INSERT INTO tenantkit_settings (name, value) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+            )
+            .bind(name)
+            .bind(value)
+            .execute(pool)
+            .await?;
+        }
+        let _ = (name, value);
+        Ok(())
+    }
+
     /// PostgreSQL: creates the runtime role if missing (without superuser,
     /// `BYPASSRLS` or ownership) and grants it row access to every table of the
     /// current schema. Run it as the owner after every migration, so tables
@@ -143,9 +244,13 @@ impl Db {
             .execute(&mut *tx)
             .await?;
             if let Some(password) = &role.password {
-                let literal = password.replace('\'', "''");
+                // The verifier, never the password, goes into the statement
+                // text (which statement logs and pg_stat_activity show).
+                let mut salt = [0u8; 16];
+                rand::RngCore::fill_bytes(&mut rand::rng(), &mut salt);
+                let verifier = scram_sha256_verifier(password, &salt, SCRAM_ITERATIONS);
                 sqlx::query(AssertSqlSafe(format!(
-                    "ALTER ROLE {name} PASSWORD '{literal}'"
+                    "ALTER ROLE {name} PASSWORD '{verifier}'" // base64 and `$:`: no quote
                 )))
                 .execute(&mut *tx)
                 .await?;
@@ -156,7 +261,16 @@ impl Db {
                     "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {name}"
                 ),
                 format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {name}"),
-                format!("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {name}"),
+                // Functions: none by default (PostgreSQL grants EXECUTE to
+                // PUBLIC), then each one the runtime calls, by name.
+                format!("REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC, {name}"),
+                format!(
+                    "DO $$ DECLARE f text; p regprocedure; BEGIN FOREACH f IN ARRAY ARRAY['{}'] LOOP \
+                     p := to_regprocedure('public.' || f); \
+                     IF p IS NOT NULL THEN EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO {name}', p); END IF; \
+                     END LOOP; END $$",
+                    RUNTIME_FUNCTIONS.join("','")
+                ),
                 // Every crate's migration history (`_..._migrations`) is the owner's alone.
                 format!(
                     "DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename FROM pg_tables \
@@ -175,11 +289,13 @@ impl Db {
                 // tenantkit_link/resolve/linked_external_id(s)).
                 format!("REVOKE UPDATE, DELETE, TRUNCATE ON TABLE tenants FROM {name}"),
                 format!("REVOKE ALL ON TABLE tenant_external_ids FROM {name}"),
-                // Deletions: read; started, counted and finished only through
+                // What configuration keeps is the owner's to say.
+                format!("REVOKE ALL ON TABLE tenantkit_settings FROM {name}"),
+                // Deletions: started, counted and finished only through
                 // tenantkit_start/finish_tenant_deletion and _progress.
-                format!(
-                    "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON TABLE tenant_deletions FROM {name}"
-                ),
+                // Tombstones too: read one by id or the unfinished ones through
+                // tenantkit_tenant_deletion / _unfinished_tenant_deletions.
+                format!("REVOKE ALL ON TABLE tenant_deletions FROM {name}"),
             ] {
                 sqlx::query(AssertSqlSafe(statement))
                     .execute(&mut *tx)

@@ -12,6 +12,7 @@ mod audit;
 mod catalog;
 mod erase;
 mod migrate;
+mod refusals;
 mod scope;
 mod sql;
 mod tenants;
@@ -23,12 +24,14 @@ use std::{str::FromStr, time::Duration};
 use access::AccessCache;
 pub use access::{ACCESS_CHANNEL, AccessListener, DEFAULT_ACCESS_TTL, UserAccess, UserRef};
 pub use api_keys::CreatedApiKey;
-pub use audit::AUDIT_BATCH;
-pub use catalog::{NOT_TENANT_DATA, SECRET_COLUMNS, TenantTable};
+pub(crate) use api_keys::api_key_use_is_due;
+pub use audit::{AUDIT_BATCH, AUDIT_RETENTION_SETTING};
+pub use catalog::{NOT_TENANT_DATA, SECRET_MARK, TenantTable};
 pub use erase::{ERASE_BATCH, TenantDeletion};
-pub use migrate::RuntimeRole;
 #[cfg(feature = "postgres")]
 pub use migrate::postgres_migrator;
+pub use migrate::{RUNTIME_FUNCTIONS, RuntimeRole, SCRAM_ITERATIONS, scram_sha256_verifier};
+pub use refusals::{MAX_PENDING_GROUPS, REFUSAL_FLUSH_EVERY};
 pub use scope::{BulkTx, OperationalTable, Scoped, TenantTx};
 pub use sql::{PgRecord, Record, SqliteRecord, Value};
 pub use tenants::TenantPages;
@@ -41,6 +44,7 @@ use crate::{Error, Result, TenantContext};
 pub struct Db {
     pool: Pool,
     access: AccessCache,
+    refusals: std::sync::Arc<refusals::Refusals>,
 }
 
 #[derive(Clone, Debug)]
@@ -134,14 +138,20 @@ impl Db {
         self
     }
 
-    /// Opens a transaction scoped to the resolved tenant.
+    /// Opens a read-write transaction scoped to the resolved tenant. On
+    /// SQLite it takes the database's write lock at once (so writers queue
+    /// instead of failing on a lock upgrade): read with
+    /// [`Db::begin_snapshot`], which never does.
     pub async fn begin(&self, ctx: &TenantContext) -> Result<TenantTx> {
         TenantTx::begin(self, ctx).await
     }
 
     /// Opens a read-only snapshot of the tenant's data: every read sees the
-    /// database as of the first one, and no writer waits for it (for exports
-    /// and reports that read many tables). Writes through it fail.
+    /// database as of the first one, and no writer waits for it, nor it for
+    /// a writer (PostgreSQL `REPEATABLE READ READ ONLY`; SQLite a deferred
+    /// transaction, which in WAL mode reads beside the writer). **Every read
+    /// path uses it**: listings, lookups, chain verification, exports.
+    /// Writes through it fail.
     pub async fn begin_snapshot(&self, ctx: &TenantContext) -> Result<TenantTx> {
         TenantTx::begin_snapshot(self, ctx).await
     }
@@ -167,8 +177,12 @@ impl Db {
         }
     }
 
-    /// Closes every connection of the pool.
+    /// Writes the refused requests still counted in memory
+    /// ([`Db::flush_refusals`]), then closes every connection of the pool.
     pub async fn close(&self) {
+        if !self.is_closed() {
+            self.flush_refusals().await;
+        }
         match &self.pool {
             #[cfg(feature = "postgres")]
             Pool::Pg(p) => p.close().await,
@@ -184,6 +198,7 @@ impl From<sqlx::PgPool> for Db {
         Self {
             pool: Pool::Pg(pool),
             access: AccessCache::new(DEFAULT_ACCESS_TTL),
+            refusals: Default::default(),
         }
     }
 }
@@ -194,20 +209,47 @@ impl From<sqlx::SqlitePool> for Db {
         Self {
             pool: Pool::Sqlite(pool),
             access: AccessCache::new(DEFAULT_ACCESS_TTL),
+            refusals: Default::default(),
         }
     }
 }
 
-/// `url` with any password replaced by `***`, for messages and logs.
+/// `url` with any password replaced by `***`, for messages and logs: the
+/// one in its user info and a `password=` query parameter.
+///
+/// ```
+/// use tenantkit::store::redact_url;
+/// assert_eq!(redact_url("postgres://app:pw@db/x"), "postgres://app:***@db/x");
+/// assert_eq!(
+///     redact_url("postgres://db/x?user=app&password=pw&sslmode=require"),
+///     "postgres://db/x?user=app&password=***&sslmode=require"
+/// );
+/// ```
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut redacted = match (base.find("://"), base.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
+            let userinfo = &base[scheme_end + 3..at];
             match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}://{user}:***{}", &url[..scheme_end], &url[at..]),
-                None => url.to_owned(),
+                Some((user, _)) => format!("{}://{user}:***{}", &base[..scheme_end], &base[at..]),
+                None => base.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&pairs.join("&"));
     }
+    redacted
 }

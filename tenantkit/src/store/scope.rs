@@ -44,11 +44,19 @@ use crate::{
 /// ```
 pub struct TenantTx {
     tx: Tx,
+    /// Which transaction this is: queries it builds run only in it.
+    id: u64,
     tenant: TenantId,
     ctx: TenantContext,
     access: AccessCache,
     /// Access changes to drop from the cache once this commits.
     changed: Vec<AccessChange>,
+    /// Whether this transaction holds the tenant's write lock (the tenant
+    /// row, then the audit head: see [`TenantTx::lock_tenant_writes`]).
+    pub(super) write_locked: bool,
+    /// Whether an operational write ran before the write lock was taken
+    /// (allowed for transactions that never audit; a bug otherwise).
+    pub(super) wrote_unlocked: bool,
 }
 
 /// A query built by [`TenantTx::query`], with the tenant already bound as `$1`.
@@ -57,6 +65,8 @@ pub struct TenantTx {
 pub struct Scoped {
     sql: &'static str,
     values: Vec<Value>,
+    /// The [`TenantTx`] that built it, the only one that may run it.
+    built_by: u64,
 }
 
 impl Scoped {
@@ -174,12 +184,16 @@ impl TenantTx {
 
     /// The transaction, once the database knows its tenant.
     fn scoped(db: &Db, tx: Tx, ctx: TenantContext) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Self {
             tx,
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             tenant: ctx.id(),
             ctx,
             access: db.access.clone(),
             changed: Vec::new(),
+            write_locked: false,
+            wrote_unlocked: false,
         }
     }
 
@@ -224,31 +238,51 @@ impl TenantTx {
         &self.ctx
     }
 
-    /// Starts a query whose `$1` is this transaction's tenant id.
+    /// Starts a query whose `$1` is this transaction's tenant id. The query
+    /// runs only in this transaction: another `TenantTx` (of this tenant or
+    /// another) refuses it with [`Error::Internal`], so a query can never
+    /// read or write one tenant's rows inside another's transaction.
     ///
     /// # Panics
     ///
-    /// When `sql` does not use `$1`: a query that ignores the tenant is a bug.
+    /// When `sql` does not use the placeholder `$1` (in a comment, a string
+    /// literal or as part of `$10` it does not count): a query that ignores
+    /// the tenant is a bug.
     pub fn query(&self, sql: &'static str) -> Scoped {
         assert!(
-            sql.contains("$1"),
+            placeholders(sql).any(|n| n == 1),
             "tenant-scoped SQL must use $1 (the tenant id): {sql}"
         );
         Scoped {
             sql,
             values: vec![Value::from(self.tenant)],
+            built_by: self.id,
+        }
+    }
+
+    /// Refuses a query built by another transaction.
+    fn owns(&self, query: &Scoped) -> Result<()> {
+        if query.built_by == self.id {
+            Ok(())
+        } else {
+            Err(Error::Internal(format!(
+                "refused: a query built by another TenantTx cannot run in this one (tenant {}): {}",
+                self.tenant, query.sql
+            )))
         }
     }
 
     /// All rows of a `SELECT`.
     pub async fn fetch_all<O: Record>(&mut self, query: Scoped) -> Result<Vec<O>> {
         query.expect_verb("SELECT");
+        self.owns(&query)?;
         self.tx.conn().fetch_all(query.sql, query.values).await
     }
 
     /// The first row of a `SELECT`, if any.
     pub async fn fetch_optional<O: Record>(&mut self, query: Scoped) -> Result<Option<O>> {
         query.expect_verb("SELECT");
+        self.owns(&query)?;
         self.tx.conn().fetch_optional(query.sql, query.values).await
     }
 
@@ -262,6 +296,8 @@ impl TenantTx {
     /// Runs an `INSERT … RETURNING <row>` and audits it as `create` with the new state.
     pub async fn insert<O: Audited>(&mut self, query: Scoped) -> Result<O> {
         query.expect_verb("INSERT");
+        self.owns(&query)?;
+        self.lock_tenant_writes().await?;
         let row: O = self.tx.conn().fetch_one(query.sql, query.values).await?;
         self.append(Change::new("create", &row).after(&row)?)
             .await?;
@@ -273,6 +309,8 @@ impl TenantTx {
     /// (idempotent receipt of an event, say).
     pub async fn insert_if_absent<O: Audited>(&mut self, query: Scoped) -> Result<Option<O>> {
         query.expect_verb("INSERT");
+        self.owns(&query)?;
+        self.lock_tenant_writes().await?;
         let row: Option<O> = self
             .tx
             .conn()
@@ -299,6 +337,8 @@ impl TenantTx {
         query: Scoped,
     ) -> Result<O> {
         query.expect_verb("UPDATE");
+        self.owns(&query)?;
+        self.lock_tenant_writes().await?;
         let row: O = self
             .tx
             .conn()
@@ -314,6 +354,8 @@ impl TenantTx {
     /// old state; [`Error::NotFound`] when no row matched.
     pub async fn delete<O: Audited>(&mut self, before: &O, query: Scoped) -> Result<()> {
         query.expect_verb("DELETE");
+        self.owns(&query)?;
+        self.lock_tenant_writes().await?;
         if self.tx.conn().execute(query.sql, query.values).await? == 0 {
             return Err(Error::NotFound(O::RESOURCE_TYPE));
         }
@@ -360,6 +402,8 @@ impl TenantTx {
         query: Scoped,
     ) -> Result<u64> {
         query.expect_operational(table);
+        self.owns(&query)?;
+        self.wrote_unlocked |= !self.write_locked;
         self.tx.conn().execute(query.sql, query.values).await
     }
 
@@ -371,6 +415,8 @@ impl TenantTx {
         query: Scoped,
     ) -> Result<Vec<O>> {
         query.expect_operational(table);
+        self.owns(&query)?;
+        self.wrote_unlocked |= !self.write_locked;
         self.tx.conn().fetch_all(query.sql, query.values).await
     }
 
@@ -388,6 +434,8 @@ impl TenantTx {
         query: Scoped,
     ) -> Result<Vec<O>> {
         query.expect_operational_all(tables);
+        self.owns(&query)?;
+        self.wrote_unlocked |= !self.write_locked;
         self.tx.conn().fetch_all(query.sql, query.values).await
     }
 
@@ -422,6 +470,15 @@ impl TenantTx {
             Tx::Pg(_) => super::Backend::Postgres,
             #[cfg(feature = "sqlite")]
             Tx::Sqlite(_) => super::Backend::Sqlite,
+        }
+    }
+
+    /// Audits what follows as done in `ctx` (its actor and request), which
+    /// must be of this transaction's tenant.
+    pub(crate) fn set_context(&mut self, ctx: TenantContext) {
+        debug_assert_eq!(ctx.id(), self.tenant, "a context of another tenant");
+        if ctx.id() == self.tenant {
+            self.ctx = ctx;
         }
     }
 
@@ -669,6 +726,68 @@ impl Scoped {
     }
 }
 
+/// The numbers of the placeholders (`$1`, `$12`, ...) in `sql`, leaving out
+/// whatever only looks like one: inside a string literal, a quoted
+/// identifier, a dollar-quoted string or a comment.
+pub(crate) fn placeholders(sql: &str) -> impl Iterator<Item = u32> + '_ {
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < bytes.len() {
+            let rest = &sql[i..];
+            match bytes[i] {
+                quote @ (b'\'' | b'"') => {
+                    // Up to the closing quote; a doubled one is an escape.
+                    i += 1;
+                    while i < bytes.len() {
+                        if bytes[i] == quote {
+                            if bytes.get(i + 1) == Some(&quote) {
+                                i += 2;
+                                continue;
+                            }
+                            break;
+                        }
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                b'-' if rest.starts_with("--") => {
+                    i += rest.find('\n').unwrap_or(rest.len());
+                }
+                b'/' if rest.starts_with("/*") => {
+                    i += rest[2..].find("*/").map_or(rest.len(), |end| end + 4);
+                }
+                b'$' => {
+                    let digits = rest[1..].bytes().take_while(u8::is_ascii_digit).count();
+                    if digits > 0 {
+                        i += 1 + digits;
+                        if let Ok(n) = rest[1..=digits].parse() {
+                            return Some(n);
+                        }
+                        continue;
+                    }
+                    // `$tag$ ... $tag$` (or `$$ ... $$`): a string.
+                    let tag_len = rest[1..]
+                        .bytes()
+                        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                        .count();
+                    if rest.as_bytes().get(1 + tag_len) == Some(&b'$') {
+                        let tag = &rest[..tag_len + 2];
+                        i += tag.len();
+                        i += sql[i..]
+                            .find(tag)
+                            .map_or(sql.len() - i, |end| end + tag.len());
+                    } else {
+                        i += 1;
+                    }
+                }
+                _ => i += 1,
+            }
+        }
+        None
+    })
+}
+
 /// What an audit entry records about a change.
 pub(crate) struct Change {
     pub(crate) action: String,
@@ -715,7 +834,28 @@ mod tests {
         Scoped {
             sql,
             values: Vec::new(),
+            built_by: 0,
         }
+    }
+
+    fn numbers(sql: &str) -> Vec<u32> {
+        placeholders(sql).collect()
+    }
+
+    #[test]
+    fn placeholders_are_read_as_sql_reads_them() {
+        assert_eq!(
+            numbers("SELECT * FROM t WHERE tenant_id = $1 AND a = $2"),
+            [1, 2]
+        );
+        assert_eq!(numbers("SELECT $10, $12"), [10, 12], "`$10` is not `$1`");
+        assert_eq!(numbers("SELECT 1 -- tenant_id = $1\n, $2"), [2]);
+        assert_eq!(numbers("SELECT /* $1 */ $3"), [3]);
+        assert_eq!(numbers("SELECT '$1', 'it''s $1', $4"), [4]);
+        assert_eq!(numbers(r#"SELECT "$1" FROM t WHERE x = $5"#), [5]);
+        assert_eq!(numbers("SELECT $$ $1 $$, $tag$ $1 $tag$, $6"), [6]);
+        assert_eq!(numbers("SELECT $1::uuid"), [1]);
+        assert!(numbers("SELECT 'unterminated $1").is_empty());
     }
 
     #[test]

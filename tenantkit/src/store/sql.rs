@@ -129,7 +129,8 @@ macro_rules! bind_values {
 /// Runs `$body` with `$q`, the bound query, and `$c`, the connection, for
 /// whichever backend `$conn` is.
 macro_rules! on_backend {
-    ($conn:expr, $sql:expr, $values:expr, |$c:ident, $q:ident| $body:expr) => {
+    ($conn:expr, $sql:expr, $values:expr, |$c:ident, $q:ident| $body:expr) => {{
+        refuse_nul(&$values)?;
         match $conn {
             #[cfg(feature = "postgres")]
             Conn::Pg($c) => {
@@ -142,7 +143,25 @@ macro_rules! on_backend {
                 $body
             }
         }
-    };
+    }};
+}
+
+/// The text rule ([`crate::validate::text`]) for every value bound to a
+/// statement: PostgreSQL cannot store a NUL character and SQLite can, so
+/// refusing it here keeps the two backends alike for every caller, also one
+/// that skipped validating its input. The HTTP edge refuses it first, naming
+/// the field.
+fn refuse_nul(values: &[Value]) -> Result<()> {
+    for (i, value) in values.iter().enumerate() {
+        let parameter = format!("${}", i + 1);
+        match value {
+            Value::Text(s) | Value::OptText(Some(s)) => crate::validate::text(&parameter, s)?,
+            Value::Json(v) | Value::OptJson(Some(v)) => crate::validate::json::check_value(v)
+                .map_err(|e| crate::Error::invalid(format!("{parameter}: {e}")))?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 impl<'c> Conn<'c> {

@@ -164,7 +164,12 @@ impl Db {
             let deleting: Option<(TenantId,)> = tx
                 .conn()
                 .fetch_optional(
-                    "SELECT tenant_id FROM tenant_deletions WHERE tenant_id = $1",
+                    match self.backend() {
+                        Backend::Postgres => "SELECT tenant_id FROM tenantkit_tenant_deletion($1)",
+                        Backend::Sqlite => {
+                            "SELECT tenant_id FROM tenant_deletions WHERE tenant_id = $1"
+                        }
+                    },
                     vec![id.into()],
                 )
                 .await?;

@@ -222,7 +222,9 @@ async fn token_naming_no_user_of_the_tenant_is_401(p: Processes) {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "sub {sub}");
         assert_eq!(body["status"], 401);
     }
-    // The refusal is in the tenant's audit trail, with the claimed subject.
+    // The refusal is in the tenant's audit trail, with the claimed subject
+    // (counted in memory, written within a second, or at once by a flush).
+    p.this.flush_refusals().await;
     let entries = p
         .this
         .begin(&a)

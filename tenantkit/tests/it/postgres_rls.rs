@@ -326,6 +326,13 @@ async fn runtime_role_reaches_platform_tables_only_through_narrow_functions() {
         ),
         format!("DELETE FROM tenants WHERE id = '{}'", b.id()),
         "TRUNCATE tenants CASCADE".to_owned(),
+        // The tombstones of every deleted tenant: by id only, through
+        // tenantkit_tenant_deletion (or the unfinished ones).
+        "SELECT name, subdomain FROM tenant_deletions".to_owned(),
+        // What configuration keeps is the owner's.
+        "SELECT * FROM tenantkit_settings".to_owned(),
+        // Migration helpers are not the runtime's.
+        "SELECT tenantkit_isolate('users')".to_owned(),
         // A tenant's own mapping only, and only with that tenant set.
         format!(
             "SELECT * FROM tenantkit_linked_external_ids('{}', 'stripe_customer')",
@@ -391,4 +398,158 @@ async fn runtime_role_reaches_platform_tables_only_through_narrow_functions() {
         .await,
         Err(tenantkit::Error::NotFound(_))
     ));
+}
+
+/// A value PostgreSQL refuses (a data exception, class 22) is caused by the
+/// input: `Invalid` (a 4xx), never a retryable or internal error.
+#[tokio::test]
+async fn a_value_postgres_refuses_is_invalid_input() {
+    let Some((db, _pool)) = runtime_pool().await else {
+        return;
+    };
+    let t = seeded_tenant(&db).await;
+    let mut tx = db.begin_snapshot(&t).await.unwrap();
+    let q = tx
+        .query("SELECT COUNT(*) AS n FROM users WHERE tenant_id = $1 AND id::text = $2 AND 1 = $3::int")
+        .bind("x")
+        .bind("not a number");
+    let refused = tx.fetch_one::<(i64,)>(q).await.unwrap_err();
+    assert!(
+        matches!(&refused, tenantkit::Error::Invalid(m) if m.contains("cannot be stored")),
+        "{refused:?}"
+    );
+    assert!(!refused.is_contention());
+}
+
+/// The audit retention floor lives in the database: as the runtime role,
+/// `tenantkit_audit_purge` used to remove any of the current tenant's
+/// entries a day old, whatever `audit.retention_days` said. Now the floor
+/// the owner wrote holds; without one nothing is purged.
+#[tokio::test]
+async fn the_runtime_role_cannot_purge_what_the_audit_floor_keeps() {
+    let Some(database) = tenantkit::testing::postgres_database_with(
+        "tenantkit_test_audit_floor",
+        &[tenantkit::store::postgres_migrator()],
+        |db| Box::pin(db.migrate()),
+    )
+    .await
+    else {
+        return;
+    };
+    let owner = Db::connect_with(&database.owner_url, 1).await.unwrap();
+    let db = tenantkit::testing::runtime_db(&database, 2).await;
+    let t = seeded_tenant(&db).await;
+    let purge = |days: i64| {
+        let (db, t) = (db.clone(), t.clone());
+        async move {
+            let mut tx = db.begin(&t).await.unwrap();
+            tx.purge_audit_logs(chrono::Utc::now() - chrono::Duration::days(days))
+                .await
+        }
+    };
+
+    owner.set_audit_retention_floor(30).await.unwrap();
+    for days in [2, 10, 29] {
+        let refused = purge(days).await.unwrap_err();
+        assert!(
+            matches!(&refused, tenantkit::Error::Invalid(m) if m.contains("keeps 30 days")),
+            "{days} days: {refused:?}"
+        );
+    }
+    assert_eq!(purge(31).await.unwrap(), 0, "older than the floor may go");
+
+    // Without a floor, nothing goes.
+    sqlx::query("DELETE FROM tenantkit_settings WHERE name = $1")
+        .bind(tenantkit::store::AUDIT_RETENTION_SETTING)
+        .execute(&sqlx::PgPool::connect(&database.owner_url).await.unwrap())
+        .await
+        .unwrap();
+    let refused = purge(400).await.unwrap_err();
+    assert!(
+        matches!(&refused, tenantkit::Error::Invalid(m) if m.contains("no audit retention floor")),
+        "{refused:?}"
+    );
+
+    // The checks cannot be stepped around: the unchecked body is the owner's.
+    let runtime = sqlx::PgPool::connect(&database.runtime_url).await.unwrap();
+    let code = sqlstate_of(
+        &runtime,
+        &format!(
+            "SELECT * FROM tenantkit_audit_purge_unchecked('{}', now() - interval '2 days')",
+            t.id()
+        ),
+    )
+    .await;
+    assert_eq!(code.as_deref(), Some("42501"), "permission denied");
+    owner.set_audit_retention_floor(1).await.unwrap();
+    owner.close().await;
+}
+
+/// `setup_runtime_role` sends PostgreSQL a SCRAM verifier, never the
+/// password: the stored verifier is the one PostgreSQL itself makes from
+/// that password and salt (checked here against a role PostgreSQL hashed).
+#[tokio::test]
+async fn the_runtime_password_reaches_postgres_only_as_a_scram_verifier() {
+    let Some(owner_url) = postgres_owner_url().await else {
+        return;
+    };
+    let admin = PgPool::connect(&tenantkit::testing::admin_url())
+        .await
+        .unwrap();
+    let stored = |role: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let (verifier,): (String,) =
+                sqlx::query_as("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
+                    .bind(role)
+                    .fetch_one(&admin)
+                    .await
+                    .unwrap();
+            verifier
+        }
+    };
+    let salt_of = |verifier: &str| {
+        use base64::Engine;
+        let salt = verifier.split(['$', ':']).nth(2).unwrap();
+        base64::engine::general_purpose::STANDARD
+            .decode(salt)
+            .unwrap()
+    };
+    let password = "correct horse\u{a0}battery ü'$";
+
+    // PostgreSQL's own verifier for this password: ours from its salt matches.
+    admin
+        .execute("DROP ROLE IF EXISTS tenantkit_scram_reference")
+        .await
+        .unwrap();
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "SET password_encryption = 'scram-sha-256'; CREATE ROLE tenantkit_scram_reference PASSWORD '{}'",
+            password.replace('\'', "''")
+        )))
+        .await
+        .unwrap();
+    let theirs = stored("tenantkit_scram_reference").await;
+    assert_eq!(
+        tenantkit::store::scram_sha256_verifier(password, &salt_of(&theirs), 4096),
+        theirs
+    );
+    admin
+        .execute("DROP ROLE tenantkit_scram_reference")
+        .await
+        .unwrap();
+
+    // What setup_runtime_role sets is such a verifier, not a hashed literal.
+    let owner = Db::connect_with(&owner_url, 1).await.unwrap();
+    let role = tenantkit::store::RuntimeRole::new("tenantkit_scram_probe")
+        .unwrap()
+        .with_password(password);
+    owner.setup_runtime_role(&role).await.unwrap();
+    let ours = stored("tenantkit_scram_probe").await;
+    assert!(ours.starts_with("SCRAM-SHA-256$4096:"), "{ours}");
+    assert_eq!(
+        tenantkit::store::scram_sha256_verifier(password, &salt_of(&ours), 4096),
+        ours
+    );
+    owner.close().await;
 }

@@ -23,6 +23,8 @@ on_both_backends!(
     tenant_subdomain_rules,
     suspend_and_reactivate_tenant,
     list_tenants_paginates,
+    a_query_runs_only_in_the_transaction_that_built_it,
+    text_with_nul_is_refused_alike_on_both_backends,
 );
 
 fn user(email: &str, role: Role) -> NewUser {
@@ -459,4 +461,82 @@ async fn list_tenants_paginates(db: Db) {
         .await
         .unwrap();
     assert!(all.iter().any(|t| t.id == x.id()) && all.iter().any(|t| t.id == y.id()));
+}
+
+/// A `Scoped` query carries the transaction that built it: another tenant's
+/// transaction, or a later one of the same tenant, refuses it and nothing
+/// runs.
+async fn a_query_runs_only_in_the_transaction_that_built_it(db: Db) {
+    let acme = tenant(&db).await;
+    let globex = tenant(&db).await;
+    let count = "SELECT COUNT(*) AS n FROM users WHERE tenant_id = $1";
+    let mut a = db.begin(&acme).await.unwrap();
+    let ann = a
+        .create_user(&user("ann@acme.test", Role::Owner))
+        .await
+        .unwrap();
+    let read = a.query(count);
+    let write = a.query(
+        "UPDATE users SET role = 'member' WHERE tenant_id = $1 \
+         RETURNING tenant_id, id, email, role, created_at, updated_at",
+    );
+    let (n,): (i64,) = a.fetch_one(a.query(count)).await.unwrap();
+    assert_eq!(n, 1, "its own transaction runs it");
+    a.commit().await.unwrap();
+
+    let mut b = db.begin(&globex).await.unwrap();
+    let refused = b.fetch_one::<(i64,)>(read).await.unwrap_err();
+    assert!(
+        matches!(&refused, Error::Internal(m) if m.contains("another TenantTx")),
+        "{refused:?}"
+    );
+    assert!(
+        matches!(b.update(&ann, write).await, Err(Error::Internal(_))),
+        "a write is refused too"
+    );
+    let stale = b.query(count);
+    b.commit().await.unwrap();
+    let mut again = db.begin(&globex).await.unwrap();
+    assert!(
+        again.fetch_one::<(i64,)>(stale).await.is_err(),
+        "a later transaction of the same tenant refuses it"
+    );
+    drop(again);
+    let mut check = db.begin_snapshot(&acme).await.unwrap();
+    assert_eq!(check.get_user(ann.id).await.unwrap().role, Role::Owner);
+}
+
+/// The text rule holds for every value any statement binds, so a caller
+/// that skipped validating (an audit filter, custom SQL) gets the same
+/// `Invalid` on both backends (PostgreSQL cannot store NUL; SQLite could).
+async fn text_with_nul_is_refused_alike_on_both_backends(db: Db) {
+    let t = tenant(&db).await;
+    let mut tx = db.begin_snapshot(&t).await.unwrap();
+    let filter = tenantkit::audit::AuditFilter {
+        action: Some("a\u{0}b".into()),
+        ..Default::default()
+    };
+    let refused = tx.list_audit_logs(&filter).await.unwrap_err();
+    assert!(
+        matches!(&refused, Error::Invalid(m) if m.contains("NUL")),
+        "{refused:?}"
+    );
+    drop(tx);
+    let mut tx = db.begin(&t).await.unwrap();
+    let q = tx
+        .query("SELECT COUNT(*) AS n FROM users WHERE tenant_id = $1 AND email = $2")
+        .bind("a\u{0}@x.test");
+    let refused = tx.fetch_one::<(i64,)>(q).await.unwrap_err();
+    assert!(
+        matches!(&refused, Error::Invalid(m) if m.contains("$2")),
+        "{refused:?}"
+    );
+    let q = tx
+        .query("SELECT COUNT(*) AS n FROM users WHERE tenant_id = $1 AND $2 IS NOT NULL")
+        .bind(serde_json::json!({ "k": ["\u{0}"] }));
+    let refused = tx.fetch_one::<(i64,)>(q).await.unwrap_err();
+    assert!(
+        matches!(&refused, Error::Invalid(m) if m.contains("k[0]")),
+        "{refused:?}"
+    );
 }

@@ -11,6 +11,31 @@
 
 use crate::{Error, PageRequest, Result};
 
+pub mod json;
+
+/// The text rule, for every string that comes from outside: no NUL
+/// character (U+0000), which PostgreSQL cannot store in `text` or `jsonb`
+/// and SQLite would keep, so refusing it everywhere keeps both backends
+/// alike. Fields with stricter rules (no control characters at all) check
+/// those too.
+///
+/// ```
+/// use tenantkit::validate;
+///
+/// assert!(validate::text("action", "user.created").is_ok());
+/// let refused = validate::text("action", "a\u{0}b").unwrap_err();
+/// assert!(refused.to_string().contains("`action`"));
+/// ```
+pub fn text(field: &str, value: &str) -> Result<()> {
+    if value.contains('\0') {
+        Err(Error::invalid(format!(
+            "`{field}` must not contain a NUL character (U+0000)"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
 /// A display name: trimmed, 1 to 200 characters, no control characters.
 pub fn name(field: &str, value: &str) -> Result<String> {
     let trimmed = value.trim();
@@ -82,6 +107,70 @@ pub fn limit(limit: u32) -> Result<i64> {
             "`limit` must be between 1 and {max}, got {limit}"
         )))
     }
+}
+
+/// The earliest instant a time parameter may name: 1970-01-01T00:00:00Z.
+pub const EARLIEST: chrono::DateTime<chrono::Utc> = chrono::DateTime::UNIX_EPOCH;
+
+/// The first instant past what a time parameter may name: year 10000
+/// (so `9999-12-31T23:59:59Z` is the last one).
+pub fn latest() -> chrono::DateTime<chrono::Utc> {
+    chrono::NaiveDate::from_ymd_opt(10_000, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}
+
+/// A time parameter: between 1970-01-01 and 9999-12-31 (both databases
+/// store it, and days or hours can be added to it or taken from it without
+/// overflowing), else [`Error::Invalid`] naming `parameter`.
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// use tenantkit::validate;
+///
+/// let t = Utc.with_ymd_and_hms(2026, 12, 3, 0, 0, 0).unwrap();
+/// assert_eq!(validate::instant("from", t).unwrap(), t);
+/// let ancient = Utc.with_ymd_and_hms(-262_143, 1, 1, 0, 0, 0).unwrap();
+/// let refused = validate::instant("from", ancient).unwrap_err();
+/// assert!(refused.to_string().contains("`from`"));
+/// ```
+pub fn instant(
+    parameter: &str,
+    t: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>> {
+    if t < EARLIEST || t >= latest() {
+        return Err(Error::invalid(format!(
+            "`{parameter}` must be between 1970-01-01 and 9999-12-31, got {}",
+            t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        )));
+    }
+    Ok(t)
+}
+
+/// `t` at the precision both databases store: whole microseconds
+/// (PostgreSQL's `timestamptz`; SQLite is written the same), truncated.
+/// Input instants are normalised with it where they are validated, so what
+/// is counted is what is stored.
+///
+/// ```
+/// use chrono::DateTime;
+/// use tenantkit::validate;
+///
+/// let t = DateTime::parse_from_rfc3339("2026-12-03T23:59:59.999999999Z").unwrap().to_utc();
+/// assert_eq!(validate::storage_precision(t).to_rfc3339(), "2026-12-03T23:59:59.999999+00:00");
+/// ```
+pub fn storage_precision(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    t.trunc_subsecs(6)
+}
+
+/// Like [`instant`], for an optional parameter.
+pub fn optional_instant(
+    parameter: &str,
+    t: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+    t.map(|t| instant(parameter, t)).transpose()
 }
 
 #[cfg(test)]
