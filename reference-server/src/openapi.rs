@@ -29,7 +29,7 @@ use utoipa::{
         self, Ref, RefOr, Required,
         path::{Operation, ParameterBuilder, ParameterIn},
         response::{Response, ResponseBuilder},
-        schema::{ObjectBuilder, Type},
+        schema::{AdditionalProperties, ArrayItems, ObjectBuilder, Schema, SchemaType, Type},
         security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
@@ -57,7 +57,7 @@ use crate::app;
         (name = "health", description = "Liveness, readiness and this document"),
         (name = "dashboard", description = "The tenant dashboard: a static page that signs in with a token and reads only this API"),
     ),
-    components(schemas(tenantkit::problem::Problem))
+    components(schemas(tenantkit::problem::Problem, tenantkit_analytics::query::TimeZoneName))
 )]
 struct ApiDoc;
 
@@ -66,7 +66,107 @@ pub fn document() -> openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(app::routes().into_openapi());
     Conventions.modify(&mut doc);
+    TextRule.modify(&mut doc);
     doc
+}
+
+/// The text rule ([`tenantkit::validate::text`]: no string the server takes
+/// may hold a NUL character), stated on every string a request carries (its
+/// parameters and its body, with the component schemas a body refers to)
+/// that does not already say more (a pattern, a format or a list of values).
+/// Responses are left alone: what they say is theirs.
+struct TextRule;
+
+/// What [`TextRule`] adds.
+const NO_NUL: &str = "^[^\\u0000]*$";
+
+impl TextRule {
+    /// States the rule on `schema` and what it holds; the component schemas
+    /// it refers to are added to `refs`.
+    fn schema(schema: &mut RefOr<Schema>, refs: &mut Vec<String>) {
+        let schema = match schema {
+            RefOr::Ref(r) => {
+                if let Some(name) = r.ref_location.strip_prefix("#/components/schemas/") {
+                    refs.push(name.to_owned());
+                }
+                return;
+            }
+            RefOr::T(schema) => schema,
+        };
+        let mut each = |items: &mut Vec<RefOr<Schema>>| {
+            items.iter_mut().for_each(|s| Self::schema(s, refs));
+        };
+        match schema {
+            Schema::Object(object) => {
+                let string = match &object.schema_type {
+                    SchemaType::Type(t) => *t == Type::String,
+                    SchemaType::Array(types) => types.contains(&Type::String),
+                    SchemaType::AnyValue => false,
+                };
+                if string
+                    && object.pattern.is_none()
+                    && object.format.is_none()
+                    && object.enum_values.is_none()
+                {
+                    object.pattern = Some(NO_NUL.to_owned());
+                }
+                for property in object.properties.values_mut() {
+                    Self::schema(property, refs);
+                }
+                if let Some(AdditionalProperties::RefOr(extra)) =
+                    object.additional_properties.as_deref_mut()
+                {
+                    Self::schema(extra, refs);
+                }
+            }
+            Schema::Array(array) => {
+                if let ArrayItems::RefOrSchema(items) = &mut array.items {
+                    Self::schema(items, refs);
+                }
+            }
+            Schema::OneOf(one) => each(&mut one.items),
+            Schema::AllOf(all) => each(&mut all.items),
+            Schema::AnyOf(any) => each(&mut any.items),
+            _ => {}
+        }
+    }
+}
+
+impl Modify for TextRule {
+    fn modify(&self, doc: &mut openapi::OpenApi) {
+        let mut refs = Vec::new();
+        for op in operations(doc) {
+            for parameter in op.parameters.iter_mut().flatten() {
+                if let RefOr::T(parameter) = parameter
+                    && let Some(schema) = parameter.schema.as_mut()
+                {
+                    Self::schema(schema, &mut refs);
+                }
+            }
+            if let Some(RefOr::T(body)) = op.request_body.as_mut() {
+                for content in body.content.values_mut() {
+                    if let RefOr::T(content) = content
+                        && let Some(schema) = content.schema.as_mut()
+                    {
+                        Self::schema(schema, &mut refs);
+                    }
+                }
+            }
+        }
+        // The component schemas requests refer to, each once, and those
+        // they refer to in turn.
+        let Some(components) = doc.components.as_mut() else {
+            return;
+        };
+        let mut done = std::collections::BTreeSet::new();
+        while let Some(name) = refs.pop() {
+            if done.insert(name.clone())
+                && let Some(schema) = components.schemas.get_mut(&name)
+            {
+                Self::schema(schema, &mut refs);
+            }
+        }
+    }
 }
 
 static DOCUMENT_JSON: LazyLock<String> = LazyLock::new(|| {
@@ -87,6 +187,21 @@ pub async fn serve() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "application/json")],
         DOCUMENT_JSON.as_str(),
     )
+}
+
+/// Every operation of `doc`, whatever its method.
+fn operations(doc: &mut openapi::OpenApi) -> impl Iterator<Item = &mut Operation> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+    })
 }
 
 /// What routes of one kind share (see the [module docs](self)).
@@ -146,72 +261,89 @@ impl Modify for Conventions {
                 "An API key `tk_<prefix>_<secret>` of the tenant.",
             ))),
         );
-        for item in doc.paths.paths.values_mut() {
-            for op in [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                let kind = kind(op);
-                let mut add = |code: &str, description: &str| {
-                    op.responses
-                        .responses
-                        .entry(code.to_owned())
-                        .or_insert_with(|| problem(description));
-                };
-                if kind == Kind::Tenant {
-                    add(
-                        "400",
-                        "No tenant named, a malformed or repeated `X-Tenant-Id`, or host and header disagree",
-                    );
-                    add(
-                        "402",
-                        "The tenant's plan does not include this (API keys need `api_access`)",
-                    );
-                    add("404", "No such tenant (or resource in it)");
-                }
-                if kind != Kind::Public {
-                    add(
-                        "401",
-                        "No, malformed, expired or revoked credential, or a token whose user no longer exists",
-                    );
-                    add(
-                        "403",
-                        "The credential belongs to another tenant, lacks the permission, or the tenant is suspended",
-                    );
-                }
-                add("429", "Too many requests; see `Retry-After`");
-                if op.request_body.is_some() {
-                    add("413", "The body is larger than `server.max_body_bytes`");
-                    add("415", "The body is not `application/json`");
-                    add(
-                        "422",
-                        "The body is invalid: a field is missing, malformed or unknown",
-                    );
-                }
+        for op in operations(doc) {
+            let kind = kind(op);
+            let mut add = |code: &str, description: &str| {
+                op.responses
+                    .responses
+                    .entry(code.to_owned())
+                    .or_insert_with(|| problem(description));
+            };
+            if kind == Kind::Tenant {
                 add(
-                    "500",
-                    "The server failed; the error is logged with the request id",
+                    "400",
+                    "No tenant named, a malformed or repeated `X-Tenant-Id`, or host and header disagree",
                 );
-                if kind == Kind::Tenant {
-                    let header = ParameterBuilder::new()
-                        .name("X-Tenant-Id")
-                        .parameter_in(ParameterIn::Header)
-                        .required(Required::False)
-                        .description(Some(
-                            "The tenant (id or subdomain), unless the host's subdomain names it",
-                        ))
-                        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-                        .build();
-                    op.parameters
-                        .get_or_insert_with(Vec::new)
-                        .insert(0, header.into());
-                }
+                add(
+                    "402",
+                    "The tenant's plan does not include this (API keys need `api_access`)",
+                );
+                add("404", "No such tenant (or resource in it)");
+            }
+            if kind != Kind::Public {
+                add(
+                    "401",
+                    "No, malformed, expired or revoked credential, or a token whose user no longer exists",
+                );
+                add(
+                    "403",
+                    "The credential belongs to another tenant, lacks the permission, or the tenant is suspended",
+                );
+            }
+            add("429", "Too many requests; see `Retry-After`");
+            let places: Vec<ParameterIn> = op
+                .parameters
+                .iter()
+                .flatten()
+                .filter_map(|p| match p {
+                    RefOr::T(p) => Some(p.parameter_in.clone()),
+                    RefOr::Ref(_) => None,
+                })
+                .collect();
+            let has = |place: ParameterIn| places.contains(&place);
+            if has(ParameterIn::Path) {
+                add("404", "No such resource (a malformed id names none either)");
+            }
+            if has(ParameterIn::Query) {
+                add(
+                    "400",
+                    "A query parameter is unknown, repeated or not of its type",
+                );
+                add(
+                    "422",
+                    "A query parameter's value is out of range or breaks a rule (a NUL character, say), named in `parameter`",
+                );
+            }
+            if op.request_body.is_some() {
+                add("400", "The body is not JSON");
+                add("413", "The body is larger than `server.max_body_bytes`");
+                add("415", "The body is not `application/json`");
+                add(
+                    "422",
+                    "The body is invalid: not an object, a key twice, a NUL character, or a field missing, malformed or unknown",
+                );
+            }
+            add(
+                "503",
+                "Not now: the server is at its in-flight limit, or a transaction lost a race more often than it is retried; retry after `Retry-After`",
+            );
+            add(
+                "500",
+                "The server failed; the error is logged with the request id",
+            );
+            if kind == Kind::Tenant {
+                let header = ParameterBuilder::new()
+                    .name("X-Tenant-Id")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .description(Some(
+                        "The tenant (id or subdomain), unless the host's subdomain names it",
+                    ))
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .build();
+                op.parameters
+                    .get_or_insert_with(Vec::new)
+                    .insert(0, header.into());
             }
         }
     }
@@ -360,6 +492,12 @@ fn schema_fields(schema: &Value) -> String {
         return out + "\n";
     }
     if let Some(values) = schema["enum"].as_array() {
+        if values.len() > 20 {
+            return format!(
+                "One of {} values, listed in [openapi.json](openapi.json).\n\n",
+                values.len()
+            );
+        }
         let values: Vec<String> = values
             .iter()
             .map(|v| format!("`{}`", v.as_str().unwrap_or_default()))

@@ -45,14 +45,33 @@ pub const BUILT_IN: [&str; 3] = ["page_view", "api_call", "feature_used"];
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewEvent {
     /// `page_view`, `api_call`, `feature_used`, or a custom `[a-z0-9_.:-]{1,64}`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[a-z0-9_.:-]{1,64}$"))]
     pub event_type: String,
-    /// The tenant's own end-user id (at most 128 characters).
+    /// The tenant's own end-user id (1 to 128 characters, no control
+    /// characters).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 128,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub user_id: Option<String>,
-    /// What it concerns, e.g. the feature (at most 200 characters).
+    /// What it concerns, e.g. the feature (1 to 200 characters, no control
+    /// characters).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub name: Option<String>,
-    /// Anything else, a JSON object of at most 8 KiB.
+    /// Anything else, a JSON object of at most 8 KiB (as JSON).
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<Map<String, Value>>,

@@ -60,16 +60,56 @@ impl From<&ParamError> for Problem {
     }
 }
 
+/// An IANA time zone name, as `tz` takes it: its OpenAPI schema (component
+/// `TimeZoneName`) lists every name this build knows.
+#[cfg(feature = "openapi")]
+pub struct TimeZoneName;
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for TimeZoneName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{Type, schema::ObjectBuilder};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("An IANA time zone name, e.g. `Europe/Paris`"))
+            .enum_values(Some(chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for TimeZoneName {}
+
+/// The schema of a `tz` parameter: a reference to [`TimeZoneName`].
+#[cfg(feature = "openapi")]
+fn time_zone_schema() -> utoipa::openapi::Ref {
+    utoipa::openapi::Ref::from_schema_name("TimeZoneName")
+}
+
 /// `GET /analytics/summary` parameters, as sent.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct SummaryParams {
-    /// Start (RFC 3339 or `YYYY-MM-DD`); default 30 days before `to`.
+    /// Start (RFC 3339 or `YYYY-MM-DD`, from 1970 to 9999); default 30 days
+    /// before `to`. At most 400 days before `to`.
+    #[cfg_attr(
+        feature = "openapi",
+        param(
+            pattern = r"^((19[7-9][0-9]|[2-9][0-9]{3})-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)|((197[1-9]|19[89][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])|(1970|9999)-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?[Zz]))$"
+        )
+    )]
     pub from: Option<String>,
     /// End, exclusive (RFC 3339) or a day included (`YYYY-MM-DD`); default now.
+    #[cfg_attr(
+        feature = "openapi",
+        param(
+            pattern = r"^((19[7-9][0-9]|[2-9][0-9]{3})-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)|((197[1-9]|19[89][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])|(1970|9999)-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?[Zz]))$"
+        )
+    )]
     pub to: Option<String>,
     /// IANA time zone of `YYYY-MM-DD` bounds; default UTC.
+    #[cfg_attr(feature = "openapi", param(schema_with = time_zone_schema))]
     pub tz: Option<String>,
 }
 
@@ -78,15 +118,38 @@ pub struct SummaryParams {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct SeriesParams {
-    /// `events`, `api_calls`, `page_views`, `dau` or `feature:NAME`.
+    /// `events`, `api_calls`, `page_views`, `dau` or `feature:NAME` (a
+    /// `feature_used` name of 1 to 200 characters). Required.
+    #[cfg_attr(
+        feature = "openapi",
+        param(
+            required = true,
+            pattern = r"^(events|api_calls|page_views|dau|feature:[^\u0000]{1,200})$"
+        )
+    )]
     pub metric: Option<String>,
-    /// `hour` or `day` (default `day`).
+    /// `hour` or `day` (default `day`; `dau` is per day only).
+    #[cfg_attr(feature = "openapi", param(pattern = "^(hour|day)$"))]
     pub interval: Option<String>,
-    /// Start (RFC 3339 or `YYYY-MM-DD`); default 30 days before `to`.
+    /// Start (RFC 3339 or `YYYY-MM-DD`, from 1970 to 9999); default 30 days
+    /// before `to`. The range holds at most 1,000 buckets.
+    #[cfg_attr(
+        feature = "openapi",
+        param(
+            pattern = r"^((19[7-9][0-9]|[2-9][0-9]{3})-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)|((197[1-9]|19[89][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])|(1970|9999)-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?[Zz]))$"
+        )
+    )]
     pub from: Option<String>,
     /// End, exclusive (RFC 3339) or a day included (`YYYY-MM-DD`); default now.
+    #[cfg_attr(
+        feature = "openapi",
+        param(
+            pattern = r"^((19[7-9][0-9]|[2-9][0-9]{3})-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)|((197[1-9]|19[89][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])|(1970|9999)-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?[Zz]))$"
+        )
+    )]
     pub to: Option<String>,
-    /// IANA time zone for day boundaries; default UTC.
+    /// IANA time zone for day boundaries; default UTC (`dau`: UTC only).
+    #[cfg_attr(feature = "openapi", param(schema_with = time_zone_schema))]
     pub tz: Option<String>,
 }
 

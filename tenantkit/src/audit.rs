@@ -368,6 +368,10 @@ impl utoipa::ToSchema for AuditEntry {
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct AuditFilter {
     /// `user`, `api_key`, `system`, `platform_admin` or `anonymous`.
+    #[cfg_attr(
+        feature = "openapi",
+        param(pattern = "^(user|api_key|system|platform_admin|anonymous)$")
+    )]
     pub actor_type: Option<String>,
     /// The actor's id.
     pub actor_id: Option<String>,
@@ -378,12 +382,15 @@ pub struct AuditFilter {
     /// The resource id.
     pub resource_id: Option<String>,
     /// At or after this time.
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>, pattern = r"^((197[1-9]|19[89][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])|(1970|9999)-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?[Zz])$"))]
     pub from: Option<DateTime<Utc>>,
     /// Before this time.
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>, pattern = r"^((197[1-9]|19[89][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])|(1970|9999)-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?[Zz])$"))]
     pub to: Option<DateTime<Utc>>,
     /// Keyset cursor: entries with a smaller `seq` (newest first).
     pub before_seq: Option<i64>,
     /// Page size, 1 to 500 (default 50).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 500))]
     pub limit: Option<u32>,
 }
 

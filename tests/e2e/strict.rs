@@ -21,6 +21,7 @@ on_both_backends!(
     nul_in_a_query_parameter_is_refused_naming_it,
     events_with_nul_or_duplicate_keys_are_refused_not_retryable,
     every_body_limit_is_the_configured_one_to_the_byte,
+    a_malformed_id_is_a_documented_404_on_every_route,
 );
 
 /// Who may call a route.
@@ -376,6 +377,44 @@ async fn unknown_routes_and_duplicate_tenant_headers_are_problems(backend: Backe
             .unwrap();
     let p = problem(res, StatusCode::BAD_REQUEST, "two X-Tenant-Id headers").await;
     assert!(p["detail"].as_str().unwrap().contains("once"), "{p}");
+    w.s.stop().await;
+}
+
+/// A path id that is not a UUID names nothing: `404` problem+json on every
+/// route that takes one, platform routes included (some answered `400`, one
+/// `404`), and the OpenAPI document says so for each of them.
+async fn a_malformed_id_is_a_documented_404_on_every_route(backend: Backend) {
+    let w = Walk::new(server!(backend)).await;
+    let spec: Value =
+        w.s.http
+            .get(w.s.url("/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let mut checked = 0;
+    for r in routes().iter().filter(|r| r.path.contains("{id}")) {
+        let what = format!("{} {}", r.method, r.path);
+        let documented = &spec["paths"][r.path][r.method.as_str().to_lowercase()]["responses"];
+        assert!(documented.get("404").is_some(), "{what}: 404 undocumented");
+        let mut req = w.request(r, r.method.clone()).build().unwrap();
+        let path = r
+            .path
+            .replace("{id}", "not-a-uuid")
+            .replace("{message_id}", "not-a-uuid-either");
+        *req.url_mut() = reqwest::Url::parse(&w.s.url(&path)).unwrap();
+        if let Some(body) = &r.body {
+            req.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            *req.body_mut() = Some(body.to_string().into());
+        }
+        let res = w.s.http.execute(req).await.unwrap();
+        problem(res, StatusCode::NOT_FOUND, &what).await;
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} routes take an id");
     w.s.stop().await;
 }
 

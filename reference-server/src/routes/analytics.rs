@@ -49,6 +49,46 @@ pub struct Accepted {
     pub accepted: usize,
 }
 
+/// The JSON body of `POST /analytics/events`, as the OpenAPI document
+/// states it: one event, or an array of 1 to
+/// [`MAX_BATCH`](tenantkit_analytics::event::MAX_BATCH) of them.
+pub struct EventBatch;
+
+impl utoipa::PartialSchema for EventBatch {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{
+            Ref,
+            schema::{ArrayBuilder, OneOfBuilder},
+        };
+        OneOfBuilder::new()
+            .description(Some(
+                "One event, or an array of 1 to 1,000 events (all stored or none)",
+            ))
+            .item(Ref::from_schema_name("NewEvent"))
+            .item(
+                ArrayBuilder::new()
+                    .items(Ref::from_schema_name("NewEvent"))
+                    .min_items(Some(1))
+                    .max_items(Some(tenantkit_analytics::event::MAX_BATCH)),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EventBatch {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use tenantkit_analytics::event::NewEvent;
+        use utoipa::PartialSchema;
+        schemas.push((NewEvent::name().into_owned(), NewEvent::schema()));
+        NewEvent::schemas(schemas);
+    }
+}
+
 /// `POST /analytics/events` → `202` once the events are durably stored.
 ///
 /// One event object, a JSON array of up to 1,000, or NDJSON
@@ -57,7 +97,7 @@ pub struct Accepted {
 /// `Retry-After` means nothing was stored and the batch may be retried.
 #[utoipa::path(post, path = "/analytics/events", tag = "analytics", security(("bearer" = []), ("api_key" = [])),
     request_body(content(
-        (Vec<tenantkit_analytics::event::NewEvent> = "application/json"),
+        (EventBatch = "application/json"),
         (String = "application/x-ndjson")
     ), description = "One event, an array of up to 1,000, or NDJSON (one event per line)"),
     responses(

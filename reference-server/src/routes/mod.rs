@@ -20,6 +20,9 @@ pub struct Page<T, Id> {
     /// The items.
     pub items: Vec<T>,
     /// Pass as `after` to get the next page; `null` on the last page.
+    // Every listing's ids are UUIDs; stated here because the generic `Id`
+    // would lose its `null`.
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub next_after: Option<Id>,
 }
 

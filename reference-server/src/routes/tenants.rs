@@ -1,6 +1,6 @@
 //! `/tenants`: platform administration.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tenantkit::{
@@ -13,18 +13,27 @@ use tenantkit::{
 use super::Page;
 use crate::{
     app::AppState,
-    error::{ApiResult, Json, Query},
+    error::{ApiResult, Json, Path, Query},
 };
 
 /// `POST /tenants` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
-    /// Display name.
+    /// Display name (1 to 200 characters once white space around it is
+    /// trimmed, no control characters).
+    #[schema(
+        pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f]([^\u0000-\u001f\u007f-\u009f]{0,198}[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f])?[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub name: String,
-    /// DNS label.
+    /// DNS label (1 to 63 of `a-z`, `0-9` and `-`, not starting or ending
+    /// with `-`; stored lower-case).
+    #[schema(
+        pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub subdomain: String,
     /// If given, the tenant's first owner is created with this e-mail.
+    #[schema(format = Email, max_length = 254)]
     pub owner_email: Option<String>,
 }
 
