@@ -356,7 +356,10 @@ pub fn markdown(doc: &openapi::OpenApi) -> String {
         "# tenantkit-server API reference\n\n\
          Generated from the OpenAPI document (`GET /openapi.json`, committed as \
          [openapi.json](openapi.json)); do not edit by hand. Every error is an RFC 9457 \
-         `application/problem+json` document with `type`, `title`, `status` and `detail`.\n",
+         `application/problem+json` document with `type`, `title`, `status` and `detail`. \
+         The document is the contract: every status a route answers is listed, every rule \
+         on a parameter or field is in its schema, and CI fuzzes the server on both backends \
+         against it with schemathesis (`.ci/schemathesis`).\n",
     );
     let mut by_tag: BTreeMap<String, Vec<(String, String, &Value)>> = BTreeMap::new();
     let tag_order: Vec<String> = spec["tags"]

@@ -158,12 +158,22 @@ impl Webhook {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewWebhook {
-    /// An absolute `https` URL.
+    /// An absolute `https` URL whose host resolves to public addresses
+    /// only (checked at registration and at every delivery).
     pub url: String,
-    /// Event types from the catalogue, or `["*"]`.
+    /// 1 to 100 event types from the catalogue (`GET /webhooks/event-types`),
+    /// or `["*"]`.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 100))]
     pub event_types: Vec<String>,
-    /// A note for people (at most 500 characters).
+    /// A note for people (at most 500 characters once white space around it
+    /// is trimmed, no control characters).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*([^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f]([^\u0000-\u001f\u007f-\u009f]{0,498}[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f])?)?[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+        )
+    )]
     pub description: Option<String>,
 }
 
@@ -174,9 +184,16 @@ pub struct NewWebhook {
 pub struct WebhookPatch {
     /// A new URL.
     pub url: Option<String>,
-    /// New event types.
+    /// New event types (1 to 100, as when creating).
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 100))]
     pub event_types: Option<Vec<String>>,
-    /// A new description.
+    /// A new description (as when creating).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*([^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f]([^\u0000-\u001f\u007f-\u009f]{0,498}[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f])?)?[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+        )
+    )]
     pub description: Option<String>,
     /// `active` re-enables a disabled endpoint (and clears its reason).
     pub status: Option<WebhookStatus>,

@@ -60,7 +60,7 @@ pub struct WebhookReceipt {
 }
 
 /// `POST /billing/checkout` → `{"url": "https://checkout.stripe.com/..."}`.
-#[utoipa::path(post, path = "/billing/checkout", tag = "billing", security(("bearer" = []), ("api_key" = [])), request_body = CheckoutRequest, responses((status = 200, description = "A Stripe Checkout session to send the customer to", body = SessionUrl), (status = 502, description = "Stripe failed", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/billing/checkout", tag = "billing", security(("bearer" = []), ("api_key" = [])), request_body = CheckoutRequest, responses((status = 200, description = "A Stripe Checkout session to send the customer to", body = SessionUrl), (status = 502, description = "Stripe failed", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Billing unavailable: no Stripe secret key is configured (`billing.stripe_secret_key`)", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
 pub async fn checkout(
     State(state): State<AppState>,
     tenant: TenantContext,
@@ -76,7 +76,7 @@ pub async fn checkout(
 }
 
 /// `POST /billing/portal` → `{"url": "https://billing.stripe.com/..."}`.
-#[utoipa::path(post, path = "/billing/portal", tag = "billing", security(("bearer" = []), ("api_key" = [])), responses((status = 200, description = "A Stripe billing-portal session", body = SessionUrl), (status = 409, description = "The tenant has no Stripe customer yet", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 502, description = "Stripe failed", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/billing/portal", tag = "billing", security(("bearer" = []), ("api_key" = [])), responses((status = 200, description = "A Stripe billing-portal session", body = SessionUrl), (status = 409, description = "The tenant has no Stripe customer yet", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 502, description = "Stripe failed", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Billing unavailable: no Stripe secret key is configured (`billing.stripe_secret_key`)", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
 pub async fn portal(
     State(state): State<AppState>,
     tenant: TenantContext,
