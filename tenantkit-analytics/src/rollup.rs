@@ -419,74 +419,58 @@ pub async fn add_totals(tx: &mut TenantTx, totals: &Totals) -> Result<()> {
             .await?;
         return Ok(());
     }
+    // SQLite: one upsert per rollup table, in the same transaction.
     if !totals.live.is_empty() {
         tx.write_operational(
             LIVE_TOTALS,
-            tx.query(if sqlite {
+            tx.query(
                 "INSERT INTO event_live_totals (tenant_id, event_type, events, last_event_id, updated_at) \
                  SELECT $1, json_extract(l.value, '$.ty'), json_extract(l.value, '$.c'), \
                         unhex(json_extract(l.value, '$.id')), json_extract(l.value, '$.at') \
                    FROM json_each($2) AS l WHERE true \
                  ON CONFLICT (tenant_id, event_type) DO UPDATE SET events = events + excluded.events, \
-                    last_event_id = max(last_event_id, excluded.last_event_id), updated_at = excluded.updated_at"
-            } else {
-                "INSERT INTO event_live_totals (tenant_id, event_type, events, last_event_id, updated_at) \
-                 SELECT $1, l.ty, l.c, l.id, l.at FROM json_to_recordset($2::json) AS l(ty text, c bigint, id uuid, at timestamptz) \
-                 ON CONFLICT (tenant_id, event_type) DO UPDATE SET events = event_live_totals.events + EXCLUDED.events, \
-                    last_event_id = GREATEST(event_live_totals.last_event_id, EXCLUDED.last_event_id), updated_at = EXCLUDED.updated_at"
-            })
+                    last_event_id = max(last_event_id, excluded.last_event_id), updated_at = excluded.updated_at",
+            )
             .bind(json_rows(&totals.live)?),
         )
         .await?;
     }
     if !totals.counts.is_empty() {
         tx.write_operational(
-        COUNTS,
-        tx.query(if sqlite {
-            "INSERT INTO event_counts (tenant_id, event_type, hour, name, count) \
-             SELECT $1, json_extract(c.value, '$.ty'), json_extract(c.value, '$.h'), \
-                    json_extract(c.value, '$.n'), json_extract(c.value, '$.c') \
-               FROM json_each($2) AS c WHERE true \
-             ON CONFLICT (tenant_id, event_type, hour, name) DO UPDATE SET count = count + excluded.count"
-        } else {
-            "INSERT INTO event_counts (tenant_id, event_type, hour, name, count) \
-             SELECT $1, c.ty, c.h, c.n, c.c FROM json_to_recordset($2::json) AS c(ty text, h timestamptz, n text, c bigint) \
-             ON CONFLICT (tenant_id, event_type, hour, name) DO UPDATE SET count = event_counts.count + EXCLUDED.count"
-        })
-        .bind(json_rows(&totals.counts)?),
-    )
-    .await?;
+            COUNTS,
+            tx.query(
+                "INSERT INTO event_counts (tenant_id, event_type, hour, name, count) \
+                 SELECT $1, json_extract(c.value, '$.ty'), json_extract(c.value, '$.h'), \
+                        json_extract(c.value, '$.n'), json_extract(c.value, '$.c') \
+                   FROM json_each($2) AS c WHERE true \
+                 ON CONFLICT (tenant_id, event_type, hour, name) DO UPDATE SET count = count + excluded.count",
+            )
+            .bind(json_rows(&totals.counts)?),
+        )
+        .await?;
         tx.write_operational(
             TYPE_COUNTS,
-            tx.query(if sqlite {
+            tx.query(
                 "INSERT INTO event_type_counts (tenant_id, event_type, hour, count) \
                  SELECT $1, json_extract(c.value, '$.ty'), json_extract(c.value, '$.h'), json_extract(c.value, '$.c') \
                    FROM json_each($2) AS c WHERE true \
-                 ON CONFLICT (tenant_id, hour, event_type) DO UPDATE SET count = count + excluded.count"
-            } else {
-                "INSERT INTO event_type_counts (tenant_id, event_type, hour, count) \
-                 SELECT $1, c.ty, c.h, c.c FROM json_to_recordset($2::json) AS c(ty text, h timestamptz, c bigint) \
-                 ON CONFLICT (tenant_id, hour, event_type) DO UPDATE SET count = event_type_counts.count + EXCLUDED.count"
-            })
+                 ON CONFLICT (tenant_id, hour, event_type) DO UPDATE SET count = count + excluded.count",
+            )
             .bind(json_rows(&totals.type_counts)?),
         )
         .await?;
     }
     if !totals.per_day.is_empty() {
         tx.write_operational(
-        DAILY_ACTIVE,
-        tx.query(if sqlite {
-            "INSERT INTO event_daily_active (tenant_id, day, users) \
-             SELECT $1, json_extract(a.value, '$.d'), json_extract(a.value, '$.n') FROM json_each($2) AS a WHERE true \
-             ON CONFLICT (tenant_id, day) DO UPDATE SET users = users + excluded.users"
-        } else {
-            "INSERT INTO event_daily_active (tenant_id, day, users) \
-             SELECT $1, a.d, a.n FROM json_to_recordset($2::json) AS a(d date, n bigint) \
-             ON CONFLICT (tenant_id, day) DO UPDATE SET users = event_daily_active.users + EXCLUDED.users"
-        })
-        .bind(json_rows(&totals.per_day)?),
-    )
-    .await?;
+            DAILY_ACTIVE,
+            tx.query(
+                "INSERT INTO event_daily_active (tenant_id, day, users) \
+                 SELECT $1, json_extract(a.value, '$.d'), json_extract(a.value, '$.n') FROM json_each($2) AS a WHERE true \
+                 ON CONFLICT (tenant_id, day) DO UPDATE SET users = users + excluded.users",
+            )
+            .bind(json_rows(&totals.per_day)?),
+        )
+        .await?;
     }
     Ok(())
 }

@@ -1,15 +1,15 @@
 //! # tenantkit-webhooks
 //!
-//! Webhooks for the tenants of a tenantkit platform. This crate is being
-//! built in steps (see the project's issue tracker); what is here now:
+//! Webhooks for the tenants of a tenantkit platform: endpoints, a
+//! transactional outbox, a delivery worker with retries and dead letters,
+//! signatures and SSRF defence.
 //!
 //! - [`signature`]: Standard Webhooks signatures (`webhook-id`,
 //!   `webhook-timestamp`, `webhook-signature`), with two signatures while a
 //!   secret is rotated; the one place deliveries are signed.
 //! - [`ssrf`]: the one place that decides whether a URL or an address may be
-//!   contacted, used at registration and (next) by the delivery worker's
-//!   resolver at every connection.
-//!
+//!   contacted, used at registration and by the delivery worker's resolver
+//!   at every connection.
 //! - [`secret_box`]: endpoint secrets encrypted at rest (XChaCha20-Poly1305,
 //!   bound to their row, with key rotation).
 //! - [`endpoints`]: [`Webhooks`], the tenant's endpoints (create, list, get,
@@ -19,14 +19,22 @@
 //! - [`catalogue`]: the event types endpoints subscribe to, with examples.
 //! - [`outbox`]: [`Webhooks::publish`], the transactional outbox (a message
 //!   and its queue rows in the caller's transaction).
+//! - [`queue`]: the delivery queue as the worker sees it, one tenant at a
+//!   time: due deliveries claimed under a lease and the tenant's rate
+//!   budget, outcomes written, the rest released.
+//! - [`worker`]: the delivery worker (`run(shutdown)`), which any number of
+//!   processes may run against one database.
 //! - [`retry`]: the retry schedule (1 s, 5 s, 30 s, 5 min, 1 h, ±10 %, then
 //!   the dead letter), with the receiver's `Retry-After`.
 //! - [`transport`]: one delivery attempt over HTTP (vetted at every
 //!   connection, no redirects, 10 s, size limits) and its outcome.
+//! - [`deliveries`]: deliveries, attempts and dead letters as a tenant sees
+//!   them; retry, replay and recover.
+//! - [`retention`]: messages past the retention period removed with their
+//!   deliveries and attempts (unless one is still pending).
 //!
-//! Still to come: the delivery worker with retries
-//! and dead letters, the fair per-tenant rate limit, and the routes of the
-//! reference server.
+//! The reference server (`tenantkit-server`) serves all of it over HTTP
+//! (`/webhooks...`) and runs the worker under its supervisor.
 
 pub mod catalogue;
 pub mod deliveries;
