@@ -55,6 +55,8 @@ pub(crate) enum AccessChange {
     Users(TenantId),
 }
 
+// Announced and heard on PostgreSQL only (and tested everywhere).
+#[cfg(any(feature = "postgres", test))]
 impl AccessChange {
     fn payload(self) -> String {
         match self {
@@ -243,6 +245,7 @@ impl Db {
 /// Listens for access changes of other processes and drops what changed from
 /// this process's cache (see [`Db::listen_for_access_changes`]).
 pub struct AccessListener {
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     db: Db,
     #[cfg(feature = "postgres")]
     pg: Option<sqlx::postgres::PgListener>,

@@ -169,6 +169,7 @@ impl TenantTx {
     }
 
     /// Scopes an open transaction of `db` to `ctx`'s tenant (which must exist).
+    #[cfg_attr(not(feature = "postgres"), allow(unused_mut))]
     pub(crate) async fn scope(db: &Db, mut tx: Tx, ctx: TenantContext) -> Result<Self> {
         #[cfg(feature = "postgres")]
         if let Tx::Pg(_) = tx {

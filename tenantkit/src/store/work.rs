@@ -13,11 +13,14 @@
 //! [`TenantTx::notify`] and [`Db::wakeups`] let a worker wake as soon as work
 //! is committed (PostgreSQL `LISTEN/NOTIFY`); polling stays the fallback.
 
+#[cfg(feature = "postgres")]
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Db, Pool, TenantTx, scope::Pooled, sql::Value};
+#[cfg(feature = "postgres")]
+use super::Pool;
+use super::{Db, TenantTx, scope::Pooled, sql::Value};
 use crate::{Result, TenantId};
 
 /// A declared way to find the tenants with due work in one queue.
@@ -180,6 +183,8 @@ impl Db {
     /// announced: [`Wakeups::next`] never returns, and the worker's polling
     /// finds the work.
     pub async fn wakeups(&self, channel: &'static str) -> Result<Wakeups> {
+        #[cfg(not(feature = "postgres"))]
+        let _ = channel;
         #[cfg(feature = "postgres")]
         if let Pool::Pg(pool) = &self.pool {
             let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
@@ -201,6 +206,7 @@ impl Db {
 pub struct Wakeups {
     #[cfg(feature = "postgres")]
     pg: Option<sqlx::postgres::PgListener>,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pool: Db,
 }
 
