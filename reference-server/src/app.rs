@@ -10,13 +10,16 @@
 //! /analytics…         the same, with analytics.max_body_bytes (10 MiB: 1,000 events)
 //! ```
 
-use std::{num::NonZeroU32, sync::Arc, time::Duration};
+use std::{
+    num::NonZeroU32,
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use axum::Router;
 use http::{HeaderName, Request};
 use tenantkit::{
-    Db,
-    auth::{AuthLayer, JwtKeys, UserClaim},
+    auth::{AuthLayer, UserClaim},
     rate_limit::{Quota, RateLimitLayer},
     resolve::{TenantLayer, TenantRef},
     retry::RetryContendedLayer,
@@ -32,56 +35,8 @@ use tower_http::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{config::Config, error, metrics::Metrics, routes};
-
-/// What handlers share.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    /// The store.
-    pub db: Db,
-    /// Token keys.
-    pub keys: Arc<JwtKeys>,
-    /// Metrics registry.
-    pub metrics: Metrics,
-    /// Plans, subscriptions and Stripe.
-    pub billing: tenantkit_billing::Billing,
-    /// Endpoints, the outbox and deliveries.
-    pub webhooks: tenantkit_webhooks::Webhooks,
-    /// Event ingestion (the writer's handle).
-    pub analytics: tenantkit_analytics::Analytics,
-    /// The live stream's hub (`/ws/analytics`).
-    pub live: tenantkit_analytics::Live,
-    /// Timings of each live connection.
-    pub live_limits: routes::live::LiveLimits,
-    /// How long `DELETE /tenants/{id}` waits before answering `202`.
-    pub deletion_wait: Duration,
-    /// The background tasks (`/readyz` fails once one the process needs has).
-    pub tasks: crate::tasks::Supervisor,
-}
-
-impl AppState {
-    /// What deletes a tenant across every crate.
-    pub fn deleter(&self) -> crate::deletion::Deleter {
-        crate::deletion::Deleter {
-            db: self.db.clone(),
-            billing: self.billing.clone(),
-            webhooks: self.webhooks.clone(),
-            batch: tenantkit::store::ERASE_BATCH,
-        }
-    }
-
-    /// Publishes one of the server's events in `tx` (see [`crate::webhooks::publish`]).
-    pub async fn publish(
-        &self,
-        tx: &mut tenantkit::TenantTx,
-        event_type: &str,
-        data: &impl serde::Serialize,
-    ) -> tenantkit::Result<()> {
-        let data = serde_json::to_value(data)
-            .map_err(|e| tenantkit::Error::Internal(format!("serializing `{event_type}`: {e}")))?;
-        crate::webhooks::publish(&self.webhooks, tx, event_type, data).await
-    }
-}
+pub use crate::state::AppState;
+use crate::{error, metrics::Metrics, openapi, routes};
 
 /// How many times a request whose transaction lost a race is run in all.
 const RETRY_ATTEMPTS: u32 = 5;
@@ -184,8 +139,24 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .merge(public_routes())
 }
 
-/// The full application.
-pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
+/// The OpenAPI document of the whole server ([`openapi::describe`] of every
+/// route).
+pub fn document() -> utoipa::openapi::OpenApi {
+    openapi::describe(routes().into_openapi())
+}
+
+static DOCUMENT_JSON: LazyLock<Arc<str>> = LazyLock::new(|| {
+    document()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes")
+        .into()
+});
+
+/// The full application: every route behind its layers, as configured in
+/// `state.config`. Tests drive it with `tower::ServiceExt::oneshot`, no
+/// socket needed; `serve` binds it.
+pub fn app(state: AppState) -> anyhow::Result<Router> {
+    let config = state.config.clone();
     let mut tenant_layer = TenantLayer::new(state.db.clone());
     if let Some(base) = &config.server.base_domain {
         tenant_layer = tenant_layer.with_base_domain(base)?;
@@ -269,6 +240,9 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .merge(platform_routes)
         .merge(public_routes)
         .fallback(error::not_found)
+        .layer(axum::Extension(openapi::DocumentJson(
+            DOCUMENT_JSON.clone(),
+        )))
         .with_state(state.clone());
     Ok(with_server_layers(
         app,

@@ -18,9 +18,9 @@
 //! committed copies that a test keeps current (regenerate with
 //! `TENANTKIT_UPDATE_OPENAPI=1 cargo test -p tenantkit-server openapi`).
 
-use std::{collections::BTreeMap, sync::LazyLock};
+use std::{collections::BTreeMap, sync::Arc};
 
-use axum::response::IntoResponse;
+use axum::{Extension, response::IntoResponse};
 use http::header;
 use serde_json::Value;
 use utoipa::{
@@ -33,8 +33,6 @@ use utoipa::{
         security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
-
-use crate::app;
 
 /// The document's fixed parts: metadata, tags, shared schemas, conventions.
 #[derive(OpenApi)]
@@ -61,10 +59,12 @@ use crate::app;
 )]
 struct ApiDoc;
 
-/// The OpenAPI document of the whole server.
-pub fn document() -> openapi::OpenApi {
+/// The OpenAPI document of a server whose routes are `routes` (their
+/// descriptions, from `routes!`): the fixed parts added, then the
+/// conventions and the text rule applied to every operation.
+pub fn describe(routes: openapi::OpenApi) -> openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
-    doc.merge(app::routes().into_openapi());
+    doc.merge(routes);
     Conventions.modify(&mut doc);
     TextRule.modify(&mut doc);
     doc
@@ -169,11 +169,10 @@ impl Modify for TextRule {
     }
 }
 
-static DOCUMENT_JSON: LazyLock<String> = LazyLock::new(|| {
-    document()
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes")
-});
+/// The served document as JSON, which [`crate::app::app`] puts into the
+/// request extensions.
+#[derive(Clone, Debug)]
+pub struct DocumentJson(pub Arc<str>);
 
 /// `GET /openapi.json`: this server's OpenAPI 3.1 document.
 #[utoipa::path(
@@ -182,10 +181,10 @@ static DOCUMENT_JSON: LazyLock<String> = LazyLock::new(|| {
     tag = "health",
     responses((status = 200, description = "The OpenAPI 3.1 document", body = Object))
 )]
-pub async fn serve() -> impl IntoResponse {
+pub async fn serve(Extension(DocumentJson(json)): Extension<DocumentJson>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        DOCUMENT_JSON.as_str(),
+        json.to_string(),
     )
 }
 
@@ -549,7 +548,7 @@ fn schema_name(schema: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::{path::PathBuf, sync::Arc};
+    use std::path::PathBuf;
 
     use http::{Request, StatusCode};
     use http_body_util::BodyExt;
@@ -557,8 +556,8 @@ mod tests {
     use tenantkit::auth::TokenRole;
     use tower::ServiceExt;
 
-    use super::{document, markdown};
-    use crate::{app, config::Config, metrics::Metrics};
+    use super::markdown;
+    use crate::{app, app::document, config::Config};
 
     fn repo_file(relative: &str) -> PathBuf {
         // At run time, so the checkout under test is read.
@@ -620,6 +619,10 @@ mod tests {
         // A plan with every feature, so that only routing answers.
         let mut config = Config::default();
         config.billing.plans.default_plan = "enterprise".into();
+        // The embedded webhook key is written here, not into the checkout.
+        let data_dir = tempfile::tempdir().unwrap();
+        config.database.data_dir = data_dir.path().to_path_buf();
+        config.webhooks.worker = false;
         let keys = tenantkit::auth::JwtKeys::hs256(&[7; 32]).unwrap();
         let (tenant, owner) = db
             .create_tenant_with_owner(
@@ -641,36 +644,11 @@ mod tests {
         let admin_token = keys
             .issue("ops", None, TokenRole::PlatformAdmin, 60)
             .unwrap();
-        let (analytics, _writer) = tenantkit_analytics::Analytics::start(
-            db.clone(),
-            tenantkit_analytics::IngestConfig::default(),
-        );
-        let state = app::AppState {
-            db: db.clone(),
-            keys: Arc::new(keys),
-            metrics: Metrics::default(),
-            billing: tenantkit_billing::Billing::new(db.clone(), config.billing.clone()).unwrap(),
-            webhooks: tenantkit_webhooks::Webhooks::new(
-                tenantkit_webhooks::ssrf::UrlPolicy::strict(),
-                tenantkit_webhooks::secret_box::SecretBox::new([
-                    tenantkit_webhooks::secret_box::SecretBox::generate_key().as_str(),
-                ])
-                .unwrap(),
-                tenantkit_webhooks::catalogue::EventCatalogue::tenantkit(),
-            ),
-            analytics: analytics.clone(),
-            live: tenantkit_analytics::Live::start(db.clone(), &analytics, Default::default())
-                .await
-                .unwrap(),
-            live_limits: crate::routes::live::LiveLimits {
-                ping_interval: std::time::Duration::from_secs(20),
-                idle_timeout: std::time::Duration::from_secs(60),
-                recheck: std::time::Duration::from_secs(5),
-            },
-            deletion_wait: std::time::Duration::from_secs(10),
-            tasks: crate::tasks::Supervisor::new(),
-        };
-        let router = app::router(state, &config).unwrap();
+        let tasks = crate::tasks::Supervisor::new();
+        let (state, _services) = app::AppState::start(config, db.clone(), keys, &tasks)
+            .await
+            .unwrap();
+        let router = app::app(state).unwrap();
         let spec = serde_json::to_value(document()).unwrap();
         let paths = spec["paths"].as_object().unwrap();
         assert!(paths.len() >= 15, "{} paths", paths.len());

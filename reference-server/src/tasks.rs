@@ -301,6 +301,19 @@ async fn supervise(
     }
 }
 
+/// `fut` until `stop` is cancelled (for units whose loops have no
+/// graceful stop of their own).
+pub(crate) async fn until_stopped(
+    stop: CancellationToken,
+    fut: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        () = fut => {}
+        () = stop.cancelled() => {}
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -61,7 +61,8 @@ fn embedded_key(data_dir: &Path) -> anyhow::Result<Secret> {
     }
     std::fs::create_dir_all(data_dir)?;
     let key = SecretBox::generate_key();
-    crate::write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
+    crate::setup::write_private(&path, &key)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(Secret::from(key))
 }
 

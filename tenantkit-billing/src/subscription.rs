@@ -175,3 +175,17 @@ pub async fn save(
         }
     }
 }
+
+/// Told of every change of a tenant's plan or subscription status, inside
+/// the transaction that makes it (so what it writes, e.g. a webhook event
+/// in an outbox, commits or rolls back with the change).
+#[async_trait::async_trait]
+pub trait SubscriptionObserver: Send + Sync + 'static {
+    /// `before` is `None` for the tenant's first subscription record.
+    async fn changed(
+        &self,
+        tx: &mut tenantkit::TenantTx,
+        before: Option<&Subscription>,
+        after: &Subscription,
+    ) -> tenantkit::Result<()>;
+}

@@ -9,11 +9,7 @@ use serde::{Deserialize, Serialize};
 use tenantkit::{Error, TenantTx, store::Value};
 use uuid::Uuid;
 
-use crate::{
-    WebhookId, Webhooks,
-    endpoints::WebhookError,
-    outbox::{MessageId, QUEUE},
-};
+use crate::{WebhookId, Webhooks, endpoints::WebhookError, outbox::MessageId, schema::QUEUE};
 
 /// Where a delivery stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,7 +280,7 @@ impl Webhooks {
             serde_json::json!({ "message_id": message.to_string() }),
         )
         .await?;
-        tx.notify(crate::queue::CHANNEL).await?;
+        tx.notify(crate::schema::CHANNEL).await?;
         self.delivery(tx, webhook, message).await
     }
 
@@ -321,7 +317,7 @@ impl Webhooks {
         )
         .await?;
         if deliveries > 0 {
-            tx.notify(crate::queue::CHANNEL).await?;
+            tx.notify(crate::schema::CHANNEL).await?;
         }
         Ok(Replayed { deliveries })
     }

@@ -282,15 +282,6 @@ macro_rules! columns {
     };
 }
 
-/// Webhooks' migrations (PostgreSQL, SQLite), each with its own history table.
-pub fn migrators() -> (sqlx::migrate::Migrator, sqlx::migrate::Migrator) {
-    let mut postgres = sqlx::migrate!("./migrations/postgres");
-    postgres.dangerous_set_table_name("_tenantkit_webhooks_migrations");
-    let mut sqlite = sqlx::migrate!("./migrations/sqlite");
-    sqlite.dangerous_set_table_name("_tenantkit_webhooks_migrations");
-    (postgres, sqlite)
-}
-
 impl Webhooks {
     /// Endpoints vetted by `policy`, secrets sealed by `secrets`, event
     /// types from `catalogue`; rotated secrets keep signing for 24 hours.
@@ -313,7 +304,7 @@ impl Webhooks {
 
     /// Applies the webhooks migrations (after tenantkit's; as the owner on PostgreSQL).
     pub async fn migrate(db: &tenantkit::Db) -> tenantkit::Result<()> {
-        let (postgres, sqlite) = migrators();
+        let (postgres, sqlite) = crate::schema::migrators();
         db.apply_migrations(&postgres, &sqlite).await
     }
 
@@ -625,7 +616,7 @@ async fn stop_pending(
         .bind(Value::OptUuid(id.map(|id| id.0)))
         .bind(reason)
         .bind(now);
-    Ok(tx.write_operational(crate::outbox::QUEUE, q).await?)
+    Ok(tx.write_operational(crate::schema::QUEUE, q).await?)
 }
 
 /// What binds a sealed secret to its row.

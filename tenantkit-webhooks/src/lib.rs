@@ -4,6 +4,7 @@
 //! transactional outbox, a delivery worker with retries and dead letters,
 //! signatures and SSRF defence.
 //!
+//! - [`schema`]: the crate's tables, its wake-up channel and its migrations.
 //! - [`signature`]: Standard Webhooks signatures (`webhook-id`,
 //!   `webhook-timestamp`, `webhook-signature`), with two signatures while a
 //!   secret is rotated; the one place deliveries are signed.
@@ -35,6 +36,61 @@
 //!
 //! The reference server (`tenantkit-server`) serves all of it over HTTP
 //! (`/webhooks...`) and runs the worker under its supervisor.
+//!
+//! Publishing is part of the caller's transaction: the event is delivered
+//! if and only if the change it announces commits.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use std::{collections::HashMap, sync::Arc};
+//!
+//! use tenantkit::{Db, NewTenant, audit::Actor};
+//! use tenantkit_webhooks::{
+//!     NewWebhook, Webhooks,
+//!     catalogue::EventCatalogue,
+//!     secret_box::SecretBox,
+//!     ssrf::{Lookup, UrlPolicy},
+//! };
+//!
+//! let db = Db::connect("sqlite::memory:").await?;
+//! db.migrate().await?;
+//! Webhooks::migrate(&db).await?;
+//! db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
+//! let acme = db.resolve_subdomain("acme").await?.unwrap();
+//!
+//! // Receivers must resolve to public addresses; this one is pinned.
+//! let lookup = Lookup::Table(Arc::new(HashMap::from([(
+//!     "hooks.example.com".to_owned(),
+//!     vec!["93.184.215.14".parse().unwrap()],
+//! )])));
+//! let webhooks = Webhooks::new(
+//!     UrlPolicy::strict().with_lookup(lookup),
+//!     SecretBox::new([SecretBox::generate_key().as_str()]).unwrap(),
+//!     EventCatalogue::tenantkit(),
+//! );
+//!
+//! let mut tx = db.begin(&acme).await?;
+//! let endpoint = webhooks
+//!     .create(&mut tx, &NewWebhook {
+//!         url: "https://hooks.example.com/acme".into(),
+//!         event_types: vec!["user.created".into()],
+//!         description: None,
+//!     })
+//!     .await
+//!     .unwrap();
+//! assert!(endpoint.secret.starts_with("whsec_"), "shown once, stored sealed");
+//! tx.commit().await?;
+//!
+//! // In the transaction of the change it announces:
+//! let mut tx = db.begin(&acme).await?;
+//! let published = webhooks
+//!     .publish(&mut tx, "user.created", serde_json::json!({ "id": "u1" }))
+//!     .await
+//!     .unwrap();
+//! tx.commit().await?;
+//! assert_eq!(published.endpoints, 1, "queued for the one subscribed endpoint");
+//! # Ok::<_, tenantkit::Error>(()) }).unwrap();
+//! ```
 
 pub mod catalogue;
 pub mod deliveries;
@@ -43,6 +99,7 @@ pub mod outbox;
 pub mod queue;
 pub mod retention;
 pub mod retry;
+pub mod schema;
 pub mod secret_box;
 pub mod signature;
 pub mod ssrf;

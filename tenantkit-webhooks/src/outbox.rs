@@ -9,18 +9,15 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use tenantkit::{
-    Backend, TenantTx,
-    store::{OperationalTable, Value},
-};
+use tenantkit::{Backend, TenantTx, store::Value};
 use uuid::Uuid;
 
-use crate::{WebhookId, WebhookStatus, Webhooks, endpoints::WebhookError};
+use crate::{
+    WebhookId, WebhookStatus, Webhooks,
+    endpoints::WebhookError,
+    schema::{MESSAGES, QUEUE},
+};
 
-/// Published messages, one per event.
-pub const MESSAGES: OperationalTable = OperationalTable::new("webhook_messages");
-/// Deliveries to make: one per message and endpoint.
-pub const QUEUE: OperationalTable = OperationalTable::new("webhook_queue");
 /// The largest message body (the `{"type", "timestamp", "data"}` document).
 pub const MAX_PAYLOAD: usize = 1024 * 1024;
 
@@ -122,7 +119,7 @@ impl Webhooks {
         .bind(now);
         let endpoints = tx.write_operational(QUEUE, fan_out).await?;
         if endpoints > 0 {
-            tx.notify(crate::queue::CHANNEL).await?;
+            tx.notify(crate::schema::CHANNEL).await?;
         }
         Ok(Published { id, endpoints })
     }
@@ -154,7 +151,7 @@ impl Webhooks {
             .bind(webhook)
             .bind(now);
         tx.write_operational(QUEUE, queue).await?;
-        tx.notify(crate::queue::CHANNEL).await?;
+        tx.notify(crate::schema::CHANNEL).await?;
         Ok(id)
     }
 

@@ -12,27 +12,18 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tenantkit::{
     Backend, TenantTx,
-    store::{DueWork, OperationalTable, Value},
+    store::{DueWork, Value},
 };
 use uuid::Uuid;
 
 use crate::{
     Webhook, WebhookId, Webhooks,
     endpoints::WebhookError,
-    outbox::{MessageId, QUEUE},
+    outbox::MessageId,
     retry::{self, Next},
+    schema::{DELIVERIES, HEALTH, QUEUE, RATE_WINDOWS},
     transport::Attempt,
 };
-
-/// The attempt log: one row per delivery attempt.
-pub const DELIVERIES: OperationalTable = OperationalTable::new("webhook_deliveries");
-/// Since when each endpoint has been failing.
-pub const HEALTH: OperationalTable = OperationalTable::new("webhook_health");
-/// Each tenant's delivery budget for the current minute.
-pub const RATE_WINDOWS: OperationalTable = OperationalTable::new("webhook_rate_windows");
-
-/// The notification channel new deliveries are announced on (PostgreSQL).
-pub const CHANNEL: &str = "tenantkit_webhooks";
 
 /// Tenants with due deliveries: ids and times only (see `tenantkit::store::DueWork`).
 pub const DUE: DueWork = DueWork::new(

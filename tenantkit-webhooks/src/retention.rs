@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use tenantkit::{TenantTx, store::DueWork};
 
-use crate::{Webhooks, endpoints::WebhookError, outbox::MESSAGES};
+use crate::{Webhooks, endpoints::WebhookError, schema::MESSAGES};
 
 /// Tenants with messages published before a cutoff: ids and times only.
 pub const EXPIRED: DueWork = DueWork::new(

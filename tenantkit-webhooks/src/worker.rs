@@ -301,7 +301,7 @@ impl Worker {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> tenantkit::Result<()> {
         let shared = self.shared;
         let options = shared.options.clone();
-        let mut wakeups = shared.db.wakeups(queue::CHANNEL).await?;
+        let mut wakeups = shared.db.wakeups(crate::schema::CHANNEL).await?;
         let (outcomes, received) = mpsc::channel(options.concurrency * 4);
         let recorder = tokio::spawn(record_outcomes(shared.clone(), received));
         let retention = options

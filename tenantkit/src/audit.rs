@@ -41,7 +41,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::types::Json;
 
-use crate::{ApiKeyId, AuditEntryId, TenantId, auth::Principal, auth::Subject};
+use crate::{ApiKeyId, AuditEntryId, TenantId};
 
 /// Who caused an audited change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,16 +81,6 @@ impl Actor {
     }
 }
 
-impl From<&Principal> for Actor {
-    fn from(p: &Principal) -> Self {
-        match &p.subject {
-            Subject::User { id, .. } => Actor::User(id.clone()),
-            Subject::ApiKey { id, .. } => Actor::ApiKey(*id),
-            Subject::PlatformAdmin { id } => Actor::PlatformAdmin(id.clone()),
-        }
-    }
-}
-
 /// Where a request came from, as recorded in the audit trail.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestMeta {
@@ -121,7 +111,7 @@ impl RequestMeta {
 }
 
 /// A tenant-owned record whose changes are audited.
-pub trait Audited: crate::store::Record + Serialize {
+pub trait Audited: Serialize {
     /// The `resource_type` recorded for it, e.g. `user`.
     const RESOURCE_TYPE: &'static str;
     /// Its id, recorded as `resource_id`.

@@ -78,3 +78,31 @@ impl TenantContext {
         self
     }
 }
+
+/// A tenant named by id or by subdomain, as in `X-Tenant-Id` or configuration.
+///
+/// ```
+/// use tenantkit::resolve::TenantRef;
+///
+/// assert!(matches!("acme".parse(), Ok(TenantRef::Subdomain(s)) if s == "acme"));
+/// assert!(matches!("0190e5b2-7c1e-7000-8000-000000000000".parse(), Ok(TenantRef::Id(_))));
+/// assert!("not a label!".parse::<TenantRef>().is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TenantRef {
+    /// By id.
+    Id(TenantId),
+    /// By subdomain.
+    Subdomain(String),
+}
+
+impl std::str::FromStr for TenantRef {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> crate::Result<Self> {
+        if let Ok(id) = s.parse::<TenantId>() {
+            return Ok(TenantRef::Id(id));
+        }
+        crate::validate::subdomain(s).map(TenantRef::Subdomain)
+    }
+}

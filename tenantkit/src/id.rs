@@ -58,12 +58,6 @@ macro_rules! id_newtype {
                 Uuid::parse_str(s).map(Self)
             }
         }
-
-        impl From<$name> for crate::store::Value {
-            fn from(id: $name) -> Self {
-                crate::store::Value::Uuid(id.0)
-            }
-        }
     };
 }
 

@@ -34,6 +34,7 @@
 //! # Ok::<_, tenantkit::Error>(()) }).unwrap();
 //! ```
 
+pub mod api_key;
 pub mod audit;
 pub mod auth;
 mod context;

@@ -163,12 +163,6 @@ macro_rules! text_enum {
                 s.parse()
             }
         }
-
-        impl From<$ty> for crate::store::Value {
-            fn from(v: $ty) -> Self {
-                crate::store::Value::Text(v.as_str().to_owned())
-            }
-        }
     };
 }
 
@@ -201,22 +195,6 @@ impl Scope {
         Scope::AnalyticsRead,
         Scope::AnalyticsWrite,
     ];
-}
-
-impl crate::audit::Audited for User {
-    const RESOURCE_TYPE: &'static str = "user";
-
-    fn resource_id(&self) -> String {
-        self.id.to_string()
-    }
-}
-
-impl crate::audit::Audited for ApiKey {
-    const RESOURCE_TYPE: &'static str = "api_key";
-
-    fn resource_id(&self) -> String {
-        self.id.to_string()
-    }
 }
 
 /// What is needed to create a tenant.

@@ -20,8 +20,8 @@ use tenantkit_analytics::{
 };
 
 use crate::{
-    app::AppState,
     error::{ApiError, ApiResult, Json, Query},
+    state::AppState,
 };
 
 impl From<BatchError> for ApiError {

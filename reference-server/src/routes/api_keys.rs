@@ -10,8 +10,8 @@ use tenantkit::{
 
 use super::Page;
 use crate::{
-    app::AppState,
     error::{ApiResult, Json, Path, Query},
+    state::AppState,
 };
 
 /// `GET /api-keys?after=&limit=` (hashes are never shown)

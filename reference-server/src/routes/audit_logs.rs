@@ -16,8 +16,8 @@ use tenantkit::{
 };
 
 use crate::{
-    app::AppState,
     error::{ApiResult, Json, Path, Query},
+    state::AppState,
 };
 
 /// A page of entries, newest first.

@@ -12,8 +12,8 @@ use tenantkit::{
 use tenantkit_billing::{SubscriptionView, webhook::Outcome};
 
 use crate::{
-    app::AppState,
     error::{ApiError, ApiResult, Json},
+    state::AppState,
 };
 
 impl From<tenantkit_billing::BillingError> for ApiError {

@@ -7,7 +7,7 @@ use tenantkit::{
     problem::Problem,
 };
 
-use crate::{app::AppState, error::ApiResult};
+use crate::{error::ApiResult, state::AppState};
 
 /// `GET /healthz`: the process is up.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "The process is up", body = String, content_type = "text/plain")))]

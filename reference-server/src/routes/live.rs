@@ -37,8 +37,9 @@ use tenantkit_analytics::live::{LiveError, Subscription, Update, followed_types}
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::{
-    app::AppState,
     error::{ApiError, ApiResult, Query},
+    state::AppState,
+    state::LiveLimits,
 };
 
 /// Close code: the token expired.
@@ -196,17 +197,6 @@ fn offers(headers: &HeaderMap, protocol: &str) -> bool {
 
 fn offers_credential(headers: &HeaderMap) -> bool {
     offered(headers).any(|p| p.starts_with(WEBSOCKET_BEARER_PREFIX))
-}
-
-/// Timings of every connection (`[analytics.live]`).
-#[derive(Clone, Copy, Debug)]
-pub struct LiveLimits {
-    /// Between the server's pings.
-    pub ping_interval: Duration,
-    /// Silence after which a connection is closed.
-    pub idle_timeout: Duration,
-    /// Between checks of the credential and the tenant.
-    pub recheck: Duration,
 }
 
 struct Connection {

@@ -12,8 +12,8 @@ use tenantkit::{
 
 use super::Page;
 use crate::{
-    app::AppState,
     error::{ApiResult, Json, Path, Query},
+    state::AppState,
 };
 
 /// `POST /tenants` body.

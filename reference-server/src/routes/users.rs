@@ -12,8 +12,8 @@ use tenantkit_billing::plans::Plan;
 
 use super::Page;
 use crate::{
-    app::AppState,
     error::{ApiResult, Json, Path, Query},
+    state::AppState,
 };
 
 /// `GET /users?after=&limit=`

@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use super::Page;
 use crate::{
-    app::AppState,
     error::{ApiError, ApiResult, Json, Path, Query},
+    state::AppState,
 };
 
 impl From<WebhookError> for ApiError {

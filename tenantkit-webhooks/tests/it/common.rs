@@ -29,7 +29,7 @@ pub(crate) async fn sqlite() -> Db {
 }
 
 pub(crate) async fn postgres_database() -> Option<testing::PgTestDatabase> {
-    let (webhooks, _) = tenantkit_webhooks::endpoints::migrators();
+    let (webhooks, _) = tenantkit_webhooks::schema::migrators();
     let migrators = [tenantkit::store::postgres_migrator(), &webhooks];
     testing::postgres_database_with("tenantkit_webhooks_test", &migrators, migrate_all).await
 }
@@ -154,7 +154,7 @@ pub(crate) mod isolated {
     pub(crate) async fn postgres() -> Option<Db> {
         static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
         SWEPT.get_or_init(sweep).await;
-        let (webhooks, _) = tenantkit_webhooks::endpoints::migrators();
+        let (webhooks, _) = tenantkit_webhooks::schema::migrators();
         let migrators = [tenantkit::store::postgres_migrator(), &webhooks];
         let prefix = format!(
             "{PREFIX}_{}",

@@ -6,7 +6,8 @@ use serde_json::json;
 use tenantkit::{Db, TenantContext, audit::AuditFilter};
 use tenantkit_webhooks::{
     NewWebhook, WebhookError, WebhookId, WebhookPatch, WebhookStatus, Webhooks,
-    outbox::{MAX_PAYLOAD, MessageId, QUEUE},
+    outbox::{MAX_PAYLOAD, MessageId},
+    schema::QUEUE,
 };
 
 use crate::common::{on_both_backends, tenant, webhooks};
@@ -234,7 +235,7 @@ async fn postgres_operational_tables_are_marked_and_isolated() {
     w.publish(&mut tx, "webhook.test", json!({})).await.unwrap();
     tx.commit().await.unwrap();
     let raw = sqlx::PgPool::connect(&database.runtime_url).await.unwrap();
-    for table in [tenantkit_webhooks::outbox::MESSAGES, QUEUE] {
+    for table in [tenantkit_webhooks::schema::MESSAGES, QUEUE] {
         let comment: Option<String> =
             sqlx::query_scalar("SELECT obj_description($1::regclass, 'pg_class')")
                 .bind(table.name())

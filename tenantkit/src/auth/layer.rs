@@ -11,7 +11,7 @@ use crate::{
     audit::Actor,
     guard::{Guard, Guarded},
     problem::Problem,
-    store::{UserAccess, UserRef},
+    store::{SecurityEvent, UserAccess, UserRef},
 };
 
 /// What [`AuthLayer`] needs from storage: the current state of a token's
@@ -60,7 +60,7 @@ impl AuthStore for Db {
         presented: &str,
     ) -> Result<Option<ApiKey>> {
         // Not even shaped like a key: nothing to look up.
-        if super::api_key::prefix_of(presented).is_none() {
+        if crate::api_key::prefix_of(presented).is_none() {
             return Ok(None);
         }
         // Read first: a wrong key (or a flood of them) takes no write lock.
@@ -83,17 +83,6 @@ impl AuthStore for Db {
         self.count_refusal(tenant, refusal);
         Ok(())
     }
-}
-
-/// A refused request, as the audit trail records it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SecurityEvent {
-    /// `auth.failed` (401) or `auth.tenant_mismatch` (403).
-    pub action: &'static str,
-    /// Who the credential claimed to be; [`Actor::Anonymous`] when unknown.
-    pub actor: Actor,
-    /// Status, reason, credential kind and any claimed tenant.
-    pub details: serde_json::Value,
 }
 
 /// Authenticates requests with `Authorization: Bearer <JWT or API key>` or

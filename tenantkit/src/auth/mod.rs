@@ -28,19 +28,18 @@
 //! assert_eq!(denied.status, 403);
 //! ```
 
-pub mod api_key;
 mod jwt;
 mod layer;
 
 use http::StatusCode;
 pub use jwt::{Claims, JwtKeys, MIN_SECRET_LEN, TokenError, TokenRole, UserClaim, parse_algorithm};
 pub use layer::{
-    AuthLayer, AuthService, AuthStore, Authenticated, SecurityEvent, WEBSOCKET_BEARER_PREFIX,
-    WEBSOCKET_PROTOCOL,
+    AuthLayer, AuthService, AuthStore, Authenticated, WEBSOCKET_BEARER_PREFIX, WEBSOCKET_PROTOCOL,
 };
 use serde::Serialize;
 
-use crate::{ApiKey, ApiKeyId, Role, Scope, TenantId, problem::Problem};
+pub use crate::store::SecurityEvent;
+use crate::{ApiKey, ApiKeyId, Role, Scope, TenantId, audit::Actor, problem::Problem};
 
 /// Who made a request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -188,5 +187,15 @@ pub struct Denied(pub Permission);
 impl From<Denied> for Problem {
     fn from(denied: Denied) -> Self {
         Problem::new(StatusCode::FORBIDDEN, "Forbidden").with_detail(denied.to_string())
+    }
+}
+
+impl From<&Principal> for Actor {
+    fn from(p: &Principal) -> Self {
+        match &p.subject {
+            Subject::User { id, .. } => Actor::User(id.clone()),
+            Subject::ApiKey { id, .. } => Actor::ApiKey(*id),
+            Subject::PlatformAdmin { id } => Actor::PlatformAdmin(id.clone()),
+        }
     }
 }

@@ -55,6 +55,8 @@ use std::future::Future;
 pub use layer::TenantLayer;
 pub use service::TenantService;
 
+pub use crate::context::TenantRef;
+
 use crate::{Db, Result, TenantContext, TenantId};
 
 /// The default header naming a tenant.
@@ -94,33 +96,5 @@ impl TenantResolver for Db {
     async fn by_subdomain(&self, subdomain: &str) -> Result<Option<TenantContext>> {
         self.resolve_cached(&TenantRef::Subdomain(subdomain.to_ascii_lowercase()))
             .await
-    }
-}
-
-/// A tenant named by id or by subdomain, as in `X-Tenant-Id` or configuration.
-///
-/// ```
-/// use tenantkit::resolve::TenantRef;
-///
-/// assert!(matches!("acme".parse(), Ok(TenantRef::Subdomain(s)) if s == "acme"));
-/// assert!(matches!("0190e5b2-7c1e-7000-8000-000000000000".parse(), Ok(TenantRef::Id(_))));
-/// assert!("not a label!".parse::<TenantRef>().is_err());
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum TenantRef {
-    /// By id.
-    Id(TenantId),
-    /// By subdomain.
-    Subdomain(String),
-}
-
-impl std::str::FromStr for TenantRef {
-    type Err = crate::Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        if let Ok(id) = s.parse::<TenantId>() {
-            return Ok(TenantRef::Id(id));
-        }
-        crate::validate::subdomain(s).map(TenantRef::Subdomain)
     }
 }

@@ -17,7 +17,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use moka::sync::Cache;
 
 use super::{Db, TenantTx};
-use crate::{Result, Role, Tenant, TenantContext, TenantId, UserId, resolve::TenantRef};
+use crate::{Result, Role, Tenant, TenantContext, TenantId, UserId, context::TenantRef};
 
 /// How long a tenant or user is trusted from the cache by default.
 pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(2);

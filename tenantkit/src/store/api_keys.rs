@@ -6,7 +6,9 @@ use chrono::{Duration, Utc};
 use serde::Serialize;
 
 use super::TenantTx;
-use crate::{ApiKey, ApiKeyId, Error, NewApiKey, PageRequest, Result, auth::api_key, validate};
+use crate::{
+    ApiKey, ApiKeyId, Error, NewApiKey, PageRequest, Result, api_key, audit::Audited, validate,
+};
 
 /// A key just created: the only time its secret is available.
 #[derive(Clone, Serialize)]
@@ -144,4 +146,12 @@ impl TenantTx {
 pub(crate) fn api_key_use_is_due(key: &ApiKey) -> bool {
     key.last_used_at
         .is_none_or(|t| Utc::now() - t > Duration::minutes(1))
+}
+
+impl Audited for ApiKey {
+    const RESOURCE_TYPE: &'static str = "api_key";
+
+    fn resource_id(&self) -> String {
+        self.id.to_string()
+    }
 }

@@ -41,7 +41,7 @@ pub use erase::{ERASE_BATCH, TenantDeletion};
 #[cfg(feature = "postgres")]
 pub use migrate::postgres_migrator;
 pub use migrate::{RUNTIME_FUNCTIONS, RuntimeRole, SCRAM_ITERATIONS, scram_sha256_verifier};
-pub use refusals::{MAX_PENDING_GROUPS, REFUSAL_FLUSH_EVERY};
+pub use refusals::{MAX_PENDING_GROUPS, REFUSAL_FLUSH_EVERY, SecurityEvent};
 pub use scope::{BulkTx, OperationalTable, Scoped, TenantTx};
 pub use sql::{PgRecord, Record, SqliteRecord, Value};
 pub use tenants::TenantPages;

@@ -24,7 +24,18 @@ use std::{
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::Db;
-use crate::{Error, TenantContext, TenantId, auth::SecurityEvent};
+use crate::{Error, TenantContext, TenantId, audit::Actor};
+
+/// A refused request, as the audit trail records it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SecurityEvent {
+    /// `auth.failed` (401) or `auth.tenant_mismatch` (403).
+    pub action: &'static str,
+    /// Who the credential claimed to be; [`Actor::Anonymous`] when unknown.
+    pub actor: Actor,
+    /// Status, reason, credential kind and any claimed tenant.
+    pub details: serde_json::Value,
+}
 
 /// How long a refusal waits to be written with the others of its second.
 pub const REFUSAL_FLUSH_EVERY: Duration = Duration::from_secs(1);

@@ -295,7 +295,7 @@ impl TenantTx {
     }
 
     /// Runs an `INSERT … RETURNING <row>` and audits it as `create` with the new state.
-    pub async fn insert<O: Audited>(&mut self, query: Scoped) -> Result<O> {
+    pub async fn insert<O: Audited + Record>(&mut self, query: Scoped) -> Result<O> {
         query.expect_verb("INSERT");
         self.owns(&query)?;
         self.lock_tenant_writes().await?;
@@ -308,7 +308,10 @@ impl TenantTx {
     /// Runs an `INSERT … ON CONFLICT DO NOTHING RETURNING <row>`: audits and
     /// returns the row when it was inserted, `None` when it already existed
     /// (idempotent receipt of an event, say).
-    pub async fn insert_if_absent<O: Audited>(&mut self, query: Scoped) -> Result<Option<O>> {
+    pub async fn insert_if_absent<O: Audited + Record>(
+        &mut self,
+        query: Scoped,
+    ) -> Result<Option<O>> {
         query.expect_verb("INSERT");
         self.owns(&query)?;
         self.lock_tenant_writes().await?;
@@ -325,13 +328,13 @@ impl TenantTx {
 
     /// Runs an `UPDATE … RETURNING <row>` of the row `before` and audits it as
     /// `update` with both states; [`Error::NotFound`] when no row matched.
-    pub async fn update<O: Audited>(&mut self, before: &O, query: Scoped) -> Result<O> {
+    pub async fn update<O: Audited + Record>(&mut self, before: &O, query: Scoped) -> Result<O> {
         self.update_as("update", before, query).await
     }
 
     /// Like [`TenantTx::update`], audited under a named action such as
     /// `api_key.revoked` or `user.role_changed`.
-    pub async fn update_as<O: Audited>(
+    pub async fn update_as<O: Audited + Record>(
         &mut self,
         action: &str,
         before: &O,
@@ -353,7 +356,7 @@ impl TenantTx {
 
     /// Runs a `DELETE` of the row `before` and audits it as `delete` with the
     /// old state; [`Error::NotFound`] when no row matched.
-    pub async fn delete<O: Audited>(&mut self, before: &O, query: Scoped) -> Result<()> {
+    pub async fn delete<O: Audited + Record>(&mut self, before: &O, query: Scoped) -> Result<()> {
         query.expect_verb("DELETE");
         self.owns(&query)?;
         self.lock_tenant_writes().await?;

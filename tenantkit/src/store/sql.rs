@@ -7,7 +7,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
-use crate::Result;
+use crate::{ApiKeyId, AuditEntryId, Result, Role, Scope, TenantId, TenantStatus, UserId};
 
 /// A value bound to a query parameter.
 ///
@@ -66,6 +66,32 @@ value_from!(
     NaiveDate => Date,
     serde_json::Value => Json,
 );
+
+// The core's ids and text enums bind as UUIDs and text. They are declared
+// here, not beside the types, so the model does not know about the store.
+macro_rules! value_from_id {
+    ($($ty:ty),+) => {
+        $(impl From<$ty> for Value {
+            fn from(id: $ty) -> Self {
+                Value::Uuid(id.as_uuid())
+            }
+        })+
+    };
+}
+
+value_from_id!(TenantId, UserId, ApiKeyId, AuditEntryId);
+
+macro_rules! value_from_text_enum {
+    ($($ty:ty),+) => {
+        $(impl From<$ty> for Value {
+            fn from(v: $ty) -> Self {
+                Value::Text(v.as_str().to_owned())
+            }
+        })+
+    };
+}
+
+value_from_text_enum!(TenantStatus, Role, Scope);
 
 /// A row type both backends can decode (every `#[derive(sqlx::FromRow)]` struct
 /// of the model qualifies).

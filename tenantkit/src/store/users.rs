@@ -3,7 +3,9 @@
 use chrono::Utc;
 
 use super::{TenantTx, access::AccessChange};
-use crate::{Error, NewUser, PageRequest, Result, Role, User, UserId, UserPatch, validate};
+use crate::{
+    Error, NewUser, PageRequest, Result, Role, User, UserId, UserPatch, audit::Audited, validate,
+};
 
 impl TenantTx {
     /// The tenant's users in id (creation) order.
@@ -145,5 +147,13 @@ impl TenantTx {
             ));
         }
         Ok(())
+    }
+}
+
+impl Audited for User {
+    const RESOURCE_TYPE: &'static str = "user";
+
+    fn resource_id(&self) -> String {
+        self.id.to_string()
     }
 }

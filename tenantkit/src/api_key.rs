@@ -6,7 +6,7 @@
 //! to brute-force.
 //!
 //! ```
-//! use tenantkit::auth::api_key;
+//! use tenantkit::api_key;
 //!
 //! let (key, prefix, hash) = api_key::generate();
 //! assert!(key.starts_with("tk_"));

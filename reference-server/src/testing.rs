@@ -1,0 +1,193 @@
+//! [`TestApp`]: the whole server's router on a fresh embedded database, driven
+//! without a socket (`tower::ServiceExt::oneshot`), for route tests.
+//!
+//! It is the state `serve` builds ([`AppState::start`]) and the router it
+//! binds ([`app`]); only the listener is missing. Tests that need a real
+//! connection (TLS, WebSockets, keep-alive, process signals) use
+//! [`crate::start`] instead.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use tenantkit_server::testing::TestApp;
+//!
+//! let app = TestApp::new().await?;
+//! let (status, body) = app.get("/users", &app.owner_token()).await;
+//! assert_eq!(status, 200);
+//! assert_eq!(body["items"].as_array().unwrap().len(), 1, "the owner");
+//! # anyhow::Ok(()) }).unwrap();
+//! ```
+
+use axum::{Router, body::Body};
+use http::{Method, Request, Response, StatusCode, header};
+use serde_json::Value;
+use tenantkit::{
+    NewTenant, NewUser, Role, TenantContext, User,
+    audit::Actor,
+    auth::{JwtKeys, TokenRole},
+};
+use tower::ServiceExt;
+
+use crate::{
+    app::{self, AppState},
+    config::Config,
+    setup::{load_keys, open_runtime_db},
+    state::Services,
+    tasks::Supervisor,
+};
+
+/// The server's router on a fresh embedded SQLite database in a temporary
+/// directory, with tenant `acme` and its owner `owner@acme.test`.
+///
+/// The default plan is `enterprise` (every feature), so a test sees routing
+/// and its own subject, not the plan layer; the webhook worker does not run.
+#[derive(Debug)]
+pub struct TestApp {
+    /// The state the router serves.
+    pub state: AppState,
+    /// Its tasks (analytics writers, live hub), stopped on drop.
+    pub tasks: Supervisor,
+    /// Tenant `acme`.
+    pub tenant: TenantContext,
+    /// `acme`'s owner.
+    pub owner: User,
+    router: Router,
+    keys: JwtKeys,
+    services: Services,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// A fresh app with the test defaults.
+    pub async fn new() -> anyhow::Result<Self> {
+        Self::with_config(|_| {}).await
+    }
+
+    /// A fresh app with the test defaults, then `adjust` applied to its
+    /// configuration.
+    pub async fn with_config(adjust: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut config = Config::default();
+        config.database.data_dir = dir.path().to_path_buf();
+        config.billing.plans.default_plan = "enterprise".into();
+        config.webhooks.worker = false;
+        adjust(&mut config);
+        let db = open_runtime_db(&config).await?;
+        let keys = load_keys(&config)?;
+        let (tenant, owner) = db
+            .create_tenant_with_owner(
+                &NewTenant {
+                    name: "Acme".into(),
+                    subdomain: "acme".into(),
+                },
+                &NewUser {
+                    email: "owner@acme.test".into(),
+                    role: Role::Owner,
+                },
+                &Actor::System,
+            )
+            .await?;
+        let tenant = db
+            .resolve_id(tenant.id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("tenant acme was just created"))?;
+        let tasks = Supervisor::new();
+        let (state, services) = AppState::start(config, db, keys.clone(), &tasks).await?;
+        let router = app::app(state.clone())?;
+        Ok(Self {
+            state,
+            tasks,
+            tenant,
+            owner,
+            router,
+            keys,
+            services,
+            _dir: dir,
+        })
+    }
+
+    /// A token for `acme`'s owner.
+    pub fn owner_token(&self) -> String {
+        self.token_for(&self.owner, TokenRole::Owner)
+    }
+
+    /// A token for `user` of `acme` with `role`.
+    pub fn token_for(&self, user: &User, role: TokenRole) -> String {
+        self.keys
+            .issue(&user.id.to_string(), Some(self.tenant.id()), role, 300)
+            .expect("a test token")
+    }
+
+    /// A platform admin's token.
+    pub fn admin_token(&self) -> String {
+        self.keys
+            .issue("ops", None, TokenRole::PlatformAdmin, 300)
+            .expect("a test token")
+    }
+
+    /// Sends `request` through the router, as a client at 127.0.0.1.
+    pub async fn send(&self, mut request: Request<Body>) -> Response<Body> {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                40000,
+            ))));
+        self.router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible")
+    }
+
+    /// `method path` for tenant `acme` with `token` and an optional JSON
+    /// body; the status and the body as JSON (`Null` when empty or not
+    /// JSON).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-tenant-id", "acme")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
+        let body = match body {
+            Some(json) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        let response = self.send(request.body(body).expect("a request")).await;
+        json_of(response).await
+    }
+
+    /// `GET path` for `acme` with `token`.
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, token, None).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // The writers end with the runtime; the loops are told to stop.
+        for unit in &self.services.background {
+            unit.stop();
+        }
+    }
+}
+
+/// A response's status and its body as JSON (`Null` when empty or not JSON).
+pub async fn json_of(response: Response<Body>) -> (StatusCode, Value) {
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}

@@ -1,0 +1,104 @@
+//! Route tests without a socket: the whole router ([`tenantkit_server::app::app`])
+//! on a fresh embedded database, driven with `oneshot` through
+//! [`TestApp`]. End-to-end tests over a real socket, on both backends, live
+//! in `tests/e2e`.
+
+use http::{Method, Request, StatusCode, header};
+use serde_json::json;
+use tenantkit::auth::TokenRole;
+use tenantkit_server::testing::{TestApp, json_of};
+
+fn get(path: &str) -> Request<axum::body::Body> {
+    Request::get(path).body(axum::body::Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn public_routes_answer_without_credentials() {
+    let app = TestApp::new().await.unwrap();
+    let (status, _) = json_of(app.send(get("/healthz")).await).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let response = app.send(get("/openapi.json")).await;
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    let (status, served) = json_of(response).await;
+    assert_eq!(status, StatusCode::OK);
+    let document = serde_json::to_value(tenantkit_server::app::document()).unwrap();
+    assert_eq!(
+        served, document,
+        "the document the router serves is app::document()"
+    );
+
+    let response = app.send(get("/no/such/route")).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_route_needs_a_credential_of_that_tenant() {
+    let app = TestApp::new().await.unwrap();
+    let request = Request::get("/users")
+        .header("x-tenant-id", "acme")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = app.send(request).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+
+    let (status, problem) = app.get("/users", &app.admin_token()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+
+    let (status, users) = app.get("/users", &app.owner_token()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(users["items"][0]["email"], "owner@acme.test");
+}
+
+#[tokio::test]
+async fn a_member_reads_users_and_cannot_write_them() {
+    let app = TestApp::new().await.unwrap();
+    let owner = app.owner_token();
+    let (status, created) = app
+        .call(
+            Method::POST,
+            "/users",
+            &owner,
+            Some(json!({ "email": "Mia@Acme.test", "role": "member" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["email"], "mia@acme.test");
+    let mia: tenantkit::User = serde_json::from_value(created).unwrap();
+    let member = app.token_for(&mia, TokenRole::Member);
+
+    let (status, users) = app.get("/users", &member).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(users["items"].as_array().unwrap().len(), 2);
+    let (status, problem) = app
+        .call(
+            Method::POST,
+            "/users",
+            &member,
+            Some(json!({ "email": "eve@acme.test" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(problem["status"], 403);
+}
+
+#[tokio::test]
+async fn platform_routes_are_for_platform_admins() {
+    let app = TestApp::new().await.unwrap();
+    let request = |token: &str| {
+        Request::get("/tenants")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let (status, tenants) = json_of(app.send(request(&app.admin_token())).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(tenants["items"][0]["subdomain"], "acme");
+    let (status, _) = json_of(app.send(request(&app.owner_token())).await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

@@ -1,0 +1,32 @@
+//! The crate's tables as its code names them, its wake-up channel, and its
+//! migrations: what every other module of the crate may know, knowing
+//! nothing of them.
+//!
+//! `webhooks` (endpoints) is audited and goes through `TenantTx::insert` and
+//! friends; the tables below are operational (unaudited, still scoped to the
+//! tenant) and are written with `TenantTx::write_operational`.
+
+use tenantkit::store::OperationalTable;
+
+/// Published messages, one per event.
+pub const MESSAGES: OperationalTable = OperationalTable::new("webhook_messages");
+/// Deliveries to make: one per message and endpoint.
+pub const QUEUE: OperationalTable = OperationalTable::new("webhook_queue");
+/// The attempt log: one row per delivery attempt.
+pub const DELIVERIES: OperationalTable = OperationalTable::new("webhook_deliveries");
+/// Since when each endpoint has been failing.
+pub const HEALTH: OperationalTable = OperationalTable::new("webhook_health");
+/// Each tenant's delivery budget for the current minute.
+pub const RATE_WINDOWS: OperationalTable = OperationalTable::new("webhook_rate_windows");
+
+/// The notification channel new deliveries are announced on (PostgreSQL).
+pub const CHANNEL: &str = "tenantkit_webhooks";
+
+/// Webhooks' migrations (PostgreSQL, SQLite), each with its own history table.
+pub fn migrators() -> (sqlx::migrate::Migrator, sqlx::migrate::Migrator) {
+    let mut postgres = sqlx::migrate!("./migrations/postgres");
+    postgres.dangerous_set_table_name("_tenantkit_webhooks_migrations");
+    let mut sqlite = sqlx::migrate!("./migrations/sqlite");
+    sqlite.dangerous_set_table_name("_tenantkit_webhooks_migrations");
+    (postgres, sqlite)
+}
