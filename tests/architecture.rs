@@ -255,14 +255,14 @@ fn use_tree_heads(tree: &str) -> Vec<String> {
     }
 }
 
-/// Every identifier following `crate::` (outside `use` trees) and every head
-/// of a `use crate::…;` tree.
-fn named_heads(source: &str) -> Vec<String> {
+/// Every identifier following `prefix` (`crate::`, `super::`) outside `use`
+/// trees, and every head of a `use prefix{…};` tree.
+fn named_heads(source: &str, prefix: &str) -> Vec<String> {
     let mut heads = Vec::new();
     let mut rest = source;
-    while let Some(at) = rest.find("crate::") {
+    while let Some(at) = rest.find(prefix) {
         let before = rest[..at].chars().last();
-        let after = &rest[at + "crate::".len()..];
+        let after = &rest[at + prefix.len()..];
         if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
             rest = after;
             continue;
@@ -312,12 +312,27 @@ fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
     }
 }
 
-/// module → the modules of the same crate it names.
-fn module_graph(crate_name: &str) -> (BTreeSet<String>, BTreeMap<String, BTreeSet<String>>) {
-    let src = crate_dir(crate_name).join("src");
-    let lib = fs::read_to_string(src.join("lib.rs")).unwrap();
-    let modules = declared_modules(&lib);
-    let reexports = root_reexports(&lib);
+/// The source folder and root file of an order's block: a crate
+/// (`tenantkit-webhooks`) or one of its modules (`tenantkit::store`).
+fn block_root(block: &str) -> (PathBuf, PathBuf, Option<String>) {
+    match block.split_once("::") {
+        None => {
+            let src = crate_dir(block).join("src");
+            (src.clone(), src.join("lib.rs"), None)
+        }
+        Some((krate, module)) => {
+            let src = crate_dir(krate).join("src").join(module);
+            (src.clone(), src.join("mod.rs"), Some(module.to_owned()))
+        }
+    }
+}
+
+/// module → the modules of the same crate (or parent module) it names.
+fn module_graph(block: &str) -> (BTreeSet<String>, BTreeMap<String, BTreeSet<String>>) {
+    let (src, root_file, parent) = block_root(block);
+    let root = fs::read_to_string(&root_file).unwrap();
+    let modules = declared_modules(&root);
+    let reexports = root_reexports(&root);
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -326,11 +341,21 @@ fn module_graph(crate_name: &str) -> (BTreeSet<String>, BTreeMap<String, BTreeSe
         let first = relative.components().next().unwrap().as_os_str();
         let module = first.to_string_lossy().trim_end_matches(".rs").to_owned();
         if !modules.contains(&module) {
-            // The crate root, a binary, or a file only unit tests compile.
+            // The root, a binary, or a file only unit tests compile.
             continue;
         }
         let source = strip(&fs::read_to_string(&file).unwrap());
-        for head in named_heads(&source) {
+        let heads = match &parent {
+            None => named_heads(&source, "crate::"),
+            Some(parent) => {
+                let mut heads = named_heads(&source, &format!("crate::{parent}::"));
+                if relative.components().count() == 1 {
+                    heads.extend(named_heads(&source, "super::"));
+                }
+                heads
+            }
+        };
+        for head in heads {
             let target = if modules.contains(&head) {
                 head
             } else if let Some(from) = reexports.get(&head) {
@@ -454,6 +479,9 @@ fn modules_only_know_the_modules_below_them() {
 fn crate_roots_only_declare_modules_and_reexport() {
     let mut problems = Vec::new();
     for order in declared_orders() {
+        if order.crate_name.contains("::") {
+            continue;
+        }
         let lib = fs::read_to_string(crate_dir(&order.crate_name).join("src/lib.rs")).unwrap();
         let stripped = strip(&lib);
         let mut depth = 0usize;
@@ -486,7 +514,7 @@ fn the_checker_sees_use_trees_paths_and_reexports() {
         "use crate::{a::{X, Y}, b};\n// crate::c\nfn f() { crate::d::g(); let s = \"crate::e\"; }\n\
          #[cfg(test)]\nmod tests { use crate::f; }\n",
     );
-    assert_eq!(named_heads(&source), ["a", "b", "d"]);
+    assert_eq!(named_heads(&source, "crate::"), ["a", "b", "d"]);
     let reexports = root_reexports("pub use endpoints::{Webhook, Webhooks};\npub use store::Db;");
     assert_eq!(reexports["Webhooks"], "endpoints");
     assert_eq!(reexports["Db"], "store");

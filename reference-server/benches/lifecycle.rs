@@ -189,7 +189,7 @@ async fn main() -> anyhow::Result<()> {
         latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
     };
     let tombstone = db.tenant_deletion(ids[1]).await?.expect("deleted");
-    let removed: i64 = tombstone.rows_removed.0.values().sum();
+    let removed: i64 = tombstone.rows_removed.values().sum();
     println!(
         "delete   big: {removed:>9} rows in {:>6.2} s = {:>8.0} rows/s, peak RSS {peak:.1} MiB (target < {TARGET_RSS_MIB} MiB: {})",
         took.as_secs_f64(),

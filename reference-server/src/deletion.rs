@@ -104,7 +104,7 @@ impl Deleter {
             tracing::info!(tenant = %id, stopped, "webhook deliveries stopped for the tenant's deletion");
         }
         let done = self.db.erase_tenant(id, self.batch).await?;
-        tracing::info!(tenant = %id, rows = ?done.rows_removed.0, "tenant deleted");
+        tracing::info!(tenant = %id, rows = ?done.rows_removed, "tenant deleted");
         Ok(done)
     }
 
@@ -142,6 +142,6 @@ impl Deleter {
         Ok(newest
             .first()
             .and_then(|e| e.after.as_ref())
-            .and_then(|after| after.0["archive_sha256"].as_str().map(str::to_owned)))
+            .and_then(|after| after["archive_sha256"].as_str().map(str::to_owned)))
     }
 }

@@ -320,11 +320,11 @@ fn exported_audit_entry(
     use serde_json::Value;
     let mut take = |name: &str| row[name].take();
     let text = |v: Value| v.as_str().map(str::to_owned);
-    let json = |v: Value| -> anyhow::Result<Option<sqlx::types::Json<Value>>> {
+    let json = |v: Value| -> anyhow::Result<Option<Value>> {
         Ok(match v {
             Value::Null => None,
-            Value::String(s) if sqlite => Some(sqlx::types::Json(serde_json::from_str(&s)?)),
-            other => Some(sqlx::types::Json(other)),
+            Value::String(s) if sqlite => Some(serde_json::from_str(&s)?),
+            other => Some(other),
         })
     };
     let required = |v: Value, name: &str| text(v).with_context(|| format!("audit_logs: no {name}"));

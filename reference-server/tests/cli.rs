@@ -314,7 +314,7 @@ fn tenants_are_suspended_and_reactivated_with_an_audit_entry() {
         .iter()
         .map(|e| {
             (
-                e.after.as_ref().unwrap().0["status"].clone(),
+                e.after.as_ref().unwrap()["status"].clone(),
                 e.actor_id.clone(),
             )
         })

@@ -37,7 +37,7 @@ pub const USER_BLOCKS: OperationalTable = OperationalTable::new("event_user_bloc
 pub const LIVE_TOTALS: OperationalTable = OperationalTable::new("event_live_totals");
 
 /// Days between two block starts; each block spans twice this.
-pub const BLOCK_STRIDE: i64 = 32;
+pub(crate) const BLOCK_STRIDE: i64 = 32;
 
 const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
 
@@ -97,7 +97,8 @@ fn json_rows<T: Serialize>(rows: &[T]) -> Result<String> {
 }
 
 /// Stores one tenant's events and updates its rollups, in `tx`; returns how
-/// many events were stored. ([`store_events`] then [`add_totals`].)
+/// many events were stored (the events and their per-user rollups first,
+/// then the shared totals).
 pub async fn store(
     tx: &mut TenantTx,
     events: &[&Event],
@@ -112,7 +113,7 @@ pub async fn store(
 /// to each day. Many flushes update the same few rows of these, so a writer
 /// adds them last, just before it commits, to hold their locks briefly.
 #[derive(Debug, Default)]
-pub struct Totals {
+pub(crate) struct Totals {
     counts: Vec<CountRow>,
     type_counts: Vec<TypeCountRow>,
     per_day: Vec<DayRow>,
@@ -152,7 +153,7 @@ struct DayRow {
 /// Inserts one tenant's events, the new (day, user) pairs and the users'
 /// day maps; returns how many events were stored and the [`Totals`] still
 /// to add.
-pub async fn store_events(
+pub(crate) async fn store_events(
     tx: &mut TenantTx,
     events: &[&Event],
     received_at: DateTime<Utc>,
@@ -383,7 +384,7 @@ async fn store_sqlite(
 
 /// Adds [`Totals`] to the hot rollup rows (`event_counts`,
 /// `event_type_counts`, `event_daily_active`, `event_live_totals`).
-pub async fn add_totals(tx: &mut TenantTx, totals: &Totals) -> Result<()> {
+pub(crate) async fn add_totals(tx: &mut TenantTx, totals: &Totals) -> Result<()> {
     let sqlite = tx.backend() == Backend::Sqlite;
     if !sqlite {
         // PostgreSQL: the four upserts in one statement (one round trip).

@@ -39,7 +39,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::types::Json;
 
 use crate::{ApiKeyId, AuditEntryId, TenantId};
 
@@ -138,9 +137,11 @@ pub struct AuditEntry {
     /// Which one.
     pub resource_id: Option<String>,
     /// State before the change.
-    pub before: Option<Json<Value>>,
+    #[sqlx(json(nullable))]
+    pub before: Option<Value>,
     /// State after the change (or details of an event).
-    pub after: Option<Json<Value>>,
+    #[sqlx(json(nullable))]
+    pub after: Option<Value>,
     /// The request that caused it.
     pub request_id: Option<String>,
     /// The client's IP address.
@@ -163,20 +164,8 @@ impl AuditEntry {
             ("action", Value::from(self.action.clone())),
             ("actor_id", self.actor_id.clone().into()),
             ("actor_type", Value::from(self.actor_type.clone())),
-            (
-                "after",
-                self.after
-                    .as_ref()
-                    .map(|j| j.0.clone())
-                    .unwrap_or(Value::Null),
-            ),
-            (
-                "before",
-                self.before
-                    .as_ref()
-                    .map(|j| j.0.clone())
-                    .unwrap_or(Value::Null),
-            ),
+            ("after", self.after.clone().unwrap_or(Value::Null)),
+            ("before", self.before.clone().unwrap_or(Value::Null)),
             ("client_ip", self.client_ip.clone().into()),
             ("id", Value::from(self.id.to_string())),
             (
@@ -265,8 +254,8 @@ impl Serialize for AuditEntry {
             resource_type: &self.resource_type,
             resource_id: self.resource_id.as_deref(),
             changes: Changes {
-                before: self.before.as_ref().map(|j| &j.0),
-                after: self.after.as_ref().map(|j| &j.0),
+                before: self.before.as_ref(),
+                after: self.after.as_ref(),
             },
             timestamp: &self.occurred_at,
             request_id: self.request_id.as_deref(),

@@ -38,7 +38,7 @@ pub enum Error {
     Misconfigured(String),
     /// The database failed. Details are logged, never shown to clients.
     #[error("database error: {0}")]
-    Database(#[source] sqlx::Error),
+    Database(#[source] BackendError),
     /// The transaction lost a race with a concurrent one (a PostgreSQL
     /// deadlock `40P01` or serialization failure `40001`, SQLite's
     /// `SQLITE_BUSY`) and was rolled back: running it again from the start
@@ -46,10 +46,10 @@ pub enum Error {
     /// [`crate::problem::Contended`]); a client sees `503` with
     /// `Retry-After` only once the retries are spent.
     #[error("transaction conflicted with a concurrent one: {0}")]
-    Contention(#[source] sqlx::Error),
+    Contention(#[source] BackendError),
     /// Migrations failed.
     #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[source] BackendError),
     /// An invariant was broken inside tenantkit.
     #[error("internal error: {0}")]
     Internal(String),
@@ -77,8 +77,10 @@ impl Error {
     }
 }
 
-impl From<sqlx::Error> for Error {
-    fn from(err: sqlx::Error) -> Self {
+impl Error {
+    /// The error a driver failure means: a conflict, a missing reference,
+    /// contention, refused input, or an opaque backend failure.
+    pub(crate) fn from_sqlx(err: sqlx::Error) -> Self {
         match &err {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 Self::Conflict(Cow::Borrowed("already exists"))
@@ -91,7 +93,7 @@ impl From<sqlx::Error> for Error {
                     .code()
                     .is_some_and(|code| CONTENTION_CODES.contains(&&*code)) =>
             {
-                Self::Contention(err)
+                Self::Contention(BackendError::new(err))
             }
             // A data exception (class 22: a value the column cannot hold, a
             // NUL in text) or a broken CHECK is caused by the input: running
@@ -107,8 +109,91 @@ impl From<sqlx::Error> for Error {
                     db.message()
                 )))
             }
-            _ => Self::Database(err),
+            _ => Self::Database(BackendError::new(err)),
         }
+    }
+
+    /// The error a failure of the database driver means, for code that
+    /// talks to the database itself: a unique violation is
+    /// [`Error::Conflict`], a deadlock or serialization failure
+    /// [`Error::Contention`] (which [`crate::retry::RetryContendedLayer`] runs
+    /// again), refused input [`Error::Invalid`], anything else an opaque
+    /// [`Error::Database`]. No driver type is named, so this survives a
+    /// driver upgrade.
+    pub fn from_backend(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        let boxed: Box<dyn std::error::Error + Send + Sync + 'static> = Box::new(err);
+        match boxed.downcast::<sqlx::Error>() {
+            Ok(driver) => Self::from_sqlx(*driver),
+            Err(other) => Self::Database(BackendError {
+                inner: other,
+                code: None,
+            }),
+        }
+    }
+
+    /// A failed migration.
+    pub(crate) fn from_migrate(err: sqlx::migrate::MigrateError) -> Self {
+        Self::Migrate(BackendError::new(err))
+    }
+}
+
+/// A failure of the database driver, opaque on purpose: tenantkit's API
+/// names no driver type, so upgrading the driver is not a breaking change.
+/// It displays the driver's message (for logs, never for clients: see
+/// [`crate::problem::Problem`]) and keeps the driver's error as its
+/// [`source`](std::error::Error::source).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use tenantkit::{Db, Error, PageRequest};
+///
+/// let db = Db::connect("sqlite::memory:").await?;
+/// db.close().await;
+/// match db.list_tenants(PageRequest::first(1)).await {
+///     Err(Error::Database(e)) => {
+///         assert_eq!(e.code(), None, "no database answered");
+///         assert!(e.to_string().contains("closed"), "{e}");
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<_, Error>(()) }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct BackendError {
+    inner: Box<dyn std::error::Error + Send + Sync + 'static>,
+    code: Option<String>,
+}
+
+impl BackendError {
+    /// Wraps a driver's error (its code is kept when it is one of the
+    /// database's own errors).
+    pub fn new(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        let code = (&err as &dyn std::any::Any)
+            .downcast_ref::<sqlx::Error>()
+            .and_then(|e| e.as_database_error())
+            .and_then(|db| db.code().map(|c| c.into_owned()));
+        Self {
+            inner: Box::new(err),
+            code,
+        }
+    }
+
+    /// The database's error code, if it gave one: a PostgreSQL SQLSTATE
+    /// (e.g. `40P01`) or an SQLite result code (e.g. `5`).
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.inner)
     }
 }
 

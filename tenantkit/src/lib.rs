@@ -56,7 +56,7 @@ pub mod testing;
 pub mod validate;
 
 pub use context::TenantContext;
-pub use error::{Error, Result};
+pub use error::{BackendError, Error, Result};
 pub use id::{ApiKeyId, AuditEntryId, TenantId, UserId};
 pub use model::{
     ApiKey, NewApiKey, NewTenant, NewUser, PageRequest, Role, Scope, Tenant, TenantStatus, User,

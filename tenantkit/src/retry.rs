@@ -30,8 +30,9 @@
 //!         assert_eq!(body, "the same body each time");
 //!         Ok::<_, std::convert::Infallible>(if n < 2 {
 //!             // What a handler answers when its transaction deadlocked.
-//!             let deadlock = sqlx::Error::Protocol("deadlock".into());
-//!             Problem::from(Error::Contention(deadlock)).into_response::<String>()
+//!             let deadlock = std::io::Error::other("deadlock detected");
+//!             let contended = Error::Contention(tenantkit::BackendError::new(deadlock));
+//!             Problem::from(contended).into_response::<String>()
 //!         } else {
 //!             Response::new("done".to_owned())
 //!         })

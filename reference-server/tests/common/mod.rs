@@ -83,7 +83,7 @@ pub(crate) async fn rows_of(db: &tenantkit::Db, ctx: &tenantkit::TenantContext) 
 
 /// Rows a deletion has removed so far, every table together.
 pub(crate) fn removed(deletion: &tenantkit::store::TenantDeletion) -> i64 {
-    deletion.rows_removed.0.values().sum()
+    deletion.rows_removed.values().sum()
 }
 
 /// Kills `child` (a `tenant delete` of `ctx`'s tenant) with SIGKILL once it

@@ -539,8 +539,8 @@ async fn state_changes_are_audited_as_the_system(db: Db) {
         .unwrap();
     assert_eq!(changes.len(), 2);
     assert!(changes.iter().all(|e| e.actor_type == "system"));
-    assert_eq!(changes[0].before.as_ref().unwrap().0["plan"], "pro");
-    assert_eq!(changes[0].after.as_ref().unwrap().0["plan"], "enterprise");
+    assert_eq!(changes[0].before.as_ref().unwrap()["plan"], "pro");
+    assert_eq!(changes[0].after.as_ref().unwrap()["plan"], "enterprise");
     let events = tx
         .list_audit_logs(&AuditFilter {
             resource_type: Some("stripe_event".into()),

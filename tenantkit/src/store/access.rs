@@ -16,7 +16,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use moka::sync::Cache;
 
-use super::{Db, TenantTx};
+use super::Db;
 use crate::{Result, Role, Tenant, TenantContext, TenantId, UserId, context::TenantRef};
 
 /// How long a tenant or user is trusted from the cache by default.
@@ -76,9 +76,9 @@ impl AccessChange {
     }
 
     /// Announces the change to other processes when the transaction commits.
-    pub(crate) async fn notify_in(self, tx: &mut super::scope::Tx) -> Result<()> {
+    pub(crate) async fn notify_in(self, tx: &mut super::sql::Tx) -> Result<()> {
         #[cfg(feature = "postgres")]
-        if let super::scope::Tx::Pg(_) = tx {
+        if let super::sql::Tx::Pg(_) = tx {
             tx.conn()
                 .execute(
                     "SELECT pg_notify($1, $2)",
@@ -219,8 +219,13 @@ impl Db {
     pub async fn listen_for_access_changes(&self) -> Result<AccessListener> {
         #[cfg(feature = "postgres")]
         if let super::Pool::Pg(pool) = &self.pool {
-            let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
-            listener.listen(ACCESS_CHANNEL).await?;
+            let mut listener = sqlx::postgres::PgListener::connect_with(pool)
+                .await
+                .map_err(crate::Error::from_sqlx)?;
+            listener
+                .listen(ACCESS_CHANNEL)
+                .await
+                .map_err(crate::Error::from_sqlx)?;
             return Ok(AccessListener {
                 db: self.clone(),
                 pg: Some(listener),
@@ -286,28 +291,6 @@ impl AccessListener {
             }
         }
         Ok(())
-    }
-}
-
-impl TenantTx {
-    /// The user `user` names in this tenant, with their current role.
-    pub async fn find_user_access(&mut self, user: &UserRef) -> Result<Option<UserAccess>> {
-        let q = match user {
-            UserRef::Id(id) => self
-                .query("SELECT id, role FROM users WHERE tenant_id = $1 AND id = $2")
-                .bind(*id),
-            UserRef::Email(email) => self
-                .query("SELECT id, role FROM users WHERE tenant_id = $1 AND email = $2")
-                .bind(email.to_ascii_lowercase()),
-        };
-        let row: Option<(UserId, String)> = self.fetch_optional(q).await?;
-        row.map(|(id, role)| {
-            Ok(UserAccess {
-                id,
-                role: role.parse()?,
-            })
-        })
-        .transpose()
     }
 }
 

@@ -1,11 +1,10 @@
 //! Appending to, reading and verifying a tenant's audit chain; retention purge.
 
 use chrono::{DateTime, SubsecRound, Utc};
-use sqlx::types::Json;
 
 use futures_util::Stream;
 
-use super::{Backend, Db, TenantTx, scope::Change, sql::Value};
+use super::{Backend, Db, TenantTx, sql::Value, transaction::Change};
 use crate::{
     AuditEntryId, Error, Result, TenantContext,
     audit::{AuditEntry, AuditFilter, ChainCheck, ChainReport},
@@ -66,8 +65,8 @@ impl TenantTx {
             action: change.action,
             resource_type: change.resource_type,
             resource_id: change.resource_id,
-            before: change.before.map(Json),
-            after: change.after.map(Json),
+            before: change.before,
+            after: change.after,
             request_id: request.request_id.clone(),
             client_ip: request.client_ip.clone(),
             user_agent: request.user_agent.clone(),
@@ -90,8 +89,8 @@ impl TenantTx {
                 entry.action.clone().into(),
                 entry.resource_type.clone().into(),
                 entry.resource_id.clone().into(),
-                Value::OptJson(entry.before.as_ref().map(|j| j.0.clone())),
-                Value::OptJson(entry.after.as_ref().map(|j| j.0.clone())),
+                Value::OptJson(entry.before.clone()),
+                Value::OptJson(entry.after.clone()),
                 entry.request_id.clone().into(),
                 entry.client_ip.clone().into(),
                 entry.user_agent.clone().into(),

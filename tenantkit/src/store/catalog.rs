@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Backend, Db, TenantTx, scope::Tx, sql::Value};
+use super::{Backend, Db, TenantTx, sql::Tx, sql::Value};
 use crate::Result;
 
 /// Tables that carry `tenant_id` but are not the tenant's data: the
@@ -67,7 +67,7 @@ impl Db {
     /// # Ok::<_, tenantkit::Error>(()) }).unwrap();
     /// ```
     pub async fn tenant_tables(&self) -> Result<Vec<TenantTable>> {
-        let mut tx = Tx::begin(self).await?;
+        let mut tx = Tx::begin(&self.pool).await?;
         let (tables_sql, columns_sql, key_sql, references_sql, secrets_sql) = match self.backend() {
             Backend::Postgres => (
                 "SELECT c.relname::text FROM pg_class c \

@@ -24,13 +24,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::types::Json;
 
 use super::{
     Backend, Db, TenantTx,
     access::AccessChange,
     catalog::{TenantTable, ident, qualified},
-    scope::{Pooled, Tx},
+    sql::{Pooled, Tx},
 };
 use crate::{Error, Result, TenantId, TenantStatus, audit::Actor};
 
@@ -71,8 +70,8 @@ pub struct TenantDeletion {
     pub export_sha256: Option<String>,
     /// Rows removed, by table (`tenants` and `tenant_external_ids` included
     /// once finished).
-    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, i64>))]
-    pub rows_removed: Json<BTreeMap<String, i64>>,
+    #[sqlx(json)]
+    pub rows_removed: BTreeMap<String, i64>,
     /// Why the last run stopped short (Stripe unreachable, say), until a
     /// later run makes progress.
     pub last_error: Option<String>,
@@ -111,7 +110,7 @@ impl Db {
             self.set_tenant_status(id, TenantStatus::Suspended, by)
                 .await?;
         }
-        let mut tx = Tx::begin(self).await?;
+        let mut tx = Tx::begin(&self.pool).await?;
         let mut conn = tx.conn();
         let args = vec![
             id.into(),
@@ -187,7 +186,7 @@ impl Db {
                 " FROM tenant_deletions WHERE tenant_id = $1"
             ),
         };
-        Pooled::acquire(self)
+        Pooled::acquire(&self.pool)
             .await?
             .conn()
             .fetch_optional(sql, vec![id.into()])
@@ -205,7 +204,7 @@ impl Db {
                 "UPDATE tenant_deletions SET last_error = $2 WHERE tenant_id = $1 AND finished_at IS NULL"
             }
         };
-        Pooled::acquire(self)
+        Pooled::acquire(&self.pool)
             .await?
             .conn()
             .execute(sql, vec![id.into(), error.into()])
@@ -228,7 +227,7 @@ impl Db {
                 " FROM tenant_deletions WHERE finished_at IS NULL ORDER BY started_at"
             ),
         };
-        Pooled::acquire(self)
+        Pooled::acquire(&self.pool)
             .await?
             .conn()
             .fetch_all(sql, Vec::new())

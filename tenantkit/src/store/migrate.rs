@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{Db, Pool};
+use super::{Db, sql::Pool};
 use crate::{Error, Result};
 
 #[cfg(feature = "postgres")]
@@ -180,9 +180,15 @@ impl Db {
     pub async fn migrate(&self) -> Result<()> {
         match &self.pool {
             #[cfg(feature = "postgres")]
-            Pool::Pg(pool) => PG_MIGRATOR.run(pool).await?,
+            Pool::Pg(pool) => PG_MIGRATOR
+                .run(pool)
+                .await
+                .map_err(crate::Error::from_migrate)?,
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await?,
+            Pool::Sqlite(pool) => SQLITE_MIGRATOR
+                .run(pool)
+                .await
+                .map_err(crate::Error::from_migrate)?,
         }
         Ok(())
     }
@@ -198,9 +204,12 @@ impl Db {
     ) -> Result<()> {
         match &self.pool {
             #[cfg(feature = "postgres")]
-            Pool::Pg(pool) => postgres.run(pool).await?,
+            Pool::Pg(pool) => postgres
+                .run(pool)
+                .await
+                .map_err(crate::Error::from_migrate)?,
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => sqlite.run(pool).await?,
+            Pool::Sqlite(pool) => sqlite.run(pool).await.map_err(crate::Error::from_migrate)?,
         }
         let _ = (postgres, sqlite);
         Ok(())
@@ -221,7 +230,8 @@ impl Db {
             .bind(name)
             .bind(value)
             .execute(pool)
-            .await?;
+            .await
+            .map_err(crate::Error::from_sqlx)?;
         }
         let _ = (name, value);
         Ok(())
@@ -236,13 +246,13 @@ impl Db {
         if let Pool::Pg(pool) = &self.pool {
             use sqlx::AssertSqlSafe;
             let name = &role.name; // validated to [a-z0-9_] in RuntimeRole::new
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin().await.map_err(crate::Error::from_sqlx)?;
             sqlx::query(AssertSqlSafe(format!(
                 "DO $$ BEGIN CREATE ROLE {name} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE; \
                  EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
             )))
             .execute(&mut *tx)
-            .await?;
+            .await.map_err(crate::Error::from_sqlx)?;
             if let Some(password) = &role.password {
                 // The verifier, never the password, goes into the statement
                 // text (which statement logs and pg_stat_activity show).
@@ -253,7 +263,8 @@ impl Db {
                     "ALTER ROLE {name} PASSWORD '{verifier}'" // base64 and `$:`: no quote
                 )))
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(crate::Error::from_sqlx)?;
             }
             for statement in [
                 format!("GRANT USAGE ON SCHEMA public TO {name}"),
@@ -299,9 +310,10 @@ impl Db {
             ] {
                 sqlx::query(AssertSqlSafe(statement))
                     .execute(&mut *tx)
-                    .await?;
+                    .await
+                    .map_err(crate::Error::from_sqlx)?;
             }
-            tx.commit().await?;
+            tx.commit().await.map_err(crate::Error::from_sqlx)?;
             // The role must be safe even if it existed before with other attributes.
             let runtime = Db::from(pool.clone());
             runtime.check_role_attributes(name).await?;
@@ -319,7 +331,8 @@ impl Db {
         if let Pool::Pg(pool) = &self.pool {
             let (user,): (String,) = sqlx::query_as("SELECT current_user::text")
                 .fetch_one(pool)
-                .await?;
+                .await
+                .map_err(crate::Error::from_sqlx)?;
             self.check_role_attributes(&user).await?;
             let owned: Vec<(String,)> = sqlx::query_as(
                 "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -327,7 +340,7 @@ impl Db {
                  AND pg_has_role(current_user, c.relowner, 'USAGE') ORDER BY 1",
             )
             .fetch_all(pool)
-            .await?;
+            .await.map_err(crate::Error::from_sqlx)?;
             if !owned.is_empty() {
                 let tables: Vec<_> = owned.into_iter().map(|(t,)| t).collect();
                 return Err(Error::Misconfigured(format!(
@@ -351,7 +364,8 @@ impl Db {
             sqlx::query_as("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1")
                 .bind(role)
                 .fetch_optional(pool)
-                .await?;
+                .await
+                .map_err(crate::Error::from_sqlx)?;
         match row {
             Some((false, false)) => Ok(()),
             Some((superuser, bypass)) => Err(Error::Misconfigured(format!(

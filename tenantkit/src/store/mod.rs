@@ -17,13 +17,16 @@
 mod access;
 mod api_keys;
 mod audit;
+mod bulk;
 mod catalog;
 mod erase;
 mod migrate;
+mod operational;
 mod refusals;
 mod scope;
 mod sql;
 mod tenants;
+mod transaction;
 mod users;
 mod work;
 
@@ -36,13 +39,16 @@ pub use access::{ACCESS_CHANNEL, AccessListener, DEFAULT_ACCESS_TTL, UserAccess,
 pub use api_keys::CreatedApiKey;
 pub(crate) use api_keys::api_key_use_is_due;
 pub use audit::{AUDIT_BATCH, AUDIT_RETENTION_SETTING};
+pub use bulk::BulkTx;
 pub use catalog::{NOT_TENANT_DATA, SECRET_MARK, TenantTable};
 pub use erase::{ERASE_BATCH, TenantDeletion};
 #[cfg(feature = "postgres")]
 pub use migrate::postgres_migrator;
 pub use migrate::{RUNTIME_FUNCTIONS, RuntimeRole, SCRAM_ITERATIONS, scram_sha256_verifier};
+pub use operational::OperationalTable;
 pub use refusals::{MAX_PENDING_GROUPS, REFUSAL_FLUSH_EVERY, SecurityEvent};
-pub use scope::{BulkTx, OperationalTable, Scoped, TenantTx};
+pub use scope::{Scoped, TenantTx};
+use sql::Pool;
 pub use sql::{PgRecord, Record, SqliteRecord, Value};
 pub use tenants::TenantPages;
 pub use work::{DueTenant, DueWork, Maintenance, Wakeups};
@@ -55,14 +61,6 @@ pub struct Db {
     pool: Pool,
     access: AccessCache,
     refusals: std::sync::Arc<refusals::Refusals>,
-}
-
-#[derive(Clone, Debug)]
-enum Pool {
-    #[cfg(feature = "postgres")]
-    Pg(sqlx::PgPool),
-    #[cfg(feature = "sqlite")]
-    Sqlite(sqlx::SqlitePool),
 }
 
 /// Which database a [`Db`] talks to.
@@ -90,7 +88,8 @@ impl Db {
                     .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(url)
-                    .await?;
+                    .await
+                    .map_err(crate::Error::from_sqlx)?;
                 return Ok(Self::from(pool));
             }
         }
@@ -101,7 +100,8 @@ impl Db {
                     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
                 };
                 let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-                let options = SqliteConnectOptions::from_str(url)?
+                let options = SqliteConnectOptions::from_str(url)
+                    .map_err(crate::Error::from_sqlx)?
                     .create_if_missing(true)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10))
@@ -119,7 +119,8 @@ impl Db {
                     .idle_timeout(None::<Duration>)
                     .max_lifetime(None::<Duration>)
                     .connect_with(options)
-                    .await?;
+                    .await
+                    .map_err(crate::Error::from_sqlx)?;
                 return Ok(Self::from(pool));
             }
         }
@@ -170,9 +171,17 @@ impl Db {
     pub async fn ping(&self) -> Result<()> {
         match &self.pool {
             #[cfg(feature = "postgres")]
-            Pool::Pg(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?,
+            Pool::Pg(p) => sqlx::query("SELECT 1")
+                .execute(p)
+                .await
+                .map(|_| ())
+                .map_err(crate::Error::from_sqlx)?,
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?,
+            Pool::Sqlite(p) => sqlx::query("SELECT 1")
+                .execute(p)
+                .await
+                .map(|_| ())
+                .map_err(crate::Error::from_sqlx)?,
         };
         Ok(())
     }

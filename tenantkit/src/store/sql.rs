@@ -93,6 +93,109 @@ macro_rules! value_from_text_enum {
 
 value_from_text_enum!(TenantStatus, Role, Scope);
 
+/// A connection pool of either backend.
+#[derive(Clone, Debug)]
+pub(crate) enum Pool {
+    #[cfg(feature = "postgres")]
+    Pg(sqlx::PgPool),
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::SqlitePool),
+}
+
+/// An open transaction of either backend.
+pub(crate) enum Tx {
+    #[cfg(feature = "postgres")]
+    Pg(sqlx::Transaction<'static, sqlx::Postgres>),
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+}
+
+/// A pooled connection outside any transaction, for single reads.
+pub(crate) enum Pooled {
+    #[cfg(feature = "postgres")]
+    Pg(sqlx::pool::PoolConnection<sqlx::Postgres>),
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+}
+
+impl Pooled {
+    pub(crate) async fn acquire(pool: &Pool) -> Result<Self> {
+        Ok(match pool {
+            #[cfg(feature = "postgres")]
+            Pool::Pg(pool) => Pooled::Pg(pool.acquire().await.map_err(crate::Error::from_sqlx)?),
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => {
+                Pooled::Sqlite(pool.acquire().await.map_err(crate::Error::from_sqlx)?)
+            }
+        })
+    }
+
+    pub(crate) fn conn(&mut self) -> Conn<'_> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Pooled::Pg(c) => Conn::Pg(c),
+            #[cfg(feature = "sqlite")]
+            Pooled::Sqlite(c) => Conn::Sqlite(c),
+        }
+    }
+}
+
+impl Tx {
+    /// A read-only snapshot: every read sees the database as of its first
+    /// one (PostgreSQL `REPEATABLE READ READ ONLY`; SQLite a deferred
+    /// transaction, which in WAL mode blocks no writer).
+    pub(crate) async fn begin_snapshot(pool: &Pool) -> Result<Self> {
+        Ok(match pool {
+            #[cfg(feature = "postgres")]
+            Pool::Pg(pool) => Tx::Pg(
+                pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await
+                    .map_err(crate::Error::from_sqlx)?,
+            ),
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => Tx::Sqlite(
+                pool.begin_with("BEGIN DEFERRED")
+                    .await
+                    .map_err(crate::Error::from_sqlx)?,
+            ),
+        })
+    }
+
+    pub(crate) async fn begin(pool: &Pool) -> Result<Self> {
+        Ok(match pool {
+            #[cfg(feature = "postgres")]
+            Pool::Pg(pool) => Tx::Pg(pool.begin().await.map_err(crate::Error::from_sqlx)?),
+            // IMMEDIATE takes the write lock up front, so two writers queue on
+            // the busy timeout instead of failing on lock upgrade.
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => Tx::Sqlite(
+                pool.begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(crate::Error::from_sqlx)?,
+            ),
+        })
+    }
+
+    pub(crate) fn conn(&mut self) -> Conn<'_> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Tx::Pg(tx) => Conn::Pg(tx),
+            #[cfg(feature = "sqlite")]
+            Tx::Sqlite(tx) => Conn::Sqlite(tx),
+        }
+    }
+
+    pub(crate) async fn commit(self) -> Result<()> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Tx::Pg(tx) => tx.commit().await.map_err(crate::Error::from_sqlx)?,
+            #[cfg(feature = "sqlite")]
+            Tx::Sqlite(tx) => tx.commit().await.map_err(crate::Error::from_sqlx)?,
+        }
+        Ok(())
+    }
+}
+
 /// A row type both backends can decode (every `#[derive(sqlx::FromRow)]` struct
 /// of the model qualifies).
 pub trait Record: Send + Unpin + PgRecord + SqliteRecord {}
@@ -202,9 +305,11 @@ impl<'c> Conn<'c> {
         use futures_util::TryStreamExt;
         match self {
             #[cfg(feature = "postgres")]
-            Conn::Pg(c) => Box::pin(pg_text_rows(c, sql, values).map_err(Into::into)),
+            Conn::Pg(c) => Box::pin(pg_text_rows(c, sql, values).map_err(crate::Error::from_sqlx)),
             #[cfg(feature = "sqlite")]
-            Conn::Sqlite(c) => Box::pin(sqlite_text_rows(c, sql, values).map_err(Into::into)),
+            Conn::Sqlite(c) => {
+                Box::pin(sqlite_text_rows(c, sql, values).map_err(crate::Error::from_sqlx))
+            }
         }
     }
 
@@ -214,8 +319,15 @@ impl<'c> Conn<'c> {
         values: Vec<Value>,
     ) -> Result<Vec<O>> {
         on_backend!(self, sql, values, |c, q| {
-            let rows = q.fetch_all(&mut **c).await?;
-            Ok(rows.iter().map(O::from_row).collect::<Result<_, _>>()?)
+            let rows = q
+                .fetch_all(&mut **c)
+                .await
+                .map_err(crate::Error::from_sqlx)?;
+            Ok(rows
+                .iter()
+                .map(O::from_row)
+                .collect::<Result<_, _>>()
+                .map_err(crate::Error::from_sqlx)?)
         })
     }
 
@@ -225,8 +337,15 @@ impl<'c> Conn<'c> {
         values: Vec<Value>,
     ) -> Result<Option<O>> {
         on_backend!(self, sql, values, |c, q| {
-            let row = q.fetch_optional(&mut **c).await?;
-            Ok(row.as_ref().map(O::from_row).transpose()?)
+            let row = q
+                .fetch_optional(&mut **c)
+                .await
+                .map_err(crate::Error::from_sqlx)?;
+            Ok(row
+                .as_ref()
+                .map(O::from_row)
+                .transpose()
+                .map_err(crate::Error::from_sqlx)?)
         })
     }
 
@@ -245,14 +364,16 @@ impl<'c> Conn<'c> {
     pub(crate) async fn execute_built(&mut self, sql: String, values: Vec<Value>) -> Result<u64> {
         on_backend!(self, sqlx::AssertSqlSafe(sql), values, |c, q| Ok(q
             .execute(&mut **c)
-            .await?
+            .await
+            .map_err(crate::Error::from_sqlx)?
             .rows_affected()))
     }
 
     pub(crate) async fn execute(&mut self, sql: &'static str, values: Vec<Value>) -> Result<u64> {
         on_backend!(self, sql, values, |c, q| Ok(q
             .execute(&mut **c)
-            .await?
+            .await
+            .map_err(crate::Error::from_sqlx)?
             .rows_affected()))
     }
 }

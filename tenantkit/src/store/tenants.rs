@@ -5,8 +5,9 @@ use chrono::Utc;
 use super::{
     Backend, Db, TenantTx,
     access::AccessChange,
-    scope::{Change, Pooled, Tx},
     sql::Value,
+    sql::{Pooled, Tx},
+    transaction::Change,
 };
 use crate::{
     Error, NewTenant, NewUser, PageRequest, Result, Tenant, TenantContext, TenantId, TenantStatus,
@@ -51,7 +52,7 @@ impl Db {
     /// Inserts the tenant and returns a transaction scoped to it, with the
     /// creation audited as its first entry.
     async fn insert_tenant(&self, new: &NewTenant, by: &Actor) -> Result<(Tenant, TenantTx)> {
-        let mut tx = Tx::begin(self).await?;
+        let mut tx = Tx::begin(&self.pool).await?;
         let tenant = insert_tenant(&mut tx, new).await?;
         let ctx = TenantContext::new(tenant.clone()).with_actor(by.clone());
         let mut scoped = TenantTx::scope(self, tx, ctx).await?;
@@ -69,7 +70,7 @@ impl Db {
     /// Tenants in id (creation) order.
     pub async fn list_tenants(&self, page: PageRequest<TenantId>) -> Result<Vec<Tenant>> {
         let limit = validate::limit(page.limit)?;
-        Pooled::acquire(self)
+        Pooled::acquire(&self.pool)
             .await?
             .conn()
             .fetch_all(
@@ -121,7 +122,7 @@ impl Db {
         status: TenantStatus,
         by: &Actor,
     ) -> Result<Tenant> {
-        let mut tx = Tx::begin(self).await?;
+        let mut tx = Tx::begin(&self.pool).await?;
         let changed: StatusChange = match self.backend() {
             Backend::Postgres => {
                 tx.conn()
@@ -210,7 +211,7 @@ impl Db {
         external_id: &str,
         tenant: TenantId,
     ) -> Result<()> {
-        let mut tx = Tx::begin(self).await?;
+        let mut tx = Tx::begin(&self.pool).await?;
         let values = || vec![provider.into(), external_id.into(), tenant.into()];
         let (owner,): (TenantId,) = match self.backend() {
             Backend::Postgres => {
@@ -257,7 +258,7 @@ impl Db {
                 "SELECT tenant_id FROM tenant_external_ids WHERE provider = $1 AND external_id = $2"
             }
         };
-        let owner: Option<(Option<TenantId>,)> = Pooled::acquire(self)
+        let owner: Option<(Option<TenantId>,)> = Pooled::acquire(&self.pool)
             .await?
             .conn()
             .fetch_optional(sql, vec![provider.into(), external_id.into()])
@@ -287,7 +288,7 @@ impl Db {
     }
 
     async fn find_tenant(&self, sql: &'static str, key: Value) -> Result<Option<TenantContext>> {
-        let tenant: Option<Tenant> = Pooled::acquire(self)
+        let tenant: Option<Tenant> = Pooled::acquire(&self.pool)
             .await?
             .conn()
             .fetch_optional(sql, vec![key])

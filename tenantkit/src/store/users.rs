@@ -2,7 +2,10 @@
 
 use chrono::Utc;
 
-use super::{TenantTx, access::AccessChange};
+use super::{
+    TenantTx,
+    access::{AccessChange, UserAccess, UserRef},
+};
 use crate::{
     Error, NewUser, PageRequest, Result, Role, User, UserId, UserPatch, audit::Audited, validate,
 };
@@ -147,6 +150,28 @@ impl TenantTx {
             ));
         }
         Ok(())
+    }
+}
+
+impl TenantTx {
+    /// The user `user` names in this tenant, with their current role.
+    pub async fn find_user_access(&mut self, user: &UserRef) -> Result<Option<UserAccess>> {
+        let q = match user {
+            UserRef::Id(id) => self
+                .query("SELECT id, role FROM users WHERE tenant_id = $1 AND id = $2")
+                .bind(*id),
+            UserRef::Email(email) => self
+                .query("SELECT id, role FROM users WHERE tenant_id = $1 AND email = $2")
+                .bind(email.to_ascii_lowercase()),
+        };
+        let row: Option<(UserId, String)> = self.fetch_optional(q).await?;
+        row.map(|(id, role)| {
+            Ok(UserAccess {
+                id,
+                role: role.parse()?,
+            })
+        })
+        .transpose()
     }
 }
 

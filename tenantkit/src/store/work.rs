@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 
 #[cfg(feature = "postgres")]
 use super::Pool;
-use super::{Db, TenantTx, scope::Pooled, sql::Value};
+use super::{Db, TenantTx, sql::Pooled, sql::Value};
 use crate::{Result, TenantId};
 
 /// A declared way to find the tenants with due work in one queue.
@@ -99,7 +99,7 @@ impl Db {
         if self.backend() == super::Backend::Sqlite {
             return Ok(0);
         }
-        let (count,): (i64,) = Pooled::acquire(self)
+        let (count,): (i64,) = Pooled::acquire(&self.pool)
             .await?
             .conn()
             .fetch_one(call.postgres, args)
@@ -127,7 +127,7 @@ impl Db {
         limit: u32,
         skip: &[TenantId],
     ) -> Result<Vec<DueTenant>> {
-        let mut conn = Pooled::acquire(self).await?;
+        let mut conn = Pooled::acquire(&self.pool).await?;
         match self.backend() {
             super::Backend::Postgres => {
                 let skip = skip
@@ -164,7 +164,7 @@ impl Db {
     /// after (a crash in between loses the announcement, not the data).
     pub async fn announce(&self, channel: &'static str, payload: &str) -> Result<()> {
         if self.backend() == super::Backend::Postgres {
-            let mut conn = Pooled::acquire(self).await?;
+            let mut conn = Pooled::acquire(&self.pool).await?;
             conn.conn()
                 .execute(
                     "SELECT pg_notify($1, $2)",
@@ -187,8 +187,13 @@ impl Db {
         let _ = channel;
         #[cfg(feature = "postgres")]
         if let Pool::Pg(pool) = &self.pool {
-            let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
-            listener.listen(channel).await?;
+            let mut listener = sqlx::postgres::PgListener::connect_with(pool)
+                .await
+                .map_err(crate::Error::from_sqlx)?;
+            listener
+                .listen(channel)
+                .await
+                .map_err(crate::Error::from_sqlx)?;
             return Ok(Wakeups {
                 pg: Some(listener),
                 pool: self.clone(),

@@ -304,12 +304,12 @@ async fn every_change_is_recorded_with_actor_request_and_states(f: Fixture) {
         (Some("req-1"), Some("203.0.113.9"), Some("curl/8"))
     );
     assert!(create_m.before.is_none());
-    assert_eq!(create_m.after.as_ref().unwrap().0["email"], "m@t.test");
-    assert_eq!(update.before.as_ref().unwrap().0["email"], "m@t.test");
-    assert_eq!(update.after.as_ref().unwrap().0["email"], "m2@t.test");
-    assert_eq!(role.before.as_ref().unwrap().0["role"], "member");
-    assert_eq!(role.after.as_ref().unwrap().0["role"], "admin");
-    assert_eq!(delete.before.as_ref().unwrap().0["email"], "m2@t.test");
+    assert_eq!(create_m.after.as_ref().unwrap()["email"], "m@t.test");
+    assert_eq!(update.before.as_ref().unwrap()["email"], "m@t.test");
+    assert_eq!(update.after.as_ref().unwrap()["email"], "m2@t.test");
+    assert_eq!(role.before.as_ref().unwrap()["role"], "member");
+    assert_eq!(role.after.as_ref().unwrap()["role"], "admin");
+    assert_eq!(delete.before.as_ref().unwrap()["email"], "m2@t.test");
     assert!(delete.after.is_none());
     let json = serde_json::to_value(update).unwrap();
     for field in [
@@ -737,7 +737,7 @@ async fn retention_purge_is_the_only_delete_and_is_audited(f: Fixture) {
 
     let log = entries(&f.db, &t, AuditFilter::default()).await;
     assert_eq!(log.first().unwrap().action, "audit_log.purged");
-    assert_eq!(log.first().unwrap().after.as_ref().unwrap().0["purged"], 3);
+    assert_eq!(log.first().unwrap().after.as_ref().unwrap()["purged"], 3);
     assert_eq!(log.last().unwrap().seq, 4, "the oldest entries are gone");
     let report =
         f.db.begin(&t)

@@ -84,7 +84,7 @@ async fn deletion_removes_every_row_and_leaves_a_tombstone(db: Db) {
     let mut expected = during.clone();
     expected.insert("tenants".into(), 1);
     expected.insert("tenant_external_ids".into(), 0);
-    assert_eq!(done.rows_removed.0, expected);
+    assert_eq!(done.rows_removed, expected);
     assert!(
         during["audit_logs"] > before["audit_logs"],
         "the suspension is audited"
@@ -140,7 +140,7 @@ async fn interrupted_deletion_finishes_when_run_again(db: Db) {
         let (db, id) = (db.clone(), t.id());
         async move { db.erase_tenant(id, 1).await }
     });
-    let progress = |d: &TenantDeletion| d.rows_removed.0.values().sum::<i64>();
+    let progress = |d: &TenantDeletion| d.rows_removed.values().sum::<i64>();
     loop {
         let now = db.tenant_deletion(t.id()).await.unwrap().unwrap();
         if progress(&now) >= 5 {

@@ -32,7 +32,7 @@ async fn postgres_a_deadlock_is_contention() {
         sqlx::query(bump).bind(1).execute(&mut *b),
     );
     let victim = match (ra, rb) {
-        (Err(e), Ok(_)) | (Ok(_), Err(e)) => Error::from(e),
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => Error::from_backend(e),
         other => panic!("expected exactly one deadlock victim, got {other:?}"),
     };
     assert!(victim.is_contention(), "{victim:?}");

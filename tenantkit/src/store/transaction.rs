@@ -1,0 +1,268 @@
+//! [`TenantTx`]: reads, audited writes (the row and its audit entry in one
+//! transaction), operational writes, and commit. How it is bound to its
+//! tenant is in `scope`.
+
+use super::{
+    access::AccessChange,
+    operational::OperationalTable,
+    scope::{Scoped, TenantTx},
+    sql::{Conn, Record, Tx},
+};
+use crate::{
+    Error, Result, TenantContext,
+    audit::{Actor, AuditEntry, Audited},
+};
+
+impl TenantTx {
+    /// All rows of a `SELECT`.
+    pub async fn fetch_all<O: Record>(&mut self, query: Scoped) -> Result<Vec<O>> {
+        query.expect_verb("SELECT");
+        self.owns(&query)?;
+        self.tx.conn().fetch_all(query.sql, query.values).await
+    }
+
+    /// The first row of a `SELECT`, if any.
+    pub async fn fetch_optional<O: Record>(&mut self, query: Scoped) -> Result<Option<O>> {
+        query.expect_verb("SELECT");
+        self.owns(&query)?;
+        self.tx.conn().fetch_optional(query.sql, query.values).await
+    }
+
+    /// Exactly one row of a `SELECT`; [`Error::NotFound`] when there is none.
+    pub async fn fetch_one<O: Record>(&mut self, query: Scoped) -> Result<O> {
+        self.fetch_optional(query)
+            .await?
+            .ok_or(Error::NotFound("row"))
+    }
+
+    /// Runs an `INSERT … RETURNING <row>` and audits it as `create` with the new state.
+    pub async fn insert<O: Audited + Record>(&mut self, query: Scoped) -> Result<O> {
+        query.expect_verb("INSERT");
+        self.owns(&query)?;
+        self.lock_tenant_writes().await?;
+        let row: O = self.tx.conn().fetch_one(query.sql, query.values).await?;
+        self.append(Change::new("create", &row).after(&row)?)
+            .await?;
+        Ok(row)
+    }
+
+    /// Runs an `INSERT … ON CONFLICT DO NOTHING RETURNING <row>`: audits and
+    /// returns the row when it was inserted, `None` when it already existed
+    /// (idempotent receipt of an event, say).
+    pub async fn insert_if_absent<O: Audited + Record>(
+        &mut self,
+        query: Scoped,
+    ) -> Result<Option<O>> {
+        query.expect_verb("INSERT");
+        self.owns(&query)?;
+        self.lock_tenant_writes().await?;
+        let row: Option<O> = self
+            .tx
+            .conn()
+            .fetch_optional(query.sql, query.values)
+            .await?;
+        if let Some(row) = &row {
+            self.append(Change::new("create", row).after(row)?).await?;
+        }
+        Ok(row)
+    }
+
+    /// Runs an `UPDATE … RETURNING <row>` of the row `before` and audits it as
+    /// `update` with both states; [`Error::NotFound`] when no row matched.
+    pub async fn update<O: Audited + Record>(&mut self, before: &O, query: Scoped) -> Result<O> {
+        self.update_as("update", before, query).await
+    }
+
+    /// Like [`TenantTx::update`], audited under a named action such as
+    /// `api_key.revoked` or `user.role_changed`.
+    pub async fn update_as<O: Audited + Record>(
+        &mut self,
+        action: &str,
+        before: &O,
+        query: Scoped,
+    ) -> Result<O> {
+        query.expect_verb("UPDATE");
+        self.owns(&query)?;
+        self.lock_tenant_writes().await?;
+        let row: O = self
+            .tx
+            .conn()
+            .fetch_optional(query.sql, query.values)
+            .await?
+            .ok_or(Error::NotFound(O::RESOURCE_TYPE))?;
+        self.append(Change::new(action, &row).before(before)?.after(&row)?)
+            .await?;
+        Ok(row)
+    }
+
+    /// Runs a `DELETE` of the row `before` and audits it as `delete` with the
+    /// old state; [`Error::NotFound`] when no row matched.
+    pub async fn delete<O: Audited + Record>(&mut self, before: &O, query: Scoped) -> Result<()> {
+        query.expect_verb("DELETE");
+        self.owns(&query)?;
+        self.lock_tenant_writes().await?;
+        if self.tx.conn().execute(query.sql, query.values).await? == 0 {
+            return Err(Error::NotFound(O::RESOURCE_TYPE));
+        }
+        self.append(Change::new("delete", before).before(before)?)
+            .await?;
+        Ok(())
+    }
+
+    /// Records an event that changes no row (a failed login, a data export)
+    /// with `details` as its `after` state.
+    pub async fn record_event(
+        &mut self,
+        action: &str,
+        resource_type: &str,
+        resource_id: Option<String>,
+        details: serde_json::Value,
+    ) -> Result<AuditEntry> {
+        self.append(Change {
+            action: action.to_owned(),
+            resource_type: resource_type.to_owned(),
+            resource_id,
+            before: None,
+            after: Some(details),
+        })
+        .await
+    }
+
+    /// Writes operational records to `table` (queue rows, delivery attempts,
+    /// ingested events): scoped like every query (the tenant bound as `$1`,
+    /// and row-level security on PostgreSQL), but **not audited**, so such
+    /// records never make the audit chain a bottleneck. Returns the rows
+    /// affected.
+    ///
+    /// Only for tables declared [`OperationalTable`]s; audited tables stay
+    /// behind [`TenantTx::insert`]/[`TenantTx::update`]/[`TenantTx::delete`].
+    ///
+    /// # Panics
+    ///
+    /// When `query` is not an `INSERT INTO`, `UPDATE` or `DELETE FROM` of
+    /// `table` (a bug, like a query without `$1`).
+    pub async fn write_operational(
+        &mut self,
+        table: OperationalTable,
+        query: Scoped,
+    ) -> Result<u64> {
+        query.expect_operational(table);
+        self.owns(&query)?;
+        self.wrote_unlocked |= !self.write_locked;
+        self.tx.conn().execute(query.sql, query.values).await
+    }
+
+    /// Like [`TenantTx::write_operational`], for a statement with
+    /// `RETURNING`: the rows it returns.
+    pub async fn write_operational_returning<O: Record>(
+        &mut self,
+        table: OperationalTable,
+        query: Scoped,
+    ) -> Result<Vec<O>> {
+        query.expect_operational(table);
+        self.owns(&query)?;
+        self.wrote_unlocked |= !self.write_locked;
+        self.tx.conn().fetch_all(query.sql, query.values).await
+    }
+
+    /// Like [`TenantTx::write_operational_returning`], for one statement
+    /// that writes several operational tables (PostgreSQL data-modifying
+    /// `WITH` clauses): one round trip instead of one per table.
+    ///
+    /// # Panics
+    ///
+    /// When the statement writes nothing, or any `INSERT INTO`, `UPDATE` or
+    /// `DELETE FROM` in it names a table not in `tables`.
+    pub async fn write_operational_all<O: Record>(
+        &mut self,
+        tables: &[OperationalTable],
+        query: Scoped,
+    ) -> Result<Vec<O>> {
+        query.expect_operational_all(tables);
+        self.owns(&query)?;
+        self.wrote_unlocked |= !self.write_locked;
+        self.tx.conn().fetch_all(query.sql, query.values).await
+    }
+
+    /// Commits every change, and its audit entries, at once.
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        for change in self.changed {
+            self.access.forget(change);
+        }
+        Ok(())
+    }
+
+    /// Marks that this transaction changes what authentication sees (a
+    /// user's existence or role, a tenant's status): other processes are told
+    /// at commit, and this one drops its cached copy then.
+    pub(crate) async fn access_changed(&mut self, change: AccessChange) -> Result<()> {
+        if !self.changed.contains(&change) {
+            change.notify_in(&mut self.tx).await?;
+            self.changed.push(change);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn conn(&mut self) -> Conn<'_> {
+        self.tx.conn()
+    }
+
+    /// Which database this transaction runs on.
+    pub fn backend(&self) -> super::Backend {
+        match self.tx {
+            #[cfg(feature = "postgres")]
+            Tx::Pg(_) => super::Backend::Postgres,
+            #[cfg(feature = "sqlite")]
+            Tx::Sqlite(_) => super::Backend::Sqlite,
+        }
+    }
+
+    /// Audits what follows as done in `ctx` (its actor and request), which
+    /// must be of this transaction's tenant.
+    pub(crate) fn set_context(&mut self, ctx: TenantContext) {
+        debug_assert_eq!(ctx.id(), self.tenant, "a context of another tenant");
+        if ctx.id() == self.tenant {
+            self.ctx = ctx;
+        }
+    }
+
+    pub(crate) fn set_actor(&mut self, actor: Actor) {
+        self.ctx = self.ctx.clone().with_actor(actor);
+    }
+}
+
+/// What an audit entry records about a change.
+pub(crate) struct Change {
+    pub(crate) action: String,
+    pub(crate) resource_type: String,
+    pub(crate) resource_id: Option<String>,
+    pub(crate) before: Option<serde_json::Value>,
+    pub(crate) after: Option<serde_json::Value>,
+}
+
+impl Change {
+    fn new<O: Audited>(action: &str, row: &O) -> Self {
+        Self {
+            action: action.to_owned(),
+            resource_type: O::RESOURCE_TYPE.to_owned(),
+            resource_id: Some(row.resource_id()),
+            before: None,
+            after: None,
+        }
+    }
+
+    fn before<O: Audited>(mut self, row: &O) -> Result<Self> {
+        self.before = Some(state(row)?);
+        Ok(self)
+    }
+
+    fn after<O: Audited>(mut self, row: &O) -> Result<Self> {
+        self.after = Some(state(row)?);
+        Ok(self)
+    }
+}
+
+fn state<O: Audited>(row: &O) -> Result<serde_json::Value> {
+    serde_json::to_value(row).map_err(|e| Error::Internal(format!("serializing audit state: {e}")))
+}
