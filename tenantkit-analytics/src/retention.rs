@@ -88,7 +88,7 @@ pub async fn purge(db: &Db, before: NaiveDate) -> Result<Purged> {
             let mut tx = db.begin(&ctx).await?;
             for (table, sql, cutoff) in &deletes {
                 purged.rows += tx
-                    .write_operational(*table, tx.query(sql).bind(cutoff.clone()))
+                    .write_operational(*table, tx.query(*sql).bind(cutoff.clone()))
                     .await?;
             }
             for (block, keep) in &straddling {

@@ -37,6 +37,7 @@ mod error;
 mod plan_layer;
 pub mod plans;
 pub mod signature;
+pub mod sql;
 mod stripe_api;
 pub mod subscription;
 #[cfg(feature = "testing")]

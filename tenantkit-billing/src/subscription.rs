@@ -4,7 +4,10 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use tenantkit::{Result, TenantId, TenantTx, audit::Audited, store::Scoped};
 
-use crate::plans::{Plan, Plans};
+use crate::{
+    plans::{Plan, Plans},
+    sql,
+};
 
 /// The stored subscription of one tenant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -100,11 +103,7 @@ pub fn effective_plan<'a>(
 
 /// The tenant's subscription row, if any.
 pub async fn load(tx: &mut TenantTx) -> Result<Option<Subscription>> {
-    let q = tx.query(
-        "SELECT tenant_id, stripe_customer_id, stripe_subscription_id, plan, status, current_period_end, \
-         cancel_at_period_end, past_due_since, last_event_at, last_event_rank, updated_at \
-         FROM subscriptions WHERE tenant_id = $1",
-    );
+    let q = tx.query(sql::LOAD_SUBSCRIPTION);
     tx.fetch_optional(q).await
 }
 
@@ -116,11 +115,7 @@ pub async fn record_event(
     created: DateTime<Utc>,
 ) -> Result<bool> {
     let q = tx
-        .query(
-            "INSERT INTO stripe_events (tenant_id, event_id, event_type, event_created, received_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, event_id) DO NOTHING \
-             RETURNING tenant_id, event_id, event_type, event_created, received_at",
-        )
+        .query(sql::RECORD_STRIPE_EVENT)
         .bind(event_id)
         .bind(event_type)
         .bind(created)
@@ -150,27 +145,11 @@ pub async fn save(
 ) -> Result<Subscription> {
     match current {
         None => {
-            let q = tx
-                .query(
-                    "INSERT INTO subscriptions (tenant_id, stripe_customer_id, stripe_subscription_id, plan, status, \
-                     current_period_end, cancel_at_period_end, past_due_since, last_event_at, last_event_rank, \
-                     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                     RETURNING tenant_id, stripe_customer_id, stripe_subscription_id, plan, status, \
-                     current_period_end, cancel_at_period_end, past_due_since, last_event_at, last_event_rank, \
-                     updated_at",
-                );
+            let q = tx.query(sql::INSERT_SUBSCRIPTION);
             tx.insert(bind_state(q, next)).await
         }
         Some(before) => {
-            let q = tx
-                .query(
-                    "UPDATE subscriptions SET stripe_customer_id = $2, stripe_subscription_id = $3, plan = $4, \
-                     status = $5, current_period_end = $6, cancel_at_period_end = $7, past_due_since = $8, \
-                     last_event_at = $9, last_event_rank = $10, updated_at = $11 WHERE tenant_id = $1 \
-                     RETURNING tenant_id, stripe_customer_id, stripe_subscription_id, plan, status, \
-                     current_period_end, cancel_at_period_end, past_due_since, last_event_at, last_event_rank, \
-                     updated_at",
-                );
+            let q = tx.query(sql::UPDATE_SUBSCRIPTION);
             tx.update(before, bind_state(q, next)).await
         }
     }

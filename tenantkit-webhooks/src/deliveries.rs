@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tenantkit::{Error, TenantTx, store::Value};
 use uuid::Uuid;
 
-use crate::{WebhookId, Webhooks, endpoints::WebhookError, outbox::MessageId, schema::QUEUE};
+use crate::{WebhookId, Webhooks, endpoints::WebhookError, outbox::MessageId, schema::QUEUE, sql};
 
 /// Where a delivery stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,15 +137,6 @@ pub struct Replayed {
 /// The default page size.
 const DEFAULT_LIMIT: u32 = 50;
 
-macro_rules! delivery_columns {
-    () => {
-        "q.message_id, q.webhook_id, m.event_type, q.state, q.attempts, \
-         q.lease_id IS NOT NULL AS in_flight, \
-         CASE WHEN q.state = 'pending' AND q.lease_id IS NULL THEN q.next_attempt_at END AS next_attempt_at, \
-         q.last_attempt_at, q.last_status, q.last_error, m.created_at"
-    };
-}
-
 impl Webhooks {
     /// An endpoint's deliveries, newest first, filtered; another tenant's
     /// endpoint is `NotFound`.
@@ -160,17 +151,7 @@ impl Webhooks {
         let since = tenantkit::validate::optional_instant("since", filter.since)?;
         let until = tenantkit::validate::optional_instant("until", filter.until)?;
         let q = tx
-            .query(concat!(
-                "SELECT ",
-                delivery_columns!(),
-                " FROM webhook_queue q JOIN webhook_messages m \
-                 ON m.tenant_id = q.tenant_id AND m.id = q.message_id \
-                 WHERE q.tenant_id = $1 AND q.webhook_id = $2 \
-                 AND ($3 IS NULL OR q.state = $3) AND ($4 IS NULL OR m.event_type = $4) \
-                 AND ($5 IS NULL OR m.created_at >= $5) AND ($6 IS NULL OR m.created_at < $6) \
-                 AND ($7 IS NULL OR q.message_id < $7) \
-                 ORDER BY q.message_id DESC LIMIT $8"
-            ))
+            .query(sql::LIST_DELIVERIES)
             .bind(webhook)
             .bind(Value::OptText(filter.state.map(|s| s.as_str().to_owned())))
             .bind(Value::OptText(filter.event_type.clone()))
@@ -188,16 +169,7 @@ impl Webhooks {
         webhook: WebhookId,
         message: MessageId,
     ) -> Result<Delivery, WebhookError> {
-        let q = tx
-            .query(concat!(
-                "SELECT ",
-                delivery_columns!(),
-                " FROM webhook_queue q JOIN webhook_messages m \
-                 ON m.tenant_id = q.tenant_id AND m.id = q.message_id \
-                 WHERE q.tenant_id = $1 AND q.webhook_id = $2 AND q.message_id = $3"
-            ))
-            .bind(webhook)
-            .bind(message);
+        let q = tx.query(sql::GET_DELIVERY).bind(webhook).bind(message);
         Ok(tx
             .fetch_optional(q)
             .await?
@@ -212,14 +184,7 @@ impl Webhooks {
         message: MessageId,
     ) -> Result<Vec<DeliveryAttempt>, WebhookError> {
         self.delivery(tx, webhook, message).await?;
-        let q = tx
-            .query(
-                "SELECT id, attempt, attempted_at, duration_ms, response_status, error_class, \
-                 response_excerpt FROM webhook_deliveries \
-                 WHERE tenant_id = $1 AND webhook_id = $2 AND message_id = $3 ORDER BY id",
-            )
-            .bind(webhook)
-            .bind(message);
+        let q = tx.query(sql::LIST_ATTEMPTS).bind(webhook).bind(message);
         Ok(tx.fetch_all(q).await?)
     }
 
@@ -233,14 +198,7 @@ impl Webhooks {
     ) -> Result<Vec<Delivery>, WebhookError> {
         let limit = tenantkit::validate::limit(limit.unwrap_or(DEFAULT_LIMIT))?;
         let q = tx
-            .query(concat!(
-                "SELECT ",
-                delivery_columns!(),
-                " FROM webhook_queue q JOIN webhook_messages m \
-                 ON m.tenant_id = q.tenant_id AND m.id = q.message_id \
-                 WHERE q.tenant_id = $1 AND q.state = 'dead' AND ($2 IS NULL OR q.message_id < $2) \
-                 ORDER BY q.message_id DESC LIMIT $3"
-            ))
+            .query(sql::LIST_DEAD_LETTERS)
             .bind(Value::OptUuid(after))
             .bind(limit);
         Ok(tx.fetch_all(q).await?)
@@ -261,11 +219,7 @@ impl Webhooks {
         ensure_active(&endpoint)?;
         let now = Utc::now();
         let q = tx
-            .query(
-                "UPDATE webhook_queue SET state = 'pending', attempts = 0, next_attempt_at = $4, \
-                 leased_until = NULL, lease_id = NULL, updated_at = $4 \
-                 WHERE tenant_id = $1 AND webhook_id = $2 AND message_id = $3 AND state <> 'pending'",
-            )
+            .query(sql::RETRY_DELIVERY)
             .bind(webhook)
             .bind(message)
             .bind(now);
@@ -299,12 +253,7 @@ impl Webhooks {
         ensure_active(&endpoint)?;
         let now = Utc::now();
         let q = tx
-            .query(
-                "UPDATE webhook_queue SET state = 'pending', attempts = 0, next_attempt_at = $4, \
-                 leased_until = NULL, lease_id = NULL, updated_at = $4 \
-                 WHERE tenant_id = $1 AND webhook_id = $2 AND state IN ('failed', 'dead') \
-                 AND created_at >= $3",
-            )
+            .query(sql::RECOVER_DELIVERIES)
             .bind(webhook)
             .bind(since)
             .bind(now);

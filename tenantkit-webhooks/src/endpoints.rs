@@ -15,6 +15,7 @@ use crate::{
     catalogue::{ALL_EVENTS, EventCatalogue},
     secret_box::{SecretBox, SecretBoxError},
     signature::SigningSecret,
+    sql,
     ssrf::{UrlPolicy, UrlRefusal},
 };
 
@@ -275,13 +276,6 @@ struct Inner {
     rotation_grace: Duration,
 }
 
-macro_rules! columns {
-    () => {
-        "tenant_id, id, url, description, event_types, secret, previous_secret, \
-         previous_secret_expires_at, status, disabled_reason, disabled_at, created_at, updated_at"
-    };
-}
-
 impl Webhooks {
     /// Endpoints vetted by `policy`, secrets sealed by `secrets`, event
     /// types from `catalogue`; rotated secrets keep signing for 24 hours.
@@ -332,11 +326,7 @@ impl Webhooks {
         let sealed = self.seal(tx.tenant_id(), id, &secret);
         let now = Utc::now();
         let q = tx
-            .query(concat!(
-                "INSERT INTO webhooks (tenant_id, id, url, description, event_types, secret, status, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING ",
-                columns!()
-            ))
+            .query(sql::INSERT_WEBHOOK)
             .bind(id)
             .bind(url.as_str())
             .bind(description)
@@ -359,11 +349,7 @@ impl Webhooks {
     ) -> Result<Vec<Webhook>, WebhookError> {
         let limit = tenantkit::validate::limit(page.limit)?;
         let q = tx
-            .query(concat!(
-                "SELECT ",
-                columns!(),
-                " FROM webhooks WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
-            ))
+            .query(sql::LIST_WEBHOOKS)
             .bind(Value::OptUuid(page.after.map(|id| id.0)))
             .bind(limit);
         Ok(tx.fetch_all(q).await?)
@@ -371,13 +357,7 @@ impl Webhooks {
 
     /// One endpoint; another tenant's is `NotFound`.
     pub async fn get(&self, tx: &mut TenantTx, id: WebhookId) -> Result<Webhook, WebhookError> {
-        let q = tx
-            .query(concat!(
-                "SELECT ",
-                columns!(),
-                " FROM webhooks WHERE tenant_id = $1 AND id = $2"
-            ))
-            .bind(id);
+        let q = tx.query(sql::GET_WEBHOOK).bind(id);
         Ok(tx
             .fetch_optional(q)
             .await?
@@ -418,12 +398,7 @@ impl Webhooks {
             ),
         };
         let q = tx
-            .query(concat!(
-                "UPDATE webhooks SET url = $3, event_types = $4, description = $5, status = $6, \
-                 disabled_reason = $7, disabled_at = $8, updated_at = $9 \
-                 WHERE tenant_id = $1 AND id = $2 RETURNING ",
-                columns!()
-            ))
+            .query(sql::UPDATE_WEBHOOK)
             .bind(id)
             .bind(url)
             .bind(serde_json::json!(event_types))
@@ -448,9 +423,7 @@ impl Webhooks {
     /// Deletes an endpoint.
     pub async fn delete(&self, tx: &mut TenantTx, id: WebhookId) -> Result<(), WebhookError> {
         let current = self.get(tx, id).await?;
-        let q = tx
-            .query("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2")
-            .bind(id);
+        let q = tx.query(sql::DELETE_WEBHOOK).bind(id);
         Ok(tx.delete(&current, q).await?)
     }
 
@@ -477,11 +450,7 @@ impl Webhooks {
         let sealed = self.seal(tx.tenant_id(), id, &secret);
         let now = Utc::now();
         let q = tx
-            .query(concat!(
-                "UPDATE webhooks SET previous_secret = secret, previous_secret_expires_at = $3, \
-                 secret = $4, updated_at = $5 WHERE tenant_id = $1 AND id = $2 RETURNING ",
-                columns!()
-            ))
+            .query(sql::ROTATE_SECRET)
             .bind(id)
             .bind(now + self.inner.rotation_grace)
             .bind(sealed)
@@ -499,14 +468,7 @@ impl Webhooks {
         tx: &mut TenantTx,
         lease: Uuid,
     ) -> Result<Vec<Webhook>, WebhookError> {
-        let q = tx
-            .query(concat!(
-                "SELECT ",
-                columns!(),
-                " FROM webhooks WHERE tenant_id = $1 AND id IN \
-                 (SELECT webhook_id FROM webhook_queue WHERE tenant_id = $1 AND lease_id = $2)"
-            ))
-            .bind(lease);
+        let q = tx.query(sql::LEASED_WEBHOOKS).bind(lease);
         Ok(tx.fetch_all(q).await?)
     }
 
@@ -527,11 +489,7 @@ impl Webhooks {
             Err(e) => return Err(e),
         };
         let q = tx
-            .query(concat!(
-                "UPDATE webhooks SET status = 'disabled', disabled_reason = $3, disabled_at = $4, \
-                 updated_at = $4 WHERE tenant_id = $1 AND id = $2 RETURNING ",
-                columns!()
-            ))
+            .query(sql::DISABLE_WEBHOOK)
             .bind(id)
             .bind(reason.clone())
             .bind(now);
@@ -608,11 +566,7 @@ async fn stop_pending(
     now: DateTime<Utc>,
 ) -> Result<u64, WebhookError> {
     let q = tx
-        .query(
-            "UPDATE webhook_queue SET state = 'failed', next_attempt_at = NULL, leased_until = NULL, \
-             lease_id = NULL, last_error = $3, updated_at = $4 \
-             WHERE tenant_id = $1 AND ($2 IS NULL OR webhook_id = $2) AND state = 'pending'",
-        )
+        .query(sql::STOP_PENDING_DELIVERIES)
         .bind(Value::OptUuid(id.map(|id| id.0)))
         .bind(reason)
         .bind(now);

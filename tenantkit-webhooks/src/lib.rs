@@ -5,6 +5,7 @@
 //! signatures and SSRF defence.
 //!
 //! - [`schema`]: the crate's tables, its wake-up channel and its migrations.
+//! - [`sql`]: every SQL statement of the crate, by name.
 //! - [`signature`]: Standard Webhooks signatures (`webhook-id`,
 //!   `webhook-timestamp`, `webhook-signature`), with two signatures while a
 //!   secret is rotated; the one place deliveries are signed.
@@ -102,6 +103,7 @@ pub mod retry;
 pub mod schema;
 pub mod secret_box;
 pub mod signature;
+pub mod sql;
 pub mod ssrf;
 #[cfg(feature = "testing")]
 pub mod testing;

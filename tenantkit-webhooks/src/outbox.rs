@@ -9,13 +9,14 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use tenantkit::{Backend, TenantTx, store::Value};
+use tenantkit::{TenantTx, store::Value};
 use uuid::Uuid;
 
 use crate::{
     WebhookId, WebhookStatus, Webhooks,
     endpoints::WebhookError,
     schema::{MESSAGES, QUEUE},
+    sql,
 };
 
 /// The largest message body (the `{"type", "timestamp", "data"}` document).
@@ -80,17 +81,7 @@ impl Webhooks {
     ) -> Result<Published, WebhookError> {
         let (payload, now) = self.message_body(event_type, data)?;
         // Nobody listening: nothing to store (most tenants, most events).
-        let subscribed = match tx.backend() {
-            Backend::Postgres => tx.query(
-                "SELECT EXISTS (SELECT 1 FROM webhooks WHERE tenant_id = $1 AND status = 'active' \
-                 AND (event_types ? $2 OR event_types ? '*'))",
-            ),
-            Backend::Sqlite => tx.query(
-                "SELECT EXISTS (SELECT 1 FROM webhooks WHERE tenant_id = $1 AND status = 'active' \
-                 AND EXISTS (SELECT 1 FROM json_each(webhooks.event_types) WHERE json_each.value IN ($2, '*')))",
-            ),
-        }
-        .bind(event_type);
+        let subscribed = tx.query(sql::ANY_SUBSCRIBER).bind(event_type);
         let (subscribed,): (bool,) = tx.fetch_one(subscribed).await?;
         if !subscribed {
             return Ok(Published {
@@ -99,24 +90,7 @@ impl Webhooks {
             });
         }
         let id = self.store_message(tx, event_type, payload, now).await?;
-        let fan_out = match tx.backend() {
-            Backend::Postgres => tx.query(
-                "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
-                 next_attempt_at, created_at, updated_at) \
-                 SELECT tenant_id, $2, id, 'pending', 0, $4, $4, $4 FROM webhooks \
-                 WHERE tenant_id = $1 AND status = 'active' AND (event_types ? $3 OR event_types ? '*')",
-            ),
-            Backend::Sqlite => tx.query(
-                "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
-                 next_attempt_at, created_at, updated_at) \
-                 SELECT tenant_id, $2, id, 'pending', 0, $4, $4, $4 FROM webhooks \
-                 WHERE tenant_id = $1 AND status = 'active' \
-                 AND EXISTS (SELECT 1 FROM json_each(webhooks.event_types) WHERE json_each.value IN ($3, '*'))",
-            ),
-        }
-        .bind(id)
-        .bind(event_type)
-        .bind(now);
+        let fan_out = tx.query(sql::FAN_OUT).bind(id).bind(event_type).bind(now);
         let endpoints = tx.write_operational(QUEUE, fan_out).await?;
         if endpoints > 0 {
             tx.notify(crate::schema::CHANNEL).await?;
@@ -143,10 +117,7 @@ impl Webhooks {
         let (payload, now) = self.message_body(TEST_EVENT, data)?;
         let id = self.store_message(tx, TEST_EVENT, payload, now).await?;
         let queue = tx
-            .query(
-                "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
-                 next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4, $4)",
-            )
+            .query(sql::QUEUE_TEST_DELIVERY)
             .bind(id)
             .bind(webhook)
             .bind(now);
@@ -192,10 +163,7 @@ impl Webhooks {
     ) -> Result<MessageId, WebhookError> {
         let id = MessageId(Uuid::now_v7());
         let insert = tx
-            .query(
-                "INSERT INTO webhook_messages (tenant_id, id, event_type, payload, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
+            .query(sql::INSERT_MESSAGE)
             .bind(id)
             .bind(event_type)
             .bind(payload)

@@ -22,6 +22,7 @@ use crate::{
     outbox::MessageId,
     retry::{self, Next},
     schema::{DELIVERIES, HEALTH, QUEUE, RATE_WINDOWS},
+    sql,
     transport::Attempt,
 };
 
@@ -144,23 +145,11 @@ impl Webhooks {
         let mut max = i64::from(max);
         if let Some(limit) = per_minute {
             let window = window_start(now);
-            let open = tx
-                .query(
-                    "INSERT INTO webhook_rate_windows (tenant_id, window_start, used) VALUES ($1, $2, 0) \
-                     ON CONFLICT (tenant_id) DO UPDATE SET window_start = excluded.window_start, used = 0 \
-                     WHERE webhook_rate_windows.window_start < excluded.window_start",
-                )
-                .bind(window);
+            let open = tx.query(sql::OPEN_RATE_WINDOW).bind(window);
             tx.write_operational(RATE_WINDOWS, open).await?;
             // Locks the tenant's window until commit: claims of every
             // process share one budget.
-            let used = match tx.backend() {
-                Backend::Postgres => tx
-                    .query("SELECT used FROM webhook_rate_windows WHERE tenant_id = $1 FOR UPDATE"),
-                Backend::Sqlite => {
-                    tx.query("SELECT used FROM webhook_rate_windows WHERE tenant_id = $1")
-                }
-            };
+            let used = tx.query(sql::LOCK_RATE_WINDOW);
             let (used,): (i64,) = tx.fetch_one(used).await?;
             let left = (i64::from(limit) - used).max(0);
             if left == 0 {
@@ -177,17 +166,7 @@ impl Webhooks {
             // One statement: lease the due rows and return them with their bodies.
             Backend::Postgres => {
                 let claim = tx
-                    .query(
-                        "UPDATE webhook_queue q SET next_attempt_at = $3, leased_until = $3, lease_id = $4, \
-                         attempts = q.attempts + 1, updated_at = $2 \
-                         FROM (SELECT message_id, webhook_id FROM webhook_queue \
-                               WHERE tenant_id = $1 AND state = 'pending' AND next_attempt_at <= $2 \
-                               ORDER BY next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED) due, \
-                              webhook_messages m \
-                         WHERE q.tenant_id = $1 AND q.message_id = due.message_id AND q.webhook_id = due.webhook_id \
-                         AND m.tenant_id = $1 AND m.id = q.message_id \
-                         RETURNING q.message_id, q.webhook_id, q.attempts, m.payload",
-                    )
+                    .query(sql::CLAIM_DUE)
                     .bind(now)
                     .bind(until)
                     .bind(lease)
@@ -196,14 +175,7 @@ impl Webhooks {
             }
             Backend::Sqlite => {
                 let claim = tx
-                    .query(
-                        "UPDATE webhook_queue SET next_attempt_at = $3, leased_until = $3, lease_id = $4, \
-                         attempts = attempts + 1, updated_at = $2 \
-                         WHERE tenant_id = $1 AND (message_id, webhook_id) IN \
-                         (SELECT message_id, webhook_id FROM webhook_queue \
-                          WHERE tenant_id = $1 AND state = 'pending' AND next_attempt_at <= $2 \
-                          ORDER BY next_attempt_at LIMIT $5)",
-                    )
+                    .query(sql::LEASE_DUE)
                     .bind(now)
                     .bind(until)
                     .bind(lease)
@@ -211,13 +183,7 @@ impl Webhooks {
                 if tx.write_operational(QUEUE, claim).await? == 0 {
                     return Ok(Claim::default());
                 }
-                let rows = tx
-                    .query(
-                        "SELECT q.message_id, q.webhook_id, q.attempts, m.payload FROM webhook_queue q \
-                         JOIN webhook_messages m ON m.tenant_id = q.tenant_id AND m.id = q.message_id \
-                         WHERE q.tenant_id = $1 AND q.lease_id = $2",
-                    )
-                    .bind(lease);
+                let rows = tx.query(sql::LEASED_WITH_PAYLOADS).bind(lease);
                 tx.fetch_all(rows).await?
             }
         };
@@ -225,9 +191,7 @@ impl Webhooks {
             return Ok(Claim::default());
         }
         if per_minute.is_some() {
-            let spend = tx
-                .query("UPDATE webhook_rate_windows SET used = used + $2 WHERE tenant_id = $1")
-                .bind(rows.len() as i64);
+            let spend = tx.query(sql::SPEND_RATE_WINDOW).bind(rows.len() as i64);
             tx.write_operational(RATE_WINDOWS, spend).await?;
         }
         let webhooks: HashMap<WebhookId, Webhook> = self
@@ -283,41 +247,15 @@ impl Webhooks {
             Backend::Postgres => {
                 let rows = serde_json::to_value(&rows)
                     .map_err(|e| tenantkit::Error::Internal(format!("outcomes: {e}")))?;
-                let log = tx
-                    .query(
-                        "INSERT INTO webhook_deliveries (tenant_id, id, message_id, webhook_id, attempt, \
-                         attempted_at, duration_ms, response_status, error_class, response_excerpt) \
-                         SELECT $1, o.id, o.message_id, o.webhook_id, o.attempt, o.at, o.duration_ms, \
-                         o.status, o.error, o.excerpt \
-                         FROM jsonb_to_recordset($2) AS o(id uuid, message_id uuid, webhook_id uuid, \
-                         attempt bigint, at timestamptz, duration_ms bigint, status bigint, error text, excerpt text) \
-                         JOIN webhook_queue q ON q.tenant_id = $1 AND q.message_id = o.message_id \
-                         AND q.webhook_id = o.webhook_id",
-                    )
-                    .bind(Value::Json(rows.clone()));
+                let log = tx.query(sql::LOG_ATTEMPTS).bind(Value::Json(rows.clone()));
                 tx.write_operational(DELIVERIES, log).await?;
-                let update = tx
-                    .query(
-                        "UPDATE webhook_queue q SET state = o.state, next_attempt_at = o.next_attempt_at, \
-                         leased_until = NULL, lease_id = NULL, last_attempt_at = o.at, \
-                         last_status = o.status, last_error = o.error, updated_at = o.at \
-                         FROM jsonb_to_recordset($2) AS o(message_id uuid, webhook_id uuid, lease uuid, \
-                         state text, next_attempt_at timestamptz, at timestamptz, status bigint, error text) \
-                         WHERE q.tenant_id = $1 AND q.message_id = o.message_id \
-                         AND q.webhook_id = o.webhook_id AND q.lease_id = o.lease",
-                    )
-                    .bind(Value::Json(rows));
+                let update = tx.query(sql::APPLY_OUTCOMES).bind(Value::Json(rows));
                 tx.write_operational(QUEUE, update).await?;
             }
             Backend::Sqlite => {
                 for row in rows {
                     let log = tx
-                        .query(
-                            "INSERT INTO webhook_deliveries (tenant_id, id, message_id, webhook_id, attempt, \
-                             attempted_at, duration_ms, response_status, error_class, response_excerpt) \
-                             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM webhook_queue \
-                             WHERE tenant_id = $1 AND message_id = $3 AND webhook_id = $4",
-                        )
+                        .query(sql::LOG_ATTEMPT)
                         .bind(row.id)
                         .bind(row.message_id)
                         .bind(row.webhook_id)
@@ -329,11 +267,7 @@ impl Webhooks {
                         .bind(row.excerpt);
                     tx.write_operational(DELIVERIES, log).await?;
                     let update = tx
-                        .query(
-                            "UPDATE webhook_queue SET state = $4, next_attempt_at = $5, leased_until = NULL, \
-                             lease_id = NULL, last_attempt_at = $6, last_status = $7, last_error = $8, updated_at = $6 \
-                             WHERE tenant_id = $1 AND message_id = $2 AND webhook_id = $3 AND lease_id = $9",
-                        )
+                        .query(sql::APPLY_OUTCOME)
                         .bind(row.message_id)
                         .bind(row.webhook_id)
                         .bind(row.state)
@@ -359,26 +293,11 @@ impl Webhooks {
                 continue;
             }
             if outcome.attempt.succeeded() {
-                let healthy = tx
-                    .query(
-                        "UPDATE webhook_health SET failing_since = NULL \
-                         WHERE tenant_id = $1 AND webhook_id = $2 AND failing_since IS NOT NULL",
-                    )
-                    .bind(webhook);
+                let healthy = tx.query(sql::CLEAR_FAILING).bind(webhook);
                 tx.write_operational(HEALTH, healthy).await?;
                 continue;
             }
-            let failing = tx
-                .query(
-                    "INSERT INTO webhook_health (tenant_id, webhook_id, failing_since) \
-                     SELECT $1, $2, $3 WHERE EXISTS \
-                     (SELECT 1 FROM webhooks WHERE tenant_id = $1 AND id = $2) \
-                     ON CONFLICT (tenant_id, webhook_id) DO UPDATE \
-                     SET failing_since = COALESCE(webhook_health.failing_since, excluded.failing_since) \
-                     RETURNING failing_since",
-                )
-                .bind(webhook)
-                .bind(outcome.at);
+            let failing = tx.query(sql::MARK_FAILING).bind(webhook).bind(outcome.at);
             let since: Vec<(DateTime<Utc>,)> =
                 tx.write_operational_returning(HEALTH, failing).await?;
             if let Some((since,)) = since.first()
@@ -407,11 +326,7 @@ impl Webhooks {
         let mut released = 0;
         for (message, webhook, lease) in leases {
             let q = tx
-                .query(
-                    "UPDATE webhook_queue SET next_attempt_at = $5, leased_until = NULL, lease_id = NULL, \
-                     attempts = attempts - 1, updated_at = $5 \
-                     WHERE tenant_id = $1 AND message_id = $2 AND webhook_id = $3 AND lease_id = $4",
-                )
+                .query(sql::RELEASE_LEASED)
                 .bind(*message)
                 .bind(*webhook)
                 .bind(*lease)

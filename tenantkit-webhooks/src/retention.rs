@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use tenantkit::{TenantTx, store::DueWork};
 
-use crate::{Webhooks, endpoints::WebhookError, schema::MESSAGES};
+use crate::{Webhooks, endpoints::WebhookError, schema::MESSAGES, sql};
 
 /// Tenants with messages published before a cutoff: ids and times only.
 pub const EXPIRED: DueWork = DueWork::new(
@@ -32,13 +32,7 @@ impl Webhooks {
         limit: u32,
     ) -> Result<u64, WebhookError> {
         let purge = tx
-            .query(
-                "DELETE FROM webhook_messages WHERE tenant_id = $1 AND id IN \
-                 (SELECT m.id FROM webhook_messages m WHERE m.tenant_id = $1 AND m.created_at < $2 \
-                  AND NOT EXISTS (SELECT 1 FROM webhook_queue q WHERE q.tenant_id = $1 \
-                                  AND q.message_id = m.id AND q.state = 'pending') \
-                  ORDER BY m.created_at LIMIT $3)",
-            )
+            .query(sql::PURGE_EXPIRED_MESSAGES)
             .bind(cutoff)
             .bind(i64::from(limit));
         Ok(tx.write_operational(MESSAGES, purge).await?)

@@ -29,9 +29,17 @@ tenantkit::backend_tests!(crate::common, multi_thread;
 );
 
 async fn summary(db: &Db, t: &tenantkit::TenantContext) -> query::Summary {
+    // Ten minutes ahead, but never into tomorrow: `dau` is the day `now`
+    // falls on, and the events were sent today (this failed from 23:50 UTC).
+    let now = Utc::now();
+    let end_of_today = (now.date_naive() + chrono::Days::new(1))
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        - chrono::Duration::seconds(1);
     let q = SummaryQuery::parse(
         &SummaryParams::default(),
-        Utc::now() + chrono::Duration::minutes(10),
+        (now + chrono::Duration::minutes(10)).min(end_of_today),
     )
     .unwrap();
     query::summary(db, t, &q).await.unwrap()

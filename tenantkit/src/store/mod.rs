@@ -19,6 +19,7 @@ mod api_keys;
 mod audit;
 mod bulk;
 mod catalog;
+mod dialect;
 mod erase;
 mod migrate;
 mod operational;
@@ -41,6 +42,7 @@ pub(crate) use api_keys::api_key_use_is_due;
 pub use audit::{AUDIT_BATCH, AUDIT_RETENTION_SETTING};
 pub use bulk::BulkTx;
 pub use catalog::{NOT_TENANT_DATA, SECRET_MARK, TenantTable};
+pub use dialect::{Sql, Statement};
 pub use erase::{ERASE_BATCH, TenantDeletion};
 #[cfg(feature = "postgres")]
 pub use migrate::postgres_migrator;

@@ -9,6 +9,7 @@
 use super::{
     Db,
     access::{AccessCache, AccessChange},
+    dialect::Sql,
     sql::{Tx, Value},
 };
 use crate::{Error, Result, TenantContext, TenantId};
@@ -169,8 +170,14 @@ impl TenantTx {
     ///
     /// When `sql` does not use the placeholder `$1` (in a comment, a string
     /// literal or as part of `$10` it does not count): a query that ignores
-    /// the tenant is a bug.
-    pub fn query(&self, sql: &'static str) -> Scoped {
+    /// the tenant is a bug. Likewise for an [`Sql`] without a text for this
+    /// transaction's backend (one of [`Sql::postgres_only`] or
+    /// [`Sql::sqlite_only`] run on the other backend's code path).
+    pub fn query(&self, sql: impl Into<Sql>) -> Scoped {
+        let backend = self.tx.backend();
+        let Some(sql) = sql.into().on(backend) else {
+            panic!("a statement without a {backend:?} form ran on {backend:?}");
+        };
         assert!(
             placeholders(sql).any(|n| n == 1),
             "tenant-scoped SQL must use $1 (the tenant id): {sql}"

@@ -141,6 +141,16 @@ impl Pooled {
 }
 
 impl Tx {
+    /// Which database it runs on.
+    pub(crate) fn backend(&self) -> super::Backend {
+        match self {
+            #[cfg(feature = "postgres")]
+            Tx::Pg(_) => super::Backend::Postgres,
+            #[cfg(feature = "sqlite")]
+            Tx::Sqlite(_) => super::Backend::Sqlite,
+        }
+    }
+
     /// A read-only snapshot: every read sees the database as of its first
     /// one (PostgreSQL `REPEATABLE READ READ ONLY`; SQLite a deferred
     /// transaction, which in WAL mode blocks no writer).

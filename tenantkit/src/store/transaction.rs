@@ -6,7 +6,7 @@ use super::{
     access::AccessChange,
     operational::OperationalTable,
     scope::{Scoped, TenantTx},
-    sql::{Conn, Record, Tx},
+    sql::{Conn, Record},
 };
 use crate::{
     Error, Result, TenantContext,
@@ -210,12 +210,7 @@ impl TenantTx {
 
     /// Which database this transaction runs on.
     pub fn backend(&self) -> super::Backend {
-        match self.tx {
-            #[cfg(feature = "postgres")]
-            Tx::Pg(_) => super::Backend::Postgres,
-            #[cfg(feature = "sqlite")]
-            Tx::Sqlite(_) => super::Backend::Sqlite,
-        }
+        self.tx.backend()
     }
 
     /// Audits what follows as done in `ctx` (its actor and request), which

@@ -1,0 +1,278 @@
+//! Every SQL statement of tenantkit-webhooks, by name, in one place: one
+//! text for both backends, a PostgreSQL/SQLite pair where the dialects
+//! differ (JSON operators, row locks), or one backend's statement where its
+//! algorithm differs (claiming and recording a batch). The workspace's
+//! statement test prepares each on the backends that run it.
+
+use tenantkit::store::Sql;
+
+/// The columns of a `webhooks` row, in `Webhook`'s order.
+macro_rules! columns {
+    () => {
+        "tenant_id, id, url, description, event_types, secret, previous_secret, \
+         previous_secret_expires_at, status, disabled_reason, disabled_at, created_at, updated_at"
+    };
+}
+
+/// The columns of a delivery (a queue row and its message).
+macro_rules! delivery_columns {
+    () => {
+        "q.message_id, q.webhook_id, m.event_type, q.state, q.attempts, \
+         q.lease_id IS NOT NULL AS in_flight, \
+         CASE WHEN q.state = 'pending' AND q.lease_id IS NULL THEN q.next_attempt_at END AS next_attempt_at, \
+         q.last_attempt_at, q.last_status, q.last_error, m.created_at"
+    };
+}
+
+tenantkit::statements! {
+    // Endpoints (audited).
+    /// A new endpoint.
+    pub const INSERT_WEBHOOK: Sql = Sql::both(concat!(
+        "INSERT INTO webhooks (tenant_id, id, url, description, event_types, secret, status, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING ",
+        columns!()
+    ));
+    /// A page of the tenant's endpoints, oldest first (`$2`: after this id,
+    /// `$3`: how many).
+    pub const LIST_WEBHOOKS: Sql = Sql::both(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM webhooks WHERE tenant_id = $1 AND (id > $2 OR $2 IS NULL) ORDER BY id LIMIT $3"
+    ));
+    /// One endpoint.
+    pub const GET_WEBHOOK: Sql = Sql::both(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM webhooks WHERE tenant_id = $1 AND id = $2"
+    ));
+    /// An endpoint's URL, event types, description and status.
+    pub const UPDATE_WEBHOOK: Sql = Sql::both(concat!(
+        "UPDATE webhooks SET url = $3, event_types = $4, description = $5, status = $6, \
+         disabled_reason = $7, disabled_at = $8, updated_at = $9 \
+         WHERE tenant_id = $1 AND id = $2 RETURNING ",
+        columns!()
+    ));
+    /// An endpoint removed.
+    pub const DELETE_WEBHOOK: Sql = Sql::both(
+        "DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2",
+    );
+    /// A new secret; the previous one kept until `$4`.
+    pub const ROTATE_SECRET: Sql = Sql::both(concat!(
+        "UPDATE webhooks SET previous_secret = secret, previous_secret_expires_at = $3, \
+         secret = $4, updated_at = $5 WHERE tenant_id = $1 AND id = $2 RETURNING ",
+        columns!()
+    ));
+    /// The endpoints of a claimed batch.
+    pub const LEASED_WEBHOOKS: Sql = Sql::both(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM webhooks WHERE tenant_id = $1 AND id IN \
+         (SELECT webhook_id FROM webhook_queue WHERE tenant_id = $1 AND lease_id = $2)"
+    ));
+    /// An endpoint disabled by the worker (failing too long).
+    pub const DISABLE_WEBHOOK: Sql = Sql::both(concat!(
+        "UPDATE webhooks SET status = 'disabled', disabled_reason = $3, disabled_at = $4, \
+         updated_at = $4 WHERE tenant_id = $1 AND id = $2 RETURNING ",
+        columns!()
+    ));
+    /// Every pending delivery of the tenant, failed (the tenant is leaving).
+    pub const STOP_PENDING_DELIVERIES: Sql = Sql::both(
+        "UPDATE webhook_queue SET state = 'failed', next_attempt_at = NULL, leased_until = NULL, \
+         lease_id = NULL, last_error = $3, updated_at = $4 \
+         WHERE tenant_id = $1 AND (webhook_id = $2 OR $2 IS NULL) AND state = 'pending'",
+    );
+
+    // The outbox: messages and their queue rows, in the publisher's transaction.
+    /// A test message's one delivery, to one endpoint.
+    pub const QUEUE_TEST_DELIVERY: Sql = Sql::both(
+        "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
+         next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4, $4)",
+    );
+    /// A published message.
+    pub const INSERT_MESSAGE: Sql = Sql::both(
+        "INSERT INTO webhook_messages (tenant_id, id, event_type, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    );
+    /// Whether any active endpoint subscribes to `$2` (or to every type).
+    pub const ANY_SUBSCRIBER: Sql = Sql::pair(
+        "SELECT EXISTS (SELECT 1 FROM webhooks WHERE tenant_id = $1 AND status = 'active' \
+         AND (event_types ? $2 OR event_types ? '*'))",
+        "SELECT EXISTS (SELECT 1 FROM webhooks WHERE tenant_id = $1 AND status = 'active' \
+         AND EXISTS (SELECT 1 FROM json_each(webhooks.event_types) WHERE json_each.value IN ($2, '*')))",
+    );
+    /// One queue row per active endpoint subscribed to `$3`, for message `$2`,
+    /// due at `$4`.
+    pub const FAN_OUT: Sql = Sql::pair(
+        "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
+         next_attempt_at, created_at, updated_at) \
+         SELECT tenant_id, $2, id, 'pending', 0, $4, $4, $4 FROM webhooks \
+         WHERE tenant_id = $1 AND status = 'active' AND (event_types ? $3 OR event_types ? '*')",
+        "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
+         next_attempt_at, created_at, updated_at) \
+         SELECT tenant_id, $2, id, 'pending', 0, $4, $4, $4 FROM webhooks \
+         WHERE tenant_id = $1 AND status = 'active' \
+         AND EXISTS (SELECT 1 FROM json_each(webhooks.event_types) WHERE json_each.value IN ($3, '*'))",
+    );
+
+    // The queue as the worker sees it: budget, claims, outcomes, releases.
+    /// The tenant's budget window for this minute (reset when a new minute
+    /// starts).
+    pub const OPEN_RATE_WINDOW: Sql = Sql::both(
+        "INSERT INTO webhook_rate_windows (tenant_id, window_start, used) VALUES ($1, $2, 0) \
+         ON CONFLICT (tenant_id) DO UPDATE SET window_start = excluded.window_start, used = 0 \
+         WHERE webhook_rate_windows.window_start < excluded.window_start",
+    );
+    /// Due deliveries leased and returned with their bodies, in one statement.
+    pub const CLAIM_DUE: Sql = Sql::postgres_only(
+        "UPDATE webhook_queue q SET next_attempt_at = $3, leased_until = $3, lease_id = $4, \
+         attempts = q.attempts + 1, updated_at = $2 \
+         FROM (SELECT message_id, webhook_id FROM webhook_queue \
+         WHERE tenant_id = $1 AND state = 'pending' AND next_attempt_at <= $2 \
+         ORDER BY next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED) due, \
+         webhook_messages m \
+         WHERE q.tenant_id = $1 AND q.message_id = due.message_id AND q.webhook_id = due.webhook_id \
+         AND m.tenant_id = $1 AND m.id = q.message_id \
+         RETURNING q.message_id, q.webhook_id, q.attempts, m.payload",
+    );
+    /// Due deliveries leased (their bodies are read next, by
+    /// `LEASED_WITH_PAYLOADS`).
+    pub const LEASE_DUE: Sql = Sql::sqlite_only(
+        "UPDATE webhook_queue SET next_attempt_at = $3, leased_until = $3, lease_id = $4, \
+         attempts = attempts + 1, updated_at = $2 \
+         WHERE tenant_id = $1 AND (message_id, webhook_id) IN \
+         (SELECT message_id, webhook_id FROM webhook_queue \
+         WHERE tenant_id = $1 AND state = 'pending' AND next_attempt_at <= $2 \
+         ORDER BY next_attempt_at LIMIT $5)",
+    );
+    /// The deliveries of a lease, with their bodies.
+    pub const LEASED_WITH_PAYLOADS: Sql = Sql::sqlite_only(
+        "SELECT q.message_id, q.webhook_id, q.attempts, m.payload FROM webhook_queue q \
+         JOIN webhook_messages m ON m.tenant_id = q.tenant_id AND m.id = q.message_id \
+         WHERE q.tenant_id = $1 AND q.lease_id = $2",
+    );
+    /// Deliveries counted against this minute's budget.
+    pub const SPEND_RATE_WINDOW: Sql = Sql::both(
+        "UPDATE webhook_rate_windows SET used = used + $2 WHERE tenant_id = $1",
+    );
+    /// The attempt log of a whole batch of outcomes (a JSON array).
+    pub const LOG_ATTEMPTS: Sql = Sql::postgres_only(
+        "INSERT INTO webhook_deliveries (tenant_id, id, message_id, webhook_id, attempt, \
+         attempted_at, duration_ms, response_status, error_class, response_excerpt) \
+         SELECT $1, o.id, o.message_id, o.webhook_id, o.attempt, o.at, o.duration_ms, \
+         o.status, o.error, o.excerpt \
+         FROM jsonb_to_recordset($2) AS o(id uuid, message_id uuid, webhook_id uuid, \
+         attempt bigint, at timestamptz, duration_ms bigint, status bigint, error text, excerpt text) \
+         JOIN webhook_queue q ON q.tenant_id = $1 AND q.message_id = o.message_id \
+         AND q.webhook_id = o.webhook_id",
+    );
+    /// The next state of every delivery of a batch of outcomes (a JSON array).
+    pub const APPLY_OUTCOMES: Sql = Sql::postgres_only(
+        "UPDATE webhook_queue q SET state = o.state, next_attempt_at = o.next_attempt_at, \
+         leased_until = NULL, lease_id = NULL, last_attempt_at = o.at, \
+         last_status = o.status, last_error = o.error, updated_at = o.at \
+         FROM jsonb_to_recordset($2) AS o(message_id uuid, webhook_id uuid, lease uuid, \
+         state text, next_attempt_at timestamptz, at timestamptz, status bigint, error text) \
+         WHERE q.tenant_id = $1 AND q.message_id = o.message_id \
+         AND q.webhook_id = o.webhook_id AND q.lease_id = o.lease",
+    );
+    /// One attempt logged.
+    pub const LOG_ATTEMPT: Sql = Sql::sqlite_only(
+        "INSERT INTO webhook_deliveries (tenant_id, id, message_id, webhook_id, attempt, \
+         attempted_at, duration_ms, response_status, error_class, response_excerpt) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM webhook_queue \
+         WHERE tenant_id = $1 AND message_id = $3 AND webhook_id = $4",
+    );
+    /// One delivery's next state.
+    pub const APPLY_OUTCOME: Sql = Sql::sqlite_only(
+        "UPDATE webhook_queue SET state = $4, next_attempt_at = $5, leased_until = NULL, \
+         lease_id = NULL, last_attempt_at = $6, last_status = $7, last_error = $8, updated_at = $6 \
+         WHERE tenant_id = $1 AND message_id = $2 AND webhook_id = $3 AND lease_id = $9",
+    );
+    /// Endpoints that succeeded are no longer failing.
+    pub const CLEAR_FAILING: Sql = Sql::both(
+        "UPDATE webhook_health SET failing_since = NULL \
+         WHERE tenant_id = $1 AND webhook_id = $2 AND failing_since IS NOT NULL",
+    );
+    /// Endpoints that failed: failing since now, unless they already were.
+    pub const MARK_FAILING: Sql = Sql::both(
+        "INSERT INTO webhook_health (tenant_id, webhook_id, failing_since) \
+         SELECT $1, $2, $3 WHERE EXISTS \
+         (SELECT 1 FROM webhooks WHERE tenant_id = $1 AND id = $2) \
+         ON CONFLICT (tenant_id, webhook_id) DO UPDATE \
+         SET failing_since = COALESCE(webhook_health.failing_since, excluded.failing_since) \
+         RETURNING failing_since",
+    );
+    /// Leased deliveries given back unattempted (shutdown).
+    pub const RELEASE_LEASED: Sql = Sql::both(
+        "UPDATE webhook_queue SET next_attempt_at = $5, leased_until = NULL, lease_id = NULL, \
+         attempts = attempts - 1, updated_at = $5 \
+         WHERE tenant_id = $1 AND message_id = $2 AND webhook_id = $3 AND lease_id = $4",
+    );
+    /// The tenant's budget window, locked until commit on PostgreSQL (SQLite's
+    /// writers are serial already), so claims of every process share one
+    /// budget.
+    pub const LOCK_RATE_WINDOW: Sql = Sql::pair(
+        "SELECT used FROM webhook_rate_windows WHERE tenant_id = $1 FOR UPDATE",
+        "SELECT used FROM webhook_rate_windows WHERE tenant_id = $1",
+    );
+
+    // Deliveries as the tenant sees them.
+    /// A page of deliveries, with filters.
+    pub const LIST_DELIVERIES: Sql = Sql::both(concat!(
+        "SELECT ",
+        delivery_columns!(),
+        " FROM webhook_queue q JOIN webhook_messages m \
+         ON m.tenant_id = q.tenant_id AND m.id = q.message_id \
+         WHERE q.tenant_id = $1 AND q.webhook_id = $2 \
+         AND (q.state = $3 OR $3 IS NULL) AND (m.event_type = $4 OR $4 IS NULL) \
+         AND (m.created_at >= $5 OR $5 IS NULL) AND (m.created_at < $6 OR $6 IS NULL) \
+         AND (q.message_id < $7 OR $7 IS NULL) \
+         ORDER BY q.message_id DESC LIMIT $8"
+    ));
+    /// One delivery.
+    pub const GET_DELIVERY: Sql = Sql::both(concat!(
+        "SELECT ",
+        delivery_columns!(),
+        " FROM webhook_queue q JOIN webhook_messages m \
+         ON m.tenant_id = q.tenant_id AND m.id = q.message_id \
+         WHERE q.tenant_id = $1 AND q.webhook_id = $2 AND q.message_id = $3"
+    ));
+    /// A delivery's attempts, in order.
+    pub const LIST_ATTEMPTS: Sql = Sql::both(
+        "SELECT id, attempt, attempted_at, duration_ms, response_status, error_class, \
+         response_excerpt FROM webhook_deliveries \
+         WHERE tenant_id = $1 AND webhook_id = $2 AND message_id = $3 ORDER BY id",
+    );
+    /// A page of dead letters (deliveries that failed for good).
+    pub const LIST_DEAD_LETTERS: Sql = Sql::both(concat!(
+        "SELECT ",
+        delivery_columns!(),
+        " FROM webhook_queue q JOIN webhook_messages m \
+         ON m.tenant_id = q.tenant_id AND m.id = q.message_id \
+         WHERE q.tenant_id = $1 AND q.state = 'dead' AND (q.message_id < $2 OR $2 IS NULL) \
+         ORDER BY q.message_id DESC LIMIT $3"
+    ));
+    /// A failed delivery, due again now.
+    pub const RETRY_DELIVERY: Sql = Sql::both(
+        "UPDATE webhook_queue SET state = 'pending', attempts = 0, next_attempt_at = $4, \
+         leased_until = NULL, lease_id = NULL, updated_at = $4 \
+         WHERE tenant_id = $1 AND webhook_id = $2 AND message_id = $3 AND state <> 'pending'",
+    );
+    /// Every failed delivery of an endpoint since a time, due again now.
+    pub const RECOVER_DELIVERIES: Sql = Sql::both(
+        "UPDATE webhook_queue SET state = 'pending', attempts = 0, next_attempt_at = $4, \
+         leased_until = NULL, lease_id = NULL, updated_at = $4 \
+         WHERE tenant_id = $1 AND webhook_id = $2 AND state IN ('failed', 'dead') \
+         AND created_at >= $3",
+    );
+
+    // Retention.
+    /// Messages past retention with nothing pending, in batches.
+    pub const PURGE_EXPIRED_MESSAGES: Sql = Sql::both(
+        "DELETE FROM webhook_messages WHERE tenant_id = $1 AND id IN \
+         (SELECT m.id FROM webhook_messages m WHERE m.tenant_id = $1 AND m.created_at < $2 \
+         AND NOT EXISTS (SELECT 1 FROM webhook_queue q WHERE q.tenant_id = $1 \
+         AND q.message_id = m.id AND q.state = 'pending') \
+         ORDER BY m.created_at LIMIT $3)",
+    );
+}
