@@ -5,13 +5,18 @@
 //! code path first runs.
 //!
 //! PostgreSQL prepares as the runtime role (parse and plan; nothing runs).
+//!
+//! And no statement hides outside those lists: a crate's source outside its
+//! `sql` module holds no SQL text but what it builds from catalog names.
 
 use sqlx::Executor;
 use tenantkit::{Backend, Db, store::Statement, testing};
 
 /// Every crate's list.
-fn every_crate() -> [(&'static str, &'static [Statement]); 2] {
+fn every_crate() -> [(&'static str, &'static [Statement]); 4] {
     [
+        ("tenantkit", tenantkit::store::sql::ALL),
+        ("tenantkit-analytics", tenantkit_analytics::sql::ALL),
         ("tenantkit-billing", tenantkit_billing::sql::ALL),
         ("tenantkit-webhooks", tenantkit_webhooks::sql::ALL),
     ]
@@ -92,4 +97,82 @@ async fn every_statement_prepares_on_postgres() {
         async move { pool.prepare(sql).await.map(drop) }
     })
     .await;
+}
+
+/// A string literal that opens an SQL statement, outside a `sql` module, a
+/// test module or test support (`testing.rs`), fails: statements live in
+/// their crate's `sql` module, where the walks above reach them. Allowed:
+/// format strings (a `{` on the literal's first line), which the store
+/// builds from catalog names only, and the few literals that are prefixes
+/// a declaration is checked against, not statements.
+#[test]
+fn no_statement_outside_a_sql_module() {
+    const NOT_STATEMENTS: [&str; 2] = [
+        "\"SELECT tenant_id, due_at FROM \"",
+        "\"SELECT tenantkit_\"",
+    ];
+    const OPENINGS: [&str; 5] = [
+        "\"SELECT ",
+        "\"INSERT INTO ",
+        "\"UPDATE ",
+        "\"DELETE FROM ",
+        "\"WITH ",
+    ];
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut found = Vec::new();
+    let mut scanned = 0;
+    for krate in [
+        "tenantkit",
+        "tenantkit-analytics",
+        "tenantkit-billing",
+        "tenantkit-webhooks",
+        "reference-server",
+    ] {
+        let mut files = Vec::new();
+        rust_files(&root.join(krate).join("src"), &mut files);
+        for file in files {
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            if name == "sql.rs" || name == "testing.rs" {
+                continue;
+            }
+            scanned += 1;
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                if line.trim_start().starts_with("#[cfg(test)]") {
+                    break;
+                }
+                if line.trim_start().starts_with("//") {
+                    continue;
+                }
+                for opening in OPENINGS {
+                    let Some(at) = line.find(opening) else {
+                        continue;
+                    };
+                    let literal = &line[at..];
+                    let built = literal.contains('{');
+                    let prefix = NOT_STATEMENTS.iter().any(|p| literal.starts_with(p));
+                    if !built && !prefix {
+                        found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(scanned > 50, "only {scanned} source files were scanned");
+    assert!(
+        found.is_empty(),
+        "SQL outside a sql module (declare it with tenantkit::statements! in the crate's sql module):\n{}",
+        found.join("\n")
+    );
+}
+
+fn rust_files(dir: &std::path::Path, files: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, files);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
 }

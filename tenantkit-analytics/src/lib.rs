@@ -26,6 +26,7 @@ pub mod live;
 pub mod query;
 pub mod retention;
 pub mod rollup;
+pub mod sql;
 pub mod storage;
 
 pub use ingest::{Analytics, AnalyticsWriter, IngestConfig, IngestError, IngestStats};

@@ -68,7 +68,7 @@ use tokio::{
 };
 use uuid::Uuid;
 
-use crate::{Analytics, ingest::LIVE_CHANNEL};
+use crate::{Analytics, ingest::LIVE_CHANNEL, sql};
 
 /// The key under which the types beyond [`LiveConfig::max_types`] are
 /// summed (not a valid event type, so never a real one).
@@ -437,16 +437,9 @@ async fn read_totals(
     today: NaiveDate,
 ) -> Result<(Vec<(String, i64, Uuid)>, i64)> {
     let mut tx = db.begin_snapshot(ctx).await?;
-    let rows = tx
-        .fetch_all(tx.query(
-            "SELECT event_type, events, last_event_id FROM event_live_totals WHERE tenant_id = $1",
-        ))
-        .await?;
+    let rows = tx.fetch_all(tx.query(sql::LIVE_TOTALS)).await?;
     let dau: Option<(i64,)> = tx
-        .fetch_optional(
-            tx.query("SELECT users FROM event_daily_active WHERE tenant_id = $1 AND day = $2")
-                .bind(Value::Date(today)),
-        )
+        .fetch_optional(tx.query(sql::DAILY_ACTIVE).bind(Value::Date(today)))
         .await?;
     tx.commit().await?;
     Ok((rows, dau.map_or(0, |(n,)| n)))

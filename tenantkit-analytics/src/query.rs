@@ -22,7 +22,10 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tenantkit::{Db, Result, TenantContext, problem::Problem};
 
-use crate::rollup::{BLOCK_STRIDE, block_of, day_bit, epoch_day, hour_of};
+use crate::{
+    rollup::{BLOCK_STRIDE, block_of, day_bit, epoch_day, hour_of},
+    sql,
+};
 
 /// The most points one time series returns.
 pub const MAX_POINTS: i64 = 1000;
@@ -471,11 +474,7 @@ async fn mau(tx: &mut tenantkit::TenantTx, day: NaiveDate) -> Result<i64> {
     debug_assert!(epoch_day(day) - epoch_day(block) < 2 * BLOCK_STRIDE);
     let mask = (0..MAU_DAYS as u64).fold(0i64, |m, i| m | day_bit(block, first + Days::new(i)));
     let (n,): (i64,) = tx
-        .fetch_one(
-            tx.query("SELECT COUNT(*) FROM event_user_blocks WHERE tenant_id = $1 AND block = $2 AND (days & $3) <> 0")
-                .bind(block)
-                .bind(mask),
-        )
+        .fetch_one(tx.query(sql::USERS_IN_WINDOW).bind(block).bind(mask))
         .await?;
     Ok(n)
 }
@@ -505,33 +504,19 @@ async fn counts(db: &Db, ctx: &TenantContext, q: &SummaryQuery, day: NaiveDate) 
     // The hours that start inside `[from, to)`.
     let start = first_hour(q.from);
     let by_type: Vec<(String, i64)> = tx
-        .fetch_all(
-            tx.query(
-                "SELECT event_type, CAST(SUM(count) AS BIGINT) FROM event_type_counts \
-                  WHERE tenant_id = $1 AND hour >= $2 AND hour < $3 GROUP BY event_type",
-            )
-            .bind(start)
-            .bind(q.to),
-        )
+        .fetch_all(tx.query(sql::EVENTS_PER_TYPE).bind(start).bind(q.to))
         .await?;
     let of = |ty: &str| by_type.iter().find(|(t, _)| t == ty).map_or(0, |(_, n)| *n);
     let top_features: Vec<(String, i64)> = tx
         .fetch_all(
-            tx.query(
-                "SELECT name, CAST(SUM(count) AS BIGINT) AS n FROM event_counts \
-                  WHERE tenant_id = $1 AND event_type = 'feature_used' AND hour >= $2 AND hour < $3 AND name <> '' \
-                  GROUP BY name ORDER BY n DESC, name LIMIT $4",
-            )
-            .bind(start)
-            .bind(q.to)
-            .bind(TOP_FEATURES),
+            tx.query(sql::TOP_FEATURES)
+                .bind(start)
+                .bind(q.to)
+                .bind(TOP_FEATURES),
         )
         .await?;
     let dau: Option<(i64,)> = tx
-        .fetch_optional(
-            tx.query("SELECT users FROM event_daily_active WHERE tenant_id = $1 AND day = $2")
-                .bind(day),
-        )
+        .fetch_optional(tx.query(sql::DAILY_ACTIVE).bind(day))
         .await?;
     tx.commit().await?;
     Ok(Summary {
@@ -564,11 +549,9 @@ pub async fn timeseries(db: &Db, ctx: &TenantContext, q: &SeriesQuery) -> Result
         Metric::Dau => {
             let days: Vec<(NaiveDate, i64)> = tx
                 .fetch_all(
-                    tx.query(
-                        "SELECT day, users FROM event_daily_active WHERE tenant_id = $1 AND day >= $2 AND day <= $3",
-                    )
-                    .bind(first.date_naive())
-                    .bind(last_day(q.to)),
+                    tx.query(sql::DAILY_ACTIVE_BETWEEN)
+                        .bind(first.date_naive())
+                        .bind(last_day(q.to)),
                 )
                 .await?;
             for (day, users) in days {
@@ -581,38 +564,29 @@ pub async fn timeseries(db: &Db, ctx: &TenantContext, q: &SeriesQuery) -> Result
         metric => {
             let hours: Vec<(DateTime<Utc>, i64)> = match metric {
                 Metric::Events => {
-                    tx.fetch_all(
-                        tx.query(
-                            "SELECT hour, CAST(SUM(count) AS BIGINT) FROM event_type_counts \
-                              WHERE tenant_id = $1 AND hour >= $2 AND hour < $3 GROUP BY hour",
-                        )
-                        .bind(counted_from)
-                        .bind(q.to),
-                    )
-                    .await?
+                    tx.fetch_all(tx.query(sql::EVENTS_PER_HOUR).bind(counted_from).bind(q.to))
+                        .await?
                 }
                 Metric::Feature(name) => {
                     tx.fetch_all(
-                        tx.query(
-                            "SELECT hour, count FROM event_counts \
-                              WHERE tenant_id = $1 AND event_type = 'feature_used' AND hour >= $2 AND hour < $3 AND name = $4",
-                        )
-                        .bind(counted_from)
-                        .bind(q.to)
-                        .bind(name.clone()),
+                        tx.query(sql::FEATURE_PER_HOUR)
+                            .bind(counted_from)
+                            .bind(q.to)
+                            .bind(name.clone()),
                     )
                     .await?
                 }
                 _ => {
-                    let ty = if *metric == Metric::ApiCalls { "api_call" } else { "page_view" };
+                    let ty = if *metric == Metric::ApiCalls {
+                        "api_call"
+                    } else {
+                        "page_view"
+                    };
                     tx.fetch_all(
-                        tx.query(
-                            "SELECT hour, count FROM event_type_counts \
-                              WHERE tenant_id = $1 AND event_type = $4 AND hour >= $2 AND hour < $3",
-                        )
-                        .bind(counted_from)
-                        .bind(q.to)
-                        .bind(ty),
+                        tx.query(sql::TYPE_PER_HOUR)
+                            .bind(counted_from)
+                            .bind(q.to)
+                            .bind(ty),
                     )
                     .await?
                 }

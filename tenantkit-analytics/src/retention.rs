@@ -5,7 +5,7 @@
 use chrono::{Days, NaiveDate};
 use tenantkit::{
     Backend, Db, Result,
-    store::{OperationalTable, Value},
+    store::{OperationalTable, Sql, Value},
 };
 
 use crate::{
@@ -13,6 +13,7 @@ use crate::{
         BLOCK_STRIDE, COUNTS, DAILY_ACTIVE, DAILY_USERS, TYPE_COUNTS, USER_BLOCKS, block_of,
         epoch_day,
     },
+    sql,
     storage::{self, EVENTS},
 };
 
@@ -47,68 +48,38 @@ pub async fn purge(db: &Db, before: NaiveDate) -> Result<Purged> {
     })
     .collect();
     // Each table, the statement removing its old rows, and the cut-off.
-    let mut deletes: Vec<(OperationalTable, &'static str, Value)> = vec![
-        (
-            COUNTS,
-            "DELETE FROM event_counts WHERE tenant_id = $1 AND hour < $2",
-            start.into(),
-        ),
-        (
-            TYPE_COUNTS,
-            "DELETE FROM event_type_counts WHERE tenant_id = $1 AND hour < $2",
-            start.into(),
-        ),
-        (
-            DAILY_USERS,
-            "DELETE FROM event_daily_users WHERE tenant_id = $1 AND day < $2",
-            before.into(),
-        ),
-        (
-            DAILY_ACTIVE,
-            "DELETE FROM event_daily_active WHERE tenant_id = $1 AND day < $2",
-            before.into(),
-        ),
-        (
-            USER_BLOCKS,
-            "DELETE FROM event_user_blocks WHERE tenant_id = $1 AND block <= $2",
-            last_block.into(),
-        ),
+    let mut deletes: Vec<(OperationalTable, Sql, Value)> = vec![
+        (COUNTS, sql::PURGE_COUNTS, start.into()),
+        (TYPE_COUNTS, sql::PURGE_TYPE_COUNTS, start.into()),
+        (DAILY_USERS, sql::PURGE_DAILY_USERS, before.into()),
+        (DAILY_ACTIVE, sql::PURGE_DAILY_ACTIVE, before.into()),
+        (USER_BLOCKS, sql::PURGE_USER_BLOCKS, last_block.into()),
     ];
     // PostgreSQL dropped whole partitions above; SQLite deletes rows.
     if db.backend() == Backend::Sqlite {
-        deletes.push((
-            EVENTS,
-            "DELETE FROM events WHERE tenant_id = $1 AND occurred_at < $2",
-            start.into(),
-        ));
+        deletes.push((EVENTS, sql::PURGE_EVENTS, start.into()));
     }
     let mut pages = db.tenant_pages(500);
     while let Some(page) = pages.next().await? {
         for ctx in page {
             let mut tx = db.begin(&ctx).await?;
-            for (table, sql, cutoff) in &deletes {
+            for (table, statement, cutoff) in &deletes {
                 purged.rows += tx
-                    .write_operational(*table, tx.query(*sql).bind(cutoff.clone()))
+                    .write_operational(*table, tx.query(*statement).bind(cutoff.clone()))
                     .await?;
             }
             for (block, keep) in &straddling {
                 purged.rows += tx
                     .write_operational(
                         USER_BLOCKS,
-                        tx.query(
-                            "DELETE FROM event_user_blocks WHERE tenant_id = $1 AND block = $2 AND (days & $3) = 0",
-                        )
-                        .bind(*block)
-                        .bind(*keep),
+                        tx.query(sql::PURGE_EMPTIED_USER_BLOCKS)
+                            .bind(*block)
+                            .bind(*keep),
                     )
                     .await?;
                 tx.write_operational(
                     USER_BLOCKS,
-                    tx.query(
-                        "UPDATE event_user_blocks SET days = days & $3 WHERE tenant_id = $1 AND block = $2 AND days <> (days & $3)",
-                    )
-                    .bind(*block)
-                    .bind(*keep),
+                    tx.query(sql::TRIM_USER_BLOCKS).bind(*block).bind(*keep),
                 )
                 .await?;
             }

@@ -21,19 +21,20 @@ pub const DAYS_BACK: u64 = 35;
 pub const DAYS_AHEAD: u64 = 7;
 
 /// Creates the missing day partitions of a span: `(from, days)`.
-pub const ENSURE_PARTITIONS: Maintenance =
-    Maintenance::new("SELECT tenantkit_analytics_ensure_partitions($1::date, $2::integer)::bigint");
+pub const ENSURE_PARTITIONS: Maintenance = Maintenance::new(crate::sql::ENSURE_PARTITIONS);
 /// Drops the day partitions before a day (at least one day ago).
 pub const DROP_PARTITIONS_BEFORE: Maintenance =
-    Maintenance::new("SELECT tenantkit_analytics_drop_partitions_before($1::date)::bigint");
+    Maintenance::new(crate::sql::DROP_PARTITIONS_BEFORE);
 
 /// Analytics' migrations (PostgreSQL, SQLite), each with its own history table.
 pub fn migrators() -> (sqlx::migrate::Migrator, sqlx::migrate::Migrator) {
-    let mut postgres = sqlx::migrate!("./migrations/postgres");
-    postgres.dangerous_set_table_name("_tenantkit_analytics_migrations");
-    let mut sqlite = sqlx::migrate!("./migrations/sqlite");
-    sqlite.dangerous_set_table_name("_tenantkit_analytics_migrations");
-    (postgres, sqlite)
+    tenantkit::store::with_history_table(
+        "_tenantkit_analytics_migrations",
+        (
+            sqlx::migrate!("./migrations/postgres"),
+            sqlx::migrate!("./migrations/sqlite"),
+        ),
+    )
 }
 
 /// Applies the analytics migrations (after tenantkit's; as the owner on PostgreSQL).

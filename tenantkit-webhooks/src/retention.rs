@@ -12,11 +12,7 @@ use tenantkit::{TenantTx, store::DueWork};
 use crate::{Webhooks, endpoints::WebhookError, schema::MESSAGES, sql};
 
 /// Tenants with messages published before a cutoff: ids and times only.
-pub const EXPIRED: DueWork = DueWork::new(
-    "SELECT tenant_id, due_at FROM tenantkit_webhooks_expired_tenants($1, $2, $3)",
-    "SELECT tenant_id, MIN(created_at) AS due_at FROM webhook_messages \
-     GROUP BY tenant_id HAVING MIN(created_at) < $1 ORDER BY due_at LIMIT $2",
-);
+pub const EXPIRED: DueWork = DueWork::new(sql::EXPIRED_TENANTS);
 
 /// At most this many messages are removed per statement.
 pub const PURGE_BATCH: u32 = 1000;

@@ -24,9 +24,11 @@ pub const CHANNEL: &str = "tenantkit_webhooks";
 
 /// Webhooks' migrations (PostgreSQL, SQLite), each with its own history table.
 pub fn migrators() -> (sqlx::migrate::Migrator, sqlx::migrate::Migrator) {
-    let mut postgres = sqlx::migrate!("./migrations/postgres");
-    postgres.dangerous_set_table_name("_tenantkit_webhooks_migrations");
-    let mut sqlite = sqlx::migrate!("./migrations/sqlite");
-    sqlite.dangerous_set_table_name("_tenantkit_webhooks_migrations");
-    (postgres, sqlite)
+    tenantkit::store::with_history_table(
+        "_tenantkit_webhooks_migrations",
+        (
+            sqlx::migrate!("./migrations/postgres"),
+            sqlx::migrate!("./migrations/sqlite"),
+        ),
+    )
 }

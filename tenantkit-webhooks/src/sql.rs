@@ -25,6 +25,21 @@ macro_rules! delivery_columns {
 }
 
 tenantkit::statements! {
+    // Finding work (`tenantkit::store::DueWork`): tenant ids and times only.
+    /// Tenants with due deliveries, the longest waiting first.
+    pub const DUE_TENANTS: Sql = Sql::pair(
+        "SELECT tenant_id, due_at FROM tenantkit_webhooks_due_tenants($1, $2, $3)",
+        "SELECT tenant_id, MIN(next_attempt_at) AS due_at FROM webhook_queue \
+         WHERE state = 'pending' GROUP BY tenant_id HAVING MIN(next_attempt_at) <= $1 \
+         ORDER BY due_at LIMIT $2",
+    );
+    /// Tenants with messages published before `$1`.
+    pub const EXPIRED_TENANTS: Sql = Sql::pair(
+        "SELECT tenant_id, due_at FROM tenantkit_webhooks_expired_tenants($1, $2, $3)",
+        "SELECT tenant_id, MIN(created_at) AS due_at FROM webhook_messages \
+         GROUP BY tenant_id HAVING MIN(created_at) < $1 ORDER BY due_at LIMIT $2",
+    );
+
     // Endpoints (audited).
     /// A new endpoint.
     pub const INSERT_WEBHOOK: Sql = Sql::both(concat!(
@@ -122,8 +137,11 @@ tenantkit::statements! {
          ON CONFLICT (tenant_id) DO UPDATE SET window_start = excluded.window_start, used = 0 \
          WHERE webhook_rate_windows.window_start < excluded.window_start",
     );
-    /// Due deliveries leased and returned with their bodies, in one statement.
-    pub const CLAIM_DUE: Sql = Sql::postgres_only(
+    /// Up to `$5` due deliveries leased to `$4` until `$3` (`$2`: now).
+    /// PostgreSQL's returns them with their bodies, in one statement, and
+    /// skips rows another worker is leasing; SQLite's returns nothing (its
+    /// one writer reads them next, by `LEASED_WITH_PAYLOADS`).
+    pub const LEASE_DUE: Sql = Sql::pair(
         "UPDATE webhook_queue q SET next_attempt_at = $3, leased_until = $3, lease_id = $4, \
          attempts = q.attempts + 1, updated_at = $2 \
          FROM (SELECT message_id, webhook_id FROM webhook_queue \
@@ -133,10 +151,6 @@ tenantkit::statements! {
          WHERE q.tenant_id = $1 AND q.message_id = due.message_id AND q.webhook_id = due.webhook_id \
          AND m.tenant_id = $1 AND m.id = q.message_id \
          RETURNING q.message_id, q.webhook_id, q.attempts, m.payload",
-    );
-    /// Due deliveries leased (their bodies are read next, by
-    /// `LEASED_WITH_PAYLOADS`).
-    pub const LEASE_DUE: Sql = Sql::sqlite_only(
         "UPDATE webhook_queue SET next_attempt_at = $3, leased_until = $3, lease_id = $4, \
          attempts = attempts + 1, updated_at = $2 \
          WHERE tenant_id = $1 AND (message_id, webhook_id) IN \

@@ -76,12 +76,12 @@ impl AccessChange {
     }
 
     /// Announces the change to other processes when the transaction commits.
-    pub(crate) async fn notify_in(self, tx: &mut super::sql::Tx) -> Result<()> {
+    pub(crate) async fn notify_in(self, tx: &mut super::driver::Tx) -> Result<()> {
         #[cfg(feature = "postgres")]
-        if let super::sql::Tx::Pg(_) = tx {
+        if let super::driver::Tx::Pg(_) = tx {
             tx.conn()
                 .execute(
-                    "SELECT pg_notify($1, $2)",
+                    super::sql::NOTIFY,
                     vec![ACCESS_CHANNEL.into(), self.payload().into()],
                 )
                 .await?;
@@ -217,24 +217,10 @@ impl Db {
     /// [`Db::watch_access_changes`]). On SQLite (one process) there is
     /// nothing to hear, and `run` returns at once.
     pub async fn listen_for_access_changes(&self) -> Result<AccessListener> {
-        #[cfg(feature = "postgres")]
-        if let super::Pool::Pg(pool) = &self.pool {
-            let mut listener = sqlx::postgres::PgListener::connect_with(pool)
-                .await
-                .map_err(crate::Error::from_sqlx)?;
-            listener
-                .listen(ACCESS_CHANNEL)
-                .await
-                .map_err(crate::Error::from_sqlx)?;
-            return Ok(AccessListener {
-                db: self.clone(),
-                pg: Some(listener),
-            });
-        }
         Ok(AccessListener {
             db: self.clone(),
             #[cfg(feature = "postgres")]
-            pg: None,
+            pg: self.pool.listen(ACCESS_CHANNEL).await?,
         })
     }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use chrono::{Duration, Utc};
 use serde::Serialize;
 
-use super::TenantTx;
+use super::{TenantTx, sql};
 use crate::{
     ApiKey, ApiKeyId, Error, NewApiKey, PageRequest, Result, api_key, audit::Audited, validate,
 };
@@ -38,11 +38,7 @@ impl TenantTx {
         scopes.dedup();
         let (key, prefix, hash) = api_key::generate();
         let q = self
-            .query(
-                "INSERT INTO api_keys (tenant_id, id, name, prefix, hash, scopes, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 RETURNING tenant_id, id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at",
-            )
+            .query(sql::INSERT_API_KEY)
             .bind(ApiKeyId::new())
             .bind(name)
             .bind(prefix)
@@ -57,10 +53,7 @@ impl TenantTx {
     pub async fn list_api_keys(&mut self, page: PageRequest<ApiKeyId>) -> Result<Vec<ApiKey>> {
         let limit = validate::limit(page.limit)?;
         let q = self
-            .query(
-                "SELECT tenant_id, id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at \
-                 FROM api_keys WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
-            )
+            .query(sql::LIST_API_KEYS)
             .bind(page.after.map(|id| id.as_uuid()))
             .bind(limit);
         self.fetch_all(q).await
@@ -69,12 +62,7 @@ impl TenantTx {
     /// Revokes a key (audited as `api_key.revoked`). Revoking a revoked key
     /// changes nothing and succeeds.
     pub async fn revoke_api_key(&mut self, id: ApiKeyId) -> Result<ApiKey> {
-        let q = self
-            .query(
-                "SELECT tenant_id, id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at \
-                 FROM api_keys WHERE tenant_id = $1 AND id = $2",
-            )
-            .bind(id);
+        let q = self.query(sql::GET_API_KEY).bind(id);
         let current: ApiKey = self
             .fetch_optional(q)
             .await?
@@ -82,13 +70,7 @@ impl TenantTx {
         if current.revoked_at.is_some() {
             return Ok(current);
         }
-        let q = self
-            .query(
-                "UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 \
-                 RETURNING tenant_id, id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at",
-            )
-            .bind(id)
-            .bind(Utc::now());
+        let q = self.query(sql::REVOKE_API_KEY).bind(id).bind(Utc::now());
         self.update_as("api_key.revoked", &current, q).await
     }
 
@@ -108,12 +90,7 @@ impl TenantTx {
         let Some(prefix) = api_key::prefix_of(presented) else {
             return Ok(None);
         };
-        let q = self
-            .query(
-                "SELECT tenant_id, id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at \
-                 FROM api_keys WHERE tenant_id = $1 AND prefix = $2",
-            )
-            .bind(prefix);
+        let q = self.query(sql::API_KEY_BY_PREFIX).bind(prefix);
         let Some(key) = self.fetch_optional::<ApiKey>(q).await? else {
             return Ok(None);
         };
@@ -130,10 +107,7 @@ impl TenantTx {
             return Ok(());
         }
         let q = self
-            .query(
-                "UPDATE api_keys SET last_used_at = $3 WHERE tenant_id = $1 AND id = $2 \
-                 RETURNING tenant_id, id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at",
-            )
+            .query(sql::RECORD_API_KEY_USE)
             .bind(key.id)
             .bind(Utc::now());
         self.set_actor(crate::audit::Actor::ApiKey(key.id));

@@ -4,7 +4,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 use futures_util::Stream;
 
-use super::{Backend, Db, TenantTx, sql::Value, transaction::Change};
+use super::{Backend, Db, Sql, TenantTx, driver::Value, sql, transaction::Change};
 use crate::{
     AuditEntryId, Error, Result, TenantContext,
     audit::{AuditEntry, AuditFilter, ChainCheck, ChainReport},
@@ -50,10 +50,7 @@ impl TenantTx {
         let ctx = self.context().clone();
         let mut conn = self.conn();
         let (seq, prev_hash): (i64, String) = conn
-            .fetch_one(
-                "UPDATE audit_heads SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq, hash",
-                vec![tenant.into()],
-            )
+            .fetch_one(sql::ADVANCE_AUDIT_HEAD, vec![tenant.into()])
             .await?;
         let request = ctx.request();
         let mut entry = AuditEntry {
@@ -77,9 +74,7 @@ impl TenantTx {
         };
         entry.hash = entry.compute_hash();
         conn.execute(
-            "INSERT INTO audit_logs (tenant_id, seq, id, actor_type, actor_id, action, resource_type, resource_id, \
-             before, after, request_id, client_ip, user_agent, occurred_at, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            sql::INSERT_AUDIT_ENTRY,
             vec![
                 tenant.into(),
                 entry.seq.into(),
@@ -101,7 +96,7 @@ impl TenantTx {
         )
         .await?;
         conn.execute(
-            "UPDATE audit_heads SET hash = $2 WHERE tenant_id = $1",
+            sql::SET_AUDIT_HEAD_HASH,
             vec![tenant.into(), entry.hash.clone().into()],
         )
         .await?;
@@ -130,19 +125,10 @@ impl TenantTx {
              tenant's write lock, and now audits (call lock_tenant_writes first)"
         );
         let tenant = self.tenant_id();
-        let sql = match self.backend() {
-            // One statement: the tenant row is held before the head is locked.
-            Backend::Postgres => {
-                "INSERT INTO audit_heads (tenant_id) SELECT $1 WHERE tenantkit_hold_tenant($1::uuid) \
-                 ON CONFLICT (tenant_id) DO UPDATE SET seq = audit_heads.seq RETURNING seq"
-            }
-            // One writer at a time: the tenant row cannot change under it.
-            Backend::Sqlite => {
-                "INSERT INTO audit_heads (tenant_id) SELECT $1 WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1) \
-                 ON CONFLICT (tenant_id) DO UPDATE SET seq = audit_heads.seq RETURNING seq"
-            }
-        };
-        let locked: Option<(i64,)> = self.conn().fetch_optional(sql, vec![tenant.into()]).await?;
+        let locked: Option<(i64,)> = self
+            .conn()
+            .fetch_optional(sql::LOCK_TENANT_WRITES, vec![tenant.into()])
+            .await?;
         if locked.is_none() {
             return Err(Error::NotFound("tenant"));
         }
@@ -164,15 +150,7 @@ impl TenantTx {
         let from = validate::optional_instant("from", filter.from)?;
         let to = validate::optional_instant("to", filter.to)?;
         let q = self
-            .query(
-                "SELECT tenant_id, seq, id, actor_type, actor_id, action, resource_type, resource_id, before, after, \
-                 request_id, client_ip, user_agent, occurred_at, prev_hash, hash FROM audit_logs \
-                 WHERE tenant_id = $1 AND ($2 IS NULL OR actor_type = $2) AND ($3 IS NULL OR actor_id = $3) \
-                 AND ($4 IS NULL OR action = $4) AND ($5 IS NULL OR resource_type = $5) \
-                 AND ($6 IS NULL OR resource_id = $6) AND ($7 IS NULL OR occurred_at >= $7) \
-                 AND ($8 IS NULL OR occurred_at < $8) AND ($9 IS NULL OR seq < $9) \
-                 ORDER BY seq DESC LIMIT $10",
-            )
+            .query(sql::LIST_AUDIT_LOGS)
             .bind(filter.actor_type.clone())
             .bind(filter.actor_id.clone())
             .bind(filter.action.clone())
@@ -196,12 +174,7 @@ impl TenantTx {
     ) -> Result<Vec<AuditEntry>> {
         let limit = i64::from(limit.clamp(1, AUDIT_BATCH));
         let q = self
-            .query(
-                "SELECT tenant_id, seq, id, actor_type, actor_id, action, resource_type, resource_id, before, after, \
-                 request_id, client_ip, user_agent, occurred_at, prev_hash, hash FROM audit_logs \
-                 WHERE tenant_id = $1 AND seq > $2 AND ($3 IS NULL OR occurred_at >= $3) \
-                 AND ($4 IS NULL OR occurred_at < $4) ORDER BY seq LIMIT $5",
-            )
+            .query(sql::AUDIT_PAGE)
             .bind(after_seq)
             .bind(from)
             .bind(to)
@@ -214,11 +187,7 @@ impl TenantTx {
     /// not its predecessor's hash, a gap in `seq`, or a head that does not
     /// match the last entry (a deleted tail).
     pub async fn verify_audit_chain(&mut self) -> Result<ChainReport> {
-        let head: Option<Head> = self
-            .fetch_optional(self.query(
-                "SELECT seq, hash, anchor_seq, anchor_hash FROM audit_heads WHERE tenant_id = $1",
-            ))
-            .await?;
+        let head: Option<Head> = self.fetch_optional(self.query(sql::AUDIT_HEAD)).await?;
         let head = head.unwrap_or(Head {
             seq: 0,
             hash: String::new(),
@@ -255,18 +224,14 @@ impl TenantTx {
         let (purged, through_seq): (i64, Option<i64>) = match self.backend() {
             Backend::Postgres => {
                 self.conn()
-                    .fetch_one(
-                        "SELECT purged, through_seq FROM tenantkit_audit_purge($1, $2)",
-                        vec![tenant.into(), cutoff.into()],
-                    )
+                    .fetch_one(sql::PURGE_AUDIT_LOGS, vec![tenant.into(), cutoff.into()])
                     .await?
             }
             Backend::Sqlite => {
                 let last: Option<(i64, String)> = self
                     .conn()
                     .fetch_optional(
-                        "SELECT seq, hash FROM audit_logs WHERE tenant_id = $1 AND occurred_at < $2 \
-                         ORDER BY seq DESC LIMIT 1",
+                        sql::LAST_AUDIT_ENTRY_BEFORE,
                         vec![tenant.into(), cutoff.into()],
                     )
                     .await?;
@@ -274,16 +239,14 @@ impl TenantTx {
                     None => (0, None),
                     Some((seq, hash)) => {
                         let n = self
-                            .sqlite_delete_audit_rows(
-                                "DELETE FROM audit_logs WHERE tenant_id = $1 AND seq <= $2",
-                                seq,
+                            .sqlite_delete_audit_rows(sql::DELETE_AUDIT_THROUGH, seq)
+                            .await?;
+                        self.conn()
+                            .execute(
+                                sql::SET_AUDIT_ANCHOR,
+                                vec![tenant.into(), seq.into(), hash.into()],
                             )
                             .await?;
-                        self.conn().execute(
-                            "UPDATE audit_heads SET anchor_seq = $2, anchor_hash = $3 WHERE tenant_id = $1",
-                            vec![tenant.into(), seq.into(), hash.into()],
-                        )
-                        .await?;
                         (i64::try_from(n).unwrap_or(i64::MAX), Some(seq))
                     }
                 }
@@ -307,26 +270,16 @@ impl TenantTx {
     /// purge, tenant deletion): `delete` (binding the tenant as `$1` and
     /// `arg` as `$2`) run with the marker `audit_logs_no_delete` looks for,
     /// present only around it, in this transaction. Returns the rows removed.
-    pub(super) async fn sqlite_delete_audit_rows(
-        &mut self,
-        delete: &'static str,
-        arg: i64,
-    ) -> Result<u64> {
+    pub(super) async fn sqlite_delete_audit_rows(&mut self, delete: Sql, arg: i64) -> Result<u64> {
         let tenant = self.tenant_id();
         let mut conn = self.conn();
-        conn.execute(
-            "INSERT INTO audit_purge_in_progress (tenant_id) VALUES ($1)",
-            vec![tenant.into()],
-        )
-        .await?;
+        conn.execute(sql::ALLOW_AUDIT_DELETE, vec![tenant.into()])
+            .await?;
         let removed = conn
             .execute(delete, vec![tenant.into(), arg.into()])
             .await?;
-        conn.execute(
-            "DELETE FROM audit_purge_in_progress WHERE tenant_id = $1",
-            vec![tenant.into()],
-        )
-        .await?;
+        conn.execute(sql::DISALLOW_AUDIT_DELETE, vec![tenant.into()])
+            .await?;
         Ok(removed)
     }
 }

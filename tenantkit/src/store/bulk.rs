@@ -1,7 +1,7 @@
 //! [`BulkTx`]: one transaction that writes for several tenants in turn, each
 //! tenant's writes scoped exactly as a [`TenantTx`]'s.
 
-use super::{Db, TenantTx, sql::Tx};
+use super::{Db, TenantTx, driver::Tx};
 use crate::{Error, Result, TenantContext};
 
 /// One transaction that writes for several tenants in turn: a batch

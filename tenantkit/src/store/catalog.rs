@@ -12,7 +12,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Backend, Db, TenantTx, sql::Tx, sql::Value};
+use super::{
+    Backend, Db, TenantTx,
+    driver::{Tx, Value},
+    sql,
+};
 use crate::Result;
 
 /// Tables that carry `tenant_id` but are not the tenant's data: the
@@ -68,44 +72,10 @@ impl Db {
     /// ```
     pub async fn tenant_tables(&self) -> Result<Vec<TenantTable>> {
         let mut tx = Tx::begin(&self.pool).await?;
-        let (tables_sql, columns_sql, key_sql, references_sql, secrets_sql) = match self.backend() {
-            Backend::Postgres => (
-                "SELECT c.relname::text FROM pg_class c \
-                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped \
-                 WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') \
-                 AND NOT c.relispartition \
-                 AND obj_description(c.oid, 'pg_class') IS DISTINCT FROM 'tenantkit:platform' \
-                 ORDER BY 1",
-                "SELECT attname::text FROM pg_attribute \
-                 WHERE attrelid = ('public.' || quote_ident($1))::regclass AND attnum > 0 AND NOT attisdropped \
-                 ORDER BY attnum",
-                "SELECT a.attname::text FROM pg_index i \
-                 CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) \
-                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
-                 WHERE i.indrelid = ('public.' || quote_ident($1))::regclass AND i.indisprimary \
-                 ORDER BY k.n",
-                "SELECT DISTINCT p.relname::text FROM pg_constraint con \
-                 JOIN pg_class p ON p.oid = con.confrelid \
-                 WHERE con.conrelid = ('public.' || quote_ident($1))::regclass AND con.contype = 'f' \
-                 ORDER BY 1",
-                "SELECT attname::text FROM pg_attribute \
-                 WHERE attrelid = ('public.' || quote_ident($1))::regclass AND attnum > 0 AND NOT attisdropped \
-                 AND col_description(attrelid, attnum) = 'tenantkit:secret' \
-                 ORDER BY attnum",
-            ),
-            Backend::Sqlite => (
-                "SELECT m.name FROM sqlite_master m WHERE m.type = 'table' \
-                 AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) p WHERE p.name = 'tenant_id') \
-                 ORDER BY 1",
-                "SELECT name FROM pragma_table_info($1) ORDER BY cid",
-                "SELECT name FROM pragma_table_info($1) WHERE pk > 0 ORDER BY pk",
-                "SELECT DISTINCT \"table\" FROM pragma_foreign_key_list($1) ORDER BY 1",
-                "SELECT p.name FROM pragma_table_info($1) p \
-                 JOIN tenantkit_secret_columns s ON s.table_name = $1 AND s.column_name = p.name \
-                 ORDER BY p.cid",
-            ),
-        };
-        let names: Vec<(String,)> = tx.conn().fetch_all(tables_sql, Vec::new()).await?;
+        let names: Vec<(String,)> = tx
+            .conn()
+            .fetch_all(sql::TENANT_TABLE_NAMES, Vec::new())
+            .await?;
         let mut tables = BTreeMap::new();
         for (name,) in names {
             if NOT_TENANT_DATA.contains(&name.as_str()) {
@@ -114,22 +84,22 @@ impl Db {
             let column = |rows: Vec<(String,)>| rows.into_iter().map(|(c,)| c).collect::<Vec<_>>();
             let columns = column(
                 tx.conn()
-                    .fetch_all(columns_sql, vec![name.clone().into()])
+                    .fetch_all(sql::TABLE_COLUMNS, vec![name.clone().into()])
                     .await?,
             );
             let primary_key = column(
                 tx.conn()
-                    .fetch_all(key_sql, vec![name.clone().into()])
+                    .fetch_all(sql::PRIMARY_KEY_COLUMNS, vec![name.clone().into()])
                     .await?,
             );
             let references = column(
                 tx.conn()
-                    .fetch_all(references_sql, vec![name.clone().into()])
+                    .fetch_all(sql::REFERENCED_TABLES, vec![name.clone().into()])
                     .await?,
             );
             let secret_columns = column(
                 tx.conn()
-                    .fetch_all(secrets_sql, vec![name.clone().into()])
+                    .fetch_all(sql::SECRET_COLUMNS, vec![name.clone().into()])
                     .await?,
             );
             tables.insert(

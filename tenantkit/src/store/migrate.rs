@@ -2,8 +2,34 @@
 
 use std::fmt;
 
-use super::{Db, sql::Pool};
+use super::{
+    Backend, Db,
+    driver::{Pool, Pooled},
+    sql,
+};
 use crate::{Error, Result};
+
+/// A crate's migrators (PostgreSQL, SQLite) given a history table of
+/// their own, `table`, for [`Db::apply_migrations`]: crates never see each
+/// other's migration versions.
+///
+/// ```no_run
+/// # async fn migrate(db: &tenantkit::Db) -> tenantkit::Result<()> {
+/// let (postgres, sqlite) = tenantkit::store::with_history_table(
+///     "_my_crate_migrations",
+///     (sqlx::migrate!("./migrations/postgres"), sqlx::migrate!("./migrations/sqlite")),
+/// );
+/// db.apply_migrations(&postgres, &sqlite).await
+/// # }
+/// ```
+pub fn with_history_table(
+    table: &'static str,
+    (mut postgres, mut sqlite): (sqlx::migrate::Migrator, sqlx::migrate::Migrator),
+) -> (sqlx::migrate::Migrator, sqlx::migrate::Migrator) {
+    postgres.dangerous_set_table_name(table);
+    sqlite.dangerous_set_table_name(table);
+    (postgres, sqlite)
+}
 
 #[cfg(feature = "postgres")]
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -221,19 +247,13 @@ impl Db {
     /// `analytics.retention_days`). Connect as the owner; `migrate` calls it
     /// with the configured values. A no-op on SQLite, which has no roles.
     pub async fn set_owner_setting(&self, name: &str, value: &str) -> Result<()> {
-        #[cfg(feature = "postgres")]
-        if let Pool::Pg(pool) = &self.pool {
-            sqlx::query(
-                "INSERT INTO tenantkit_settings (name, value) VALUES ($1, $2) \
-                 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
-            )
-            .bind(name)
-            .bind(value)
-            .execute(pool)
-            .await
-            .map_err(crate::Error::from_sqlx)?;
+        if self.backend() == Backend::Postgres {
+            Pooled::acquire(&self.pool)
+                .await?
+                .conn()
+                .execute(sql::SET_OWNER_SETTING, vec![name.into(), value.into()])
+                .await?;
         }
-        let _ = (name, value);
         Ok(())
     }
 
@@ -327,20 +347,19 @@ impl Db {
     /// `BYPASSRLS`, or one that owns (or inherits ownership of) a table in the
     /// schema. Always passes on SQLite. The server calls it at start.
     pub async fn ensure_cannot_bypass_isolation(&self) -> Result<()> {
-        #[cfg(feature = "postgres")]
-        if let Pool::Pg(pool) = &self.pool {
-            let (user,): (String,) = sqlx::query_as("SELECT current_user::text")
-                .fetch_one(pool)
-                .await
-                .map_err(crate::Error::from_sqlx)?;
+        if self.backend() == Backend::Postgres {
+            // One connection at a time: a pool of one must do.
+            let (user,): (String,) = Pooled::acquire(&self.pool)
+                .await?
+                .conn()
+                .fetch_one(sql::CURRENT_ROLE, Vec::new())
+                .await?;
             self.check_role_attributes(&user).await?;
-            let owned: Vec<(String,)> = sqlx::query_as(
-                "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') \
-                 AND pg_has_role(current_user, c.relowner, 'USAGE') ORDER BY 1",
-            )
-            .fetch_all(pool)
-            .await.map_err(crate::Error::from_sqlx)?;
+            let owned: Vec<(String,)> = Pooled::acquire(&self.pool)
+                .await?
+                .conn()
+                .fetch_all(sql::OWNED_TABLES, Vec::new())
+                .await?;
             if !owned.is_empty() {
                 let tables: Vec<_> = owned.into_iter().map(|(t,)| t).collect();
                 return Err(Error::Misconfigured(format!(
@@ -355,17 +374,14 @@ impl Db {
         Ok(())
     }
 
-    #[cfg(feature = "postgres")]
+    /// Refuses `role` if it is a superuser or bypasses row-level security
+    /// (PostgreSQL only).
     async fn check_role_attributes(&self, role: &str) -> Result<()> {
-        let Pool::Pg(pool) = &self.pool else {
-            return Ok(());
-        };
-        let row: Option<(bool, bool)> =
-            sqlx::query_as("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1")
-                .bind(role)
-                .fetch_optional(pool)
-                .await
-                .map_err(crate::Error::from_sqlx)?;
+        let row: Option<(bool, bool)> = Pooled::acquire(&self.pool)
+            .await?
+            .conn()
+            .fetch_optional(sql::ROLE_ATTRIBUTES, vec![role.into()])
+            .await?;
         match row {
             Some((false, false)) => Ok(()),
             Some((superuser, bypass)) => Err(Error::Misconfigured(format!(

@@ -20,12 +20,13 @@ mod audit;
 mod bulk;
 mod catalog;
 mod dialect;
+mod driver;
 mod erase;
 mod migrate;
 mod operational;
 mod refusals;
 mod scope;
-mod sql;
+pub mod sql;
 mod tenants;
 mod transaction;
 mod users;
@@ -43,15 +44,17 @@ pub use audit::{AUDIT_BATCH, AUDIT_RETENTION_SETTING};
 pub use bulk::BulkTx;
 pub use catalog::{NOT_TENANT_DATA, SECRET_MARK, TenantTable};
 pub use dialect::{Sql, Statement};
+use driver::Pool;
+pub use driver::{PgRecord, Record, SqliteRecord, Value};
 pub use erase::{ERASE_BATCH, TenantDeletion};
 #[cfg(feature = "postgres")]
 pub use migrate::postgres_migrator;
-pub use migrate::{RUNTIME_FUNCTIONS, RuntimeRole, SCRAM_ITERATIONS, scram_sha256_verifier};
+pub use migrate::{
+    RUNTIME_FUNCTIONS, RuntimeRole, SCRAM_ITERATIONS, scram_sha256_verifier, with_history_table,
+};
 pub use operational::OperationalTable;
 pub use refusals::{MAX_PENDING_GROUPS, REFUSAL_FLUSH_EVERY, SecurityEvent};
 pub use scope::{Scoped, TenantTx};
-use sql::Pool;
-pub use sql::{PgRecord, Record, SqliteRecord, Value};
 pub use tenants::TenantPages;
 pub use work::{DueTenant, DueWork, Maintenance, Wakeups};
 
@@ -171,20 +174,11 @@ impl Db {
 
     /// Checks that the database answers (for readiness probes).
     pub async fn ping(&self) -> Result<()> {
-        match &self.pool {
-            #[cfg(feature = "postgres")]
-            Pool::Pg(p) => sqlx::query("SELECT 1")
-                .execute(p)
-                .await
-                .map(|_| ())
-                .map_err(crate::Error::from_sqlx)?,
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(p) => sqlx::query("SELECT 1")
-                .execute(p)
-                .await
-                .map(|_| ())
-                .map_err(crate::Error::from_sqlx)?,
-        };
+        driver::Pooled::acquire(&self.pool)
+            .await?
+            .conn()
+            .execute(sql::PING, Vec::new())
+            .await?;
         Ok(())
     }
 

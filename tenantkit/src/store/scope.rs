@@ -7,10 +7,11 @@
 //! statement checks in `operational`.
 
 use super::{
-    Db,
+    Backend, Db,
     access::{AccessCache, AccessChange},
     dialect::Sql,
-    sql::{Tx, Value},
+    driver::{Tx, Value},
+    sql,
 };
 use crate::{Error, Result, TenantContext, TenantId};
 
@@ -96,10 +97,7 @@ impl TenantTx {
         #[cfg(feature = "postgres")]
         if let Tx::Pg(_) = tx {
             tx.conn()
-                .execute(
-                    "SELECT set_config('tenantkit.tenant_id', $1, true)",
-                    vec![Value::Text(ctx.id().to_string())],
-                )
+                .execute(sql::BIND_TENANT, vec![Value::Text(ctx.id().to_string())])
                 .await?;
         }
         Ok(Self::scoped(db, tx, ctx))
@@ -126,25 +124,16 @@ impl TenantTx {
     /// deletion then waits for them, and a tenant already deleted is
     /// [`Error::NotFound`] instead of rows that outlive it.
     pub(crate) async fn scope_held(db: &Db, mut tx: Tx, ctx: TenantContext) -> Result<Self> {
-        let held: Option<(i64,)> = match tx {
-            #[cfg(feature = "postgres")]
-            Tx::Pg(_) => {
-                tx.conn()
-                    .fetch_optional(
-                        "SELECT 1::bigint WHERE tenantkit_hold_tenant($1::uuid) \
-                         AND set_config('tenantkit.tenant_id', $1, true) IS NOT NULL",
-                        vec![Value::Text(ctx.id().to_string())],
-                    )
-                    .await?
-            }
-            // One writer at a time: nothing can delete it before this commits.
-            #[cfg(feature = "sqlite")]
-            Tx::Sqlite(_) => {
-                tx.conn()
-                    .fetch_optional("SELECT 1 FROM tenants WHERE id = $1", vec![ctx.id().into()])
-                    .await?
-            }
+        // On SQLite, one writer at a time: nothing can delete the tenant
+        // before this commits. PostgreSQL's `set_config` takes the id as text.
+        let tenant = match tx.backend() {
+            Backend::Postgres => Value::Text(ctx.id().to_string()),
+            Backend::Sqlite => ctx.id().into(),
         };
+        let held: Option<(i64,)> = tx
+            .conn()
+            .fetch_optional(sql::HOLD_TENANT, vec![tenant])
+            .await?;
         match held {
             Some(_) => Ok(Self::scoped(db, tx, ctx)),
             None => Err(Error::NotFound("tenant")),

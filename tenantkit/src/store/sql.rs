@@ -1,412 +1,427 @@
-//! The one place that talks to the sqlx drivers.
+//! Every SQL statement of the core, by name, in one place: one text for both
+//! backends, a PostgreSQL/SQLite pair where the dialects differ, or one
+//! backend's statement where its algorithm differs (on PostgreSQL the
+//! runtime role reaches platform tables only through narrow `SECURITY
+//! DEFINER` functions; SQLite, one writer at a time, writes them directly).
+//! The workspace's statement test prepares each on the backends that run it.
 //!
-//! Store code is written once: static SQL with `$N` placeholders (which both
-//! PostgreSQL and SQLite accept) and a list of [`Value`]s. This module binds
-//! the values and decodes rows for whichever backend the [`Conn`] is.
+//! The only SQL built at run time is built from catalog names, never from
+//! input: a tenant table's export and erase statements (`catalog`, `erase`)
+//! and the runtime role's grants (`migrate`).
 
-use chrono::{DateTime, NaiveDate, Utc};
-use uuid::Uuid;
+use super::Sql;
 
-use crate::{ApiKeyId, AuditEntryId, Result, Role, Scope, TenantId, TenantStatus, UserId};
-
-/// A value bound to a query parameter.
-///
-/// Conversions exist for ids, text, integers, timestamps, JSON and the model's
-/// enums, so store code writes `.bind(user_id)` and never sees a driver type.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum Value {
-    /// A UUID (every id).
-    Uuid(Uuid),
-    /// A UUID or NULL.
-    OptUuid(Option<Uuid>),
-    /// Text.
-    Text(String),
-    /// Text or NULL.
-    OptText(Option<String>),
-    /// A boolean (`boolean` on PostgreSQL, `0`/`1` on SQLite).
-    Bool(bool),
-    /// A 64-bit integer.
-    Int(i64),
-    /// A point in time.
-    Time(DateTime<Utc>),
-    /// A point in time or NULL.
-    OptTime(Option<DateTime<Utc>>),
-    /// A calendar day (`date` on PostgreSQL, `YYYY-MM-DD` on SQLite).
-    Date(NaiveDate),
-    /// A 64-bit integer or NULL.
-    OptInt(Option<i64>),
-    /// A JSON document (`jsonb` on PostgreSQL, text on SQLite).
-    Json(serde_json::Value),
-    /// A JSON document or NULL.
-    OptJson(Option<serde_json::Value>),
-}
-
-macro_rules! value_from {
-    ($($ty:ty => $variant:ident),+ $(,)?) => {
-        $(impl From<$ty> for Value {
-            fn from(v: $ty) -> Self {
-                Value::$variant(v.into())
-            }
-        })+
+/// The columns of a `tenants` row, in `Tenant`'s order.
+macro_rules! tenant_columns {
+    () => {
+        "id, name, subdomain, status, created_at"
     };
 }
 
-value_from!(
-    Uuid => Uuid,
-    Option<Uuid> => OptUuid,
-    String => Text,
-    &str => Text,
-    Option<String> => OptText,
-    bool => Bool,
-    i64 => Int,
-    Option<i64> => OptInt,
-    DateTime<Utc> => Time,
-    Option<DateTime<Utc>> => OptTime,
-    NaiveDate => Date,
-    serde_json::Value => Json,
-);
-
-// The core's ids and text enums bind as UUIDs and text. They are declared
-// here, not beside the types, so the model does not know about the store.
-macro_rules! value_from_id {
-    ($($ty:ty),+) => {
-        $(impl From<$ty> for Value {
-            fn from(id: $ty) -> Self {
-                Value::Uuid(id.as_uuid())
-            }
-        })+
+/// The columns of a `users` row, in `User`'s order.
+macro_rules! user_columns {
+    () => {
+        "tenant_id, id, email, role, created_at"
     };
 }
 
-value_from_id!(TenantId, UserId, ApiKeyId, AuditEntryId);
-
-macro_rules! value_from_text_enum {
-    ($($ty:ty),+) => {
-        $(impl From<$ty> for Value {
-            fn from(v: $ty) -> Self {
-                Value::Text(v.as_str().to_owned())
-            }
-        })+
+/// The columns of an `api_keys` row, in `ApiKey`'s order.
+macro_rules! api_key_columns {
+    () => {
+        "tenant_id, id, name, prefix, hash, scopes, created_at, last_used_at, revoked_at"
     };
 }
 
-value_from_text_enum!(TenantStatus, Role, Scope);
-
-/// A connection pool of either backend.
-#[derive(Clone, Debug)]
-pub(crate) enum Pool {
-    #[cfg(feature = "postgres")]
-    Pg(sqlx::PgPool),
-    #[cfg(feature = "sqlite")]
-    Sqlite(sqlx::SqlitePool),
-}
-
-/// An open transaction of either backend.
-pub(crate) enum Tx {
-    #[cfg(feature = "postgres")]
-    Pg(sqlx::Transaction<'static, sqlx::Postgres>),
-    #[cfg(feature = "sqlite")]
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
-}
-
-/// A pooled connection outside any transaction, for single reads.
-pub(crate) enum Pooled {
-    #[cfg(feature = "postgres")]
-    Pg(sqlx::pool::PoolConnection<sqlx::Postgres>),
-    #[cfg(feature = "sqlite")]
-    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
-}
-
-impl Pooled {
-    pub(crate) async fn acquire(pool: &Pool) -> Result<Self> {
-        Ok(match pool {
-            #[cfg(feature = "postgres")]
-            Pool::Pg(pool) => Pooled::Pg(pool.acquire().await.map_err(crate::Error::from_sqlx)?),
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => {
-                Pooled::Sqlite(pool.acquire().await.map_err(crate::Error::from_sqlx)?)
-            }
-        })
-    }
-
-    pub(crate) fn conn(&mut self) -> Conn<'_> {
-        match self {
-            #[cfg(feature = "postgres")]
-            Pooled::Pg(c) => Conn::Pg(c),
-            #[cfg(feature = "sqlite")]
-            Pooled::Sqlite(c) => Conn::Sqlite(c),
-        }
-    }
-}
-
-impl Tx {
-    /// Which database it runs on.
-    pub(crate) fn backend(&self) -> super::Backend {
-        match self {
-            #[cfg(feature = "postgres")]
-            Tx::Pg(_) => super::Backend::Postgres,
-            #[cfg(feature = "sqlite")]
-            Tx::Sqlite(_) => super::Backend::Sqlite,
-        }
-    }
-
-    /// A read-only snapshot: every read sees the database as of its first
-    /// one (PostgreSQL `REPEATABLE READ READ ONLY`; SQLite a deferred
-    /// transaction, which in WAL mode blocks no writer).
-    pub(crate) async fn begin_snapshot(pool: &Pool) -> Result<Self> {
-        Ok(match pool {
-            #[cfg(feature = "postgres")]
-            Pool::Pg(pool) => Tx::Pg(
-                pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    .await
-                    .map_err(crate::Error::from_sqlx)?,
-            ),
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => Tx::Sqlite(
-                pool.begin_with("BEGIN DEFERRED")
-                    .await
-                    .map_err(crate::Error::from_sqlx)?,
-            ),
-        })
-    }
-
-    pub(crate) async fn begin(pool: &Pool) -> Result<Self> {
-        Ok(match pool {
-            #[cfg(feature = "postgres")]
-            Pool::Pg(pool) => Tx::Pg(pool.begin().await.map_err(crate::Error::from_sqlx)?),
-            // IMMEDIATE takes the write lock up front, so two writers queue on
-            // the busy timeout instead of failing on lock upgrade.
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => Tx::Sqlite(
-                pool.begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map_err(crate::Error::from_sqlx)?,
-            ),
-        })
-    }
-
-    pub(crate) fn conn(&mut self) -> Conn<'_> {
-        match self {
-            #[cfg(feature = "postgres")]
-            Tx::Pg(tx) => Conn::Pg(tx),
-            #[cfg(feature = "sqlite")]
-            Tx::Sqlite(tx) => Conn::Sqlite(tx),
-        }
-    }
-
-    pub(crate) async fn commit(self) -> Result<()> {
-        match self {
-            #[cfg(feature = "postgres")]
-            Tx::Pg(tx) => tx.commit().await.map_err(crate::Error::from_sqlx)?,
-            #[cfg(feature = "sqlite")]
-            Tx::Sqlite(tx) => tx.commit().await.map_err(crate::Error::from_sqlx)?,
-        }
-        Ok(())
-    }
-}
-
-/// A row type both backends can decode (every `#[derive(sqlx::FromRow)]` struct
-/// of the model qualifies).
-pub trait Record: Send + Unpin + PgRecord + SqliteRecord {}
-impl<T: Send + Unpin + PgRecord + SqliteRecord> Record for T {}
-
-#[cfg(feature = "postgres")]
-#[doc(hidden)]
-pub trait PgRecord: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> {}
-#[cfg(feature = "postgres")]
-impl<T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>> PgRecord for T {}
-#[cfg(not(feature = "postgres"))]
-#[doc(hidden)]
-pub trait PgRecord {}
-#[cfg(not(feature = "postgres"))]
-impl<T> PgRecord for T {}
-
-#[cfg(feature = "sqlite")]
-#[doc(hidden)]
-pub trait SqliteRecord: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> {}
-#[cfg(feature = "sqlite")]
-impl<T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>> SqliteRecord for T {}
-#[cfg(not(feature = "sqlite"))]
-#[doc(hidden)]
-pub trait SqliteRecord {}
-#[cfg(not(feature = "sqlite"))]
-impl<T> SqliteRecord for T {}
-
-/// A borrowed connection of either backend.
-pub(crate) enum Conn<'a> {
-    #[cfg(feature = "postgres")]
-    Pg(&'a mut sqlx::PgConnection),
-    #[cfg(feature = "sqlite")]
-    Sqlite(&'a mut sqlx::SqliteConnection),
-}
-
-/// Binds `values` in order onto a `sqlx::query`.
-macro_rules! bind_values {
-    ($query:expr, $values:expr) => {{
-        let mut query = $query;
-        for value in $values {
-            query = match value {
-                Value::Uuid(v) => query.bind(v),
-                Value::OptUuid(v) => query.bind(v),
-                Value::Text(v) => query.bind(v),
-                Value::OptText(v) => query.bind(v),
-                Value::Bool(v) => query.bind(v),
-                Value::Int(v) => query.bind(v),
-                Value::Time(v) => query.bind(v),
-                Value::OptTime(v) => query.bind(v),
-                Value::Date(v) => query.bind(v),
-                Value::OptInt(v) => query.bind(v),
-                Value::Json(v) => query.bind(sqlx::types::Json(v)),
-                Value::OptJson(v) => query.bind(v.map(sqlx::types::Json)),
-            };
-        }
-        query
-    }};
-}
-
-/// Runs `$body` with `$q`, the bound query, and `$c`, the connection, for
-/// whichever backend `$conn` is.
-macro_rules! on_backend {
-    ($conn:expr, $sql:expr, $values:expr, |$c:ident, $q:ident| $body:expr) => {{
-        refuse_nul(&$values)?;
-        match $conn {
-            #[cfg(feature = "postgres")]
-            Conn::Pg($c) => {
-                let $q = bind_values!(sqlx::query::<sqlx::Postgres>($sql), $values);
-                $body
-            }
-            #[cfg(feature = "sqlite")]
-            Conn::Sqlite($c) => {
-                let $q = bind_values!(sqlx::query::<sqlx::Sqlite>($sql), $values);
-                $body
-            }
-        }
-    }};
-}
-
-/// The text rule ([`crate::validate::text`]) for every value bound to a
-/// statement: PostgreSQL cannot store a NUL character and SQLite can, so
-/// refusing it here keeps the two backends alike for every caller, also one
-/// that skipped validating its input. The HTTP edge refuses it first, naming
-/// the field.
-fn refuse_nul(values: &[Value]) -> Result<()> {
-    for (i, value) in values.iter().enumerate() {
-        let parameter = format!("${}", i + 1);
-        match value {
-            Value::Text(s) | Value::OptText(Some(s)) => crate::validate::text(&parameter, s)?,
-            Value::Json(v) | Value::OptJson(Some(v)) => crate::validate::json::check_value(v)
-                .map_err(|e| crate::Error::invalid(format!("{parameter}: {e}")))?,
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-impl<'c> Conn<'c> {
-    /// Runs `sql` (built by this crate from catalog names, never from input)
-    /// and yields each row's single text column as it is read, so a table of
-    /// any size passes through in constant memory.
-    pub(crate) fn text_rows(
-        self,
-        sql: String,
-        values: Vec<Value>,
-    ) -> futures_util::stream::BoxStream<'c, Result<String>> {
-        use futures_util::TryStreamExt;
-        match self {
-            #[cfg(feature = "postgres")]
-            Conn::Pg(c) => Box::pin(pg_text_rows(c, sql, values).map_err(crate::Error::from_sqlx)),
-            #[cfg(feature = "sqlite")]
-            Conn::Sqlite(c) => {
-                Box::pin(sqlite_text_rows(c, sql, values).map_err(crate::Error::from_sqlx))
-            }
-        }
-    }
-
-    pub(crate) async fn fetch_all<O: Record>(
-        &mut self,
-        sql: &'static str,
-        values: Vec<Value>,
-    ) -> Result<Vec<O>> {
-        on_backend!(self, sql, values, |c, q| {
-            let rows = q
-                .fetch_all(&mut **c)
-                .await
-                .map_err(crate::Error::from_sqlx)?;
-            Ok(rows
-                .iter()
-                .map(O::from_row)
-                .collect::<Result<_, _>>()
-                .map_err(crate::Error::from_sqlx)?)
-        })
-    }
-
-    pub(crate) async fn fetch_optional<O: Record>(
-        &mut self,
-        sql: &'static str,
-        values: Vec<Value>,
-    ) -> Result<Option<O>> {
-        on_backend!(self, sql, values, |c, q| {
-            let row = q
-                .fetch_optional(&mut **c)
-                .await
-                .map_err(crate::Error::from_sqlx)?;
-            Ok(row
-                .as_ref()
-                .map(O::from_row)
-                .transpose()
-                .map_err(crate::Error::from_sqlx)?)
-        })
-    }
-
-    pub(crate) async fn fetch_one<O: Record>(
-        &mut self,
-        sql: &'static str,
-        values: Vec<Value>,
-    ) -> Result<O> {
-        self.fetch_optional(sql, values)
-            .await?
-            .ok_or_else(|| crate::Error::Internal(format!("expected a row from: {sql}")))
-    }
-
-    /// Like [`Conn::execute`], for SQL this crate built from catalog names
-    /// (never from input).
-    pub(crate) async fn execute_built(&mut self, sql: String, values: Vec<Value>) -> Result<u64> {
-        on_backend!(self, sqlx::AssertSqlSafe(sql), values, |c, q| Ok(q
-            .execute(&mut **c)
-            .await
-            .map_err(crate::Error::from_sqlx)?
-            .rows_affected()))
-    }
-
-    pub(crate) async fn execute(&mut self, sql: &'static str, values: Vec<Value>) -> Result<u64> {
-        on_backend!(self, sql, values, |c, q| Ok(q
-            .execute(&mut **c)
-            .await
-            .map_err(crate::Error::from_sqlx)?
-            .rows_affected()))
-    }
-}
-
-/// The rows of a one-text-column query as a boxed `Send` stream, made outside
-/// any `async fn` so the driver's borrowed types never live in a caller's
-/// future (which must be `Send` for every lifetime, e.g. in an axum handler).
-macro_rules! text_rows {
-    ($name:ident, $db:ty, $conn:ty) => {
-        fn $name(
-            conn: &mut $conn,
-            sql: String,
-            values: Vec<Value>,
-        ) -> futures_util::stream::BoxStream<'_, sqlx::Result<String>> {
-            let q = bind_values!(
-                sqlx::query_scalar::<$db, String>(sqlx::AssertSqlSafe(sql)),
-                values
-            );
-            Box::pin(q.fetch(conn))
-        }
+/// The columns of an `audit_logs` row, in `AuditEntry`'s order.
+macro_rules! audit_columns {
+    () => {
+        "tenant_id, seq, id, actor_type, actor_id, action, resource_type, resource_id, before, \
+         after, request_id, client_ip, user_agent, occurred_at, prev_hash, hash"
     };
 }
-#[cfg(feature = "postgres")]
-text_rows!(pg_text_rows, sqlx::Postgres, sqlx::PgConnection);
-#[cfg(feature = "sqlite")]
-text_rows!(sqlite_text_rows, sqlx::Sqlite, sqlx::SqliteConnection);
+
+/// The columns of a deletion record.
+macro_rules! deletion_columns {
+    () => {
+        "tenant_id, subdomain, name, actor_type, actor_id, started_at, export_sha256, \
+         rows_removed, last_error, finished_at"
+    };
+}
+
+crate::statements! {
+    // Health.
+    /// Whether the database answers.
+    pub const PING: Sql = Sql::both("SELECT 1");
+
+    // Binding a transaction to its tenant (see `scope`).
+    /// Tells PostgreSQL's row-level security the transaction's tenant.
+    pub const BIND_TENANT: Sql =
+        Sql::postgres_only("SELECT set_config('tenantkit.tenant_id', $1, true)");
+    /// Binds the tenant and holds its row (`FOR KEY SHARE`) until the
+    /// transaction ends; no row when the tenant is gone. SQLite's writers
+    /// are serial: the row only has to exist.
+    pub const HOLD_TENANT: Sql = Sql::pair(
+        "SELECT 1::bigint WHERE tenantkit_hold_tenant($1::uuid) \
+         AND set_config('tenantkit.tenant_id', $1::text, true) IS NOT NULL",
+        "SELECT 1 FROM tenants WHERE id = $1",
+    );
+    /// Announces `$2` on channel `$1` (at commit, when inside a transaction).
+    pub const NOTIFY: Sql = Sql::postgres_only("SELECT pg_notify($1, $2)");
+
+    // Tenants (platform).
+    /// A new tenant.
+    pub const INSERT_TENANT: Sql = Sql::both(concat!(
+        "INSERT INTO tenants (id, name, subdomain, status, created_at) VALUES ($1, $2, $3, $4, $5) \
+         RETURNING ",
+        tenant_columns!()
+    ));
+    /// A page of tenants in id order (`$1`: after this id, `$2`: how many).
+    pub const LIST_TENANTS: Sql = Sql::both(concat!(
+        "SELECT ",
+        tenant_columns!(),
+        " FROM tenants WHERE (id > $1 OR $1 IS NULL) ORDER BY id LIMIT $2"
+    ));
+    /// A tenant by id.
+    pub const TENANT_BY_ID: Sql = Sql::both(concat!(
+        "SELECT ",
+        tenant_columns!(),
+        " FROM tenants WHERE id = $1"
+    ));
+    /// A tenant by (lower-case) subdomain.
+    pub const TENANT_BY_SUBDOMAIN: Sql = Sql::both(concat!(
+        "SELECT ",
+        tenant_columns!(),
+        " FROM tenants WHERE subdomain = $1"
+    ));
+    /// A tenant's status set, with the status before (the row locked).
+    pub const SET_TENANT_STATUS: Sql = Sql::postgres_only(concat!(
+        "SELECT before_status, ",
+        tenant_columns!(),
+        " FROM tenantkit_set_tenant_status($1, $2)"
+    ));
+    /// SQLite's side of [`SET_TENANT_STATUS`], after reading the row.
+    pub const UPDATE_TENANT_STATUS: Sql = Sql::sqlite_only(concat!(
+        "UPDATE tenants SET status = $2 WHERE id = $1 RETURNING ",
+        tenant_columns!()
+    ));
+    /// Links external id `$2` at provider `$1` to tenant `$3` unless it is
+    /// linked already; the owner it has.
+    pub const LINK_EXTERNAL_ID: Sql =
+        Sql::postgres_only("SELECT tenantkit_link_external_id($1, $2, $3)");
+    /// SQLite's side of [`LINK_EXTERNAL_ID`]; [`EXTERNAL_ID_OWNER`] then reads the owner.
+    pub const INSERT_EXTERNAL_ID: Sql = Sql::sqlite_only(
+        "INSERT INTO tenant_external_ids (provider, external_id, tenant_id, created_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (provider, external_id) DO NOTHING",
+    );
+    /// The tenant external id `$2` at provider `$1` belongs to.
+    pub const EXTERNAL_ID_OWNER: Sql = Sql::pair(
+        "SELECT tenantkit_resolve_external_id($1, $2)",
+        "SELECT tenant_id FROM tenant_external_ids WHERE provider = $1 AND external_id = $2",
+    );
+    /// The tenant's ids at provider `$2`, oldest first.
+    pub const LINKED_EXTERNAL_IDS: Sql = Sql::pair(
+        "SELECT external_id FROM tenantkit_linked_external_ids($1, $2)",
+        "SELECT external_id FROM tenant_external_ids WHERE tenant_id = $1 AND provider = $2 \
+         ORDER BY created_at, external_id",
+    );
+
+    // Users.
+    /// A page of the tenant's users in id order.
+    pub const LIST_USERS: Sql = Sql::both(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE tenant_id = $1 AND (id > $2 OR $2 IS NULL) ORDER BY id LIMIT $3"
+    ));
+    /// One user.
+    pub const GET_USER: Sql = Sql::both(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE tenant_id = $1 AND id = $2"
+    ));
+    /// A new user.
+    pub const INSERT_USER: Sql = Sql::both(concat!(
+        "INSERT INTO users (tenant_id, id, email, role, created_at) VALUES ($1, $2, $3, $4, $5) \
+         RETURNING ",
+        user_columns!()
+    ));
+    /// A user's e-mail and role.
+    pub const UPDATE_USER: Sql = Sql::both(concat!(
+        "UPDATE users SET email = $3, role = $4 WHERE tenant_id = $1 AND id = $2 RETURNING ",
+        user_columns!()
+    ));
+    /// A user removed.
+    pub const DELETE_USER: Sql = Sql::both("DELETE FROM users WHERE tenant_id = $1 AND id = $2");
+    /// The tenant's oldest owner.
+    pub const FIRST_OWNER: Sql = Sql::both(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE tenant_id = $1 AND role = 'owner' ORDER BY created_at, id LIMIT 1"
+    ));
+    /// How many users the tenant has.
+    pub const COUNT_USERS: Sql = Sql::both("SELECT COUNT(*) FROM users WHERE tenant_id = $1");
+    /// How many owners the tenant has besides user `$2`.
+    pub const COUNT_OTHER_OWNERS: Sql = Sql::both(
+        "SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND role = 'owner' AND id <> $2",
+    );
+    /// A user's id and role, by id.
+    pub const USER_ACCESS_BY_ID: Sql =
+        Sql::both("SELECT id, role FROM users WHERE tenant_id = $1 AND id = $2");
+    /// A user's id and role, by (lower-case) e-mail.
+    pub const USER_ACCESS_BY_EMAIL: Sql =
+        Sql::both("SELECT id, role FROM users WHERE tenant_id = $1 AND email = $2");
+
+    // API keys.
+    /// A new key (its hash; the secret is never stored).
+    pub const INSERT_API_KEY: Sql = Sql::both(concat!(
+        "INSERT INTO api_keys (tenant_id, id, name, prefix, hash, scopes, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
+        api_key_columns!()
+    ));
+    /// A page of the tenant's keys in id order.
+    pub const LIST_API_KEYS: Sql = Sql::both(concat!(
+        "SELECT ",
+        api_key_columns!(),
+        " FROM api_keys WHERE tenant_id = $1 AND (id > $2 OR $2 IS NULL) ORDER BY id LIMIT $3"
+    ));
+    /// One key.
+    pub const GET_API_KEY: Sql = Sql::both(concat!(
+        "SELECT ",
+        api_key_columns!(),
+        " FROM api_keys WHERE tenant_id = $1 AND id = $2"
+    ));
+    /// The key with prefix `$2`.
+    pub const API_KEY_BY_PREFIX: Sql = Sql::both(concat!(
+        "SELECT ",
+        api_key_columns!(),
+        " FROM api_keys WHERE tenant_id = $1 AND prefix = $2"
+    ));
+    /// A key revoked at `$3`.
+    pub const REVOKE_API_KEY: Sql = Sql::both(concat!(
+        "UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 RETURNING ",
+        api_key_columns!()
+    ));
+    /// A key's last use.
+    pub const RECORD_API_KEY_USE: Sql = Sql::both(concat!(
+        "UPDATE api_keys SET last_used_at = $3 WHERE tenant_id = $1 AND id = $2 RETURNING ",
+        api_key_columns!()
+    ));
+
+    // The audit chain.
+    /// Takes the tenant's write lock: the tenant row held, then its audit
+    /// head locked (created on first use); no row when the tenant is gone.
+    pub const LOCK_TENANT_WRITES: Sql = Sql::pair(
+        // One statement: the tenant row is held before the head is locked.
+        "INSERT INTO audit_heads (tenant_id) SELECT $1 WHERE tenantkit_hold_tenant($1::uuid) \
+         ON CONFLICT (tenant_id) DO UPDATE SET seq = audit_heads.seq RETURNING seq",
+        // One writer at a time: the tenant row cannot change under it.
+        "INSERT INTO audit_heads (tenant_id) SELECT $1 WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1) \
+         ON CONFLICT (tenant_id) DO UPDATE SET seq = audit_heads.seq RETURNING seq",
+    );
+    /// The next position in the chain, and the hash it links to.
+    pub const ADVANCE_AUDIT_HEAD: Sql = Sql::both(
+        "UPDATE audit_heads SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq, hash",
+    );
+    /// An entry.
+    pub const INSERT_AUDIT_ENTRY: Sql = Sql::both(concat!(
+        "INSERT INTO audit_logs (",
+        audit_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    ));
+    /// The head's hash, after an entry.
+    pub const SET_AUDIT_HEAD_HASH: Sql =
+        Sql::both("UPDATE audit_heads SET hash = $2 WHERE tenant_id = $1");
+    /// Entries matching the filter (`$2`–`$9`), newest first.
+    pub const LIST_AUDIT_LOGS: Sql = Sql::both(concat!(
+        "SELECT ",
+        audit_columns!(),
+        " FROM audit_logs WHERE tenant_id = $1 AND (actor_type = $2 OR $2 IS NULL) \
+         AND (actor_id = $3 OR $3 IS NULL) AND (action = $4 OR $4 IS NULL) \
+         AND (resource_type = $5 OR $5 IS NULL) AND (resource_id = $6 OR $6 IS NULL) \
+         AND (occurred_at >= $7 OR $7 IS NULL) AND (occurred_at < $8 OR $8 IS NULL) \
+         AND (seq < $9 OR $9 IS NULL) ORDER BY seq DESC LIMIT $10"
+    ));
+    /// Entries after `$2` in `[$3, $4)`, oldest first.
+    pub const AUDIT_PAGE: Sql = Sql::both(concat!(
+        "SELECT ",
+        audit_columns!(),
+        " FROM audit_logs WHERE tenant_id = $1 AND seq > $2 AND (occurred_at >= $3 OR $3 IS NULL) \
+         AND (occurred_at < $4 OR $4 IS NULL) ORDER BY seq LIMIT $5"
+    ));
+    /// The chain's head and the anchor a purge left.
+    pub const AUDIT_HEAD: Sql = Sql::both(
+        "SELECT seq, hash, anchor_seq, anchor_hash FROM audit_heads WHERE tenant_id = $1",
+    );
+    /// Entries before `$2` purged, the anchor moved.
+    pub const PURGE_AUDIT_LOGS: Sql =
+        Sql::postgres_only("SELECT purged, through_seq FROM tenantkit_audit_purge($1, $2)");
+    /// SQLite's purge: the last entry before `$2` …
+    pub const LAST_AUDIT_ENTRY_BEFORE: Sql = Sql::sqlite_only(
+        "SELECT seq, hash FROM audit_logs WHERE tenant_id = $1 AND occurred_at < $2 \
+         ORDER BY seq DESC LIMIT 1",
+    );
+    /// … entries up to it removed …
+    pub const DELETE_AUDIT_THROUGH: Sql =
+        Sql::sqlite_only("DELETE FROM audit_logs WHERE tenant_id = $1 AND seq <= $2");
+    /// … and the anchor moved to it.
+    pub const SET_AUDIT_ANCHOR: Sql = Sql::sqlite_only(
+        "UPDATE audit_heads SET anchor_seq = $2, anchor_hash = $3 WHERE tenant_id = $1",
+    );
+    /// The marker SQLite's `audit_logs_no_delete` trigger looks for, set …
+    pub const ALLOW_AUDIT_DELETE: Sql =
+        Sql::sqlite_only("INSERT INTO audit_purge_in_progress (tenant_id) VALUES ($1)");
+    /// … and removed.
+    pub const DISALLOW_AUDIT_DELETE: Sql =
+        Sql::sqlite_only("DELETE FROM audit_purge_in_progress WHERE tenant_id = $1");
+
+    // Tenant deletion.
+    /// Starts (or joins) the deletion of a suspended tenant; its record.
+    pub const START_TENANT_DELETION: Sql = Sql::postgres_only(concat!(
+        "SELECT ",
+        deletion_columns!(),
+        " FROM tenantkit_start_tenant_deletion($1, $2, $3, $4)"
+    ));
+    /// SQLite's side of [`START_TENANT_DELETION`]; [`TENANT_DELETION`] reads it back.
+    pub const INSERT_TENANT_DELETION: Sql = Sql::sqlite_only(
+        "INSERT INTO tenant_deletions (tenant_id, subdomain, name, actor_type, actor_id, started_at, export_sha256) \
+         SELECT t.id, t.subdomain, t.name, $2, $3, $5, $4 FROM tenants t \
+         WHERE t.id = $1 AND t.status = 'suspended' \
+         ON CONFLICT (tenant_id) DO UPDATE \
+         SET export_sha256 = COALESCE(tenant_deletions.export_sha256, excluded.export_sha256) \
+         WHERE tenant_deletions.finished_at IS NULL",
+    );
+    /// A tenant's deletion record (the runtime role cannot read the
+    /// tombstones table on PostgreSQL).
+    pub const TENANT_DELETION: Sql = Sql::pair(
+        concat!("SELECT ", deletion_columns!(), " FROM tenantkit_tenant_deletion($1)"),
+        concat!("SELECT ", deletion_columns!(), " FROM tenant_deletions WHERE tenant_id = $1"),
+    );
+    /// Whether a deletion of the tenant was started (its id, if so).
+    pub const TENANT_BEING_DELETED: Sql = Sql::pair(
+        "SELECT tenant_id FROM tenantkit_tenant_deletion($1)",
+        "SELECT tenant_id FROM tenant_deletions WHERE tenant_id = $1",
+    );
+    /// Why the last run of an unfinished deletion stopped.
+    pub const RECORD_DELETION_ERROR: Sql = Sql::pair(
+        "SELECT tenantkit_tenant_deletion_failed($1, $2)",
+        "UPDATE tenant_deletions SET last_error = $2 WHERE tenant_id = $1 AND finished_at IS NULL",
+    );
+    /// Deletions not finished, oldest first.
+    pub const UNFINISHED_DELETIONS: Sql = Sql::pair(
+        concat!("SELECT ", deletion_columns!(), " FROM tenantkit_unfinished_tenant_deletions()"),
+        concat!(
+            "SELECT ",
+            deletion_columns!(),
+            " FROM tenant_deletions WHERE finished_at IS NULL ORDER BY started_at"
+        ),
+    );
+    /// Adds `$3` rows of table `$2` to the deletion's count.
+    pub const DELETION_PROGRESS: Sql = Sql::pair(
+        "SELECT tenantkit_tenant_deletion_progress($1, $2, $3)",
+        "UPDATE tenant_deletions SET rows_removed = json_set(rows_removed, '$.' || $2, \
+         COALESCE(json_extract(rows_removed, '$.' || $2), 0) + $3), last_error = NULL \
+         WHERE tenant_id = $1 AND finished_at IS NULL",
+    );
+    /// Up to `$3` rows of audit table `$2` removed (the trail's deletion exception).
+    pub const ERASE_TENANT_AUDIT: Sql =
+        Sql::postgres_only("SELECT tenantkit_erase_tenant_audit($1, $2, $3::integer)");
+    /// SQLite's side of [`ERASE_TENANT_AUDIT`] for the head …
+    pub const DELETE_AUDIT_HEAD: Sql =
+        Sql::sqlite_only("DELETE FROM audit_heads WHERE tenant_id = $1");
+    /// … and for up to `$2` entries, newest first.
+    pub const DELETE_AUDIT_BATCH: Sql = Sql::sqlite_only(
+        "DELETE FROM audit_logs WHERE tenant_id = $1 AND seq IN \
+         (SELECT seq FROM audit_logs WHERE tenant_id = $1 ORDER BY seq DESC LIMIT $2)",
+    );
+    /// Locks the tenant row for the last sweep; false when another run finished.
+    pub const LOCK_DELETED_TENANT: Sql =
+        Sql::postgres_only("SELECT tenantkit_lock_deleted_tenant($1)");
+    /// SQLite's side of [`LOCK_DELETED_TENANT`]: whether the deletion is unfinished.
+    pub const UNFINISHED_DELETION: Sql = Sql::sqlite_only(
+        "SELECT tenant_id FROM tenant_deletions WHERE tenant_id = $1 AND finished_at IS NULL",
+    );
+    /// The tenant row and its external ids removed, the record finished.
+    pub const FINISH_TENANT_DELETION: Sql = Sql::postgres_only(concat!(
+        "SELECT ",
+        deletion_columns!(),
+        " FROM tenantkit_finish_tenant_deletion($1)"
+    ));
+    /// SQLite's side of [`FINISH_TENANT_DELETION`]: the external ids …
+    pub const DELETE_EXTERNAL_IDS: Sql =
+        Sql::sqlite_only("DELETE FROM tenant_external_ids WHERE tenant_id = $1");
+    /// … the tenant row …
+    pub const DELETE_TENANT: Sql = Sql::sqlite_only("DELETE FROM tenants WHERE id = $1");
+    /// … and the record finished (`$3` external ids removed).
+    pub const FINISH_DELETION_RECORD: Sql = Sql::sqlite_only(concat!(
+        "UPDATE tenant_deletions SET finished_at = $2, last_error = NULL, \
+         rows_removed = json_set(rows_removed, '$.tenant_external_ids', $3, '$.tenants', 1) \
+         WHERE tenant_id = $1 RETURNING ",
+        deletion_columns!()
+    ));
+
+    // The catalog: which tables a tenant owns.
+    /// Every table with a `tenant_id` column (partitions as their parent;
+    /// platform tables marked `tenantkit:platform` left out).
+    pub const TENANT_TABLE_NAMES: Sql = Sql::pair(
+        "SELECT c.relname::text FROM pg_class c \
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped \
+         WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') \
+         AND NOT c.relispartition \
+         AND obj_description(c.oid, 'pg_class') IS DISTINCT FROM 'tenantkit:platform' \
+         ORDER BY 1",
+        "SELECT m.name FROM sqlite_master m WHERE m.type = 'table' \
+         AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) p WHERE p.name = 'tenant_id') \
+         ORDER BY 1",
+    );
+    /// Table `$1`'s columns in order.
+    pub const TABLE_COLUMNS: Sql = Sql::pair(
+        "SELECT attname::text FROM pg_attribute \
+         WHERE attrelid = ('public.' || quote_ident($1))::regclass AND attnum > 0 AND NOT attisdropped \
+         ORDER BY attnum",
+        "SELECT name FROM pragma_table_info($1) ORDER BY cid",
+    );
+    /// Table `$1`'s primary key columns in order.
+    pub const PRIMARY_KEY_COLUMNS: Sql = Sql::pair(
+        "SELECT a.attname::text FROM pg_index i \
+         CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+         WHERE i.indrelid = ('public.' || quote_ident($1))::regclass AND i.indisprimary \
+         ORDER BY k.n",
+        "SELECT name FROM pragma_table_info($1) WHERE pk > 0 ORDER BY pk",
+    );
+    /// The tables table `$1` references.
+    pub const REFERENCED_TABLES: Sql = Sql::pair(
+        "SELECT DISTINCT p.relname::text FROM pg_constraint con \
+         JOIN pg_class p ON p.oid = con.confrelid \
+         WHERE con.conrelid = ('public.' || quote_ident($1))::regclass AND con.contype = 'f' \
+         ORDER BY 1",
+        "SELECT DISTINCT \"table\" FROM pragma_foreign_key_list($1) ORDER BY 1",
+    );
+    /// Table `$1`'s columns marked secret.
+    pub const SECRET_COLUMNS: Sql = Sql::pair(
+        "SELECT attname::text FROM pg_attribute \
+         WHERE attrelid = ('public.' || quote_ident($1))::regclass AND attnum > 0 AND NOT attisdropped \
+         AND col_description(attrelid, attnum) = 'tenantkit:secret' \
+         ORDER BY attnum",
+        "SELECT p.name FROM pragma_table_info($1) p \
+         JOIN tenantkit_secret_columns s ON s.table_name = $1 AND s.column_name = p.name \
+         ORDER BY p.cid",
+    );
+
+    // Roles and settings (PostgreSQL; the owner runs the first).
+    /// A setting only the owner can change.
+    pub const SET_OWNER_SETTING: Sql = Sql::postgres_only(
+        "INSERT INTO tenantkit_settings (name, value) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+    );
+    /// The connection's role.
+    pub const CURRENT_ROLE: Sql = Sql::postgres_only("SELECT current_user::text");
+    /// The schema's tables the connection's role owns (or inherits).
+    pub const OWNED_TABLES: Sql = Sql::postgres_only(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') \
+         AND pg_has_role(current_user, c.relowner, 'USAGE') ORDER BY 1",
+    );
+    /// Whether role `$1` is a superuser or bypasses row-level security.
+    pub const ROLE_ATTRIBUTES: Sql =
+        Sql::postgres_only("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1");
+}

@@ -3,10 +3,10 @@
 use chrono::Utc;
 
 use super::{
-    Backend, Db, TenantTx,
+    Backend, Db, Sql, TenantTx,
     access::AccessChange,
-    sql::Value,
-    sql::{Pooled, Tx},
+    driver::{Pooled, Tx, Value},
+    sql,
     transaction::Change,
 };
 use crate::{
@@ -74,8 +74,7 @@ impl Db {
             .await?
             .conn()
             .fetch_all(
-                "SELECT id, name, subdomain, status, created_at FROM tenants \
-                 WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
+                sql::LIST_TENANTS,
                 vec![
                     Value::OptUuid(page.after.map(|id| id.as_uuid())),
                     limit.into(),
@@ -126,32 +125,21 @@ impl Db {
         let changed: StatusChange = match self.backend() {
             Backend::Postgres => {
                 tx.conn()
-                    .fetch_optional(
-                        "SELECT before_status, id, name, subdomain, status, created_at \
-                     FROM tenantkit_set_tenant_status($1, $2)",
-                        vec![id.into(), status.into()],
-                    )
+                    .fetch_optional(sql::SET_TENANT_STATUS, vec![id.into(), status.into()])
                     .await?
             }
             // SQLite's write transaction is exclusive: nothing moves in between.
             Backend::Sqlite => {
                 let before: Option<Tenant> = tx
                     .conn()
-                    .fetch_optional(
-                        "SELECT id, name, subdomain, status, created_at FROM tenants WHERE id = $1",
-                        vec![id.into()],
-                    )
+                    .fetch_optional(sql::TENANT_BY_ID, vec![id.into()])
                     .await?;
                 match before {
                     Some(before) => Some(StatusChange {
                         before_status: before.status,
                         tenant: tx
                             .conn()
-                            .fetch_one(
-                                "UPDATE tenants SET status = $2 WHERE id = $1 \
-                                 RETURNING id, name, subdomain, status, created_at",
-                                vec![id.into(), status.into()],
-                            )
+                            .fetch_one(sql::UPDATE_TENANT_STATUS, vec![id.into(), status.into()])
                             .await?,
                     }),
                     None => None,
@@ -164,15 +152,7 @@ impl Db {
         if status == TenantStatus::Active {
             let deleting: Option<(TenantId,)> = tx
                 .conn()
-                .fetch_optional(
-                    match self.backend() {
-                        Backend::Postgres => "SELECT tenant_id FROM tenantkit_tenant_deletion($1)",
-                        Backend::Sqlite => {
-                            "SELECT tenant_id FROM tenant_deletions WHERE tenant_id = $1"
-                        }
-                    },
-                    vec![id.into()],
-                )
+                .fetch_optional(sql::TENANT_BEING_DELETED, vec![id.into()])
                 .await?;
             if deleting.is_some() {
                 return Err(Error::Conflict(
@@ -214,22 +194,22 @@ impl Db {
         let mut tx = Tx::begin(&self.pool).await?;
         let values = || vec![provider.into(), external_id.into(), tenant.into()];
         let (owner,): (TenantId,) = match self.backend() {
-            Backend::Postgres => {
-                tx.conn()
-                    .fetch_one("SELECT tenantkit_link_external_id($1, $2, $3)", values())
-                    .await?
-            }
+            Backend::Postgres => tx.conn().fetch_one(sql::LINK_EXTERNAL_ID, values()).await?,
             Backend::Sqlite => {
                 tx.conn()
                     .execute(
-                        "INSERT INTO tenant_external_ids (provider, external_id, tenant_id, created_at) \
-                         VALUES ($1, $2, $3, $4) ON CONFLICT (provider, external_id) DO NOTHING",
-                        vec![provider.into(), external_id.into(), tenant.into(), Utc::now().into()],
+                        sql::INSERT_EXTERNAL_ID,
+                        vec![
+                            provider.into(),
+                            external_id.into(),
+                            tenant.into(),
+                            Utc::now().into(),
+                        ],
                     )
                     .await?;
                 tx.conn()
                     .fetch_one(
-                        "SELECT tenant_id FROM tenant_external_ids WHERE provider = $1 AND external_id = $2",
+                        sql::EXTERNAL_ID_OWNER,
                         vec![provider.into(), external_id.into()],
                     )
                     .await?
@@ -252,16 +232,13 @@ impl Db {
         provider: &str,
         external_id: &str,
     ) -> Result<Option<TenantContext>> {
-        let sql = match self.backend() {
-            Backend::Postgres => "SELECT tenantkit_resolve_external_id($1, $2)",
-            Backend::Sqlite => {
-                "SELECT tenant_id FROM tenant_external_ids WHERE provider = $1 AND external_id = $2"
-            }
-        };
         let owner: Option<(Option<TenantId>,)> = Pooled::acquire(&self.pool)
             .await?
             .conn()
-            .fetch_optional(sql, vec![provider.into(), external_id.into()])
+            .fetch_optional(
+                sql::EXTERNAL_ID_OWNER,
+                vec![provider.into(), external_id.into()],
+            )
             .await?;
         match owner.and_then(|(id,)| id) {
             Some(id) => self.resolve_id(id).await,
@@ -271,23 +248,19 @@ impl Db {
 
     /// Resolves a tenant by id.
     pub async fn resolve_id(&self, id: TenantId) -> Result<Option<TenantContext>> {
-        self.find_tenant(
-            "SELECT id, name, subdomain, status, created_at FROM tenants WHERE id = $1",
-            id.into(),
-        )
-        .await
+        self.find_tenant(sql::TENANT_BY_ID, id.into()).await
     }
 
     /// Resolves a tenant by subdomain (case-insensitive).
     pub async fn resolve_subdomain(&self, subdomain: &str) -> Result<Option<TenantContext>> {
         self.find_tenant(
-            "SELECT id, name, subdomain, status, created_at FROM tenants WHERE subdomain = $1",
+            sql::TENANT_BY_SUBDOMAIN,
             subdomain.to_ascii_lowercase().into(),
         )
         .await
     }
 
-    async fn find_tenant(&self, sql: &'static str, key: Value) -> Result<Option<TenantContext>> {
+    async fn find_tenant(&self, sql: Sql, key: Value) -> Result<Option<TenantContext>> {
         let tenant: Option<Tenant> = Pooled::acquire(&self.pool)
             .await?
             .conn()
@@ -300,20 +273,19 @@ impl Db {
 async fn insert_tenant(tx: &mut Tx, new: &NewTenant) -> Result<Tenant> {
     let name = validate::name("name", &new.name)?;
     let subdomain = validate::subdomain(&new.subdomain)?;
-    tx            .conn()
-            .fetch_one(
-                "INSERT INTO tenants (id, name, subdomain, status, created_at) VALUES ($1, $2, $3, $4, $5) \
-                 RETURNING id, name, subdomain, status, created_at",
-                vec![
-                    TenantId::new().into(),
-                    name.into(),
-                    subdomain.into(),
-                    TenantStatus::Active.into(),
-                    Utc::now().into(),
-                ],
-            )
-            .await
-            .map_err(|e| e.conflict_if_unique("a tenant with this subdomain already exists"))
+    tx.conn()
+        .fetch_one(
+            sql::INSERT_TENANT,
+            vec![
+                TenantId::new().into(),
+                name.into(),
+                subdomain.into(),
+                TenantStatus::Active.into(),
+                Utc::now().into(),
+            ],
+        )
+        .await
+        .map_err(|e| e.conflict_if_unique("a tenant with this subdomain already exists"))
 }
 
 impl TenantTx {
@@ -321,16 +293,7 @@ impl TenantTx {
     /// first (on PostgreSQL through `tenantkit_linked_external_ids`, which
     /// answers for the current tenant only).
     pub async fn linked_external_ids(&mut self, provider: &str) -> Result<Vec<String>> {
-        let q = match self.backend() {
-            Backend::Postgres => self.query(
-                "SELECT external_id FROM tenantkit_linked_external_ids($1, $2)",
-            ),
-            Backend::Sqlite => self.query(
-                "SELECT external_id FROM tenant_external_ids WHERE tenant_id = $1 AND provider = $2 \
-                 ORDER BY created_at, external_id",
-            ),
-        }
-        .bind(provider);
+        let q = self.query(sql::LINKED_EXTERNAL_IDS).bind(provider);
         let rows: Vec<(String,)> = self.fetch_all(q).await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }

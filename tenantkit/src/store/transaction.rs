@@ -4,9 +4,9 @@
 
 use super::{
     access::AccessChange,
+    driver::{Conn, Record},
     operational::OperationalTable,
     scope::{Scoped, TenantTx},
-    sql::{Conn, Record},
 };
 use crate::{
     Error, Result, TenantContext,

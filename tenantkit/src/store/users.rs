@@ -5,6 +5,7 @@ use chrono::Utc;
 use super::{
     TenantTx,
     access::{AccessChange, UserAccess, UserRef},
+    sql,
 };
 use crate::{
     Error, NewUser, PageRequest, Result, Role, User, UserId, UserPatch, audit::Audited, validate,
@@ -15,10 +16,7 @@ impl TenantTx {
     pub async fn list_users(&mut self, page: PageRequest<UserId>) -> Result<Vec<User>> {
         let limit = validate::limit(page.limit)?;
         let q = self
-            .query(
-                "SELECT tenant_id, id, email, role, created_at FROM users \
-                 WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
-            )
+            .query(sql::LIST_USERS)
             .bind(page.after.map(|id| id.as_uuid()))
             .bind(limit);
         self.fetch_all(q).await
@@ -26,9 +24,7 @@ impl TenantTx {
 
     /// One user; [`Error::NotFound`] when it does not exist in this tenant.
     pub async fn get_user(&mut self, id: UserId) -> Result<User> {
-        let q = self
-            .query("SELECT tenant_id, id, email, role, created_at FROM users WHERE tenant_id = $1 AND id = $2")
-            .bind(id);
+        let q = self.query(sql::GET_USER).bind(id);
         self.fetch_optional(q).await?.ok_or(Error::NotFound("user"))
     }
 
@@ -60,10 +56,7 @@ impl TenantTx {
         self.access_changed(AccessChange::Users(self.tenant_id()))
             .await?;
         let q = self
-            .query(
-                "INSERT INTO users (tenant_id, id, email, role, created_at) VALUES ($1, $2, $3, $4, $5) \
-                 RETURNING tenant_id, id, email, role, created_at",
-            )
+            .query(sql::INSERT_USER)
             .bind(UserId::new())
             .bind(email)
             .bind(new.role)
@@ -87,14 +80,7 @@ impl TenantTx {
         if current.role == Role::Owner && role != Role::Owner {
             self.ensure_another_owner(id).await?;
         }
-        let q = self
-            .query(
-                "UPDATE users SET email = $3, role = $4 WHERE tenant_id = $1 AND id = $2 \
-                 RETURNING tenant_id, id, email, role, created_at",
-            )
-            .bind(id)
-            .bind(email)
-            .bind(role);
+        let q = self.query(sql::UPDATE_USER).bind(id).bind(email).bind(role);
         let action = if role == current.role {
             "update"
         } else {
@@ -114,35 +100,26 @@ impl TenantTx {
         }
         self.access_changed(AccessChange::Users(self.tenant_id()))
             .await?;
-        let q = self
-            .query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
-            .bind(id);
+        let q = self.query(sql::DELETE_USER).bind(id);
         self.delete(&current, q).await?;
         Ok(current)
     }
 
     /// The tenant's first owner (the oldest); [`Error::NotFound`] when it has none.
     pub async fn first_owner(&mut self) -> Result<User> {
-        let q = self.query(
-            "SELECT tenant_id, id, email, role, created_at FROM users \
-             WHERE tenant_id = $1 AND role = 'owner' ORDER BY created_at, id LIMIT 1",
-        );
+        let q = self.query(sql::FIRST_OWNER);
         self.fetch_optional(q).await?.ok_or(Error::NotFound("user"))
     }
 
     /// How many users the tenant has.
     pub async fn count_users(&mut self) -> Result<i64> {
-        let q = self.query("SELECT COUNT(*) FROM users WHERE tenant_id = $1");
+        let q = self.query(sql::COUNT_USERS);
         let (n,): (i64,) = self.fetch_one(q).await?;
         Ok(n)
     }
 
     async fn ensure_another_owner(&mut self, id: UserId) -> Result<()> {
-        let q = self
-            .query(
-                "SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND role = 'owner' AND id <> $2",
-            )
-            .bind(id);
+        let q = self.query(sql::COUNT_OTHER_OWNERS).bind(id);
         let (others,): (i64,) = self.fetch_one(q).await?;
         if others == 0 {
             return Err(Error::Conflict(
@@ -157,11 +134,9 @@ impl TenantTx {
     /// The user `user` names in this tenant, with their current role.
     pub async fn find_user_access(&mut self, user: &UserRef) -> Result<Option<UserAccess>> {
         let q = match user {
-            UserRef::Id(id) => self
-                .query("SELECT id, role FROM users WHERE tenant_id = $1 AND id = $2")
-                .bind(*id),
+            UserRef::Id(id) => self.query(sql::USER_ACCESS_BY_ID).bind(*id),
             UserRef::Email(email) => self
-                .query("SELECT id, role FROM users WHERE tenant_id = $1 AND email = $2")
+                .query(sql::USER_ACCESS_BY_EMAIL)
                 .bind(email.to_ascii_lowercase()),
         };
         let row: Option<(UserId, String)> = self.fetch_optional(q).await?;

@@ -18,24 +18,27 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-#[cfg(feature = "postgres")]
-use super::Pool;
-use super::{Db, TenantTx, sql::Pooled, sql::Value};
+use super::{
+    Backend, Db, Sql, TenantTx,
+    driver::{Pooled, Value},
+    sql,
+};
 use crate::{Result, TenantId};
 
 /// A declared way to find the tenants with due work in one queue.
 ///
-/// - `postgres` must be `SELECT tenant_id, due_at FROM <function>($1, $2, $3)`
+/// A [`Sql`] pair:
+///
+/// - PostgreSQL's must be `SELECT tenant_id, due_at FROM <function>($1, $2, $3)`
 ///   where the function (owned by the migration role, `SECURITY DEFINER`)
 ///   takes the time now, how many tenants to return and a comma-separated
 ///   list of tenant ids to skip, and returns nothing but tenant ids and the
 ///   time their oldest due item became due.
-/// - `sqlite` is a query with the same columns, taking the time now (`$1`)
+/// - SQLite's is a query with the same columns, taking the time now (`$1`)
 ///   and how many tenants to return (`$2`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DueWork {
-    postgres: &'static str,
-    sqlite: &'static str,
+    sql: Sql,
 }
 
 impl DueWork {
@@ -43,13 +46,18 @@ impl DueWork {
     ///
     /// # Panics
     ///
-    /// When `postgres` is not a `SELECT tenant_id, due_at FROM` a function.
-    pub const fn new(postgres: &'static str, sqlite: &'static str) -> Self {
-        assert!(
-            starts_with(postgres, "SELECT tenant_id, due_at FROM "),
-            "a DueWork finder returns tenant ids and times only"
-        );
-        Self { postgres, sqlite }
+    /// When `sql` lacks a backend's text, or PostgreSQL's is not a
+    /// `SELECT tenant_id, due_at FROM` a function (checked at compile time
+    /// in a `const`).
+    pub const fn new(sql: Sql) -> Self {
+        match (sql.on(Backend::Postgres), sql.on(Backend::Sqlite)) {
+            (Some(postgres), Some(_)) => assert!(
+                starts_with(postgres, "SELECT tenant_id, due_at FROM "),
+                "a DueWork finder returns tenant ids and times only"
+            ),
+            _ => panic!("a DueWork finder runs on both backends"),
+        }
+        Self { sql }
     }
 }
 
@@ -75,34 +83,38 @@ const fn starts_with(text: &str, prefix: &str) -> bool {
 /// is the only caller; on SQLite there is nothing to maintain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Maintenance {
-    postgres: &'static str,
+    sql: Sql,
 }
 
 impl Maintenance {
-    /// Declares a maintenance call.
+    /// Declares a maintenance call ([`Sql::postgres_only`]).
     ///
     /// # Panics
     ///
-    /// When `postgres` is not a `SELECT tenantkit_…` function call.
-    pub const fn new(postgres: &'static str) -> Self {
-        assert!(
-            starts_with(postgres, "SELECT tenantkit_"),
-            "maintenance calls a tenantkit_ function"
-        );
-        Self { postgres }
+    /// When `sql` has a SQLite text, or is not a `SELECT tenantkit_…`
+    /// function call (checked at compile time in a `const`).
+    pub const fn new(sql: Sql) -> Self {
+        match (sql.on(Backend::Postgres), sql.on(Backend::Sqlite)) {
+            (Some(postgres), None) => assert!(
+                starts_with(postgres, "SELECT tenantkit_"),
+                "maintenance calls a tenantkit_ function"
+            ),
+            _ => panic!("maintenance runs on PostgreSQL only"),
+        }
+        Self { sql }
     }
 }
 
 impl Db {
     /// Runs `call` with `args` (from `$1`); its count, or 0 on SQLite.
     pub async fn maintain(&self, call: &Maintenance, args: Vec<Value>) -> Result<i64> {
-        if self.backend() == super::Backend::Sqlite {
+        if self.backend() == Backend::Sqlite {
             return Ok(0);
         }
         let (count,): (i64,) = Pooled::acquire(&self.pool)
             .await?
             .conn()
-            .fetch_one(call.postgres, args)
+            .fetch_one(call.sql, args)
             .await?;
         Ok(count)
     }
@@ -129,7 +141,7 @@ impl Db {
     ) -> Result<Vec<DueTenant>> {
         let mut conn = Pooled::acquire(&self.pool).await?;
         match self.backend() {
-            super::Backend::Postgres => {
+            Backend::Postgres => {
                 let skip = skip
                     .iter()
                     .map(ToString::to_string)
@@ -137,16 +149,16 @@ impl Db {
                     .join(",");
                 conn.conn()
                     .fetch_all(
-                        work.postgres,
+                        work.sql,
                         vec![now.into(), i64::from(limit).into(), skip.into()],
                     )
                     .await
             }
-            super::Backend::Sqlite => {
+            Backend::Sqlite => {
                 let wanted = i64::from(limit) + skip.len() as i64;
                 let mut due: Vec<DueTenant> = conn
                     .conn()
-                    .fetch_all(work.sqlite, vec![now.into(), wanted.into()])
+                    .fetch_all(work.sql, vec![now.into(), wanted.into()])
                     .await?;
                 due.retain(|d| !skip.contains(&d.tenant_id));
                 due.truncate(limit as usize);
@@ -163,11 +175,11 @@ impl Db {
     /// flush included, so a busy writer should commit first and announce
     /// after (a crash in between loses the announcement, not the data).
     pub async fn announce(&self, channel: &'static str, payload: &str) -> Result<()> {
-        if self.backend() == super::Backend::Postgres {
+        if self.backend() == Backend::Postgres {
             let mut conn = Pooled::acquire(&self.pool).await?;
             conn.conn()
                 .execute(
-                    "SELECT pg_notify($1, $2)",
+                    sql::NOTIFY,
                     vec![
                         Value::Text(channel.to_owned()),
                         Value::Text(payload.to_owned()),
@@ -185,23 +197,9 @@ impl Db {
     pub async fn wakeups(&self, channel: &'static str) -> Result<Wakeups> {
         #[cfg(not(feature = "postgres"))]
         let _ = channel;
-        #[cfg(feature = "postgres")]
-        if let Pool::Pg(pool) = &self.pool {
-            let mut listener = sqlx::postgres::PgListener::connect_with(pool)
-                .await
-                .map_err(crate::Error::from_sqlx)?;
-            listener
-                .listen(channel)
-                .await
-                .map_err(crate::Error::from_sqlx)?;
-            return Ok(Wakeups {
-                pg: Some(listener),
-                pool: self.clone(),
-            });
-        }
         Ok(Wakeups {
             #[cfg(feature = "postgres")]
-            pg: None,
+            pg: self.pool.listen(channel).await?,
             pool: self.clone(),
         })
     }
@@ -254,11 +252,11 @@ impl TenantTx {
     /// (and only if) this transaction commits. A no-op on SQLite. Repeats in
     /// one transaction are announced once.
     pub async fn notify(&mut self, channel: &'static str) -> Result<()> {
-        if self.backend() == super::Backend::Postgres {
+        if self.backend() == Backend::Postgres {
             let tenant = self.tenant_id().to_string();
             self.conn()
                 .execute(
-                    "SELECT pg_notify($1, $2)",
+                    sql::NOTIFY,
                     vec![Value::Text(channel.to_owned()), Value::Text(tenant)],
                 )
                 .await?;

@@ -20,6 +20,9 @@
 //!    still holding it), sweeps what arrived meanwhile, and removes the
 //!    tenant and its external ids: the subdomain is free again.
 
+mod postgres;
+mod sqlite;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -29,7 +32,8 @@ use super::{
     Backend, Db, TenantTx,
     access::AccessChange,
     catalog::{TenantTable, ident, qualified},
-    sql::{Pooled, Tx},
+    driver::{Pooled, Tx},
+    sql,
 };
 use crate::{Error, Result, TenantId, TenantStatus, audit::Actor};
 
@@ -40,14 +44,6 @@ pub const ERASE_BATCH: u32 = 1000;
 /// The tenantkit tables whose rows only the audit trail's deletion exception
 /// may remove.
 const AUDIT_TABLES: [&str; 2] = ["audit_logs", "audit_heads"];
-
-/// The columns of a [`TenantDeletion`], in every query that reads one.
-macro_rules! deletion_columns {
-    () => {
-        "tenant_id, subdomain, name, actor_type, actor_id, started_at, export_sha256, \
-         rows_removed, last_error, finished_at"
-    };
-}
 
 /// The record of a tenant's deletion: under way until `finished_at`, then the
 /// tombstone that proves it (the tenant row itself is gone by then).
@@ -111,48 +107,9 @@ impl Db {
                 .await?;
         }
         let mut tx = Tx::begin(&self.pool).await?;
-        let mut conn = tx.conn();
-        let args = vec![
-            id.into(),
-            by.kind().into(),
-            by.id().into(),
-            export_sha256.map(str::to_owned).into(),
-        ];
-        let deletion: Option<TenantDeletion> = match self.backend() {
-            Backend::Postgres => {
-                conn.fetch_optional(
-                    concat!(
-                        "SELECT ",
-                        deletion_columns!(),
-                        " FROM tenantkit_start_tenant_deletion($1, $2, $3, $4)"
-                    ),
-                    args,
-                )
-                .await?
-            }
-            // SQLite's write transaction is exclusive: nothing moves in between.
-            Backend::Sqlite => {
-                conn.execute(
-                    "INSERT INTO tenant_deletions (tenant_id, subdomain, name, actor_type, actor_id, started_at, export_sha256) \
-                     SELECT t.id, t.subdomain, t.name, $2, $3, $5, $4 FROM tenants t \
-                     WHERE t.id = $1 AND t.status = 'suspended' \
-                     ON CONFLICT (tenant_id) DO UPDATE \
-                     SET export_sha256 = COALESCE(tenant_deletions.export_sha256, excluded.export_sha256) \
-                     WHERE tenant_deletions.finished_at IS NULL",
-                    args.into_iter().chain([Utc::now().into()]).collect(),
-                )
-                .await?;
-                conn.fetch_optional(
-                    concat!(
-                        "SELECT ",
-                        deletion_columns!(),
-                        " FROM tenant_deletions WHERE tenant_id = $1"
-                    ),
-                    vec![id.into()],
-                )
-                .await?
-            }
-        };
+        let deletion = eraser(self.backend())
+            .start(&mut tx, id, by, export_sha256)
+            .await?;
         tx.commit().await?;
         // None: reactivated between the suspension and here.
         deletion.ok_or(Error::Conflict(
@@ -172,24 +129,10 @@ impl Db {
 
     /// The deletion of tenant `id`, under way or finished, if there is one.
     pub async fn tenant_deletion(&self, id: TenantId) -> Result<Option<TenantDeletion>> {
-        // PostgreSQL: through the narrow function (the runtime role cannot
-        // read the tombstones table).
-        let sql = match self.backend() {
-            Backend::Postgres => concat!(
-                "SELECT ",
-                deletion_columns!(),
-                " FROM tenantkit_tenant_deletion($1)"
-            ),
-            Backend::Sqlite => concat!(
-                "SELECT ",
-                deletion_columns!(),
-                " FROM tenant_deletions WHERE tenant_id = $1"
-            ),
-        };
         Pooled::acquire(&self.pool)
             .await?
             .conn()
-            .fetch_optional(sql, vec![id.into()])
+            .fetch_optional(sql::TENANT_DELETION, vec![id.into()])
             .await
     }
 
@@ -198,16 +141,10 @@ impl Db {
     /// removed clears it.
     pub async fn record_tenant_deletion_error(&self, id: TenantId, error: &str) -> Result<()> {
         let error: String = error.chars().take(1000).collect();
-        let sql = match self.backend() {
-            Backend::Postgres => "SELECT tenantkit_tenant_deletion_failed($1, $2)",
-            Backend::Sqlite => {
-                "UPDATE tenant_deletions SET last_error = $2 WHERE tenant_id = $1 AND finished_at IS NULL"
-            }
-        };
         Pooled::acquire(&self.pool)
             .await?
             .conn()
-            .execute(sql, vec![id.into(), error.into()])
+            .execute(sql::RECORD_DELETION_ERROR, vec![id.into(), error.into()])
             .await?;
         Ok(())
     }
@@ -215,22 +152,10 @@ impl Db {
     /// Deletions started and not finished (interrupted ones, to resume with
     /// [`Db::erase_tenant`]), oldest first.
     pub async fn unfinished_tenant_deletions(&self) -> Result<Vec<TenantDeletion>> {
-        let sql = match self.backend() {
-            Backend::Postgres => concat!(
-                "SELECT ",
-                deletion_columns!(),
-                " FROM tenantkit_unfinished_tenant_deletions()"
-            ),
-            Backend::Sqlite => concat!(
-                "SELECT ",
-                deletion_columns!(),
-                " FROM tenant_deletions WHERE finished_at IS NULL ORDER BY started_at"
-            ),
-        };
         Pooled::acquire(&self.pool)
             .await?
             .conn()
-            .fetch_all(sql, Vec::new())
+            .fetch_all(sql::UNFINISHED_DELETIONS, Vec::new())
             .await
     }
 
@@ -272,26 +197,8 @@ impl Db {
         // The last transaction: writers still holding the tenant finish
         // first, nothing new starts, and what they wrote goes too.
         let mut tx = self.begin(&ctx).await?;
-        let locked = match self.backend() {
-            Backend::Postgres => {
-                let (locked,): (bool,) = tx
-                    .conn()
-                    .fetch_one("SELECT tenantkit_lock_deleted_tenant($1)", vec![id.into()])
-                    .await?;
-                locked
-            }
-            // The write transaction is exclusive already.
-            Backend::Sqlite => {
-                let unfinished: Option<(TenantId,)> = tx
-                    .conn()
-                    .fetch_optional(
-                        "SELECT tenant_id FROM tenant_deletions WHERE tenant_id = $1 AND finished_at IS NULL",
-                        vec![id.into()],
-                    )
-                    .await?;
-                unfinished.is_some()
-            }
-        };
+        let eraser = eraser(self.backend());
+        let locked = eraser.hold_for_last_sweep(&mut tx, id).await?;
         if !locked {
             // Another run finished it while this one swept.
             drop(tx);
@@ -301,41 +208,7 @@ impl Db {
             tx.erase_batch(table, None).await?;
         }
         tx.access_changed(AccessChange::Tenant(id)).await?;
-        let finished: TenantDeletion = match self.backend() {
-            Backend::Postgres => {
-                tx.conn()
-                    .fetch_one(
-                        concat!(
-                            "SELECT ",
-                            deletion_columns!(),
-                            " FROM tenantkit_finish_tenant_deletion($1)"
-                        ),
-                        vec![id.into()],
-                    )
-                    .await?
-            }
-            Backend::Sqlite => {
-                let mut conn = tx.conn();
-                let ids = conn
-                    .execute(
-                        "DELETE FROM tenant_external_ids WHERE tenant_id = $1",
-                        vec![id.into()],
-                    )
-                    .await?;
-                conn.execute("DELETE FROM tenants WHERE id = $1", vec![id.into()])
-                    .await?;
-                conn.fetch_one(
-                    concat!(
-                        "UPDATE tenant_deletions SET finished_at = $2, last_error = NULL, \
-                         rows_removed = json_set(rows_removed, '$.tenant_external_ids', $3, '$.tenants', 1) \
-                         WHERE tenant_id = $1 RETURNING ",
-                        deletion_columns!()
-                    ),
-                    vec![id.into(), Utc::now().into(), count(ids).into()],
-                )
-                .await?
-            }
-        };
+        let finished = eraser.finish(&mut tx, id).await?;
         tx.commit().await?;
         Ok(finished)
     }
@@ -352,7 +225,9 @@ impl TenantTx {
         loop {
             let step = limit.unwrap_or(ERASE_BATCH);
             let n = if AUDIT_TABLES.contains(&table.name.as_str()) {
-                self.erase_audit_rows(&table.name, step).await?
+                eraser(backend)
+                    .erase_audit_rows(self, &table.name, step)
+                    .await?
             } else {
                 let sql = erase_sql(backend, table, step);
                 self.conn().execute_built(sql, vec![tenant.into()]).await?
@@ -368,62 +243,47 @@ impl TenantTx {
                 table.name.clone().into(),
                 count(removed).into(),
             ];
-            match backend {
-                Backend::Postgres => {
-                    self.conn()
-                        .execute(
-                            "SELECT tenantkit_tenant_deletion_progress($1, $2, $3)",
-                            args,
-                        )
-                        .await?;
-                }
-                Backend::Sqlite => {
-                    self.conn()
-                        .execute(
-                            "UPDATE tenant_deletions SET rows_removed = json_set(rows_removed, '$.' || $2, \
-                             COALESCE(json_extract(rows_removed, '$.' || $2), 0) + $3), last_error = NULL \
-                             WHERE tenant_id = $1 AND finished_at IS NULL",
-                            args,
-                        )
-                        .await?;
-                }
-            }
+            self.conn().execute(sql::DELETION_PROGRESS, args).await?;
         }
         Ok(removed)
     }
+}
+
+/// The steps of a deletion whose algorithm differs by backend: on
+/// PostgreSQL the runtime role reaches the tombstones, the tenant row and
+/// the audit trail only through narrow `SECURITY DEFINER` functions (one
+/// call a step); on SQLite, one writer at a time, the steps are plain
+/// statements in the write transaction.
+#[async_trait::async_trait]
+trait Eraser: Sync {
+    /// Records the deletion of suspended tenant `id` (or leaves an
+    /// existing record as it is); the record, or `None` when the tenant is
+    /// no longer suspended.
+    async fn start(
+        &self,
+        tx: &mut Tx,
+        id: TenantId,
+        by: &Actor,
+        export_sha256: Option<&str>,
+    ) -> Result<Option<TenantDeletion>>;
+
+    /// Holds the tenant for the last sweep (writers still holding it finish
+    /// first); false when another run finished the deletion meanwhile.
+    async fn hold_for_last_sweep(&self, tx: &mut TenantTx, id: TenantId) -> Result<bool>;
+
+    /// Removes the tenant row and its external ids, and finishes the record.
+    async fn finish(&self, tx: &mut TenantTx, id: TenantId) -> Result<TenantDeletion>;
 
     /// The audit trail's deletion exception: up to `limit` rows of
     /// `audit_logs`, or the `audit_heads` row.
-    async fn erase_audit_rows(&mut self, table: &str, limit: u32) -> Result<u64> {
-        let tenant = self.tenant_id();
-        let backend = self.backend();
-        let mut conn = self.conn();
-        match backend {
-            Backend::Postgres => {
-                let (n,): (i64,) = conn
-                    .fetch_one(
-                        "SELECT tenantkit_erase_tenant_audit($1, $2, $3::integer)",
-                        vec![tenant.into(), table.into(), i64::from(limit).into()],
-                    )
-                    .await?;
-                Ok(u64::try_from(n).unwrap_or(0))
-            }
-            Backend::Sqlite if table == "audit_heads" => {
-                conn.execute(
-                    "DELETE FROM audit_heads WHERE tenant_id = $1",
-                    vec![tenant.into()],
-                )
-                .await
-            }
-            Backend::Sqlite => {
-                self.sqlite_delete_audit_rows(
-                    "DELETE FROM audit_logs WHERE tenant_id = $1 AND seq IN \
-                     (SELECT seq FROM audit_logs WHERE tenant_id = $1 ORDER BY seq DESC LIMIT $2)",
-                    i64::from(limit),
-                )
-                .await
-            }
-        }
+    async fn erase_audit_rows(&self, tx: &mut TenantTx, table: &str, limit: u32) -> Result<u64>;
+}
+
+/// The eraser of `backend`.
+fn eraser(backend: Backend) -> &'static dyn Eraser {
+    match backend {
+        Backend::Postgres => &postgres::Postgres,
+        Backend::Sqlite => &sqlite::Sqlite,
     }
 }
 

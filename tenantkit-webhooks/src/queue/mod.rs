@@ -6,13 +6,16 @@
 //! tenants have due deliveries is the one cross-tenant step: [`DUE`], a
 //! [`DueWork`] that returns tenant ids and times only.
 
+mod postgres;
+mod sqlite;
+
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tenantkit::{
     Backend, TenantTx,
-    store::{DueWork, Value},
+    store::{DueWork, Scoped},
 };
 use uuid::Uuid;
 
@@ -21,18 +24,13 @@ use crate::{
     endpoints::WebhookError,
     outbox::MessageId,
     retry::{self, Next},
-    schema::{DELIVERIES, HEALTH, QUEUE, RATE_WINDOWS},
+    schema::{HEALTH, QUEUE, RATE_WINDOWS},
     sql,
     transport::Attempt,
 };
 
 /// Tenants with due deliveries: ids and times only (see `tenantkit::store::DueWork`).
-pub const DUE: DueWork = DueWork::new(
-    "SELECT tenant_id, due_at FROM tenantkit_webhooks_due_tenants($1, $2, $3)",
-    "SELECT tenant_id, MIN(next_attempt_at) AS due_at FROM webhook_queue \
-     WHERE state = 'pending' GROUP BY tenant_id HAVING MIN(next_attempt_at) <= $1 \
-     ORDER BY due_at LIMIT $2",
-);
+pub const DUE: DueWork = DueWork::new(sql::DUE_TENANTS);
 
 /// One claimed delivery, ready to send.
 #[derive(Clone, Debug)]
@@ -162,31 +160,13 @@ impl Webhooks {
         }
         let lease = Uuid::now_v7();
         let until = now + lease_for;
-        let rows: Vec<ClaimedRow> = match tx.backend() {
-            // One statement: lease the due rows and return them with their bodies.
-            Backend::Postgres => {
-                let claim = tx
-                    .query(sql::CLAIM_DUE)
-                    .bind(now)
-                    .bind(until)
-                    .bind(lease)
-                    .bind(max);
-                tx.write_operational_returning(QUEUE, claim).await?
-            }
-            Backend::Sqlite => {
-                let claim = tx
-                    .query(sql::LEASE_DUE)
-                    .bind(now)
-                    .bind(until)
-                    .bind(lease)
-                    .bind(max);
-                if tx.write_operational(QUEUE, claim).await? == 0 {
-                    return Ok(Claim::default());
-                }
-                let rows = tx.query(sql::LEASED_WITH_PAYLOADS).bind(lease);
-                tx.fetch_all(rows).await?
-            }
-        };
+        let due = tx
+            .query(sql::LEASE_DUE)
+            .bind(now)
+            .bind(until)
+            .bind(lease)
+            .bind(max);
+        let rows = claimer(tx.backend()).lease_due(tx, due, lease).await?;
         if rows.is_empty() {
             return Ok(Claim::default());
         }
@@ -242,44 +222,7 @@ impl Webhooks {
                 OutcomeRow::new(outcome)
             })
             .collect();
-        match tx.backend() {
-            // Two statements for the whole batch.
-            Backend::Postgres => {
-                let rows = serde_json::to_value(&rows)
-                    .map_err(|e| tenantkit::Error::Internal(format!("outcomes: {e}")))?;
-                let log = tx.query(sql::LOG_ATTEMPTS).bind(Value::Json(rows.clone()));
-                tx.write_operational(DELIVERIES, log).await?;
-                let update = tx.query(sql::APPLY_OUTCOMES).bind(Value::Json(rows));
-                tx.write_operational(QUEUE, update).await?;
-            }
-            Backend::Sqlite => {
-                for row in rows {
-                    let log = tx
-                        .query(sql::LOG_ATTEMPT)
-                        .bind(row.id)
-                        .bind(row.message_id)
-                        .bind(row.webhook_id)
-                        .bind(row.attempt)
-                        .bind(row.at)
-                        .bind(row.duration_ms)
-                        .bind(Value::OptInt(row.status))
-                        .bind(Value::OptText(row.error.clone()))
-                        .bind(row.excerpt);
-                    tx.write_operational(DELIVERIES, log).await?;
-                    let update = tx
-                        .query(sql::APPLY_OUTCOME)
-                        .bind(row.message_id)
-                        .bind(row.webhook_id)
-                        .bind(row.state)
-                        .bind(Value::OptTime(row.next_attempt_at))
-                        .bind(row.at)
-                        .bind(Value::OptInt(row.status))
-                        .bind(Value::OptText(row.error))
-                        .bind(row.lease);
-                    tx.write_operational(QUEUE, update).await?;
-                }
-            }
-        }
+        claimer(tx.backend()).write_outcomes(tx, rows).await?;
 
         for (webhook, outcome) in health {
             if outcome.attempt.status == Some(410) {
@@ -334,6 +277,40 @@ impl Webhooks {
             released += tx.write_operational(QUEUE, q).await?;
         }
         Ok(released)
+    }
+}
+
+/// How one backend leases due deliveries and writes what attempts came
+/// to. The algorithms differ: PostgreSQL leases and returns the rows with
+/// their bodies in one statement (`FOR UPDATE SKIP LOCKED`, so workers of
+/// several processes never claim the same row) and writes a batch's
+/// outcomes in two; SQLite, one writer at a time, leases and then reads the
+/// leased rows, and writes outcome by outcome.
+#[async_trait::async_trait]
+trait Claimer: Sync {
+    /// Runs `due` (`sql::LEASE_DUE`, which leases due deliveries to
+    /// `lease`); the leased rows with their payloads.
+    async fn lease_due(
+        &self,
+        tx: &mut TenantTx,
+        due: Scoped,
+        lease: Uuid,
+    ) -> Result<Vec<ClaimedRow>, WebhookError>;
+
+    /// Logs each attempt and moves its delivery to its next state (only
+    /// while the lease is still the one it was attempted under).
+    async fn write_outcomes(
+        &self,
+        tx: &mut TenantTx,
+        rows: Vec<OutcomeRow>,
+    ) -> Result<(), WebhookError>;
+}
+
+/// The claimer of `backend`.
+fn claimer(backend: Backend) -> &'static dyn Claimer {
+    match backend {
+        Backend::Postgres => &postgres::Postgres,
+        Backend::Sqlite => &sqlite::Sqlite,
     }
 }
 
