@@ -19,6 +19,7 @@ mod serve;
 mod setup;
 pub mod state;
 pub mod tasks;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod webhooks;
 

@@ -34,16 +34,9 @@ pub async fn open_runtime_db(config: &Config) -> anyhow::Result<Db> {
             .await
             .context("opening SQLite")?
             .with_access_ttl(config.access_ttl());
-        db.migrate().await.context("migrating SQLite")?;
-        tenantkit_billing::Billing::migrate(&db)
+        migrate_schema(&db, config.analytics.retention_days)
             .await
-            .context("migrating SQLite (billing)")?;
-        tenantkit_webhooks::Webhooks::migrate(&db)
-            .await
-            .context("migrating SQLite (webhooks)")?;
-        tenantkit_analytics::storage::migrate(&db)
-            .await
-            .context("migrating SQLite (analytics)")?;
+            .context("migrating SQLite")?;
         return Ok(db);
     }
     let runtime_url = match &config.database.runtime_url {
@@ -74,6 +67,20 @@ fn runtime_role(config: &Config) -> anyhow::Result<RuntimeRole> {
     Ok(role)
 }
 
+/// Every crate's migrations, in order, and the owner settings they read
+/// (the analytics retention floor; a no-op on SQLite). On PostgreSQL `db`
+/// connects as the owner.
+pub(crate) async fn migrate_schema(
+    db: &Db,
+    analytics_retention_days: u32,
+) -> tenantkit::Result<()> {
+    db.migrate().await?;
+    tenantkit_billing::Billing::migrate(db).await?;
+    tenantkit_webhooks::Webhooks::migrate(db).await?;
+    tenantkit_analytics::storage::migrate(db).await?;
+    tenantkit_analytics::storage::set_retention_floor(db, analytics_retention_days).await
+}
+
 /// `migrate`: applies migrations as the owner named by `database.url`, then
 /// (PostgreSQL) creates or updates the runtime role and its grants.
 pub async fn migrate(config: &Config) -> anyhow::Result<String> {
@@ -86,12 +93,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<String> {
     let owner = Db::connect_with(&url, 2)
         .await
         .with_context(|| format!("connecting to {}", tenantkit::store::redact_url(&url)))?;
-    owner.migrate().await?;
-    tenantkit_billing::Billing::migrate(&owner).await?;
-    tenantkit_webhooks::Webhooks::migrate(&owner).await?;
-    tenantkit_analytics::storage::migrate(&owner).await?;
-    tenantkit_analytics::storage::set_retention_floor(&owner, config.analytics.retention_days)
-        .await?;
+    migrate_schema(&owner, config.analytics.retention_days).await?;
     owner
         .set_audit_retention_floor(config.audit.retention_days.max(1))
         .await?;

@@ -1,5 +1,6 @@
-//! [`TestApp`]: the whole server's router on a fresh embedded database, driven
-//! without a socket (`tower::ServiceExt::oneshot`), for route tests.
+//! [`TestApp`]: the whole server's router on a fresh database (embedded
+//! SQLite, or PostgreSQL as the runtime role), driven without a socket
+//! (`tower::ServiceExt::oneshot`), for route tests. Feature `testing`.
 //!
 //! It is the state `serve` builds ([`AppState::start`]) and the router it
 //! binds ([`app`]); only the listener is missing. Tests that need a real
@@ -21,7 +22,7 @@ use axum::{Router, body::Body};
 use http::{Method, Request, Response, StatusCode, header};
 use serde_json::Value;
 use tenantkit::{
-    NewTenant, NewUser, Role, TenantContext, User,
+    Backend, NewTenant, NewUser, Role, TenantContext, User,
     audit::Actor,
     auth::{JwtKeys, TokenRole},
 };
@@ -30,18 +31,23 @@ use tower::ServiceExt;
 use crate::{
     app::{self, AppState},
     config::Config,
-    setup::{load_keys, open_runtime_db},
+    setup::{load_keys, migrate_schema, open_runtime_db},
     state::Services,
     tasks::Supervisor,
 };
 
 /// The server's router on a fresh embedded SQLite database in a temporary
-/// directory, with tenant `acme` and its owner `owner@acme.test`.
+/// directory ([`TestApp::new`]) or on the PostgreSQL test database as the
+/// runtime role ([`TestApp::on`]), with tenant `acme` and its owner
+/// `owner@acme.test`. On PostgreSQL, whose test database the apps of a run
+/// share, the tenant's subdomain is `acme-` and a random suffix.
 ///
 /// The default plan is `enterprise` (every feature), so a test sees routing
 /// and its own subject, not the plan layer; the webhook worker does not run.
 #[derive(Debug)]
 pub struct TestApp {
+    /// The database it runs on.
+    pub backend: Backend,
     /// The state the router serves.
     pub state: AppState,
     /// Its tasks (analytics writers, live hub), stopped on drop.
@@ -50,6 +56,7 @@ pub struct TestApp {
     pub tenant: TenantContext,
     /// `acme`'s owner.
     pub owner: User,
+    subdomain: String,
     router: Router,
     keys: JwtKeys,
     services: Services,
@@ -57,19 +64,54 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    /// A fresh app with the test defaults.
+    /// A fresh app on embedded SQLite with the test defaults.
     pub async fn new() -> anyhow::Result<Self> {
         Self::with_config(|_| {}).await
     }
 
-    /// A fresh app with the test defaults, then `adjust` applied to its
-    /// configuration.
+    /// A fresh app on embedded SQLite with the test defaults, then `adjust`
+    /// applied to its configuration.
     pub async fn with_config(adjust: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        Self::on_with_config(Backend::Sqlite, adjust)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("SQLite is always there"))
+    }
+
+    /// A fresh app on `backend` with the test defaults; `None` when
+    /// PostgreSQL is unreachable and not required (CI requires it:
+    /// `TENANTKIT_REQUIRE_POSTGRES`).
+    pub async fn on(backend: Backend) -> anyhow::Result<Option<Self>> {
+        Self::on_with_config(backend, |_| {}).await
+    }
+
+    /// Like [`TestApp::on`], then `adjust` applied to the configuration.
+    pub async fn on_with_config(
+        backend: Backend,
+        adjust: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Option<Self>> {
         let dir = tempfile::tempdir()?;
         let mut config = Config::default();
         config.database.data_dir = dir.path().to_path_buf();
         config.billing.plans.default_plan = "enterprise".into();
         config.webhooks.worker = false;
+        let mut subdomain = "acme".to_owned();
+        if backend == Backend::Postgres {
+            let Some(database) = postgres_database().await else {
+                return Ok(None);
+            };
+            config.database.url = Some(database.owner_url);
+            config.database.runtime_url = Some(database.runtime_url.into());
+            subdomain = format!("acme-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+            // Processes sharing a database share their keys; each app its own here.
+            let secret = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            config.auth.jwt_secret = Some(secret.into());
+            // Webhook secrets sealed by one app must open in the next.
+            config.webhooks.secret_keys = vec![WEBHOOK_KEY.to_owned().into()];
+        }
         adjust(&mut config);
         let db = open_runtime_db(&config).await?;
         let keys = load_keys(&config)?;
@@ -77,7 +119,7 @@ impl TestApp {
             .create_tenant_with_owner(
                 &NewTenant {
                     name: "Acme".into(),
-                    subdomain: "acme".into(),
+                    subdomain: subdomain.clone(),
                 },
                 &NewUser {
                     email: "owner@acme.test".into(),
@@ -93,7 +135,9 @@ impl TestApp {
         let tasks = Supervisor::new();
         let (state, services) = AppState::start(config, db, keys.clone(), &tasks).await?;
         let router = app::app(state.clone())?;
-        Ok(Self {
+        Ok(Some(Self {
+            backend,
+            subdomain,
             state,
             tasks,
             tenant,
@@ -102,7 +146,7 @@ impl TestApp {
             keys,
             services,
             _dir: dir,
-        })
+        }))
     }
 
     /// A token for `acme`'s owner.
@@ -115,6 +159,11 @@ impl TestApp {
         self.keys
             .issue(&user.id.to_string(), Some(self.tenant.id()), role, 300)
             .expect("a test token")
+    }
+
+    /// The keys the app verifies tokens with (to mint unusual ones).
+    pub fn keys(&self) -> &JwtKeys {
+        &self.keys
     }
 
     /// A platform admin's token.
@@ -139,6 +188,11 @@ impl TestApp {
             .expect("the router is infallible")
     }
 
+    /// The subdomain of tenant `acme` (`acme` on SQLite).
+    pub fn subdomain(&self) -> &str {
+        &self.subdomain
+    }
+
     /// `method path` for tenant `acme` with `token` and an optional JSON
     /// body; the status and the body as JSON (`Null` when empty or not
     /// JSON).
@@ -152,7 +206,7 @@ impl TestApp {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
-            .header("x-tenant-id", "acme")
+            .header("x-tenant-id", self.subdomain.as_str())
             .header(header::AUTHORIZATION, format!("Bearer {token}"));
         let body = match body {
             Some(json) => {
@@ -169,6 +223,32 @@ impl TestApp {
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
         self.call(Method::GET, path, token, None).await
     }
+}
+
+/// The key sealing webhook secrets in every app on PostgreSQL (base64 of
+/// 32 bytes; SQLite apps make their own in their data directory).
+const WEBHOOK_KEY: &str = "dGVuYW50a2l0LXRlc3RhcHAtd2ViaG9vay1rZXktMzI=";
+
+/// The PostgreSQL test database of this process: every crate's migrations
+/// applied as the owner, the runtime role set up (once per process; reused
+/// across runs while the migrations are unchanged).
+async fn postgres_database() -> Option<tenantkit::testing::PgTestDatabase> {
+    let billing = tenantkit_billing::migrators().0;
+    let webhooks = tenantkit_webhooks::schema::migrators().0;
+    let analytics = tenantkit_analytics::storage::migrators().0;
+    let migrators = [
+        tenantkit::store::postgres_migrator(),
+        &billing,
+        &webhooks,
+        &analytics,
+    ];
+    tenantkit::testing::postgres_database_with("tenantkit_server_routes", &migrators, |db| {
+        Box::pin(migrate_schema(
+            db,
+            Config::default().analytics.retention_days,
+        ))
+    })
+    .await
 }
 
 impl Drop for TestApp {

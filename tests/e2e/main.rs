@@ -4,10 +4,8 @@
 mod access;
 mod analytics;
 mod attacks;
-mod audit;
 mod billing;
 mod concurrency;
-mod flows;
 mod lifecycle;
 mod live;
 mod privileges;

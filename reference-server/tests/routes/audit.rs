@@ -1,11 +1,11 @@
-//! The audit trail over HTTP: what is recorded, who may read it, export, verify.
+//! The audit trail over HTTP: what is recorded, who may read it, export,
+//! verify (moved from the socket tests, steps and assertions as they were).
 
-use reqwest::{Method, StatusCode};
+use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use tenantkit::auth::TokenRole;
-use tenantkit_e2e::{Backend, Server};
+use tenantkit::{Backend, auth::TokenRole};
 
-use crate::on_both_backends;
+use crate::{client::Server, on_both_backends, server};
 
 on_both_backends!(
     changes_are_recorded_with_actor_and_request_details,
@@ -16,15 +16,6 @@ on_both_backends!(
     platform_admin_reads_across_tenants_only_through_the_audited_path,
     bad_audit_queries_get_problem_details,
 );
-
-macro_rules! server {
-    ($backend:expr) => {
-        match Server::start($backend).await {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
 
 async fn log(s: &Server, sub: &str, token: &str, query: &str) -> Vec<Value> {
     let res = s
@@ -56,8 +47,7 @@ async fn changes_are_recorded_with_actor_and_request_details(backend: Backend) {
     let (id, sub) = s.create_tenant().await;
     let token = s.token(id, TokenRole::Owner);
     let res = s
-        .http
-        .post(s.url("/users"))
+        .post("/users")
         .header("x-tenant-id", &sub)
         .header("user-agent", "e2e-agent/1.0")
         .bearer_auth(&token)
@@ -81,7 +71,6 @@ async fn changes_are_recorded_with_actor_and_request_details(backend: Backend) {
     assert_eq!(entry["client_ip"], "127.0.0.1");
     assert_eq!(entry["changes"]["after"]["email"], "audited@x.test");
     assert!(entry["changes"]["before"].is_null());
-    s.stop().await;
 }
 
 async fn security_events_are_recorded(backend: Backend) {
@@ -178,7 +167,6 @@ async fn security_events_are_recorded(backend: Backend) {
     assert_eq!(roles.len(), 1);
     assert_eq!(roles[0]["changes"]["before"]["role"], "member");
     assert_eq!(roles[0]["changes"]["after"]["role"], "admin");
-    s.stop().await;
 }
 
 async fn export_streams_ndjson_and_is_itself_audited(backend: Backend) {
@@ -222,7 +210,6 @@ async fn export_streams_ndjson_and_is_itself_audited(backend: Backend) {
         "",
         "an empty range exports nothing"
     );
-    s.stop().await;
 }
 
 async fn verify_reports_a_valid_chain(backend: Backend) {
@@ -249,13 +236,12 @@ async fn verify_reports_a_valid_chain(backend: Backend) {
     assert_eq!(report["valid"], true, "{report}");
     assert_eq!(report["checked"], 5);
     assert!(report["first_broken"].is_null());
-    s.stop().await;
 }
 
 async fn only_admins_and_scoped_keys_read_the_trail(backend: Backend) {
     let s = server!(backend);
     let (id, sub) = s.create_tenant().await;
-    s.subscribe(id, "price_pro").await;
+    // (The app's default plan, enterprise, includes API keys: no subscription.)
     for path in ["/audit-logs", "/audit-logs/export", "/audit-logs/verify"] {
         let res = s
             .request(Method::GET, path, &sub, s.token(id, TokenRole::Member))
@@ -279,8 +265,7 @@ async fn only_admins_and_scoped_keys_read_the_trail(backend: Backend) {
         keys.push(key["key"].as_str().unwrap().to_owned());
     }
     let with = |key: &str| {
-        s.http
-            .get(s.url("/audit-logs"))
+        s.get("/audit-logs")
             .header("x-tenant-id", &sub)
             .header("x-api-key", key)
             .send()
@@ -290,7 +275,6 @@ async fn only_admins_and_scoped_keys_read_the_trail(backend: Backend) {
         StatusCode::FORBIDDEN
     );
     assert_eq!(with(&keys[1]).await.unwrap().status(), StatusCode::OK);
-    s.stop().await;
 }
 
 async fn platform_admin_reads_across_tenants_only_through_the_audited_path(backend: Backend) {
@@ -306,8 +290,7 @@ async fn platform_admin_reads_across_tenants_only_through_the_audited_path(backe
     // Tenant tokens cannot use the platform path.
     let path = format!("/tenants/{id}/audit-logs");
     let res = s
-        .http
-        .get(s.url(&path))
+        .get(&path)
         .bearer_auth(s.token(id, TokenRole::Owner))
         .send()
         .await
@@ -315,8 +298,7 @@ async fn platform_admin_reads_across_tenants_only_through_the_audited_path(backe
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 
     let res = s
-        .http
-        .get(s.url(&format!("{path}?action=create")))
+        .get(&format!("{path}?action=create"))
         .bearer_auth(s.admin_token())
         .send()
         .await
@@ -344,17 +326,15 @@ async fn platform_admin_reads_across_tenants_only_through_the_audited_path(backe
     assert_eq!(reads[0]["changes"]["after"]["query"], "action=create");
 
     let unknown = s
-        .http
-        .get(s.url(&format!(
+        .get(&format!(
             "/tenants/{}/audit-logs",
             tenantkit::TenantId::new()
-        )))
+        ))
         .bearer_auth(s.admin_token())
         .send()
         .await
         .unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-    s.stop().await;
 }
 
 async fn bad_audit_queries_get_problem_details(backend: Backend) {
@@ -380,5 +360,4 @@ async fn bad_audit_queries_get_problem_details(backend: Backend) {
             "{query}"
         );
     }
-    s.stop().await;
 }

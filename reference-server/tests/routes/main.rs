@@ -1,20 +1,70 @@
 //! Route tests without a socket: the whole router ([`tenantkit_server::app::app`])
-//! on a fresh embedded database, driven with `oneshot` through
-//! [`TestApp`]. End-to-end tests over a real socket, on both backends, live
-//! in `tests/e2e`.
+//! on a fresh database, driven with `oneshot` through [`TestApp`], on
+//! embedded SQLite and on PostgreSQL as the runtime role. End-to-end tests
+//! that need a real socket (several processes, WebSockets, streaming,
+//! shutdown) live in `tests/e2e`.
+
+mod access;
+mod audit;
+mod client;
+mod flows;
 
 use http::{Method, Request, StatusCode, header};
 use serde_json::json;
-use tenantkit::auth::TokenRole;
+use tenantkit::{Backend, auth::TokenRole};
 use tenantkit_server::testing::{TestApp, json_of};
+
+/// Declares each `async fn name(backend: Backend)` as a test on both
+/// backends.
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(tenantkit::Backend::Sqlite).await;
+            })+
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(tenantkit::Backend::Postgres).await;
+            })+
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// A fresh app on `$backend` (after `$tweak` adjusts its configuration) as a
+/// [`client::Server`]; returns from the test when PostgreSQL is unreachable
+/// and not required.
+macro_rules! server {
+    ($backend:expr) => {
+        server!($backend, |_| {})
+    };
+    ($backend:expr, $tweak:expr) => {
+        match tenantkit_server::testing::TestApp::on_with_config($backend, $tweak)
+            .await
+            .expect("the test app starts")
+        {
+            Some(app) => $crate::client::Server::new(app),
+            None => return,
+        }
+    };
+}
+pub(crate) use server;
+
+on_both_backends!(
+    public_routes_answer_without_credentials,
+    a_tenant_route_needs_a_credential_of_that_tenant,
+    a_member_reads_users_and_cannot_write_them,
+);
 
 fn get(path: &str) -> Request<axum::body::Body> {
     Request::get(path).body(axum::body::Body::empty()).unwrap()
 }
 
-#[tokio::test]
-async fn public_routes_answer_without_credentials() {
-    let app = TestApp::new().await.unwrap();
+async fn public_routes_answer_without_credentials(backend: Backend) {
+    let app = server!(backend).app;
     let (status, _) = json_of(app.send(get("/healthz")).await).await;
     assert_eq!(status, StatusCode::OK);
 
@@ -36,11 +86,10 @@ async fn public_routes_answer_without_credentials() {
     );
 }
 
-#[tokio::test]
-async fn a_tenant_route_needs_a_credential_of_that_tenant() {
-    let app = TestApp::new().await.unwrap();
+async fn a_tenant_route_needs_a_credential_of_that_tenant(backend: Backend) {
+    let app = server!(backend).app;
     let request = Request::get("/users")
-        .header("x-tenant-id", "acme")
+        .header("x-tenant-id", app.subdomain())
         .body(axum::body::Body::empty())
         .unwrap();
     let response = app.send(request).await;
@@ -55,9 +104,8 @@ async fn a_tenant_route_needs_a_credential_of_that_tenant() {
     assert_eq!(users["items"][0]["email"], "owner@acme.test");
 }
 
-#[tokio::test]
-async fn a_member_reads_users_and_cannot_write_them() {
-    let app = TestApp::new().await.unwrap();
+async fn a_member_reads_users_and_cannot_write_them(backend: Backend) {
+    let app = server!(backend).app;
     let owner = app.owner_token();
     let (status, created) = app
         .call(
@@ -87,6 +135,8 @@ async fn a_member_reads_users_and_cannot_write_them() {
     assert_eq!(problem["status"], 403);
 }
 
+/// SQLite only: on PostgreSQL the apps of a run share one database, so
+/// `acme` is not the only tenant.
 #[tokio::test]
 async fn platform_routes_are_for_platform_admins() {
     let app = TestApp::new().await.unwrap();

@@ -1,11 +1,14 @@
-//! What a client does: CRUD, permissions, bad input, limits, compatibility.
+//! What a client does: CRUD, permissions, bad input, limits, compatibility
+//! (moved from the socket tests, steps and assertions as they were).
 
-use reqwest::StatusCode;
+use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use tenantkit::auth::TokenRole;
-use tenantkit_e2e::{Backend, Server};
+use tenantkit::{Backend, auth::TokenRole};
 
-use crate::on_both_backends;
+use crate::{
+    client::{Reply, Req, Server},
+    on_both_backends, server,
+};
 
 on_both_backends!(
     user_crud_round_trip,
@@ -19,18 +22,6 @@ on_both_backends!(
     listing_paginates,
 );
 
-macro_rules! server {
-    ($backend:expr) => {
-        server!($backend, |_| {})
-    };
-    ($backend:expr, $tweak:expr) => {
-        match Server::start_with($backend, $tweak).await {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
-
 struct As<'a> {
     s: &'a Server,
     id: tenantkit::TenantId,
@@ -39,35 +30,28 @@ struct As<'a> {
 }
 
 impl As<'_> {
-    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.s
-            .http
-            .request(method, self.s.url(path))
-            .header("x-tenant-id", &self.tenant)
-            .bearer_auth(&self.token)
+    fn req(&self, method: Method, path: &str) -> Req<'_> {
+        self.s.request(method, path, &self.tenant, &self.token)
     }
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.req(reqwest::Method::GET, path).send().await.unwrap()
+    async fn get(&self, path: &str) -> Reply {
+        self.req(Method::GET, path).send().await.unwrap()
     }
-    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
-        self.req(reqwest::Method::POST, path)
+    async fn post(&self, path: &str, body: Value) -> Reply {
+        self.req(Method::POST, path)
             .json(&body)
             .send()
             .await
             .unwrap()
     }
-    async fn patch(&self, path: &str, body: Value) -> reqwest::Response {
-        self.req(reqwest::Method::PATCH, path)
+    async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.req(Method::PATCH, path)
             .json(&body)
             .send()
             .await
             .unwrap()
     }
-    async fn delete(&self, path: &str) -> reqwest::Response {
-        self.req(reqwest::Method::DELETE, path)
-            .send()
-            .await
-            .unwrap()
+    async fn delete(&self, path: &str) -> Reply {
+        self.req(Method::DELETE, path).send().await.unwrap()
     }
 }
 
@@ -128,7 +112,6 @@ async fn user_crud_round_trip(backend: Backend) {
         owner.delete(&location).await.status(),
         StatusCode::NOT_FOUND
     );
-    s.stop().await;
 }
 
 async fn roles_limit_what_users_may_do(backend: Backend) {
@@ -219,13 +202,12 @@ async fn roles_limit_what_users_may_do(backend: Backend) {
         owner.delete(&owner_path).await.status(),
         StatusCode::NO_CONTENT
     );
-    s.stop().await;
 }
 
 async fn api_key_lifecycle_and_scopes(backend: Backend) {
     let s = server!(backend);
     let admin = as_role(&s, TokenRole::Admin).await;
-    s.subscribe(admin.id, "price_pro").await;
+    // (The app's default plan, enterprise, includes API keys: no subscription.)
     let res = admin
         .post(
             "/api-keys",
@@ -296,74 +278,73 @@ async fn api_key_lifecycle_and_scopes(backend: Backend) {
         StatusCode::UNAUTHORIZED,
         "revoked"
     );
-    s.stop().await;
 }
 
 async fn bad_input_gets_problem_details_and_changes_nothing(backend: Backend) {
     let s = server!(backend);
     let owner = as_role(&s, TokenRole::Owner).await;
-    let cases: Vec<(reqwest::RequestBuilder, StatusCode)> = vec![
+    let cases: Vec<(Req<'_>, StatusCode)> = vec![
         (
             owner
-                .req(reqwest::Method::POST, "/users")
+                .req(Method::POST, "/users")
                 .header("content-type", "application/json")
                 .body("{not json"),
             StatusCode::BAD_REQUEST,
         ),
         (
-            owner.req(reqwest::Method::POST, "/users").body("email=x"),
+            owner.req(Method::POST, "/users").body("email=x"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
         (
             owner
-                .req(reqwest::Method::POST, "/users")
+                .req(Method::POST, "/users")
                 .json(&json!({ "email": 7 })),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             owner
-                .req(reqwest::Method::POST, "/users")
+                .req(Method::POST, "/users")
                 .json(&json!({ "email": "nope" })),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             owner
-                .req(reqwest::Method::POST, "/users")
+                .req(Method::POST, "/users")
                 .json(&json!({ "email": "x@y.test", "role": "god" })),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
-            owner.req(reqwest::Method::GET, "/users?limit=0"),
+            owner.req(Method::GET, "/users?limit=0"),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
-            owner.req(reqwest::Method::GET, "/users?limit=501"),
+            owner.req(Method::GET, "/users?limit=501"),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
-            owner.req(reqwest::Method::GET, "/users?limit=abc"),
+            owner.req(Method::GET, "/users?limit=abc"),
             StatusCode::BAD_REQUEST,
         ),
         (
-            owner.req(reqwest::Method::GET, "/users/not-a-uuid"),
+            owner.req(Method::GET, "/users/not-a-uuid"),
             StatusCode::NOT_FOUND,
         ),
         (
             owner
-                .req(reqwest::Method::POST, "/api-keys")
+                .req(Method::POST, "/api-keys")
                 .json(&json!({ "name": "" })),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             owner
-                .req(reqwest::Method::POST, "/api-keys")
+                .req(Method::POST, "/api-keys")
                 .json(&json!({ "name": "k", "scopes": ["root"] })),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
     ];
     for (req, status) in cases {
         let res = req.send().await.unwrap();
-        let url = res.url().clone();
+        let url = res.url().to_owned();
         assert_eq!(res.status(), status, "{url}");
         assert_eq!(
             res.headers()["content-type"],
@@ -382,10 +363,7 @@ async fn bad_input_gets_problem_details_and_changes_nothing(backend: Backend) {
         );
     }
     let patch = owner
-        .req(
-            reqwest::Method::PATCH,
-            "/users/00000000-0000-7000-8000-000000000000",
-        )
+        .req(Method::PATCH, "/users/00000000-0000-7000-8000-000000000000")
         .json(&json!({ "rol": "owner" }))
         .send()
         .await
@@ -401,7 +379,6 @@ async fn bad_input_gets_problem_details_and_changes_nothing(backend: Backend) {
         1,
         "only the first owner exists"
     );
-    s.stop().await;
 }
 
 async fn body_over_the_limit_is_413(backend: Backend) {
@@ -414,7 +391,6 @@ async fn body_over_the_limit_is_413(backend: Backend) {
         .post("/users", json!({ "email": "fits@x.test" }))
         .await;
     assert_eq!(small.status(), StatusCode::CREATED);
-    s.stop().await;
 }
 
 async fn per_tenant_rate_limit_gives_429_with_retry_after(backend: Backend) {
@@ -441,32 +417,16 @@ async fn per_tenant_rate_limit_gives_429_with_retry_after(backend: Backend) {
         StatusCode::OK,
         "other tenants unaffected"
     );
-    s.stop().await;
 }
 
 async fn default_tenant_keeps_single_tenant_clients_working(backend: Backend) {
-    // First start bootstraps tenant `demo` on an empty database; make it the default.
-    let s = server!(backend, |c| c.server.default_tenant = Some("demo".into()));
-    let tenants: Value = s
-        .http
-        .get(s.url("/tenants?limit=500"))
-        .bearer_auth(s.admin_token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let demo = tenants["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["subdomain"] == "demo")
-        .expect("demo bootstrapped");
-    let id: tenantkit::TenantId = demo["id"].as_str().unwrap().parse().unwrap();
+    // A tenant made after start is the default (requests resolve it then).
+    let default = format!("d{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let named = default.clone();
+    let s = server!(backend, move |c| c.server.default_tenant = Some(named));
+    let id = s.create_tenant_named(&default).await;
     let res = s
-        .http
-        .get(s.url("/tenant"))
+        .get("/tenant")
         .bearer_auth(s.cli_token(id, tenantkit::Role::Member).await)
         .send()
         .await
@@ -479,8 +439,7 @@ async fn default_tenant_keeps_single_tenant_clients_working(backend: Backend) {
     assert_eq!(res.json::<Value>().await.unwrap()["id"], id.to_string());
     let (other, other_sub) = s.create_tenant().await;
     let res = s
-        .http
-        .get(s.url("/tenant"))
+        .get("/tenant")
         .header("x-tenant-id", &other_sub)
         .bearer_auth(s.token(other, TokenRole::Member))
         .send()
@@ -491,24 +450,22 @@ async fn default_tenant_keeps_single_tenant_clients_working(backend: Backend) {
         other.to_string(),
         "named tenants still win"
     );
-    s.stop().await;
 }
 
 async fn health_needs_no_auth_and_metrics_count_per_tenant(backend: Backend) {
     let s = server!(backend);
     assert_eq!(
-        s.http.get(s.url("/healthz")).send().await.unwrap().status(),
+        s.get("/healthz").send().await.unwrap().status(),
         StatusCode::OK
     );
     assert_eq!(
-        s.http.get(s.url("/readyz")).send().await.unwrap().status(),
+        s.get("/readyz").send().await.unwrap().status(),
         StatusCode::OK
     );
     let owner = as_role(&s, TokenRole::Owner).await;
     assert_eq!(owner.get("/users").await.status(), StatusCode::OK);
     let res = s
-        .http
-        .get(s.url("/metrics"))
+        .get("/metrics")
         .bearer_auth(s.admin_token())
         .send()
         .await
@@ -520,10 +477,9 @@ async fn health_needs_no_auth_and_metrics_count_per_tenant(backend: Backend) {
         owner.tenant
     );
     assert!(text.contains(&line), "{line} missing from:\n{text}");
-    let missing = s.http.get(s.url("/no-such-thing")).send().await.unwrap();
+    let missing = s.get("/no-such-thing").send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert!(missing.headers().contains_key("x-request-id"));
-    s.stop().await;
 }
 
 async fn listing_paginates(backend: Backend) {
@@ -549,5 +505,4 @@ async fn listing_paginates(backend: Backend) {
         }
     }
     assert_eq!(seen, 5, "owner plus four");
-    s.stop().await;
 }
