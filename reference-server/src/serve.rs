@@ -79,9 +79,6 @@ impl Running {
 
 /// Opens the database, bootstraps on first start, and serves in the background.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    // One TLS crypto provider for the process (ring, which Stripe's client
-    // uses too); with several in the dependency graph rustls cannot pick one.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let db = open_runtime_db(&config).await?;
     let keys = load_keys(&config)?;
     let demo = bootstrap_demo(&db, &keys, &config).await?;
@@ -218,7 +215,6 @@ async fn analytics_retention(db: Db, retention_days: u32) {
 /// `tenantkit-server worker`: delivers webhooks until SIGINT/SIGTERM, then
 /// shuts down gracefully.
 pub async fn run_worker(config: Config) -> anyhow::Result<()> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let db = open_runtime_db(&config).await?;
     let webhooks = webhooks::build(&config)?;
     let billing = tenantkit_billing::Billing::new(db.clone(), config.billing.clone())?;

@@ -20,6 +20,11 @@ use crate::config::{Config, Secret};
 ///   a role that could bypass row-level security, or a database that was not
 ///   migrated.
 pub async fn open_runtime_db(config: &Config) -> anyhow::Result<Db> {
+    // Every process opens its database first: the place to choose the one
+    // TLS crypto provider (ring, which Stripe's client uses too) before any
+    // HTTP client is built; with several in the dependency graph rustls
+    // cannot pick one itself.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let url = config.database_url();
     if config.is_embedded() {
         if config.database.url.is_none() {

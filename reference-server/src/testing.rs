@@ -161,6 +161,20 @@ impl TestApp {
             .expect("a test token")
     }
 
+    /// Stops the app's tasks in the order `serve` does, waiting up to 5 s
+    /// for each: the webhook worker first (deliveries in flight finish or are
+    /// given back, so another app on the same database can make them), then
+    /// the rest. Dropping the app only tells them to stop.
+    pub async fn shutdown(self) {
+        let grace = std::time::Duration::from_secs(5);
+        if let Some(worker) = &self.services.worker {
+            worker.stop_within(grace).await;
+        }
+        for unit in &self.services.background {
+            unit.stop_within(grace).await;
+        }
+    }
+
     /// The keys the app verifies tokens with (to mint unusual ones).
     pub fn keys(&self) -> &JwtKeys {
         &self.keys
@@ -254,7 +268,7 @@ async fn postgres_database() -> Option<tenantkit::testing::PgTestDatabase> {
 impl Drop for TestApp {
     fn drop(&mut self) {
         // The writers end with the runtime; the loops are told to stop.
-        for unit in &self.services.background {
+        for unit in self.services.background.iter().chain(&self.services.worker) {
             unit.stop();
         }
     }

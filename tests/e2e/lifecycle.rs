@@ -17,10 +17,7 @@ use tenantkit_e2e::{
 };
 use tenantkit_webhooks::testing::{Behaviour, Receiver};
 
-use crate::{
-    on_both_backends,
-    webhooks::{server, server_with},
-};
+use crate::on_both_backends;
 
 on_both_backends!(
     suspension_reaches_every_subsystem_and_reactivation_resumes_them,
@@ -29,6 +26,28 @@ on_both_backends!(
     a_deletion_leaves_no_row_of_the_tenant_anywhere_and_others_as_they_were,
     a_deletion_that_takes_longer_answers_202_and_can_be_followed,
 );
+
+/// A server whose tenants are on Pro (webhooks included), whose endpoints
+/// may be receivers on loopback, and which delivers (every such server of a
+/// run has the same policy, so whichever claims a delivery can make it).
+async fn server(backend: Backend) -> Option<Server> {
+    server_with(backend, |_| {}).await
+}
+
+/// Like [`server`], after `tweak` adjusts the configuration.
+async fn server_with(
+    backend: Backend,
+    tweak: impl FnOnce(&mut tenantkit_server::config::Config),
+) -> Option<Server> {
+    Server::start_with(backend, |c| {
+        c.webhooks.worker = true;
+        c.billing.plans.default_plan = "pro".into();
+        c.webhooks.allow_http = true;
+        c.webhooks.allow_networks = vec!["127.0.0.1/32".into()];
+        tweak(c);
+    })
+    .await
+}
 
 /// Columns whose names look secret but are not: the audit chain's hashes,
 /// which an export must carry so the chain can be verified offline, and

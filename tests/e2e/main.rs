@@ -2,9 +2,7 @@
 //! SQLite and on PostgreSQL (as the runtime role).
 
 mod access;
-mod analytics;
 mod attacks;
-mod billing;
 mod concurrency;
 mod lifecycle;
 mod live;
@@ -12,7 +10,6 @@ mod privileges;
 mod startup;
 mod strict;
 mod supervision;
-mod webhooks;
 
 /// Declares each `async fn name(backend: Backend)` as a test on both backends.
 macro_rules! on_both_backends {

@@ -7,7 +7,7 @@ use serde_json::json;
 use tenantkit::{Backend, TenantId, auth::TokenRole};
 use tenantkit_server::testing::TestApp;
 
-use crate::{on_both_backends, server};
+use crate::on_both_backends;
 
 on_both_backends!(
     deleted_and_demoted_users_lose_access_at_once,
@@ -42,7 +42,9 @@ async fn status(app: &TestApp, method: Method, path: &str, token: &str) -> Statu
 }
 
 async fn deleted_and_demoted_users_lose_access_at_once(backend: Backend) {
-    let app = server!(backend).app;
+    let Some(app) = TestApp::on(backend).await.expect("the test app starts") else {
+        return;
+    };
     let owner = app.owner_token();
     let admin = add_user(&app, "admin").await;
     let token = token_for(&app, &admin, TokenRole::Admin);
@@ -104,7 +106,9 @@ async fn deleted_and_demoted_users_lose_access_at_once(backend: Backend) {
 }
 
 async fn cli_tokens_name_a_real_user(backend: Backend) {
-    let app = server!(backend).app;
+    let Some(app) = TestApp::on(backend).await.expect("the test app starts") else {
+        return;
+    };
     // `token issue --tenant T --role member`: the first owner, acting as a member.
     let token = tenantkit_server::issue_user_token(
         &app.state.db,

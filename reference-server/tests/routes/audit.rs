@@ -241,7 +241,7 @@ async fn verify_reports_a_valid_chain(backend: Backend) {
 async fn only_admins_and_scoped_keys_read_the_trail(backend: Backend) {
     let s = server!(backend);
     let (id, sub) = s.create_tenant().await;
-    // (The app's default plan, enterprise, includes API keys: no subscription.)
+    s.subscribe(id, "price_pro").await;
     for path in ["/audit-logs", "/audit-logs/export", "/audit-logs/verify"] {
         let res = s
             .request(Method::GET, path, &sub, s.token(id, TokenRole::Member))

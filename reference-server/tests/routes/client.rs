@@ -11,6 +11,28 @@ use serde_json::Value;
 use tenantkit::{TenantId, auth::TokenRole};
 use tenantkit_server::testing::TestApp;
 
+/// The base domain of [`Server::start`]'s apps (`<tenant>.example.test`).
+pub(crate) const BASE_DOMAIN: &str = "example.test";
+
+/// The Stripe webhook secret [`billing`] configures.
+pub(crate) const STRIPE_WEBHOOK_SECRET: &str = "whsec_routes";
+
+/// Billing as the billing tests need it: Stripe's webhook secret, the
+/// plans' price ids, and no plan cache (a subscription applies at once).
+pub(crate) fn billing(config: &mut tenantkit_server::config::Config) {
+    config.billing.stripe_webhook_secrets = vec![STRIPE_WEBHOOK_SECRET.to_owned().into()];
+    config.billing.plan_cache_ttl_secs = 0;
+    let plans = &mut config.billing.plans.plans;
+    plans.get_mut("pro").unwrap().stripe_price_ids = vec!["price_pro".into()];
+    plans.get_mut("enterprise").unwrap().stripe_price_ids = vec!["price_enterprise".into()];
+}
+
+/// `tweak`, typed as a change to the configuration (so a closure written
+/// `|c| c.field = …` needs no annotation).
+pub(crate) fn tweak<F: FnOnce(&mut tenantkit_server::config::Config)>(tweak: F) -> F {
+    tweak
+}
+
 /// The app, with the tenants a test made and their first owners.
 pub(crate) struct Server {
     pub(crate) app: TestApp,
@@ -23,6 +45,64 @@ impl Server {
             app,
             owners: Mutex::default(),
         }
+    }
+
+    /// An app configured as the socket tests' servers are (tenants start on
+    /// the free plan; [`billing`]), after `tweak`; `None` when PostgreSQL is
+    /// unreachable and not required.
+    pub(crate) async fn start_with(
+        backend: tenantkit::Backend,
+        tweak: impl FnOnce(&mut tenantkit_server::config::Config),
+    ) -> Option<Self> {
+        TestApp::on_with_config(backend, |c| {
+            c.server.base_domain = Some(BASE_DOMAIN.into());
+            billing(c);
+            c.billing.plans.default_plan = "free".into();
+            tweak(c);
+        })
+        .await
+        .expect("the test app starts")
+        .map(Self::new)
+    }
+
+    /// [`Server::start_with`] with no change.
+    pub(crate) async fn start(backend: tenantkit::Backend) -> Option<Self> {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// `GET /metrics` as a platform admin: the OpenMetrics text.
+    pub(crate) async fn metrics(&self) -> String {
+        let res = self
+            .get("/metrics")
+            .bearer_auth(self.admin_token())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "GET /metrics");
+        res.text().await.unwrap()
+    }
+
+    /// `tenant`, resolved through the app's store.
+    pub(crate) async fn context(&self, tenant: TenantId) -> tenantkit::TenantContext {
+        self.app
+            .state
+            .db
+            .resolve_id(tenant)
+            .await
+            .unwrap()
+            .expect("tenant exists")
+    }
+
+    /// A new tenant (through `POST /tenants`) and a token for its owner.
+    pub(crate) async fn owned_tenant(&self) -> OwnedTenant {
+        let (id, sub) = self.create_tenant().await;
+        let token = self.token(id, TokenRole::Owner);
+        OwnedTenant { id, sub, token }
+    }
+
+    /// Stops the app as `serve` stops ([`TestApp::shutdown`]).
+    pub(crate) async fn stop(self) {
+        self.app.shutdown().await;
     }
 
     /// A request to `path` naming no tenant and carrying no credential.
@@ -84,7 +164,7 @@ impl Server {
 
     /// A token as `tenantkit-server token issue --tenant T --role R` mints it.
     pub(crate) async fn cli_token(&self, tenant: TenantId, role: tenantkit::Role) -> String {
-        let ctx = self.app.state.db.resolve_id(tenant).await.unwrap().unwrap();
+        let ctx = self.context(tenant).await;
         tenantkit_server::issue_user_token(
             &self.app.state.db,
             self.app.keys(),
@@ -100,6 +180,35 @@ impl Server {
     /// The user id of the first owner of `tenant` (made by [`Server::create_tenant`]).
     pub(crate) fn owner(&self, tenant: TenantId) -> String {
         self.owners.lock().unwrap()[&tenant].clone()
+    }
+
+    /// Subscribes `tenant` to `price` through a signed Stripe webhook (the
+    /// app needs [`billing`]'s configuration).
+    pub(crate) async fn subscribe(&self, tenant: TenantId, price: &str) {
+        let ctx = self.context(tenant).await;
+        let now = tenantkit_billing::testing::now();
+        let event = tenantkit_billing::testing::event(
+            &format!("evt_{}", uuid::Uuid::new_v4().simple()),
+            "customer.subscription.updated",
+            now,
+            tenantkit_billing::testing::subscription(&ctx, "active", price, now + 86_400),
+        );
+        let (body, signature) =
+            tenantkit_billing::testing::signed(&event, &STRIPE_WEBHOOK_SECRET.to_owned().into());
+        let res = self
+            .post("/webhooks/stripe")
+            .header("stripe-signature", signature)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+
+    /// The keys the app verifies tokens with.
+    pub(crate) fn keys(&self) -> &tenantkit::auth::JwtKeys {
+        self.app.keys()
     }
 
     pub(crate) fn admin_token(&self) -> String {
@@ -147,13 +256,21 @@ impl<'a> Req<'a> {
         self
     }
 
-    pub(crate) fn body(mut self, body: &'static str) -> Self {
-        self.body = Body::from(body);
+    pub(crate) fn body(mut self, body: impl Into<Body>) -> Self {
+        self.body = body.into();
         self
     }
 
-    /// Sends it through the router (which cannot fail to answer).
-    pub(crate) async fn send(self) -> Result<Reply, std::convert::Infallible> {
+    /// Sends it through the router (which cannot fail to answer), with the
+    /// `Host` an HTTP client sends when the test set none.
+    pub(crate) async fn send(mut self) -> Result<Reply, std::convert::Infallible> {
+        if !self
+            .request
+            .headers_ref()
+            .is_some_and(|h| h.contains_key(header::HOST))
+        {
+            self.request = self.request.header(header::HOST, "127.0.0.1");
+        }
         let response = self.app.send(self.request.body(self.body).unwrap()).await;
         let status = response.status();
         let headers = response.headers().clone();
@@ -198,4 +315,61 @@ impl Reply {
     pub(crate) async fn text(self) -> Result<String, std::string::FromUtf8Error> {
         String::from_utf8(self.body.to_vec())
     }
+}
+
+/// A tenant made by [`Server::owned_tenant`], with its owner's token.
+pub(crate) struct OwnedTenant {
+    pub(crate) id: TenantId,
+    pub(crate) sub: String,
+    pub(crate) token: String,
+}
+
+impl OwnedTenant {
+    /// A new API key of this tenant with `scopes` (made by its owner).
+    pub(crate) async fn api_key(&self, s: &Server, scopes: Value) -> String {
+        let res = self
+            .call(s, Method::POST, "/api-keys")
+            .json(&serde_json::json!({ "name": "k", "scopes": scopes }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED, "creating an API key");
+        let body: Value = res.json().await.unwrap();
+        body["key"].as_str().unwrap().to_owned()
+    }
+
+    /// `GET path` for this tenant, as its owner: the JSON answer.
+    pub(crate) async fn get_json(&self, s: &Server, path: &str) -> Value {
+        self.call(s, Method::GET, path)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `method path` for this tenant, as its owner.
+    pub(crate) fn call<'a>(&self, s: &'a Server, method: Method, path: &str) -> Req<'a> {
+        s.request(method, path, &self.sub, &self.token)
+    }
+}
+
+/// Asserts `res` is a problem document with `status`; returns it.
+pub(crate) async fn problem(res: Reply, status: StatusCode, what: &str) -> Value {
+    assert_eq!(res.status(), status, "{what}");
+    assert_eq!(
+        res.headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned()),
+        Some("application/problem+json".to_owned()),
+        "{what}"
+    );
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16(), "{what}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{what}: {body}"
+    );
+    body
 }

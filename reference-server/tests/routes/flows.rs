@@ -207,7 +207,7 @@ async fn roles_limit_what_users_may_do(backend: Backend) {
 async fn api_key_lifecycle_and_scopes(backend: Backend) {
     let s = server!(backend);
     let admin = as_role(&s, TokenRole::Admin).await;
-    // (The app's default plan, enterprise, includes API keys: no subscription.)
+    s.subscribe(admin.id, "price_pro").await;
     let res = admin
         .post(
             "/api-keys",

@@ -5,9 +5,13 @@
 //! shutdown) live in `tests/e2e`.
 
 mod access;
+mod analytics;
+mod attacks;
 mod audit;
+mod billing;
 mod client;
 mod flows;
+mod webhooks;
 
 use http::{Method, Request, StatusCode, header};
 use serde_json::json;
@@ -34,19 +38,16 @@ macro_rules! on_both_backends {
 }
 pub(crate) use on_both_backends;
 
-/// A fresh app on `$backend` (after `$tweak` adjusts its configuration) as a
-/// [`client::Server`]; returns from the test when PostgreSQL is unreachable
-/// and not required.
+/// A fresh app on `$backend` configured as the socket tests' servers are
+/// ([`client::Server::start_with`]), after `$tweak`; returns from the test
+/// when PostgreSQL is unreachable and not required.
 macro_rules! server {
     ($backend:expr) => {
         server!($backend, |_| {})
     };
     ($backend:expr, $tweak:expr) => {
-        match tenantkit_server::testing::TestApp::on_with_config($backend, $tweak)
-            .await
-            .expect("the test app starts")
-        {
-            Some(app) => $crate::client::Server::new(app),
+        match $crate::client::Server::start_with($backend, $crate::client::tweak($tweak)).await {
+            Some(s) => s,
             None => return,
         }
     };
@@ -64,7 +65,9 @@ fn get(path: &str) -> Request<axum::body::Body> {
 }
 
 async fn public_routes_answer_without_credentials(backend: Backend) {
-    let app = server!(backend).app;
+    let Some(app) = TestApp::on(backend).await.expect("the test app starts") else {
+        return;
+    };
     let (status, _) = json_of(app.send(get("/healthz")).await).await;
     assert_eq!(status, StatusCode::OK);
 
@@ -87,7 +90,9 @@ async fn public_routes_answer_without_credentials(backend: Backend) {
 }
 
 async fn a_tenant_route_needs_a_credential_of_that_tenant(backend: Backend) {
-    let app = server!(backend).app;
+    let Some(app) = TestApp::on(backend).await.expect("the test app starts") else {
+        return;
+    };
     let request = Request::get("/users")
         .header("x-tenant-id", app.subdomain())
         .body(axum::body::Body::empty())
@@ -105,7 +110,9 @@ async fn a_tenant_route_needs_a_credential_of_that_tenant(backend: Backend) {
 }
 
 async fn a_member_reads_users_and_cannot_write_them(backend: Backend) {
-    let app = server!(backend).app;
+    let Some(app) = TestApp::on(backend).await.expect("the test app starts") else {
+        return;
+    };
     let owner = app.owner_token();
     let (status, created) = app
         .call(

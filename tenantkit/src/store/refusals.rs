@@ -80,12 +80,36 @@ impl Count {
     }
 }
 
-/// Resets the schedule when the flush ends, however it ends.
-struct Scheduled(Arc<Refusals>);
+/// The schedule a flush task holds: reset when the task ends, however it
+/// ends, unless it handed the schedule on ([`Scheduled::handed_on`]).
+struct Scheduled(Option<Arc<Refusals>>);
+
+impl Scheduled {
+    /// After a flush: whether refusals counted meanwhile are waiting with
+    /// no flush to take them (they found this one scheduled and scheduled
+    /// none), in which case this task keeps the schedule and flushes again.
+    fn again(&mut self) -> bool {
+        let Some(refusals) = &self.0 else {
+            return false;
+        };
+        refusals.scheduled.store(false, Ordering::Release);
+        if refusals.len() == 0 {
+            return false;
+        }
+        if refusals.scheduled.swap(true, Ordering::AcqRel) {
+            // A refusal counted just now scheduled a flush of its own.
+            self.0 = None;
+            return false;
+        }
+        true
+    }
+}
 
 impl Drop for Scheduled {
     fn drop(&mut self) {
-        self.0.scheduled.store(false, Ordering::Release);
+        if let Some(refusals) = &self.0 {
+            refusals.scheduled.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -115,11 +139,15 @@ impl Db {
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let db = self.clone();
-            let scheduled = Scheduled(self.refusals.clone());
+            let mut scheduled = Scheduled(Some(self.refusals.clone()));
             runtime.spawn(async move {
-                let _scheduled = scheduled;
-                tokio::time::sleep(REFUSAL_FLUSH_EVERY).await;
-                db.flush_refusals().await;
+                loop {
+                    tokio::time::sleep(REFUSAL_FLUSH_EVERY).await;
+                    db.flush_refusals().await;
+                    if !scheduled.again() {
+                        break;
+                    }
+                }
             });
         }
     }
@@ -224,8 +252,7 @@ impl Refusals {
         }
     }
 
-    /// How many groups wait (tests).
-    #[cfg(test)]
+    /// How many groups wait.
     fn len(&self) -> usize {
         self.pending.lock().expect("not poisoned").len()
     }
@@ -261,6 +288,30 @@ mod tests {
             last_at: now,
         };
         (group, count)
+    }
+
+    #[test]
+    fn a_refusal_counted_during_a_flush_is_flushed_after_it() {
+        let refusals = Arc::new(Refusals::default());
+        // A flush task holds the schedule; nothing came in meanwhile: it ends
+        // and leaves the schedule free.
+        refusals.scheduled.store(true, Ordering::Release);
+        let mut scheduled = Scheduled(Some(refusals.clone()));
+        assert!(!scheduled.again());
+        assert!(!refusals.scheduled.load(Ordering::Acquire));
+        // A refusal counted while it flushed found the schedule taken and
+        // scheduled nothing: the task flushes again, keeping the schedule.
+        refusals.scheduled.store(true, Ordering::Release);
+        let mut scheduled = Scheduled(Some(refusals.clone()));
+        let (group, count) = refusal(TenantId::new(), "during the flush");
+        refusals.add(group, count);
+        assert!(scheduled.again(), "the waiting refusal is flushed");
+        assert!(refusals.scheduled.load(Ordering::Acquire));
+        drop(scheduled);
+        assert!(
+            !refusals.scheduled.load(Ordering::Acquire),
+            "however the task ends, the schedule is freed"
+        );
     }
 
     #[test]

@@ -1,17 +1,20 @@
 //! Webhooks over HTTP, on both backends: the plan gate (402), the
 //! endpoints API and its refusals, tenants apart, scopes, secrets shown
 //! once, and the server's own events delivered to a receiver on loopback by
-//! the worker running inside `serve`, signed and verifiable.
+//! the worker the app runs, signed and verifiable (moved from the socket
+//! tests, steps and assertions as they were).
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use tenantkit::auth::TokenRole;
-use tenantkit_e2e::{Backend, OwnedTenant, Server, problem};
+use tenantkit::{Backend, auth::TokenRole};
 use tenantkit_webhooks::testing::{Behaviour, HOSTILE_URLS, Receiver};
 
-use crate::on_both_backends;
+use crate::{
+    client::{OwnedTenant, Reply, Server, problem},
+    on_both_backends,
+};
 
 on_both_backends!(
     a_plan_without_webhooks_gets_402_until_it_upgrades,
@@ -28,12 +31,12 @@ on_both_backends!(
 /// A server whose tenants are on Pro (webhooks included), whose endpoints
 /// may be receivers on loopback, and which delivers (every such server of a
 /// run has the same policy, so whichever claims a delivery can make it).
-pub(crate) async fn server(backend: Backend) -> Option<Server> {
+async fn server(backend: Backend) -> Option<Server> {
     server_with(backend, |_| {}).await
 }
 
 /// Like [`server`], after `tweak` adjusts the configuration.
-pub(crate) async fn server_with(
+async fn server_with(
     backend: Backend,
     tweak: impl FnOnce(&mut tenantkit_server::config::Config),
 ) -> Option<Server> {
@@ -55,19 +58,12 @@ async fn tenant(s: &Server) -> Tenant {
 
 /// What these tests ask of a tenant.
 trait TenantCalls {
-    async fn send(&self, s: &Server, method: Method, path: &str, body: &Value)
-    -> reqwest::Response;
+    async fn send(&self, s: &Server, method: Method, path: &str, body: &Value) -> Reply;
 }
 
 impl TenantCalls for Tenant {
     /// `method path` with a JSON `body` as this tenant's owner.
-    async fn send(
-        &self,
-        s: &Server,
-        method: Method,
-        path: &str,
-        body: &Value,
-    ) -> reqwest::Response {
+    async fn send(&self, s: &Server, method: Method, path: &str, body: &Value) -> Reply {
         self.call(s, method, path).json(body).send().await.unwrap()
     }
 }

@@ -2,15 +2,19 @@
 //! array and NDJSON (202 once stored), all-or-nothing refusals (422 naming
 //! each bad event, 413, 415), backpressure (503 with Retry-After),
 //! credentials and scopes, API calls counted by the layer (and in
-//! `/metrics`), the queries' parameters, and tenants apart.
+//! `/metrics`), the queries' parameters, and tenants apart (moved from the
+//! socket tests, steps and assertions as they were).
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use tenantkit_e2e::{Backend, OwnedTenant, Server, problem};
+use tenantkit::Backend;
 
-use crate::on_both_backends;
+use crate::{
+    client::{OwnedTenant, Reply, Server, problem},
+    on_both_backends,
+};
 
 on_both_backends!(
     events_in_every_framing_are_acknowledged_and_counted,
@@ -31,13 +35,13 @@ async fn tenant(s: &Server) -> Tenant {
 
 /// What these tests ask of a tenant.
 trait TenantCalls {
-    async fn post_events(&self, s: &Server, body: &Value) -> reqwest::Response;
+    async fn post_events(&self, s: &Server, body: &Value) -> Reply;
     async fn get(&self, s: &Server, path: &str) -> Value;
     async fn own_events(&self, s: &Server) -> i64;
 }
 
 impl TenantCalls for Tenant {
-    async fn post_events(&self, s: &Server, body: &Value) -> reqwest::Response {
+    async fn post_events(&self, s: &Server, body: &Value) -> Reply {
         self.call(s, Method::POST, "/analytics/events")
             .json(body)
             .send()
@@ -105,7 +109,6 @@ async fn events_in_every_framing_are_acknowledged_and_counted(backend: Backend) 
     assert_eq!(points.len(), 31, "the 30 days up to now touch 31 days");
     let total: i64 = points.iter().map(|p| p["value"].as_i64().unwrap()).sum();
     assert_eq!(total, 333);
-    s.stop().await;
 }
 
 async fn an_invalid_batch_is_refused_whole(backend: Backend) {
@@ -149,7 +152,6 @@ async fn an_invalid_batch_is_refused_whole(backend: Backend) {
         0,
         "nothing of a refused batch is stored"
     );
-    s.stop().await;
 }
 
 async fn oversized_and_unknown_bodies_are_refused(backend: Backend) {
@@ -185,7 +187,6 @@ async fn oversized_and_unknown_bodies_are_refused(backend: Backend) {
         .unwrap();
     problem(res, StatusCode::PAYLOAD_TOO_LARGE, "a 100 kB user").await;
     assert_eq!(t.own_events(&s).await, 0);
-    s.stop().await;
 }
 
 async fn a_full_buffer_answers_503_with_retry_after(backend: Backend) {
@@ -224,7 +225,6 @@ async fn a_full_buffer_answers_503_with_retry_after(backend: Backend) {
         metrics.contains("tenantkit_analytics_events_refused_total 1"),
         "{metrics}"
     );
-    s.stop().await;
 }
 
 async fn members_and_scoped_keys_ingest_and_read(backend: Backend) {
@@ -296,7 +296,6 @@ async fn members_and_scoped_keys_ingest_and_read(backend: Backend) {
         .unwrap();
     problem(res, StatusCode::UNAUTHORIZED, "a bad token").await;
     assert_eq!(t.own_events(&s).await, 2);
-    s.stop().await;
 }
 
 async fn the_layer_counts_every_tenant_request(backend: Backend) {
@@ -328,7 +327,7 @@ async fn the_layer_counts_every_tenant_request(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(calls >= 4, "the four calls were counted: {calls}");
-    let mut tx = s.running.db.begin(&s.context(t.id).await).await.unwrap();
+    let mut tx = s.app.state.db.begin(&s.context(t.id).await).await.unwrap();
     let q = tx.query(
         "SELECT name FROM events WHERE tenant_id = $1 AND event_type = 'api_call' AND name LIKE 'GET /users%' ORDER BY name",
     );
@@ -349,7 +348,6 @@ async fn the_layer_counts_every_tenant_request(backend: Backend) {
         metrics.contains("tenantkit_analytics_events_stored_total"),
         "{metrics}"
     );
-    s.stop().await;
 }
 
 async fn query_parameters_are_checked_by_name(backend: Backend) {
@@ -430,7 +428,6 @@ async fn query_parameters_are_checked_by_name(backend: Backend) {
         points[2]["t"], "2026-03-30T00:00:00+02:00",
         "after the clock change"
     );
-    s.stop().await;
 }
 
 async fn tenants_never_see_each_others_events(backend: Backend) {
@@ -474,5 +471,4 @@ async fn tenants_never_see_each_others_events(backend: Backend) {
         res.status(),
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
     ));
-    s.stop().await;
 }

@@ -1,15 +1,19 @@
-//! Billing through the server: 402s, the user limit, Stripe webhooks, checkout.
+//! Billing through the server: 402s, the user limit, Stripe webhooks,
+//! checkout (moved from the socket tests, steps and assertions as they
+//! were; Stripe's API is faked on loopback).
 
-use reqwest::{Method, StatusCode};
+use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use tenantkit::auth::TokenRole;
-use tenantkit_e2e::{Backend, STRIPE_WEBHOOK_SECRET, Server};
+use tenantkit::{Backend, auth::TokenRole};
 use wiremock::{
     Mock, MockServer, ResponseTemplate,
     matchers::{method, path},
 };
 
-use crate::on_both_backends;
+use crate::{
+    client::{STRIPE_WEBHOOK_SECRET, Server},
+    on_both_backends, server,
+};
 
 on_both_backends!(
     free_plan_api_key_gets_402_with_plan_and_upgrade,
@@ -19,15 +23,6 @@ on_both_backends!(
     subscription_endpoint_shows_the_effective_plan,
     checkout_and_portal_go_to_stripe,
 );
-
-macro_rules! server {
-    ($backend:expr, $tweak:expr) => {
-        match Server::start_with($backend, $tweak).await {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
 
 async fn api_key(s: &Server, sub: &str, token: &str) -> String {
     let res = s
@@ -48,8 +43,7 @@ async fn free_plan_api_key_gets_402_with_plan_and_upgrade(backend: Backend) {
     let (id, sub) = s.create_tenant().await;
     let key = api_key(&s, &sub, &s.token(id, TokenRole::Admin)).await;
     let res = s
-        .http
-        .get(s.url("/users"))
+        .get("/users")
         .header("x-tenant-id", &sub)
         .header("x-api-key", &key)
         .send()
@@ -75,7 +69,6 @@ async fn free_plan_api_key_gets_402_with_plan_and_upgrade(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    s.stop().await;
 }
 
 async fn user_limit_is_402_at_the_limit(backend: Backend) {
@@ -109,7 +102,6 @@ async fn user_limit_is_402_at_the_limit(backend: Backend) {
         StatusCode::CREATED,
         "the upgrade applies at once"
     );
-    s.stop().await;
 }
 
 async fn concurrent_user_creation_over_http_never_exceeds_the_limit(backend: Backend) {
@@ -150,14 +142,13 @@ async fn concurrent_user_creation_over_http_never_exceeds_the_limit(backend: Bac
         .await
         .unwrap();
     assert_eq!(users["items"].as_array().unwrap().len(), 6);
-    s.stop().await;
 }
 
 async fn stripe_webhook_endpoint_verifies_applies_once_and_takes_effect(backend: Backend) {
     let s = server!(backend, |_| {});
     let (id, sub) = s.create_tenant().await;
     let key = api_key(&s, &sub, &s.token(id, TokenRole::Admin)).await;
-    let ctx = s.running.db.resolve_id(id).await.unwrap().unwrap();
+    let ctx = s.app.state.db.resolve_id(id).await.unwrap().unwrap();
     let now = tenantkit_billing::testing::now();
     let event = tenantkit_billing::testing::event(
         "evt_e2e_1",
@@ -167,8 +158,7 @@ async fn stripe_webhook_endpoint_verifies_applies_once_and_takes_effect(backend:
     );
     let send = |body: Vec<u8>, signature: Option<String>| {
         let mut req = s
-            .http
-            .post(s.url("/webhooks/stripe"))
+            .post("/webhooks/stripe")
             .header("content-type", "application/json")
             .body(body);
         if let Some(sig) = signature {
@@ -185,8 +175,7 @@ async fn stripe_webhook_endpoint_verifies_applies_once_and_takes_effect(backend:
         assert_eq!(res.headers()["content-type"], "application/problem+json");
     }
     let blocked = s
-        .http
-        .get(s.url("/users"))
+        .get("/users")
         .header("x-tenant-id", &sub)
         .header("x-api-key", &key)
         .send()
@@ -202,8 +191,7 @@ async fn stripe_webhook_endpoint_verifies_applies_once_and_takes_effect(backend:
     let again = send(body, Some(signature)).await.unwrap();
     assert_eq!(again.json::<Value>().await.unwrap()["outcome"], "duplicate");
     let allowed = s
-        .http
-        .get(s.url("/users"))
+        .get("/users")
         .header("x-tenant-id", &sub)
         .header("x-api-key", &key)
         .send()
@@ -228,7 +216,6 @@ async fn stripe_webhook_endpoint_verifies_applies_once_and_takes_effect(backend:
         send(junk, Some(junk_sig)).await.unwrap().status(),
         StatusCode::BAD_REQUEST
     );
-    s.stop().await;
 }
 
 async fn subscription_endpoint_shows_the_effective_plan(backend: Backend) {
@@ -250,15 +237,17 @@ async fn subscription_endpoint_shows_the_effective_plan(backend: Backend) {
     let view: Value = get().await.unwrap().json().await.unwrap();
     assert_eq!(view["effective_plan"]["id"], "enterprise");
     assert_eq!(view["subscription"]["status"], "active");
-    s.stop().await;
 }
 
 async fn checkout_and_portal_go_to_stripe(backend: Backend) {
+    // A customer id of this run: the PostgreSQL test database outlives runs,
+    // and an id links to one tenant only.
+    let customer = format!("cus_{}", uuid::Uuid::new_v4().simple());
     let stripe = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/customers"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": "cus_E2e", "object": "customer", "created": 1_700_000_000, "livemode": false,
+            "id": customer, "object": "customer", "created": 1_700_000_000, "livemode": false,
             "metadata": {}, "email": null, "name": "E2E", "balance": 0, "delinquent": false,
             "invoice_settings": { "custom_fields": null, "default_payment_method": null, "footer": null, "rendering_options": null },
             "preferred_locales": [], "tax_exempt": "none"
@@ -269,7 +258,7 @@ async fn checkout_and_portal_go_to_stripe(backend: Backend) {
         .and(path("/v1/billing_portal/sessions"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "id": "bps_E2e", "object": "billing_portal.session", "configuration": "bpc_1", "created": 1_700_000_000,
-            "customer": "cus_E2e", "flow": null, "livemode": false, "locale": null, "on_behalf_of": null,
+            "customer": customer, "flow": null, "livemode": false, "locale": null, "on_behalf_of": null,
             "return_url": "http://localhost:8080/", "url": "https://billing.stripe.com/p/session/test_e2e"
         })))
         .mount(&stripe)
@@ -347,5 +336,4 @@ async fn checkout_and_portal_go_to_stripe(backend: Backend) {
         res.json::<Value>().await.unwrap()["url"],
         "https://billing.stripe.com/p/session/test_e2e"
     );
-    s.stop().await;
 }
