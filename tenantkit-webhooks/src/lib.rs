@@ -35,6 +35,16 @@
 //! - [`retention`]: messages past the retention period removed with their
 //!   deliveries and attempts (unless one is still pending).
 //!
+//! [`Webhooks`] is the tenant-facing API; its methods are grouped by
+//! concern, one module each: endpoints ([`Webhooks::create`], `list`, `get`,
+//! `update`, `delete`, `rotate_secret`, `stop_deliveries`, `migrate`) in
+//! [`endpoints`], publishing ([`Webhooks::publish`], `send_test`) in
+//! [`outbox`], deliveries ([`Webhooks::deliveries`], `attempts`,
+//! `dead_letters`, `retry_delivery`, `recover`) in [`deliveries`], and
+//! [`Webhooks::purge_expired`] in [`retention`]. What only the worker does
+//! to the queue (claim, record outcomes, release) is not on `Webhooks` but on
+//! the crate-private queue type in [`queue`].
+//!
 //! The reference server (`tenantkit-server`) serves all of it over HTTP
 //! (`/webhooks...`) and runs the worker under its supervisor.
 //!

@@ -43,7 +43,7 @@ use crate::{
     WebhookId, Webhooks,
     endpoints::WebhookError,
     outbox::MessageId,
-    queue::{self, DUE, Job, Outcome},
+    queue::{self, DUE, Job, Outcome, Queue},
     signature::{SigningSecret, sign},
     transport::{Attempt, ErrorClass, Transport},
 };
@@ -451,8 +451,7 @@ async fn claim_round(
         let limit = shared.limits.per_minute(&ctx).await;
         let claim = async {
             let mut tx = shared.db.begin(&ctx).await?;
-            let claim = shared
-                .webhooks
+            let claim = Queue(&shared.webhooks)
                 .claim(&mut tx, now, lease, share.min(free).min(room) as u32, limit)
                 .await?;
             tx.commit().await?;
@@ -570,8 +569,7 @@ async fn record_tenant(shared: &Shared, tenant: TenantId, outcomes: &[Outcome]) 
                 return Ok(());
             };
             let mut tx = shared.db.begin(&ctx.with_actor(Actor::System)).await?;
-            shared
-                .webhooks
+            Queue(&shared.webhooks)
                 .record(&mut tx, outcomes, disable_after)
                 .await?;
             tx.commit().await?;
@@ -672,7 +670,9 @@ async fn release_leases(shared: &Shared) {
                 return Ok(0);
             };
             let mut tx = shared.db.begin(&ctx.with_actor(Actor::System)).await?;
-            let released = shared.webhooks.release(&mut tx, &leases, now).await?;
+            let released = Queue(&shared.webhooks)
+                .release(&mut tx, &leases, now)
+                .await?;
             tx.commit().await?;
             Ok::<_, WebhookError>(released)
         }

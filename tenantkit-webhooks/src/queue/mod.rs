@@ -128,7 +128,12 @@ pub(crate) fn window_start(now: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or(now)
 }
 
-impl Webhooks {
+/// The queue as the worker uses it (crate-private): the endpoints' store,
+/// [`Webhooks`], stays the tenant-facing API, and what only the worker does
+/// to the queue is here, in one place.
+pub(crate) struct Queue<'a>(pub(crate) &'a Webhooks);
+
+impl Queue<'_> {
     /// Claims up to `max` of the tenant's due deliveries for `lease_for`,
     /// within its budget of `per_minute` (`None`: no limit). The lease is
     /// committed with `tx`, before anything is sent.
@@ -175,6 +180,7 @@ impl Webhooks {
             tx.write_operational(RATE_WINDOWS, spend).await?;
         }
         let webhooks: HashMap<WebhookId, Webhook> = self
+            .0
             .leased_webhooks(tx, lease)
             .await?
             .into_iter()
@@ -226,13 +232,14 @@ impl Webhooks {
 
         for (webhook, outcome) in health {
             if outcome.attempt.status == Some(410) {
-                self.disable_by_worker(
-                    tx,
-                    webhook,
-                    "the endpoint answered 410 Gone".to_owned(),
-                    outcome.at,
-                )
-                .await?;
+                self.0
+                    .disable_by_worker(
+                        tx,
+                        webhook,
+                        "the endpoint answered 410 Gone".to_owned(),
+                        outcome.at,
+                    )
+                    .await?;
                 continue;
             }
             if outcome.attempt.succeeded() {
@@ -251,7 +258,8 @@ impl Webhooks {
                     since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     describe(&outcome.attempt)
                 );
-                self.disable_by_worker(tx, webhook, reason, outcome.at)
+                self.0
+                    .disable_by_worker(tx, webhook, reason, outcome.at)
                     .await?;
             }
         }
