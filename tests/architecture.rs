@@ -508,6 +508,34 @@ fn crate_roots_only_declare_modules_and_reexport() {
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
 
+/// The isolation core lends nothing crate-wide: no item of
+/// `tenantkit/src/store` is `pub(crate)`, so what the core builds on the
+/// store (the users and API keys of `accounts`, the tower layers) can only
+/// use its public, tenant-scoped API, the same one other crates use. What
+/// the store shares between its own files is `pub(in crate::store)`.
+#[test]
+fn the_store_lends_nothing_crate_wide() {
+    let mut files = Vec::new();
+    rust_files(&root().join("tenantkit/src/store"), &mut files);
+    assert!(files.len() > 10, "the store's files were not found");
+    let mut problems = Vec::new();
+    for file in files {
+        let source = strip(&fs::read_to_string(&file).unwrap());
+        for (n, line) in source.lines().enumerate() {
+            if line.contains("pub(crate)")
+                || line.contains("pub(super)") && file.ends_with("store/mod.rs")
+            {
+                problems.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "items the store lends crate-wide:\n{}",
+        problems.join("\n")
+    );
+}
+
 #[test]
 fn the_checker_sees_use_trees_paths_and_reexports() {
     let source = strip(

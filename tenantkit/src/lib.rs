@@ -34,6 +34,7 @@
 //! # Ok::<_, tenantkit::Error>(()) }).unwrap();
 //! ```
 
+pub mod accounts;
 pub mod api_key;
 pub mod audit;
 pub mod auth;
@@ -55,6 +56,7 @@ pub mod store;
 pub mod testing;
 pub mod validate;
 
+pub use accounts::CreatedApiKey;
 pub use context::TenantContext;
 pub use error::{BackendError, Error, Result};
 pub use id::{ApiKeyId, AuditEntryId, TenantId, UserId};

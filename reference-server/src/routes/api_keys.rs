@@ -34,7 +34,7 @@ pub async fn list(
 
 /// `POST /api-keys` → `201`; the response holds the key, shown this once.
 /// An API key can only create keys with scopes it has itself.
-#[utoipa::path(post, path = "/api-keys", tag = "api-keys", security(("bearer" = []), ("api_key" = [])), request_body = NewApiKey, responses((status = 201, description = "Created; `key` is shown this once", body = tenantkit::store::CreatedApiKey, headers(("location" = String, description = "/api-keys/{id}")))))]
+#[utoipa::path(post, path = "/api-keys", tag = "api-keys", security(("bearer" = []), ("api_key" = [])), request_body = NewApiKey, responses((status = 201, description = "Created; `key` is shown this once", body = tenantkit::CreatedApiKey, headers(("location" = String, description = "/api-keys/{id}")))))]
 pub async fn create(
     State(state): State<AppState>,
     tenant: TenantContext,

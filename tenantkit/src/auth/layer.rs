@@ -70,7 +70,7 @@ impl AuthStore for Db {
             .find_live_api_key(presented)
             .await?;
         if let Some(key) = &key
-            && crate::store::api_key_use_is_due(key)
+            && crate::accounts::api_key_use_is_due(key)
         {
             let mut tx = self.begin(tenant).await?;
             tx.record_api_key_use(key).await?;

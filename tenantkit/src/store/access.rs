@@ -48,7 +48,7 @@ pub struct UserAccess {
 
 /// What changed, as announced on [`ACCESS_CHANNEL`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum AccessChange {
+pub(in crate::store) enum AccessChange {
     /// A tenant's status (or anything else about it).
     Tenant(TenantId),
     /// Some user of the tenant was created, changed or deleted.
@@ -76,7 +76,7 @@ impl AccessChange {
     }
 
     /// Announces the change to other processes when the transaction commits.
-    pub(crate) async fn notify_in(self, tx: &mut super::driver::Tx) -> Result<()> {
+    pub(in crate::store) async fn notify_in(self, tx: &mut super::driver::Tx) -> Result<()> {
         #[cfg(feature = "postgres")]
         if let super::driver::Tx::Pg(_) = tx {
             tx.conn()
@@ -93,7 +93,7 @@ impl AccessChange {
 
 /// Cached tenants (by id and by subdomain) and users; clones share it.
 #[derive(Clone, Debug)]
-pub(crate) struct AccessCache {
+pub(in crate::store) struct AccessCache {
     inner: Option<Arc<Caches>>,
 }
 
@@ -105,7 +105,7 @@ struct Caches {
 
 impl AccessCache {
     /// A cache keeping entries for `ttl`; zero disables it.
-    pub(crate) fn new(ttl: Duration) -> Self {
+    pub(in crate::store) fn new(ttl: Duration) -> Self {
         if ttl.is_zero() {
             return Self { inner: None };
         }
@@ -160,7 +160,7 @@ impl AccessCache {
         Ok(found)
     }
 
-    pub(crate) fn forget(&self, change: AccessChange) {
+    pub(in crate::store) fn forget(&self, change: AccessChange) {
         let Some(c) = &self.inner else { return };
         let result = match change {
             AccessChange::Tenant(id) => c.tenants.invalidate_entries_if(move |_, t| t.id == id),
@@ -172,7 +172,7 @@ impl AccessCache {
         }
     }
 
-    pub(crate) fn forget_all(&self) {
+    pub(in crate::store) fn forget_all(&self) {
         if let Some(c) = &self.inner {
             c.tenants.invalidate_all();
             c.users.invalidate_all();

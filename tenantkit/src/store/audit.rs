@@ -44,7 +44,7 @@ impl TenantTx {
     /// transaction, under the tenant's write lock
     /// ([`TenantTx::lock_tenant_writes`]), so concurrent writers of one
     /// tenant take turns and links never fork.
-    pub(crate) async fn append(&mut self, change: Change) -> Result<AuditEntry> {
+    pub(in crate::store) async fn append(&mut self, change: Change) -> Result<AuditEntry> {
         self.lock_tenant_writes().await?;
         let tenant = self.tenant_id();
         let ctx = self.context().clone();

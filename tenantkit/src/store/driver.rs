@@ -97,7 +97,7 @@ value_from_text_enum!(TenantStatus, Role, Scope);
 
 /// A connection pool of either backend.
 #[derive(Clone, Debug)]
-pub(crate) enum Pool {
+pub(in crate::store) enum Pool {
     #[cfg(feature = "postgres")]
     Pg(sqlx::PgPool),
     #[cfg(feature = "sqlite")]
@@ -109,7 +109,10 @@ impl Pool {
     /// notification committed from then on is heard); `None` on SQLite,
     /// where one process has nothing to hear.
     #[cfg(feature = "postgres")]
-    pub(crate) async fn listen(&self, channel: &str) -> Result<Option<sqlx::postgres::PgListener>> {
+    pub(in crate::store) async fn listen(
+        &self,
+        channel: &str,
+    ) -> Result<Option<sqlx::postgres::PgListener>> {
         let Pool::Pg(pool) = self else {
             return Ok(None);
         };
@@ -125,7 +128,7 @@ impl Pool {
 }
 
 /// An open transaction of either backend.
-pub(crate) enum Tx {
+pub(in crate::store) enum Tx {
     #[cfg(feature = "postgres")]
     Pg(sqlx::Transaction<'static, sqlx::Postgres>),
     #[cfg(feature = "sqlite")]
@@ -133,7 +136,7 @@ pub(crate) enum Tx {
 }
 
 /// A pooled connection outside any transaction, for single reads.
-pub(crate) enum Pooled {
+pub(in crate::store) enum Pooled {
     #[cfg(feature = "postgres")]
     Pg(sqlx::pool::PoolConnection<sqlx::Postgres>),
     #[cfg(feature = "sqlite")]
@@ -141,7 +144,7 @@ pub(crate) enum Pooled {
 }
 
 impl Pooled {
-    pub(crate) async fn acquire(pool: &Pool) -> Result<Self> {
+    pub(in crate::store) async fn acquire(pool: &Pool) -> Result<Self> {
         Ok(match pool {
             #[cfg(feature = "postgres")]
             Pool::Pg(pool) => Pooled::Pg(pool.acquire().await.map_err(crate::Error::from_sqlx)?),
@@ -152,7 +155,7 @@ impl Pooled {
         })
     }
 
-    pub(crate) fn conn(&mut self) -> Conn<'_> {
+    pub(in crate::store) fn conn(&mut self) -> Conn<'_> {
         match self {
             #[cfg(feature = "postgres")]
             Pooled::Pg(c) => Conn::Pg(c),
@@ -164,7 +167,7 @@ impl Pooled {
 
 impl Tx {
     /// Which database it runs on.
-    pub(crate) fn backend(&self) -> super::Backend {
+    pub(in crate::store) fn backend(&self) -> super::Backend {
         match self {
             #[cfg(feature = "postgres")]
             Tx::Pg(_) => super::Backend::Postgres,
@@ -176,7 +179,7 @@ impl Tx {
     /// A read-only snapshot: every read sees the database as of its first
     /// one (PostgreSQL `REPEATABLE READ READ ONLY`; SQLite a deferred
     /// transaction, which in WAL mode blocks no writer).
-    pub(crate) async fn begin_snapshot(pool: &Pool) -> Result<Self> {
+    pub(in crate::store) async fn begin_snapshot(pool: &Pool) -> Result<Self> {
         Ok(match pool {
             #[cfg(feature = "postgres")]
             Pool::Pg(pool) => Tx::Pg(
@@ -193,7 +196,7 @@ impl Tx {
         })
     }
 
-    pub(crate) async fn begin(pool: &Pool) -> Result<Self> {
+    pub(in crate::store) async fn begin(pool: &Pool) -> Result<Self> {
         Ok(match pool {
             #[cfg(feature = "postgres")]
             Pool::Pg(pool) => Tx::Pg(pool.begin().await.map_err(crate::Error::from_sqlx)?),
@@ -208,7 +211,7 @@ impl Tx {
         })
     }
 
-    pub(crate) fn conn(&mut self) -> Conn<'_> {
+    pub(in crate::store) fn conn(&mut self) -> Conn<'_> {
         match self {
             #[cfg(feature = "postgres")]
             Tx::Pg(tx) => Conn::Pg(tx),
@@ -217,7 +220,7 @@ impl Tx {
         }
     }
 
-    pub(crate) async fn commit(self) -> Result<()> {
+    pub(in crate::store) async fn commit(self) -> Result<()> {
         match self {
             #[cfg(feature = "postgres")]
             Tx::Pg(tx) => tx.commit().await.map_err(crate::Error::from_sqlx)?,
@@ -256,7 +259,7 @@ pub trait SqliteRecord {}
 impl<T> SqliteRecord for T {}
 
 /// A borrowed connection of either backend.
-pub(crate) enum Conn<'a> {
+pub(in crate::store) enum Conn<'a> {
     #[cfg(feature = "postgres")]
     Pg(&'a mut sqlx::PgConnection),
     #[cfg(feature = "sqlite")]
@@ -357,7 +360,7 @@ impl<'c> Conn<'c> {
     /// Runs `sql` (built by this crate from catalog names, never from input)
     /// and yields each row's single text column as it is read, so a table of
     /// any size passes through in constant memory.
-    pub(crate) fn text_rows(
+    pub(in crate::store) fn text_rows(
         self,
         sql: String,
         values: Vec<Value>,
@@ -373,7 +376,7 @@ impl<'c> Conn<'c> {
         }
     }
 
-    pub(crate) async fn fetch_all<O: Record>(
+    pub(in crate::store) async fn fetch_all<O: Record>(
         &mut self,
         sql: impl Into<Sql>,
         values: Vec<Value>,
@@ -392,7 +395,7 @@ impl<'c> Conn<'c> {
         })
     }
 
-    pub(crate) async fn fetch_optional<O: Record>(
+    pub(in crate::store) async fn fetch_optional<O: Record>(
         &mut self,
         sql: impl Into<Sql>,
         values: Vec<Value>,
@@ -411,7 +414,7 @@ impl<'c> Conn<'c> {
         })
     }
 
-    pub(crate) async fn fetch_one<O: Record>(
+    pub(in crate::store) async fn fetch_one<O: Record>(
         &mut self,
         sql: impl Into<Sql>,
         values: Vec<Value>,
@@ -424,7 +427,11 @@ impl<'c> Conn<'c> {
 
     /// Like [`Conn::execute`], for SQL this crate built from catalog names
     /// (never from input).
-    pub(crate) async fn execute_built(&mut self, sql: String, values: Vec<Value>) -> Result<u64> {
+    pub(in crate::store) async fn execute_built(
+        &mut self,
+        sql: String,
+        values: Vec<Value>,
+    ) -> Result<u64> {
         on_backend!(built self, sqlx::AssertSqlSafe(sql), values, |c, q| Ok(q
             .execute(&mut **c)
             .await
@@ -432,7 +439,11 @@ impl<'c> Conn<'c> {
             .rows_affected()))
     }
 
-    pub(crate) async fn execute(&mut self, sql: impl Into<Sql>, values: Vec<Value>) -> Result<u64> {
+    pub(in crate::store) async fn execute(
+        &mut self,
+        sql: impl Into<Sql>,
+        values: Vec<Value>,
+    ) -> Result<u64> {
         let sql = sql.into();
         on_backend!(self, sql, values, |c, q| Ok(q
             .execute(&mut **c)

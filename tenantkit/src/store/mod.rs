@@ -3,7 +3,9 @@
 //! [`Db`] is a cheap-to-clone handle on a connection pool of either backend.
 //! Platform operations (tenants) are methods on [`Db`]; everything a tenant
 //! owns goes through a [`TenantTx`] opened with [`Db::begin`], which is the
-//! single place that scopes queries to a tenant. See `ARCHITECTURE.md` for how
+//! single place that scopes queries to a tenant. The store lends nothing
+//! crate-wide: what is built on it (the users and API keys of
+//! [`crate::accounts`], the tower layers) uses its public API only. See `ARCHITECTURE.md` for how
 //! a crate adds its own tenant-owned tables.
 
 // With one backend compiled in, the backend enums (`Pool`, `Tx`, ...) have a
@@ -15,7 +17,6 @@
 )]
 
 mod access;
-mod api_keys;
 mod audit;
 mod bulk;
 mod catalog;
@@ -29,7 +30,7 @@ mod scope;
 pub mod sql;
 mod tenants;
 mod transaction;
-mod users;
+mod user_access;
 mod work;
 
 #[cfg(feature = "sqlite")]
@@ -38,8 +39,6 @@ use std::time::Duration;
 
 use access::AccessCache;
 pub use access::{ACCESS_CHANNEL, AccessListener, DEFAULT_ACCESS_TTL, UserAccess, UserRef};
-pub use api_keys::CreatedApiKey;
-pub(crate) use api_keys::api_key_use_is_due;
 pub use audit::{AUDIT_BATCH, AUDIT_RETENTION_SETTING};
 pub use bulk::BulkTx;
 pub use catalog::{NOT_TENANT_DATA, SECRET_MARK, TenantTable};

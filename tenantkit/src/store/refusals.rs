@@ -45,7 +45,7 @@ pub const MAX_PENDING_GROUPS: usize = 10_000;
 
 /// The refusals waiting to be written, shared by every clone of a [`Db`].
 #[derive(Debug, Default)]
-pub(crate) struct Refusals {
+pub(in crate::store) struct Refusals {
     pending: Mutex<HashMap<Group, Count>>,
     /// Whether a flush is scheduled.
     scheduled: AtomicBool,

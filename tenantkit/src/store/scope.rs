@@ -83,17 +83,17 @@ impl Scoped {
 }
 
 impl TenantTx {
-    pub(crate) async fn begin(db: &Db, ctx: &TenantContext) -> Result<Self> {
+    pub(in crate::store) async fn begin(db: &Db, ctx: &TenantContext) -> Result<Self> {
         Self::scope(db, Tx::begin(&db.pool).await?, ctx.clone()).await
     }
 
-    pub(crate) async fn begin_snapshot(db: &Db, ctx: &TenantContext) -> Result<Self> {
+    pub(in crate::store) async fn begin_snapshot(db: &Db, ctx: &TenantContext) -> Result<Self> {
         Self::scope(db, Tx::begin_snapshot(&db.pool).await?, ctx.clone()).await
     }
 
     /// Scopes an open transaction of `db` to `ctx`'s tenant (which must exist).
     #[cfg_attr(not(feature = "postgres"), allow(unused_mut))]
-    pub(crate) async fn scope(db: &Db, mut tx: Tx, ctx: TenantContext) -> Result<Self> {
+    pub(in crate::store) async fn scope(db: &Db, mut tx: Tx, ctx: TenantContext) -> Result<Self> {
         #[cfg(feature = "postgres")]
         if let Tx::Pg(_) = tx {
             tx.conn()
@@ -123,7 +123,11 @@ impl TenantTx {
     /// writers to tables without a foreign key to `tenants`: a tenant's
     /// deletion then waits for them, and a tenant already deleted is
     /// [`Error::NotFound`] instead of rows that outlive it.
-    pub(crate) async fn scope_held(db: &Db, mut tx: Tx, ctx: TenantContext) -> Result<Self> {
+    pub(in crate::store) async fn scope_held(
+        db: &Db,
+        mut tx: Tx,
+        ctx: TenantContext,
+    ) -> Result<Self> {
         // On SQLite, one writer at a time: nothing can delete the tenant
         // before this commits. PostgreSQL's `set_config` takes the id as text.
         let tenant = match tx.backend() {
@@ -194,7 +198,7 @@ impl TenantTx {
 /// The numbers of the placeholders (`$1`, `$12`, ...) in `sql`, leaving out
 /// whatever only looks like one: inside a string literal, a quoted
 /// identifier, a dollar-quoted string or a comment.
-pub(crate) fn placeholders(sql: &str) -> impl Iterator<Item = u32> + '_ {
+pub(in crate::store) fn placeholders(sql: &str) -> impl Iterator<Item = u32> + '_ {
     let bytes = sql.as_bytes();
     let mut i = 0;
     std::iter::from_fn(move || {

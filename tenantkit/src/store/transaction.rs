@@ -196,7 +196,7 @@ impl TenantTx {
     /// Marks that this transaction changes what authentication sees (a
     /// user's existence or role, a tenant's status): other processes are told
     /// at commit, and this one drops its cached copy then.
-    pub(crate) async fn access_changed(&mut self, change: AccessChange) -> Result<()> {
+    pub(in crate::store) async fn access_changed(&mut self, change: AccessChange) -> Result<()> {
         if !self.changed.contains(&change) {
             change.notify_in(&mut self.tx).await?;
             self.changed.push(change);
@@ -204,7 +204,7 @@ impl TenantTx {
         Ok(())
     }
 
-    pub(crate) fn conn(&mut self) -> Conn<'_> {
+    pub(in crate::store) fn conn(&mut self) -> Conn<'_> {
         self.tx.conn()
     }
 
@@ -215,25 +215,37 @@ impl TenantTx {
 
     /// Audits what follows as done in `ctx` (its actor and request), which
     /// must be of this transaction's tenant.
-    pub(crate) fn set_context(&mut self, ctx: TenantContext) {
+    pub(in crate::store) fn set_context(&mut self, ctx: TenantContext) {
         debug_assert_eq!(ctx.id(), self.tenant, "a context of another tenant");
         if ctx.id() == self.tenant {
             self.ctx = ctx;
         }
     }
 
-    pub(crate) fn set_actor(&mut self, actor: Actor) {
+    /// Marks that this transaction changes the tenant's users as
+    /// authentication sees them (one created or deleted, an e-mail or a role
+    /// changed): when it commits, this process drops its cached users of the
+    /// tenant, and on PostgreSQL every other process is told to.
+    pub async fn users_changed(&mut self) -> Result<()> {
+        let tenant = self.tenant_id();
+        self.access_changed(AccessChange::Users(tenant)).await
+    }
+
+    /// Audits what follows as done by `actor` (an API key recording its own
+    /// use, for one), instead of the actor of the context the transaction was
+    /// opened with.
+    pub fn set_actor(&mut self, actor: Actor) {
         self.ctx = self.ctx.clone().with_actor(actor);
     }
 }
 
 /// What an audit entry records about a change.
-pub(crate) struct Change {
-    pub(crate) action: String,
-    pub(crate) resource_type: String,
-    pub(crate) resource_id: Option<String>,
-    pub(crate) before: Option<serde_json::Value>,
-    pub(crate) after: Option<serde_json::Value>,
+pub(in crate::store) struct Change {
+    pub(in crate::store) action: String,
+    pub(in crate::store) resource_type: String,
+    pub(in crate::store) resource_id: Option<String>,
+    pub(in crate::store) before: Option<serde_json::Value>,
+    pub(in crate::store) after: Option<serde_json::Value>,
 }
 
 impl Change {

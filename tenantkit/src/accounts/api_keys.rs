@@ -5,9 +5,11 @@ use std::fmt;
 use chrono::{Duration, Utc};
 use serde::Serialize;
 
-use super::{TenantTx, sql};
 use crate::{
-    ApiKey, ApiKeyId, Error, NewApiKey, PageRequest, Result, api_key, audit::Audited, validate,
+    ApiKey, ApiKeyId, Error, NewApiKey, PageRequest, Result, TenantTx, api_key,
+    audit::{Actor, Audited},
+    store::sql,
+    validate,
 };
 
 /// A key just created: the only time its secret is available.
@@ -110,7 +112,7 @@ impl TenantTx {
             .query(sql::RECORD_API_KEY_USE)
             .bind(key.id)
             .bind(Utc::now());
-        self.set_actor(crate::audit::Actor::ApiKey(key.id));
+        self.set_actor(Actor::ApiKey(key.id));
         self.update_as("api_key.used", key, q).await?;
         Ok(())
     }

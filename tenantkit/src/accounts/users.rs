@@ -2,13 +2,9 @@
 
 use chrono::Utc;
 
-use super::{
-    TenantTx,
-    access::{AccessChange, UserAccess, UserRef},
-    sql,
-};
 use crate::{
-    Error, NewUser, PageRequest, Result, Role, User, UserId, UserPatch, audit::Audited, validate,
+    Error, NewUser, PageRequest, Result, Role, TenantTx, User, UserId, UserPatch, audit::Audited,
+    store::sql, validate,
 };
 
 impl TenantTx {
@@ -53,8 +49,7 @@ impl TenantTx {
                 });
             }
         }
-        self.access_changed(AccessChange::Users(self.tenant_id()))
-            .await?;
+        self.users_changed().await?;
         let q = self
             .query(sql::INSERT_USER)
             .bind(UserId::new())
@@ -75,8 +70,7 @@ impl TenantTx {
             None => current.email.clone(),
         };
         let role = patch.role.unwrap_or(current.role);
-        self.access_changed(AccessChange::Users(self.tenant_id()))
-            .await?;
+        self.users_changed().await?;
         if current.role == Role::Owner && role != Role::Owner {
             self.ensure_another_owner(id).await?;
         }
@@ -98,8 +92,7 @@ impl TenantTx {
         if current.role == Role::Owner {
             self.ensure_another_owner(id).await?;
         }
-        self.access_changed(AccessChange::Users(self.tenant_id()))
-            .await?;
+        self.users_changed().await?;
         let q = self.query(sql::DELETE_USER).bind(id);
         self.delete(&current, q).await?;
         Ok(current)
@@ -127,26 +120,6 @@ impl TenantTx {
             ));
         }
         Ok(())
-    }
-}
-
-impl TenantTx {
-    /// The user `user` names in this tenant, with their current role.
-    pub async fn find_user_access(&mut self, user: &UserRef) -> Result<Option<UserAccess>> {
-        let q = match user {
-            UserRef::Id(id) => self.query(sql::USER_ACCESS_BY_ID).bind(*id),
-            UserRef::Email(email) => self
-                .query(sql::USER_ACCESS_BY_EMAIL)
-                .bind(email.to_ascii_lowercase()),
-        };
-        let row: Option<(UserId, String)> = self.fetch_optional(q).await?;
-        row.map(|(id, role)| {
-            Ok(UserAccess {
-                id,
-                role: role.parse()?,
-            })
-        })
-        .transpose()
     }
 }
 
