@@ -33,14 +33,15 @@ async fn main() -> anyhow::Result<()> {
     let db = Db::connect(&format!("sqlite:{}", dir.path().join("app.db").display())).await?;
     db.migrate().await?;
     tenantkit_analytics::storage::migrate(&db).await?;
-    db.create_tenant(
-        &NewTenant {
-            name: "Acme".into(),
-            subdomain: "acme".into(),
-        },
-        &Actor::System,
-    )
-    .await?;
+    db.platform()
+        .create_tenant(
+            &NewTenant {
+                name: "Acme".into(),
+                subdomain: "acme".into(),
+            },
+            &Actor::System,
+        )
+        .await?;
     let acme = db.resolve_subdomain("acme").await?.expect("just created");
 
     // 2. The writer: one per process, shared by every request.

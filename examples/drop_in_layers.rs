@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
     db.migrate().await?;
     // The tenant that holds what used to be the single tenant's data.
     let (legacy, legacy_admin) = db
+        .platform()
         .create_tenant_with_owner(
             &NewTenant {
                 name: "Legacy".into(),
@@ -55,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     let (acme, acme_owner) = db
+        .platform()
         .create_tenant_with_owner(
             &NewTenant {
                 name: "Acme".into(),

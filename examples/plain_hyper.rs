@@ -52,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
     let keys = JwtKeys::hs256(b"example-secret-example-secret-example!")?;
     for sub in ["acme", "globex"] {
         let (tenant, owner) = db
+            .platform()
             .create_tenant_with_owner(
                 &NewTenant {
                     name: sub.into(),

@@ -74,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 4. A tenant that subscribed to `order.placed`.
     let tenant = db
+        .platform()
         .create_tenant(
             &NewTenant {
                 name: "Acme".into(),

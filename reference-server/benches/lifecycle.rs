@@ -188,7 +188,11 @@ async fn main() -> anyhow::Result<()> {
     let pick = |p: f64| {
         latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
     };
-    let tombstone = db.tenant_deletion(ids[1]).await?.expect("deleted");
+    let tombstone = db
+        .platform()
+        .tenant_deletion(ids[1])
+        .await?
+        .expect("deleted");
     let removed: i64 = tombstone.rows_removed.values().sum();
     println!(
         "delete   big: {removed:>9} rows in {:>6.2} s = {:>8.0} rows/s, peak RSS {peak:.1} MiB (target < {TARGET_RSS_MIB} MiB: {})",

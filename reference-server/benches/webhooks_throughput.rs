@@ -177,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
     let mut contexts: Vec<TenantContext> = Vec::new();
     for i in 0..tenants {
         let tenant = db
+            .platform()
             .create_tenant(
                 &NewTenant {
                     name: format!("Bench {i}"),

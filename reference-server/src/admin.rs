@@ -26,10 +26,16 @@ pub async fn bootstrap_demo(
     keys: &JwtKeys,
     config: &Config,
 ) -> anyhow::Result<Option<Demo>> {
-    if !db.list_tenants(PageRequest::first(1)).await?.is_empty() {
+    if !db
+        .platform()
+        .list_tenants(PageRequest::first(1))
+        .await?
+        .is_empty()
+    {
         return Ok(None);
     }
     let created = db
+        .platform()
         .create_tenant_with_owner(
             &NewTenant {
                 name: "Demo".into(),
@@ -74,10 +80,13 @@ pub async fn create_tenant(
                 email,
                 role: Role::Owner,
             };
-            let (tenant, owner) = db.create_tenant_with_owner(new, &owner, by).await?;
+            let (tenant, owner) = db
+                .platform()
+                .create_tenant_with_owner(new, &owner, by)
+                .await?;
             Ok((tenant, Some(owner)))
         }
-        None => Ok((db.create_tenant(new, by).await?, None)),
+        None => Ok((db.platform().create_tenant(new, by).await?, None)),
     }
 }
 
@@ -86,7 +95,7 @@ pub async fn create_tenant(
 pub async fn purge_audit_logs(db: &Db, retention_days: u32) -> tenantkit::Result<(u64, u64)> {
     let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(retention_days.max(1)));
     let (mut tenants, mut entries) = (0, 0);
-    let mut pages = db.tenant_pages(500);
+    let mut pages = db.platform().tenant_pages(500);
     while let Some(page) = pages.next().await? {
         for ctx in page {
             let mut tx = db.begin(&ctx).await?;
@@ -163,7 +172,7 @@ pub async fn delete_tenant(
         Ok(ctx) => (ctx.id(), ctx.tenant().subdomain.clone()),
         Err(not_found) => match tenant.parse::<TenantRef>()? {
             TenantRef::Id(id) => {
-                let gone = db.tenant_deletion(id).await?.ok_or(not_found)?;
+                let gone = db.platform().tenant_deletion(id).await?.ok_or(not_found)?;
                 (id, gone.subdomain)
             }
             TenantRef::Subdomain(_) => return Err(not_found),

@@ -1,6 +1,6 @@
 //! Deleting a tenant across every crate (GDPR Art. 17): suspended first,
 //! its Stripe subscription canceled, its waiting webhook deliveries stopped,
-//! then every row it owns removed in batches ([`tenantkit::Db::erase_tenant`])
+//! then every row it owns removed in batches ([`tenantkit::store::Platform::erase_tenant`])
 //! and a tombstone left ([`TenantDeletion`]). Every step is idempotent, so a
 //! deletion cut short (a crash, a dropped request) finishes when run again,
 //! and `serve` resumes unfinished ones at start.
@@ -69,6 +69,7 @@ impl Deleter {
         let export = self.latest_export(id).await?;
         Ok(self
             .db
+            .platform()
             .start_tenant_deletion(id, by, export.as_deref())
             .await?)
     }
@@ -81,6 +82,7 @@ impl Deleter {
         if let Err(e) = &result
             && let Err(store) = self
                 .db
+                .platform()
                 .record_tenant_deletion_error(id, &e.to_string())
                 .await
         {
@@ -103,14 +105,14 @@ impl Deleter {
             tx.commit().await?;
             tracing::info!(tenant = %id, stopped, "webhook deliveries stopped for the tenant's deletion");
         }
-        let done = self.db.erase_tenant(id, self.batch).await?;
+        let done = self.db.platform().erase_tenant(id, self.batch).await?;
         tracing::info!(tenant = %id, rows = ?done.rows_removed, "tenant deleted");
         Ok(done)
     }
 
     /// Resumes every unfinished deletion (after a crash); logs failures.
     pub async fn resume_unfinished(&self) {
-        let pending = match self.db.unfinished_tenant_deletions().await {
+        let pending = match self.db.platform().unfinished_tenant_deletions().await {
             Ok(pending) => pending,
             Err(e) => {
                 tracing::error!(error = %e, "listing unfinished tenant deletions failed");

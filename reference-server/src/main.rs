@@ -191,6 +191,7 @@ async fn set_status(config: &Config, tenant: &str, status: TenantStatus) -> anyh
     let db = open_runtime_db(config).await?;
     let id = find_tenant(&db, tenant).await?.id();
     let tenant = db
+        .platform()
         .set_tenant_status(id, status, &Actor::PlatformAdmin("cli".into()))
         .await?;
     println!("{}", serde_json::to_string_pretty(&tenant)?);

@@ -625,6 +625,7 @@ mod tests {
         config.webhooks.worker = false;
         let keys = tenantkit::auth::JwtKeys::hs256(&[7; 32]).unwrap();
         let (tenant, owner) = db
+            .platform()
             .create_tenant_with_owner(
                 &tenantkit::NewTenant {
                     name: "Acme".into(),

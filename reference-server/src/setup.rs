@@ -58,7 +58,7 @@ pub async fn open_runtime_db(config: &Config) -> anyhow::Result<Db> {
         })?
         .with_access_ttl(config.access_ttl());
     db.ensure_cannot_bypass_isolation().await?;
-    if let Err(e) = db.list_tenants(PageRequest::first(1)).await {
+    if let Err(e) = db.platform().list_tenants(PageRequest::first(1)).await {
         bail!("the database is not ready ({e}); run `tenantkit-server migrate` first");
     }
     Ok(db)

@@ -116,6 +116,7 @@ impl TestApp {
         let db = open_runtime_db(&config).await?;
         let keys = load_keys(&config)?;
         let (tenant, owner) = db
+            .platform()
             .create_tenant_with_owner(
                 &NewTenant {
                     name: "Acme".into(),

@@ -124,6 +124,7 @@ impl Drop for Killed {
 async fn tenant(db: &Db, config: &Config) -> (TenantContext, String) {
     let sub = format!("in{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let (tenant, _) = db
+        .platform()
         .create_tenant_with_owner(
             &NewTenant {
                 name: "Ingest".into(),

@@ -125,6 +125,7 @@ async fn on_postgres_events_ingested_by_one_process_reach_streams_of_another() {
 
     let db = tenantkit_server::open_runtime_db(&config).await.unwrap();
     let (tenant, _) = db
+        .platform()
         .create_tenant_with_owner(
             &NewTenant {
                 name: "Live".into(),

@@ -89,6 +89,7 @@ impl Setup {
 async fn tenant_with_messages(db: &Db, webhooks: &Webhooks, url: String, n: usize) {
     let sub = format!("w{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let tenant = db
+        .platform()
         .create_tenant(
             &NewTenant {
                 name: "Worker".into(),

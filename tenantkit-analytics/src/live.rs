@@ -34,7 +34,7 @@
 //! let db = Db::connect("sqlite::memory:").await?;
 //! db.migrate().await?;
 //! tenantkit_analytics::storage::migrate(&db).await?;
-//! db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
+//! db.platform().create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
 //! let acme = db.resolve_subdomain("acme").await?.expect("just created");
 //!
 //! let (analytics, _writer) = Analytics::start(db.clone(), IngestConfig::default());

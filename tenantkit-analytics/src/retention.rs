@@ -59,7 +59,7 @@ pub async fn purge(db: &Db, before: NaiveDate) -> Result<Purged> {
     if db.backend() == Backend::Sqlite {
         deletes.push((EVENTS, sql::PURGE_EVENTS, start.into()));
     }
-    let mut pages = db.tenant_pages(500);
+    let mut pages = db.platform().tenant_pages(500);
     while let Some(page) = pages.next().await? {
         for ctx in page {
             let mut tx = db.begin(&ctx).await?;

@@ -247,6 +247,7 @@ impl Billing {
                     .await?;
                 self.inner
                     .db
+                    .platform()
                     .link_external_id(webhook::STRIPE_CUSTOMER, &customer, ctx.id())
                     .await?;
                 customer

@@ -23,7 +23,7 @@
 //! let db = Db::connect("sqlite::memory:").await?;
 //! db.migrate().await?;
 //! Billing::migrate(&db).await?;
-//! db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
+//! db.platform().create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
 //! let acme = db.resolve_subdomain("acme").await?.unwrap();
 //!
 //! let billing = Billing::new(db, BillingConfig::default()).unwrap();

@@ -128,7 +128,10 @@ pub async fn apply(
     let tenant = ctx.id();
     // Invoices name only the customer: remember whose customer it is.
     if let Some(customer) = customer_of(object)
-        && let Err(e) = db.link_external_id(STRIPE_CUSTOMER, customer, tenant).await
+        && let Err(e) = db
+            .platform()
+            .link_external_id(STRIPE_CUSTOMER, customer, tenant)
+            .await
     {
         tracing::warn!(event = %event.id, customer, error = %e, "could not link the Stripe customer to the tenant");
     }

@@ -66,7 +66,7 @@
 //! let db = Db::connect("sqlite::memory:").await?;
 //! db.migrate().await?;
 //! Webhooks::migrate(&db).await?;
-//! db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
+//! db.platform().create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
 //! let acme = db.resolve_subdomain("acme").await?.unwrap();
 //!
 //! // Receivers must resolve to public addresses; this one is pinned.

@@ -27,14 +27,15 @@ async fn main() -> tenantkit::Result<()> {
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let db = Db::connect(&url).await?;
     db.migrate().await?;
-    db.create_tenant(
-        &NewTenant {
-            name: "Bench".into(),
-            subdomain: "bench".into(),
-        },
-        &Actor::System,
-    )
-    .await?;
+    db.platform()
+        .create_tenant(
+            &NewTenant {
+                name: "Bench".into(),
+                subdomain: "bench".into(),
+            },
+            &Actor::System,
+        )
+        .await?;
     let ctx = db.resolve_subdomain("bench").await?.expect("created");
 
     // Append: 100 transactions of 1,000 events each.

@@ -18,7 +18,7 @@
 //!
 //! let db = Db::connect("sqlite::memory:").await?;
 //! db.migrate().await?;
-//! db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
+//! db.platform().create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
 //! let acme = db.resolve_subdomain("acme").await?.unwrap().with_actor(Actor::User("ann".into()));
 //!
 //! let mut tx = db.begin(&acme).await?;

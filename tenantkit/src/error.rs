@@ -149,7 +149,7 @@ impl Error {
 ///
 /// let db = Db::connect("sqlite::memory:").await?;
 /// db.close().await;
-/// match db.list_tenants(PageRequest::first(1)).await {
+/// match db.platform().list_tenants(PageRequest::first(1)).await {
 ///     Err(Error::Database(e)) => {
 ///         assert_eq!(e.code(), None, "no database answered");
 ///         assert!(e.to_string().contains("closed"), "{e}");

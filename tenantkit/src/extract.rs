@@ -14,7 +14,7 @@
 //!
 //! let db = Db::connect("sqlite::memory:").await?;
 //! db.migrate().await?;
-//! db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
+//! db.platform().create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
 //! let app = Router::new().route("/", get(handler)).route_layer(TenantLayer::new(db));
 //!
 //! let req = Request::get("/").header("x-tenant-id", "acme").body(Body::empty()).unwrap();

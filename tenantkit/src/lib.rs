@@ -18,8 +18,8 @@
 //!
 //! let db = Db::connect("sqlite::memory:").await?;
 //! db.migrate().await?;
-//! db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
-//! db.create_tenant(&NewTenant { name: "Globex".into(), subdomain: "globex".into() }, &Actor::System).await?;
+//! db.platform().create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
+//! db.platform().create_tenant(&NewTenant { name: "Globex".into(), subdomain: "globex".into() }, &Actor::System).await?;
 //! let acme = db.resolve_subdomain("acme").await?.unwrap();
 //! let globex = db.resolve_subdomain("globex").await?.unwrap();
 //!

@@ -173,6 +173,7 @@ pub async fn runtime_db(database: &PgTestDatabase, max_connections: u32) -> Db {
 pub async fn tenant(db: &Db) -> TenantContext {
     let sub = format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
     let t = db
+        .platform()
         .create_tenant(
             &NewTenant {
                 name: format!("Tenant {sub}"),

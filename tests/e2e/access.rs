@@ -108,6 +108,7 @@ async fn postgres_changes_reach_every_server_within_5_seconds() {
     );
     one.running
         .db
+        .platform()
         .set_tenant_status(tenant, TenantStatus::Suspended, &Actor::System)
         .await
         .unwrap();

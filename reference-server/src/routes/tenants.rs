@@ -72,7 +72,7 @@ pub async fn list(
     Query(page): Query<PageRequest<TenantId>>,
 ) -> ApiResult<Json<Page<Tenant, TenantId>>> {
     principal.require(Permission::ManageTenants)?;
-    let tenants = state.db.list_tenants(page).await?;
+    let tenants = state.db.platform().list_tenants(page).await?;
     Ok(Json(Page::new(tenants, page.limit, |t| t.id)))
 }
 
@@ -110,6 +110,7 @@ pub async fn update(
     principal.require(Permission::ManageTenants)?;
     let tenant = state
         .db
+        .platform()
         .set_tenant_status(id, patch.status, &Actor::from(&principal))
         .await?;
     Ok(Json(tenant))
@@ -209,6 +210,7 @@ async fn deletion_of(
 ) -> tenantkit::Result<tenantkit::store::TenantDeletion> {
     state
         .db
+        .platform()
         .tenant_deletion(id)
         .await?
         .ok_or(tenantkit::Error::NotFound("tenant deletion"))

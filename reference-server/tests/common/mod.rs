@@ -98,7 +98,7 @@ pub(crate) async fn kill_part_way(
 ) -> tenantkit::store::TenantDeletion {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let progress = db.tenant_deletion(ctx.id()).await.unwrap();
+        let progress = db.platform().tenant_deletion(ctx.id()).await.unwrap();
         if progress.as_ref().is_some_and(|d| removed(d) >= 200) {
             break;
         }
@@ -110,7 +110,12 @@ pub(crate) async fn kill_part_way(
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let interrupted = db.tenant_deletion(ctx.id()).await.unwrap().unwrap();
+    let interrupted = db
+        .platform()
+        .tenant_deletion(ctx.id())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(interrupted.finished_at.is_none());
     assert!(removed(&interrupted) < before, "killed part-way");
     assert_eq!(

@@ -158,7 +158,8 @@ async fn portal_session_for_the_tenants_customer() {
         matches!(billing.portal(&t).await, Err(BillingError::NoCustomer)),
         "no checkout yet"
     );
-    db.link_external_id("stripe_customer", "cus_Portal", t.id())
+    db.platform()
+        .link_external_id("stripe_customer", "cus_Portal", t.id())
         .await
         .unwrap();
     assert_eq!(
@@ -177,7 +178,8 @@ async fn stripe_errors_become_bad_gateway_without_details() {
     let server = MockServer::start().await;
     let db = sqlite().await;
     let t = tenant(&db).await;
-    db.link_external_id("stripe_customer", "cus_Err", t.id())
+    db.platform()
+        .link_external_id("stripe_customer", "cus_Err", t.id())
         .await
         .unwrap();
     Mock::given(method("POST"))

@@ -841,7 +841,8 @@ async fn a_suspended_tenants_deliveries_pause_and_resume(db: Db) {
     let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
     let (hook, _) = endpoint(&db, &w, &t, r.url("in")).await;
     let admin = tenantkit::audit::Actor::PlatformAdmin("ops".into());
-    db.set_tenant_status(t.id(), tenantkit::TenantStatus::Suspended, &admin)
+    db.platform()
+        .set_tenant_status(t.id(), tenantkit::TenantStatus::Suspended, &admin)
         .await
         .unwrap();
     let msg = publish(&db, &w, &t, 1).await[0];
@@ -852,7 +853,8 @@ async fn a_suspended_tenants_deliveries_pause_and_resume(db: Db) {
         state(&db, &w, &t, hook, msg).await.state,
         DeliveryState::Pending
     );
-    db.set_tenant_status(t.id(), tenantkit::TenantStatus::Active, &admin)
+    db.platform()
+        .set_tenant_status(t.id(), tenantkit::TenantStatus::Active, &admin)
         .await
         .unwrap();
     // The same worker resumes it: the status is looked at again within 5 s.

@@ -15,7 +15,7 @@
 //!
 //! let db = Db::connect("sqlite::memory:").await?;
 //! db.migrate().await?;
-//! let acme = db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
+//! let acme = db.platform().create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
 //! let acme = db.resolve_id(acme.id).await?.unwrap();
 //!
 //! let mut tx = db.begin(&acme).await?;

@@ -29,7 +29,7 @@
 //!
 //! let db = Db::connect("sqlite::memory:").await?;
 //! db.migrate().await?;
-//! db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
+//! db.platform().create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
 //!
 //! let svc = ServiceBuilder::new()
 //!     .layer(TenantLayer::new(db).with_base_domain("example.com")?)

@@ -26,7 +26,7 @@ use crate::{Error, Result, TenantContext};
 /// db.migrate().await?;
 /// let mut contexts = Vec::new();
 /// for sub in ["acme", "globex"] {
-///     db.create_tenant(&NewTenant { name: sub.into(), subdomain: sub.into() }, &Actor::System).await?;
+///     db.platform().create_tenant(&NewTenant { name: sub.into(), subdomain: sub.into() }, &Actor::System).await?;
 ///     contexts.push(db.resolve_subdomain(sub).await?.expect("just created"));
 /// }
 /// let mut bulk = db.begin_bulk().await?;

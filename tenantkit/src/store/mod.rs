@@ -1,12 +1,13 @@
 //! The tenant-scoped store: PostgreSQL (row-level security) or embedded SQLite.
 //!
 //! [`Db`] is a cheap-to-clone handle on a connection pool of either backend.
-//! Platform operations (tenants) are methods on [`Db`]; everything a tenant
-//! owns goes through a [`TenantTx`] opened with [`Db::begin`], which is the
-//! single place that scopes queries to a tenant. The store lends nothing
-//! crate-wide: what is built on it (the users and API keys of
-//! [`crate::accounts`], the tower layers) uses its public API only. See `ARCHITECTURE.md` for how
-//! a crate adds its own tenant-owned tables.
+//! Platform (cross-tenant) operations on tenants have one entry point,
+//! [`Db::platform`]; everything a tenant owns goes through a [`TenantTx`]
+//! opened with [`Db::begin`], which is the single place that scopes queries
+//! to a tenant. The store lends nothing crate-wide: what is built on it (the
+//! users and API keys of [`crate::accounts`], the tower layers) uses its
+//! public API only. See `ARCHITECTURE.md` for how a crate adds its own
+//! tenant-owned tables.
 
 // With one backend compiled in, the backend enums (`Pool`, `Tx`, ...) have a
 // single variant, and matching on it is irrefutable; the code stays written
@@ -25,6 +26,7 @@ mod driver;
 mod erase;
 mod migrate;
 mod operational;
+mod platform;
 mod refusals;
 mod scope;
 pub mod sql;
@@ -52,6 +54,7 @@ pub use migrate::{
     RUNTIME_FUNCTIONS, RuntimeRole, SCRAM_ITERATIONS, scram_sha256_verifier, with_history_table,
 };
 pub use operational::OperationalTable;
+pub use platform::Platform;
 pub use refusals::{MAX_PENDING_GROUPS, REFUSAL_FLUSH_EVERY, SecurityEvent};
 pub use scope::{Scoped, TenantTx};
 pub use tenants::TenantPages;

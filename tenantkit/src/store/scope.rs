@@ -35,7 +35,7 @@ use crate::{Error, Result, TenantContext, TenantId};
 ///
 /// let db = Db::connect("sqlite::memory:").await?;
 /// db.migrate().await?;
-/// let acme = db.create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
+/// let acme = db.platform().create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
 /// let ctx = db.resolve_subdomain("acme").await?.expect("just created");
 ///
 /// let mut tx = db.begin(&ctx).await?;

@@ -1,9 +1,10 @@
-//! Platform operations on the `tenants` table (not tenant-owned, so not scoped).
+//! Platform operations on the `tenants` table (not tenant-owned, so not
+//! scoped), and resolving a tenant by id, subdomain or external id.
 
 use chrono::Utc;
 
 use super::{
-    Backend, Db, Sql, TenantTx,
+    Backend, Db, Platform, Sql, TenantTx,
     access::AccessChange,
     driver::{Pooled, Tx, Value},
     sql,
@@ -27,7 +28,7 @@ fn tenant_state(tenant: &Tenant) -> Result<serde_json::Value> {
     serde_json::to_value(tenant).map_err(|e| Error::Internal(e.to_string()))
 }
 
-impl Db {
+impl<'a> Platform<'a> {
     /// Creates a tenant; [`Error::Conflict`] when the subdomain is taken.
     /// Its audit trail starts with the creation, by `by`.
     pub async fn create_tenant(&self, new: &NewTenant, by: &Actor) -> Result<Tenant> {
@@ -52,10 +53,10 @@ impl Db {
     /// Inserts the tenant and returns a transaction scoped to it, with the
     /// creation audited as its first entry.
     async fn insert_tenant(&self, new: &NewTenant, by: &Actor) -> Result<(Tenant, TenantTx)> {
-        let mut tx = Tx::begin(&self.pool).await?;
+        let mut tx = Tx::begin(&self.db.pool).await?;
         let tenant = insert_tenant(&mut tx, new).await?;
         let ctx = TenantContext::new(tenant.clone()).with_actor(by.clone());
-        let mut scoped = TenantTx::scope(self, tx, ctx).await?;
+        let mut scoped = TenantTx::scope(self.db, tx, ctx).await?;
         scoped
             .record_event(
                 "create",
@@ -70,7 +71,7 @@ impl Db {
     /// Tenants in id (creation) order.
     pub async fn list_tenants(&self, page: PageRequest<TenantId>) -> Result<Vec<Tenant>> {
         let limit = validate::limit(page.limit)?;
-        Pooled::acquire(&self.pool)
+        Pooled::acquire(&self.db.pool)
             .await?
             .conn()
             .fetch_all(
@@ -90,7 +91,7 @@ impl Db {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// # let db = tenantkit::Db::connect("sqlite::memory:").await?;
     /// # db.migrate().await?;
-    /// let mut pages = db.tenant_pages(500);
+    /// let mut pages = db.platform().tenant_pages(500);
     /// while let Some(page) = pages.next().await? {
     ///     for ctx in page {
     ///         let tx = db.begin(&ctx).await?; // ... one tenant's work
@@ -99,9 +100,9 @@ impl Db {
     /// }
     /// # Ok::<_, tenantkit::Error>(()) }).unwrap();
     /// ```
-    pub fn tenant_pages(&self, page_size: u32) -> TenantPages<'_> {
+    pub fn tenant_pages(&self, page_size: u32) -> TenantPages<'a> {
         TenantPages {
-            db: self,
+            db: self.db,
             after: None,
             page_size,
             done: false,
@@ -121,8 +122,8 @@ impl Db {
         status: TenantStatus,
         by: &Actor,
     ) -> Result<Tenant> {
-        let mut tx = Tx::begin(&self.pool).await?;
-        let changed: StatusChange = match self.backend() {
+        let mut tx = Tx::begin(&self.db.pool).await?;
+        let changed: StatusChange = match self.db.backend() {
             Backend::Postgres => {
                 tx.conn()
                     .fetch_optional(sql::SET_TENANT_STATUS, vec![id.into(), status.into()])
@@ -166,7 +167,7 @@ impl Db {
             ..after.clone()
         };
         let ctx = TenantContext::new(after.clone()).with_actor(by.clone());
-        let mut scoped = TenantTx::scope(self, tx, ctx).await?;
+        let mut scoped = TenantTx::scope(self.db, tx, ctx).await?;
         scoped.access_changed(AccessChange::Tenant(id)).await?;
         scoped
             .append(Change {
@@ -191,9 +192,9 @@ impl Db {
         external_id: &str,
         tenant: TenantId,
     ) -> Result<()> {
-        let mut tx = Tx::begin(&self.pool).await?;
+        let mut tx = Tx::begin(&self.db.pool).await?;
         let values = || vec![provider.into(), external_id.into(), tenant.into()];
-        let (owner,): (TenantId,) = match self.backend() {
+        let (owner,): (TenantId,) = match self.db.backend() {
             Backend::Postgres => tx.conn().fetch_one(sql::LINK_EXTERNAL_ID, values()).await?,
             Backend::Sqlite => {
                 tx.conn()
@@ -224,7 +225,9 @@ impl Db {
             ))
         }
     }
+}
 
+impl Db {
     /// The tenant `external_id` at `provider` belongs to, if linked (on
     /// PostgreSQL through `tenantkit_resolve_external_id`: one id at a time).
     pub async fn resolve_external_id(
@@ -299,7 +302,7 @@ impl TenantTx {
     }
 }
 
-/// Every tenant a page at a time; see [`Db::tenant_pages`].
+/// Every tenant a page at a time; see [`Platform::tenant_pages`].
 #[derive(Debug)]
 pub struct TenantPages<'a> {
     db: &'a Db,
@@ -316,6 +319,7 @@ impl TenantPages<'_> {
         }
         let page = self
             .db
+            .platform()
             .list_tenants(PageRequest {
                 after: self.after,
                 limit: self.page_size,

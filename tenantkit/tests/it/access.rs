@@ -254,6 +254,7 @@ async fn suspension_reaches_already_authenticated_clients(p: Processes) {
         );
     }
     p.this
+        .platform()
         .set_tenant_status(t.id(), TenantStatus::Suspended, &Actor::System)
         .await
         .unwrap();
@@ -263,6 +264,7 @@ async fn suspension_reaches_already_authenticated_clients(p: Processes) {
     );
     until_status(&p.other, &p.keys, &t, &token, StatusCode::FORBIDDEN).await;
     p.this
+        .platform()
         .set_tenant_status(t.id(), TenantStatus::Active, &Actor::System)
         .await
         .unwrap();

@@ -63,6 +63,7 @@ async fn deletion_removes_every_row_and_leaves_a_tombstone(db: Db) {
     assert_eq!(before["users"], 7);
 
     let started = db
+        .platform()
         .start_tenant_deletion(gone.id(), &ADMIN(), Some(&"ab".repeat(32)))
         .await
         .unwrap();
@@ -75,7 +76,7 @@ async fn deletion_removes_every_row_and_leaves_a_tombstone(db: Db) {
     let during = rows_of(&db, &gone).await;
 
     // Batches of 2 rows: many transactions, counted exactly.
-    let done = db.erase_tenant(gone.id(), 2).await.unwrap();
+    let done = db.platform().erase_tenant(gone.id(), 2).await.unwrap();
     assert!(done.finished_at.is_some());
     assert_eq!(
         done.export_sha256.as_deref(),
@@ -98,16 +99,24 @@ async fn deletion_removes_every_row_and_leaves_a_tombstone(db: Db) {
     drop(tx);
 
     // Idempotent: both steps again give the tombstone back.
-    assert_eq!(db.erase_tenant(gone.id(), 2).await.unwrap(), done);
     assert_eq!(
-        db.start_tenant_deletion(gone.id(), &ADMIN(), None)
+        db.platform().erase_tenant(gone.id(), 2).await.unwrap(),
+        done
+    );
+    assert_eq!(
+        db.platform()
+            .start_tenant_deletion(gone.id(), &ADMIN(), None)
             .await
             .unwrap(),
         done
     );
-    assert_eq!(db.tenant_deletion(gone.id()).await.unwrap(), Some(done));
+    assert_eq!(
+        db.platform().tenant_deletion(gone.id()).await.unwrap(),
+        Some(done)
+    );
     assert!(
-        !db.unfinished_tenant_deletions()
+        !db.platform()
+            .unfinished_tenant_deletions()
             .await
             .unwrap()
             .iter()
@@ -116,6 +125,7 @@ async fn deletion_removes_every_row_and_leaves_a_tombstone(db: Db) {
 
     // The subdomain is free again.
     let again = db
+        .platform()
         .create_tenant(
             &NewTenant {
                 name: "Again".into(),
@@ -130,7 +140,8 @@ async fn deletion_removes_every_row_and_leaves_a_tombstone(db: Db) {
 
 async fn interrupted_deletion_finishes_when_run_again(db: Db) {
     let t = seeded(&db, 40).await;
-    db.start_tenant_deletion(t.id(), &ADMIN(), None)
+    db.platform()
+        .start_tenant_deletion(t.id(), &ADMIN(), None)
         .await
         .unwrap();
     let total: i64 = rows_of(&db, &t).await.values().sum();
@@ -138,11 +149,16 @@ async fn interrupted_deletion_finishes_when_run_again(db: Db) {
     // some batches have committed.
     let run = tokio::spawn({
         let (db, id) = (db.clone(), t.id());
-        async move { db.erase_tenant(id, 1).await }
+        async move { db.platform().erase_tenant(id, 1).await }
     });
     let progress = |d: &TenantDeletion| d.rows_removed.values().sum::<i64>();
     loop {
-        let now = db.tenant_deletion(t.id()).await.unwrap().unwrap();
+        let now = db
+            .platform()
+            .tenant_deletion(t.id())
+            .await
+            .unwrap()
+            .unwrap();
         if progress(&now) >= 5 {
             break;
         }
@@ -150,14 +166,20 @@ async fn interrupted_deletion_finishes_when_run_again(db: Db) {
     }
     run.abort();
     let _ = run.await;
-    let interrupted = db.tenant_deletion(t.id()).await.unwrap().unwrap();
+    let interrupted = db
+        .platform()
+        .tenant_deletion(t.id())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(interrupted.finished_at.is_none());
     assert!(progress(&interrupted) < total, "stopped part-way");
     // (PostgreSQL tests share one database: other tests' deletions may be
     // there. Compared by tenant: the aborted run's last commit may still
     // land between the two reads and move the counts.)
     assert!(
-        db.unfinished_tenant_deletions()
+        db.platform()
+            .unfinished_tenant_deletions()
             .await
             .unwrap()
             .iter()
@@ -165,10 +187,12 @@ async fn interrupted_deletion_finishes_when_run_again(db: Db) {
     );
 
     // Why it stopped is kept for whoever follows it, until it goes on.
-    db.record_tenant_deletion_error(t.id(), &"x".repeat(5000))
+    db.platform()
+        .record_tenant_deletion_error(t.id(), &"x".repeat(5000))
         .await
         .unwrap();
     let reason = db
+        .platform()
         .tenant_deletion(t.id())
         .await
         .unwrap()
@@ -176,7 +200,7 @@ async fn interrupted_deletion_finishes_when_run_again(db: Db) {
         .last_error;
     assert_eq!(reason.map(|r| r.len()), Some(1000), "kept short");
 
-    let done = db.erase_tenant(t.id(), 1000).await.unwrap();
+    let done = db.platform().erase_tenant(t.id(), 1000).await.unwrap();
     assert!(done.finished_at.is_some());
     assert_eq!(done.last_error, None);
     assert_eq!(
@@ -190,22 +214,28 @@ async fn interrupted_deletion_finishes_when_run_again(db: Db) {
 async fn a_tenant_being_deleted_cannot_be_reactivated(db: Db) {
     let t = seeded(&db, 1).await;
     assert!(
-        matches!(db.erase_tenant(t.id(), 10).await, Err(Error::NotFound(_))),
+        matches!(
+            db.platform().erase_tenant(t.id(), 10).await,
+            Err(Error::NotFound(_))
+        ),
         "not started"
     );
     assert!(matches!(
-        db.start_tenant_deletion(t.id(), &ADMIN(), Some("not-a-hash"))
+        db.platform()
+            .start_tenant_deletion(t.id(), &ADMIN(), Some("not-a-hash"))
             .await,
         Err(Error::Invalid(_))
     ));
     assert!(matches!(
-        db.erase_tenant(t.id(), 0).await,
+        db.platform().erase_tenant(t.id(), 0).await,
         Err(Error::Invalid(_))
     ));
-    db.start_tenant_deletion(t.id(), &ADMIN(), None)
+    db.platform()
+        .start_tenant_deletion(t.id(), &ADMIN(), None)
         .await
         .unwrap();
     let err = db
+        .platform()
         .set_tenant_status(t.id(), TenantStatus::Active, &ADMIN())
         .await
         .unwrap_err();
@@ -223,7 +253,8 @@ async fn a_tenant_being_deleted_cannot_be_reactivated(db: Db) {
         TenantStatus::Suspended
     );
     assert!(matches!(
-        db.start_tenant_deletion(tenantkit::TenantId::new(), &ADMIN(), None)
+        db.platform()
+            .start_tenant_deletion(tenantkit::TenantId::new(), &ADMIN(), None)
             .await,
         Err(Error::NotFound(_))
     ));
@@ -231,10 +262,11 @@ async fn a_tenant_being_deleted_cannot_be_reactivated(db: Db) {
 
 async fn a_deleted_tenant_cannot_be_written_in_bulk(db: Db) {
     let t = seeded(&db, 1).await;
-    db.start_tenant_deletion(t.id(), &ADMIN(), None)
+    db.platform()
+        .start_tenant_deletion(t.id(), &ADMIN(), None)
         .await
         .unwrap();
-    db.erase_tenant(t.id(), 100).await.unwrap();
+    db.platform().erase_tenant(t.id(), 100).await.unwrap();
     // A batch writer that still holds the old context.
     let mut bulk = db.begin_bulk().await.unwrap();
     assert!(matches!(bulk.tenant(&t).await, Err(Error::NotFound(_))));

@@ -63,7 +63,8 @@ async fn postgres_status_changes_racing_audited_writes_never_deadlock() {
         let ctx = ctx.clone();
         tasks.spawn(async move {
             if i % 2 == 0 {
-                db.set_tenant_status(ctx.id(), TenantStatus::Active, &Actor::System)
+                db.platform()
+                    .set_tenant_status(ctx.id(), TenantStatus::Active, &Actor::System)
                     .await
                     .map(|_| ())
             } else {

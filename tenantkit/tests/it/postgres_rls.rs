@@ -302,13 +302,14 @@ async fn runtime_role_reaches_platform_tables_only_through_narrow_functions() {
         return;
     };
     let (a, b) = (tenant(&db).await, tenant(&db).await);
-    db.link_external_id(
-        "stripe_customer",
-        &format!("cus_{}", b.id().as_uuid().simple()),
-        b.id(),
-    )
-    .await
-    .unwrap();
+    db.platform()
+        .link_external_id(
+            "stripe_customer",
+            &format!("cus_{}", b.id().as_uuid().simple()),
+            b.id(),
+        )
+        .await
+        .unwrap();
     let b_customer = format!("cus_{}", b.id().as_uuid().simple());
 
     // Each of these worked before; now each is refused (42501).
@@ -355,7 +356,8 @@ async fn runtime_role_reaches_platform_tables_only_through_narrow_functions() {
             .unwrap();
     assert_eq!(owner, b.id().as_uuid(), "linking never re-homes");
     assert!(matches!(
-        db.link_external_id("stripe_customer", &b_customer, a.id())
+        db.platform()
+            .link_external_id("stripe_customer", &b_customer, a.id())
             .await,
         Err(tenantkit::Error::Conflict(_))
     ));
@@ -381,6 +383,7 @@ async fn runtime_role_reaches_platform_tables_only_through_narrow_functions() {
     );
     drop(tx);
     let suspended = db
+        .platform()
         .set_tenant_status(
             b.id(),
             tenantkit::TenantStatus::Suspended,
@@ -390,12 +393,13 @@ async fn runtime_role_reaches_platform_tables_only_through_narrow_functions() {
         .unwrap();
     assert_eq!(suspended.status, tenantkit::TenantStatus::Suspended);
     assert!(matches!(
-        db.set_tenant_status(
-            tenantkit::TenantId::new(),
-            tenantkit::TenantStatus::Suspended,
-            &tenantkit::audit::Actor::System
-        )
-        .await,
+        db.platform()
+            .set_tenant_status(
+                tenantkit::TenantId::new(),
+                tenantkit::TenantStatus::Suspended,
+                &tenantkit::audit::Actor::System
+            )
+            .await,
         Err(tenantkit::Error::NotFound(_))
     ));
 }

@@ -28,18 +28,20 @@ async fn fixture() -> Fixture {
         ("Globex", "globex"),
         ("Initech", "initech"),
     ] {
-        db.create_tenant(
-            &NewTenant {
-                name: name.into(),
-                subdomain: sub.into(),
-            },
-            &Actor::System,
-        )
-        .await
-        .unwrap();
+        db.platform()
+            .create_tenant(
+                &NewTenant {
+                    name: name.into(),
+                    subdomain: sub.into(),
+                },
+                &Actor::System,
+            )
+            .await
+            .unwrap();
     }
     let initech = db.resolve_subdomain("initech").await.unwrap().unwrap();
-    db.set_tenant_status(initech.id(), TenantStatus::Suspended, &Actor::System)
+    db.platform()
+        .set_tenant_status(initech.id(), TenantStatus::Suspended, &Actor::System)
         .await
         .unwrap();
     let acme = db.resolve_subdomain("acme").await.unwrap().unwrap();

@@ -360,6 +360,7 @@ async fn api_key_of_another_tenant_does_not_verify(db: Db) {
 async fn tenant_subdomain_rules(db: Db) {
     let sub = format!("x{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let t = db
+        .platform()
         .create_tenant(
             &NewTenant {
                 name: " Named ".into(),
@@ -374,6 +375,7 @@ async fn tenant_subdomain_rules(db: Db) {
         ("Named", sub.as_str())
     );
     let dup = db
+        .platform()
         .create_tenant(
             &NewTenant {
                 name: "Again".into(),
@@ -385,6 +387,7 @@ async fn tenant_subdomain_rules(db: Db) {
     assert!(matches!(dup, Err(Error::Conflict(_))), "{dup:?}");
     for bad in ["", "-x", "x-", "a.b", "under_score", &"a".repeat(64)] {
         let r = db
+            .platform()
             .create_tenant(
                 &NewTenant {
                     name: "Bad".into(),
@@ -414,6 +417,7 @@ async fn tenant_subdomain_rules(db: Db) {
 async fn suspend_and_reactivate_tenant(db: Db) {
     let t = tenant(&db).await;
     let suspended = db
+        .platform()
         .set_tenant_status(t.id(), TenantStatus::Suspended, &Actor::System)
         .await
         .unwrap();
@@ -427,16 +431,18 @@ async fn suspend_and_reactivate_tenant(db: Db) {
             .status,
         TenantStatus::Suspended
     );
-    db.set_tenant_status(t.id(), TenantStatus::Active, &Actor::System)
+    db.platform()
+        .set_tenant_status(t.id(), TenantStatus::Active, &Actor::System)
         .await
         .unwrap();
     assert!(matches!(
-        db.set_tenant_status(
-            tenantkit::TenantId::new(),
-            TenantStatus::Active,
-            &Actor::System
-        )
-        .await,
+        db.platform()
+            .set_tenant_status(
+                tenantkit::TenantId::new(),
+                TenantStatus::Active,
+                &Actor::System
+            )
+            .await,
         Err(Error::NotFound(_))
     ));
 }
@@ -445,6 +451,7 @@ async fn list_tenants_paginates(db: Db) {
     let first = tenant(&db).await;
     let (x, y) = (tenant(&db).await, tenant(&db).await);
     let page = db
+        .platform()
         .list_tenants(PageRequest {
             after: Some(first.id()),
             limit: 2,
@@ -454,6 +461,7 @@ async fn list_tenants_paginates(db: Db) {
     assert!(page.len() <= 2);
     assert!(page.iter().all(|t| t.id > first.id()));
     let all = db
+        .platform()
         .list_tenants(PageRequest {
             after: Some(first.id()),
             limit: 500,

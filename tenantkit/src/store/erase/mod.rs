@@ -6,12 +6,12 @@
 //! The steps, each idempotent, so an interrupted deletion finishes when run
 //! again:
 //!
-//! 1. [`Db::start_tenant_deletion`]: the tenant is suspended (audited, so
+//! 1. [`Platform::start_tenant_deletion`]: the tenant is suspended (audited, so
 //!    every process refuses its requests), then its deletion is recorded.
 //!    From here it cannot be reactivated.
 //! 2. (The caller's own subsystems: cancel its subscription, stop its
 //!    webhook deliveries; see the reference server.)
-//! 3. [`Db::erase_tenant`]: the tables children first, [`ERASE_BATCH`] rows
+//! 3. [`Platform::erase_tenant`]: the tables children first, [`ERASE_BATCH`] rows
 //!    per transaction, each batch's count added to the record in the same
 //!    transaction (exact across a crash). Audit rows go through the trail's
 //!    one deletion exception (on PostgreSQL `tenantkit_erase_tenant_audit`,
@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{
-    Backend, Db, TenantTx,
+    Backend, Platform, TenantTx,
     access::AccessChange,
     catalog::{TenantTable, ident, qualified},
     driver::{Pooled, Tx},
@@ -37,7 +37,7 @@ use super::{
 };
 use crate::{Error, Result, TenantId, TenantStatus, audit::Actor};
 
-/// Rows removed per transaction by [`Db::erase_tenant`] unless told otherwise:
+/// Rows removed per transaction by [`Platform::erase_tenant`] unless told otherwise:
 /// short enough that no other tenant waits long on a lock.
 pub const ERASE_BATCH: u32 = 1000;
 
@@ -75,7 +75,7 @@ pub struct TenantDeletion {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-impl Db {
+impl Platform<'_> {
     /// Starts deleting tenant `id`, for `by`: suspends it if active (audited
     /// as `tenant.status_changed`, and seen at once by every process) and
     /// records the deletion, with `export_sha256` (the hash of the export
@@ -96,7 +96,7 @@ impl Db {
                 "an export hash is 64 lower-case hex digits (SHA-256)",
             ));
         }
-        let Some(ctx) = self.resolve_id(id).await? else {
+        let Some(ctx) = self.db.resolve_id(id).await? else {
             return self
                 .tenant_deletion(id)
                 .await?
@@ -106,8 +106,8 @@ impl Db {
             self.set_tenant_status(id, TenantStatus::Suspended, by)
                 .await?;
         }
-        let mut tx = Tx::begin(&self.pool).await?;
-        let deletion = eraser(self.backend())
+        let mut tx = Tx::begin(&self.db.pool).await?;
+        let deletion = eraser(self.db.backend())
             .start(&mut tx, id, by, export_sha256)
             .await?;
         tx.commit().await?;
@@ -129,7 +129,7 @@ impl Db {
 
     /// The deletion of tenant `id`, under way or finished, if there is one.
     pub async fn tenant_deletion(&self, id: TenantId) -> Result<Option<TenantDeletion>> {
-        Pooled::acquire(&self.pool)
+        Pooled::acquire(&self.db.pool)
             .await?
             .conn()
             .fetch_optional(sql::TENANT_DELETION, vec![id.into()])
@@ -141,7 +141,7 @@ impl Db {
     /// removed clears it.
     pub async fn record_tenant_deletion_error(&self, id: TenantId, error: &str) -> Result<()> {
         let error: String = error.chars().take(1000).collect();
-        Pooled::acquire(&self.pool)
+        Pooled::acquire(&self.db.pool)
             .await?
             .conn()
             .execute(sql::RECORD_DELETION_ERROR, vec![id.into(), error.into()])
@@ -150,9 +150,9 @@ impl Db {
     }
 
     /// Deletions started and not finished (interrupted ones, to resume with
-    /// [`Db::erase_tenant`]), oldest first.
+    /// [`Platform::erase_tenant`]), oldest first.
     pub async fn unfinished_tenant_deletions(&self) -> Result<Vec<TenantDeletion>> {
-        Pooled::acquire(&self.pool)
+        Pooled::acquire(&self.db.pool)
             .await?
             .conn()
             .fetch_all(sql::UNFINISHED_DELETIONS, Vec::new())
@@ -162,7 +162,7 @@ impl Db {
     /// Removes every row tenant `id` owns, `batch` rows per transaction
     /// (at most [`ERASE_BATCH`] × 10), then the tenant; returns the finished
     /// record. The deletion must have been started
-    /// ([`Db::start_tenant_deletion`]); running it again after a crash picks
+    /// ([`Platform::start_tenant_deletion`]); running it again after a crash picks
     /// up where it stopped, and after it finished returns the tombstone.
     pub async fn erase_tenant(&self, id: TenantId, batch: u32) -> Result<TenantDeletion> {
         if !(1..=ERASE_BATCH * 10).contains(&batch) {
@@ -178,15 +178,15 @@ impl Db {
         if deletion.finished_at.is_some() {
             return Ok(deletion);
         }
-        let Some(ctx) = self.resolve_id(id).await? else {
+        let Some(ctx) = self.db.resolve_id(id).await? else {
             // Another run finished it a moment ago.
             return self.finished_deletion(id).await;
         };
         let ctx = ctx.with_actor(Actor::System);
-        let tables = self.tenant_tables().await?;
+        let tables = self.db.tenant_tables().await?;
         for table in tables.iter().rev() {
             loop {
-                let mut tx = self.begin(&ctx).await?;
+                let mut tx = self.db.begin(&ctx).await?;
                 let removed = tx.erase_batch(table, Some(batch)).await?;
                 tx.commit().await?;
                 if removed < u64::from(batch) {
@@ -196,8 +196,8 @@ impl Db {
         }
         // The last transaction: writers still holding the tenant finish
         // first, nothing new starts, and what they wrote goes too.
-        let mut tx = self.begin(&ctx).await?;
-        let eraser = eraser(self.backend());
+        let mut tx = self.db.begin(&ctx).await?;
+        let eraser = eraser(self.db.backend());
         let locked = eraser.hold_for_last_sweep(&mut tx, id).await?;
         if !locked {
             // Another run finished it while this one swept.
