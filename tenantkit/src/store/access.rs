@@ -74,7 +74,9 @@ impl AccessChange {
             _ => None,
         }
     }
+}
 
+impl AccessChange {
     /// Announces the change to other processes when the transaction commits.
     pub(in crate::store) async fn notify_in(self, tx: &mut super::driver::Tx) -> Result<()> {
         #[cfg(feature = "postgres")]
