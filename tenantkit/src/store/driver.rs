@@ -294,34 +294,25 @@ macro_rules! bind_values {
 /// whichever backend `$conn` is; `$sql` is an [`Sql`] (its text for that
 /// backend runs) or, with `built`, SQL this crate built.
 macro_rules! on_backend {
-    ($conn:expr, $sql:expr, $values:expr, |$c:ident, $q:ident| $body:expr) => {{
+    ($conn:expr, $sql:expr, $values:expr, |$c:ident, $q:ident| $body:expr) => {
+        on_backend!(@ $conn, |backend| text_on($sql, backend)?, $values, |$c, $q| $body)
+    };
+    (built $conn:expr, $sql:expr, $values:expr, |$c:ident, $q:ident| $body:expr) => {
+        on_backend!(@ $conn, |_backend| $sql, $values, |$c, $q| $body)
+    };
+    (@ $conn:expr, |$backend:ident| $text:expr, $values:expr, |$c:ident, $q:ident| $body:expr) => {{
         refuse_nul(&$values)?;
         match $conn {
             #[cfg(feature = "postgres")]
             Conn::Pg($c) => {
-                let sql = text_on($sql, Backend::Postgres)?;
-                let $q = bind_values!(sqlx::query::<sqlx::Postgres>(sql), $values);
+                let $backend = Backend::Postgres;
+                let $q = bind_values!(sqlx::query::<sqlx::Postgres>($text), $values);
                 $body
             }
             #[cfg(feature = "sqlite")]
             Conn::Sqlite($c) => {
-                let sql = text_on($sql, Backend::Sqlite)?;
-                let $q = bind_values!(sqlx::query::<sqlx::Sqlite>(sql), $values);
-                $body
-            }
-        }
-    }};
-    (built $conn:expr, $sql:expr, $values:expr, |$c:ident, $q:ident| $body:expr) => {{
-        refuse_nul(&$values)?;
-        match $conn {
-            #[cfg(feature = "postgres")]
-            Conn::Pg($c) => {
-                let $q = bind_values!(sqlx::query::<sqlx::Postgres>($sql), $values);
-                $body
-            }
-            #[cfg(feature = "sqlite")]
-            Conn::Sqlite($c) => {
-                let $q = bind_values!(sqlx::query::<sqlx::Sqlite>($sql), $values);
+                let $backend = Backend::Sqlite;
+                let $q = bind_values!(sqlx::query::<sqlx::Sqlite>($text), $values);
                 $body
             }
         }
