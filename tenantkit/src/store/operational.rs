@@ -167,6 +167,7 @@ mod tests {
             sql,
             values: Vec::new(),
             built_by: 0,
+            unrunnable: None,
         }
     }
 

@@ -72,6 +72,9 @@ pub struct Scoped {
     pub(super) values: Vec<Value>,
     /// The [`TenantTx`] that built it, the only one that may run it.
     pub(super) built_by: u64,
+    /// Why it cannot run at all (a statement without a text for this
+    /// backend), reported as [`Error::Internal`] by whatever runs it.
+    pub(super) unrunnable: Option<String>,
 }
 
 impl Scoped {
@@ -159,31 +162,48 @@ impl TenantTx {
     /// another) refuses it with [`Error::Internal`], so a query can never
     /// read or write one tenant's rows inside another's transaction.
     ///
+    /// An [`Sql`] without a text for this transaction's backend (one of
+    /// [`Sql::postgres_only`] or [`Sql::sqlite_only`] on the other
+    /// backend's code path) is refused with [`Error::Internal`] when run,
+    /// like every statement the store runs.
+    ///
     /// # Panics
     ///
     /// When `sql` does not use the placeholder `$1` (in a comment, a string
     /// literal or as part of `$10` it does not count): a query that ignores
-    /// the tenant is a bug. Likewise for an [`Sql`] without a text for this
-    /// transaction's backend (one of [`Sql::postgres_only`] or
-    /// [`Sql::sqlite_only`] run on the other backend's code path).
+    /// the tenant is a bug.
     pub fn query(&self, sql: impl Into<Sql>) -> Scoped {
         let backend = self.tx.backend();
-        let Some(sql) = sql.into().on(backend) else {
-            panic!("a statement without a {backend:?} form ran on {backend:?}");
+        let sql = sql.into();
+        let (text, unrunnable) = match sql.on(backend) {
+            Some(text) => {
+                assert!(
+                    placeholders(text).any(|n| n == 1),
+                    "tenant-scoped SQL must use $1 (the tenant id): {text}"
+                );
+                (text, None)
+            }
+            None => (
+                "",
+                Some(format!(
+                    "a statement without a {backend:?} form ran on {backend:?}: {sql:?}"
+                )),
+            ),
         };
-        assert!(
-            placeholders(sql).any(|n| n == 1),
-            "tenant-scoped SQL must use $1 (the tenant id): {sql}"
-        );
         Scoped {
-            sql,
+            sql: text,
             values: vec![Value::from(self.tenant)],
             built_by: self.id,
+            unrunnable,
         }
     }
 
-    /// Refuses a query built by another transaction.
+    /// Refuses a query that cannot run here: one built by another
+    /// transaction, or without a text for this backend.
     pub(super) fn owns(&self, query: &Scoped) -> Result<()> {
+        if let Some(why) = &query.unrunnable {
+            return Err(Error::Internal(why.clone()));
+        }
         if query.built_by == self.id {
             Ok(())
         } else {

@@ -16,15 +16,15 @@ use crate::{
 impl TenantTx {
     /// All rows of a `SELECT`.
     pub async fn fetch_all<O: Record>(&mut self, query: Scoped) -> Result<Vec<O>> {
-        query.expect_verb("SELECT");
         self.owns(&query)?;
+        query.expect_verb("SELECT");
         self.tx.conn().fetch_all(query.sql, query.values).await
     }
 
     /// The first row of a `SELECT`, if any.
     pub async fn fetch_optional<O: Record>(&mut self, query: Scoped) -> Result<Option<O>> {
-        query.expect_verb("SELECT");
         self.owns(&query)?;
+        query.expect_verb("SELECT");
         self.tx.conn().fetch_optional(query.sql, query.values).await
     }
 
@@ -37,8 +37,8 @@ impl TenantTx {
 
     /// Runs an `INSERT … RETURNING <row>` and audits it as `create` with the new state.
     pub async fn insert<O: Audited + Record>(&mut self, query: Scoped) -> Result<O> {
-        query.expect_verb("INSERT");
         self.owns(&query)?;
+        query.expect_verb("INSERT");
         self.lock_tenant_writes().await?;
         let row: O = self.tx.conn().fetch_one(query.sql, query.values).await?;
         self.append(Change::new("create", &row).after(&row)?)
@@ -53,8 +53,8 @@ impl TenantTx {
         &mut self,
         query: Scoped,
     ) -> Result<Option<O>> {
-        query.expect_verb("INSERT");
         self.owns(&query)?;
+        query.expect_verb("INSERT");
         self.lock_tenant_writes().await?;
         let row: Option<O> = self
             .tx
@@ -81,8 +81,8 @@ impl TenantTx {
         before: &O,
         query: Scoped,
     ) -> Result<O> {
-        query.expect_verb("UPDATE");
         self.owns(&query)?;
+        query.expect_verb("UPDATE");
         self.lock_tenant_writes().await?;
         let row: O = self
             .tx
@@ -98,8 +98,8 @@ impl TenantTx {
     /// Runs a `DELETE` of the row `before` and audits it as `delete` with the
     /// old state; [`Error::NotFound`] when no row matched.
     pub async fn delete<O: Audited + Record>(&mut self, before: &O, query: Scoped) -> Result<()> {
-        query.expect_verb("DELETE");
         self.owns(&query)?;
+        query.expect_verb("DELETE");
         self.lock_tenant_writes().await?;
         if self.tx.conn().execute(query.sql, query.values).await? == 0 {
             return Err(Error::NotFound(O::RESOURCE_TYPE));
@@ -146,8 +146,8 @@ impl TenantTx {
         table: OperationalTable,
         query: Scoped,
     ) -> Result<u64> {
-        query.expect_operational(table);
         self.owns(&query)?;
+        query.expect_operational(table);
         self.wrote_unlocked |= !self.write_locked;
         self.tx.conn().execute(query.sql, query.values).await
     }
@@ -159,8 +159,8 @@ impl TenantTx {
         table: OperationalTable,
         query: Scoped,
     ) -> Result<Vec<O>> {
-        query.expect_operational(table);
         self.owns(&query)?;
+        query.expect_operational(table);
         self.wrote_unlocked |= !self.write_locked;
         self.tx.conn().fetch_all(query.sql, query.values).await
     }
@@ -178,8 +178,8 @@ impl TenantTx {
         tables: &[OperationalTable],
         query: Scoped,
     ) -> Result<Vec<O>> {
-        query.expect_operational_all(tables);
         self.owns(&query)?;
+        query.expect_operational_all(tables);
         self.wrote_unlocked |= !self.write_locked;
         self.tx.conn().fetch_all(query.sql, query.values).await
     }

@@ -1,6 +1,7 @@
 //! Store conformance: every test runs on SQLite and on PostgreSQL (as the runtime role).
 
 use tenantkit::audit::Actor;
+use tenantkit::store::{Backend, Sql};
 use tenantkit::{
     Db, Error, NewApiKey, NewTenant, NewUser, PageRequest, Role, Scope, TenantStatus, UserId,
     UserPatch,
@@ -24,6 +25,7 @@ on_both_backends!(
     suspend_and_reactivate_tenant,
     list_tenants_paginates,
     a_query_runs_only_in_the_transaction_that_built_it,
+    a_statement_for_the_other_backend_is_refused_not_a_panic,
     text_with_nul_is_refused_alike_on_both_backends,
 );
 
@@ -512,6 +514,30 @@ async fn a_query_runs_only_in_the_transaction_that_built_it(db: Db) {
     drop(again);
     let mut check = db.begin_snapshot(&acme).await.unwrap();
     assert_eq!(check.get_user(ann.id).await.unwrap().role, Role::Owner);
+}
+
+/// A statement without a text for the backend it runs on (a bug in its
+/// code path) is refused with `Internal` when run, as every statement the
+/// store runs is, never a panic; the transaction goes on.
+async fn a_statement_for_the_other_backend_is_refused_not_a_panic(db: Db) {
+    const COUNT: &str = "SELECT COUNT(*) AS n FROM users WHERE tenant_id = $1";
+    let acme = tenant(&db).await;
+    let elsewhere = match db.backend() {
+        Backend::Postgres => Sql::sqlite_only(COUNT),
+        Backend::Sqlite => Sql::postgres_only(COUNT),
+    };
+    let mut tx = db.begin(&acme).await.unwrap();
+    let refused = tx
+        .fetch_one::<(i64,)>(tx.query(elsewhere))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::Internal(m) if m.contains("without a")),
+        "{refused:?}"
+    );
+    let (n,): (i64,) = tx.fetch_one(tx.query(COUNT)).await.unwrap();
+    assert_eq!(n, 0, "the transaction goes on");
+    tx.commit().await.unwrap();
 }
 
 /// The text rule holds for every value any statement binds, so a caller
