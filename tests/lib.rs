@@ -117,6 +117,20 @@ pub async fn postgres_url() -> Option<String> {
 }
 
 impl Server {
+    /// A server delivering webhooks to receivers on loopback
+    /// ([`deliver_webhooks_to_loopback`](tenantkit_server::testing::deliver_webhooks_to_loopback)),
+    /// after `tweak` adjusts the configuration.
+    pub async fn with_loopback_webhooks(
+        backend: Backend,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Option<Self> {
+        Self::start_with(backend, |c| {
+            tenantkit_server::testing::deliver_webhooks_to_loopback(c);
+            tweak(c);
+        })
+        .await
+    }
+
     /// Starts a server on `backend`, after `tweak` adjusts its configuration.
     /// `None` when PostgreSQL is unreachable and not required.
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<Self> {
@@ -271,15 +285,11 @@ impl Server {
     /// `customer.subscription.updated` to `POST /webhooks/stripe`.
     pub async fn subscribe(&self, tenant: TenantId, price: &str) {
         let ctx = self.context(tenant).await;
-        let now = tenantkit_billing::testing::now();
-        let event = tenantkit_billing::testing::event(
-            &format!("evt_{}", uuid::Uuid::new_v4().simple()),
-            "customer.subscription.updated",
-            now,
-            tenantkit_billing::testing::subscription(&ctx, "active", price, now + 86_400),
+        let (body, signature) = tenantkit_billing::testing::subscription_activated(
+            &ctx,
+            price,
+            &STRIPE_WEBHOOK_SECRET.to_owned().into(),
         );
-        let (body, signature) =
-            tenantkit_billing::testing::signed(&event, &STRIPE_WEBHOOK_SECRET.to_owned().into());
         let res = self
             .http
             .post(self.url("/webhooks/stripe"))
@@ -352,20 +362,9 @@ pub async fn problem(
     status: reqwest::StatusCode,
     what: &str,
 ) -> serde_json::Value {
-    assert_eq!(res.status(), status, "{what}");
-    assert_eq!(
-        res.headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned()),
-        Some("application/problem+json".to_owned()),
-        "{what}"
-    );
+    let (got, headers) = (res.status(), res.headers().clone());
     let body: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(body["status"], status.as_u16(), "{what}");
-    assert!(
-        body["title"].is_string() && body["detail"].is_string(),
-        "{what}: {body}"
-    );
+    tenantkit::testing::assert_problem(what, status, got, &headers, &body);
     body
 }
 

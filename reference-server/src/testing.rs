@@ -286,3 +286,15 @@ pub async fn json_of(response: Response<Body>) -> (StatusCode, Value) {
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
 }
+
+/// Sets `config` up for webhook deliveries to receivers on loopback: the
+/// delivery worker on, plain HTTP and `127.0.0.1` allowed as targets, and
+/// every tenant on the `pro` plan (which has webhooks). Every server of a
+/// test run set up so has the same policy, so whichever claims a delivery
+/// can make it. The one place the socket-free and the socket tests say so.
+pub fn deliver_webhooks_to_loopback(config: &mut Config) {
+    config.webhooks.worker = true;
+    config.billing.plans.default_plan = "pro".into();
+    config.webhooks.allow_http = true;
+    config.webhooks.allow_networks = vec!["127.0.0.1/32".into()];
+}

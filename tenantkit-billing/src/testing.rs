@@ -123,3 +123,37 @@ pub fn signed(event: &Value, secret: &Secret) -> (Vec<u8>, String) {
     let header = signature::sign(&body, secret, now());
     (body, header)
 }
+
+/// The signed webhook call (body and `Stripe-Signature` header) that puts
+/// `tenant` on an active subscription to `price` for a day: a fresh
+/// `customer.subscription.updated` event, signed with `secret`. What a test
+/// posts to its Stripe webhook route to subscribe a tenant.
+///
+/// ```
+/// use tenantkit_billing::testing;
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # use tenantkit::{Db, NewTenant, audit::Actor};
+/// # let db = Db::connect("sqlite::memory:").await?;
+/// # db.migrate().await?;
+/// # let t = db.platform().create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
+/// # let acme = db.resolve_id(t.id).await?.unwrap();
+/// let (body, signature) =
+///     testing::subscription_activated(&acme, "price_pro", &"whsec_test".to_owned().into());
+/// assert!(signature.starts_with("t="));
+/// assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["type"], "customer.subscription.updated");
+/// # Ok::<_, tenantkit::Error>(()) }).unwrap();
+/// ```
+pub fn subscription_activated(
+    tenant: &TenantContext,
+    price: &str,
+    secret: &Secret,
+) -> (Vec<u8>, String) {
+    let now = now();
+    let event = event(
+        &format!("evt_{}", uuid::Uuid::new_v4().simple()),
+        "customer.subscription.updated",
+        now,
+        subscription(tenant, "active", price, now + 86_400),
+    );
+    signed(&event, secret)
+}

@@ -351,3 +351,42 @@ pub async fn schema_problems(owner_url: &str) -> (Vec<String>, Vec<String>) {
     pool.close().await;
     (tables, problems)
 }
+
+/// Asserts that a response is RFC 9457 problem+json for `expected`: its
+/// status, its `content-type`, and a body carrying the same `status`, a
+/// `title` and a `detail`. `what` names the case in the failure message.
+/// HTTP clients of any kind read the three parts off their response.
+///
+/// ```
+/// use http::{HeaderMap, StatusCode, header::CONTENT_TYPE};
+/// use serde_json::json;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert(CONTENT_TYPE, "application/problem+json".parse().unwrap());
+/// let body = json!({ "type": "about:blank", "title": "Not Found", "status": 404, "detail": "no such user" });
+/// tenantkit::testing::assert_problem(
+///     "an unknown user",
+///     StatusCode::NOT_FOUND,
+///     StatusCode::NOT_FOUND,
+///     &headers,
+///     &body,
+/// );
+/// ```
+pub fn assert_problem(
+    what: &str,
+    expected: http::StatusCode,
+    status: http::StatusCode,
+    headers: &http::HeaderMap,
+    body: &serde_json::Value,
+) {
+    assert_eq!(status, expected, "{what}");
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    assert_eq!(content_type, Some("application/problem+json"), "{what}");
+    assert_eq!(body["status"], expected.as_u16(), "{what}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{what}: {body}"
+    );
+}

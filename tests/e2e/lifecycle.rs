@@ -27,28 +27,6 @@ on_both_backends!(
     a_deletion_that_takes_longer_answers_202_and_can_be_followed,
 );
 
-/// A server whose tenants are on Pro (webhooks included), whose endpoints
-/// may be receivers on loopback, and which delivers (every such server of a
-/// run has the same policy, so whichever claims a delivery can make it).
-async fn server(backend: Backend) -> Option<Server> {
-    server_with(backend, |_| {}).await
-}
-
-/// Like [`server`], after `tweak` adjusts the configuration.
-async fn server_with(
-    backend: Backend,
-    tweak: impl FnOnce(&mut tenantkit_server::config::Config),
-) -> Option<Server> {
-    Server::start_with(backend, |c| {
-        c.webhooks.worker = true;
-        c.billing.plans.default_plan = "pro".into();
-        c.webhooks.allow_http = true;
-        c.webhooks.allow_networks = vec!["127.0.0.1/32".into()];
-        tweak(c);
-    })
-    .await
-}
-
 /// Columns whose names look secret but are not: the audit chain's hashes,
 /// which an export must carry so the chain can be verified offline, and
 /// when a rotated-out secret stops working.
@@ -162,7 +140,7 @@ async fn ingest(s: &Server, t: &OwnedTenant, credential: &str) -> reqwest::Respo
 }
 
 async fn suspension_reaches_every_subsystem_and_reactivation_resumes_them(backend: Backend) {
-    let Some(s) = server(backend).await else {
+    let Some(s) = Server::with_loopback_webhooks(backend, |_| {}).await else {
         return;
     };
     let (t, other) = (s.owned_tenant().await, s.owned_tenant().await);
@@ -301,7 +279,7 @@ async fn data_in_every_crate(s: &Server, tenants: &[&OwnedTenant], receiver: &Re
 }
 
 async fn an_export_holds_every_table_of_the_tenant_and_nothing_else(backend: Backend) {
-    let Some(s) = server(backend).await else {
+    let Some(s) = Server::with_loopback_webhooks(backend, |_| {}).await else {
         return;
     };
     let (t, other) = (s.owned_tenant().await, s.owned_tenant().await);
@@ -577,7 +555,7 @@ async fn fake_stripe_cancelling() -> wiremock::MockServer {
 async fn a_deletion_leaves_no_row_of_the_tenant_anywhere_and_others_as_they_were(backend: Backend) {
     let stripe = fake_stripe_cancelling().await;
     let uri = stripe.uri();
-    let Some(s) = server_with(backend, move |c| {
+    let Some(s) = Server::with_loopback_webhooks(backend, move |c| {
         c.billing.stripe_secret_key = Some("sk_test_e2e".to_owned().into());
         c.billing.stripe_api_base = Some(uri);
     })
@@ -744,7 +722,7 @@ async fn a_deletion_that_takes_longer_answers_202_and_can_be_followed(backend: B
         .await;
     let uri = stripe.uri();
     // No waiting: every deletion that is not finished at once is a 202.
-    let Some(s) = server_with(backend, move |c| {
+    let Some(s) = Server::with_loopback_webhooks(backend, move |c| {
         c.server.deletion_wait_secs = 0;
         c.billing.stripe_secret_key = Some("sk_test_e2e".to_owned().into());
         c.billing.stripe_api_base = Some(uri);

@@ -50,6 +50,20 @@ impl Server {
     /// An app configured as the socket tests' servers are (tenants start on
     /// the free plan; [`billing`]), after `tweak`; `None` when PostgreSQL is
     /// unreachable and not required.
+    /// A server delivering webhooks to receivers on loopback
+    /// ([`deliver_webhooks_to_loopback`](tenantkit_server::testing::deliver_webhooks_to_loopback)),
+    /// after `tweak` adjusts the configuration.
+    pub(crate) async fn with_loopback_webhooks(
+        backend: tenantkit::Backend,
+        tweak: impl FnOnce(&mut tenantkit_server::config::Config),
+    ) -> Option<Self> {
+        Self::start_with(backend, |c| {
+            tenantkit_server::testing::deliver_webhooks_to_loopback(c);
+            tweak(c);
+        })
+        .await
+    }
+
     pub(crate) async fn start_with(
         backend: tenantkit::Backend,
         tweak: impl FnOnce(&mut tenantkit_server::config::Config),
@@ -186,15 +200,11 @@ impl Server {
     /// app needs [`billing`]'s configuration).
     pub(crate) async fn subscribe(&self, tenant: TenantId, price: &str) {
         let ctx = self.context(tenant).await;
-        let now = tenantkit_billing::testing::now();
-        let event = tenantkit_billing::testing::event(
-            &format!("evt_{}", uuid::Uuid::new_v4().simple()),
-            "customer.subscription.updated",
-            now,
-            tenantkit_billing::testing::subscription(&ctx, "active", price, now + 86_400),
+        let (body, signature) = tenantkit_billing::testing::subscription_activated(
+            &ctx,
+            price,
+            &STRIPE_WEBHOOK_SECRET.to_owned().into(),
         );
-        let (body, signature) =
-            tenantkit_billing::testing::signed(&event, &STRIPE_WEBHOOK_SECRET.to_owned().into());
         let res = self
             .post("/webhooks/stripe")
             .header("stripe-signature", signature)
@@ -357,19 +367,8 @@ impl OwnedTenant {
 
 /// Asserts `res` is a problem document with `status`; returns it.
 pub(crate) async fn problem(res: Reply, status: StatusCode, what: &str) -> Value {
-    assert_eq!(res.status(), status, "{what}");
-    assert_eq!(
-        res.headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned()),
-        Some("application/problem+json".to_owned()),
-        "{what}"
-    );
+    let (got, headers) = (res.status(), res.headers().clone());
     let body: Value = res.json().await.unwrap();
-    assert_eq!(body["status"], status.as_u16(), "{what}");
-    assert!(
-        body["title"].is_string() && body["detail"].is_string(),
-        "{what}: {body}"
-    );
+    tenantkit::testing::assert_problem(what, status, got, &headers, &body);
     body
 }

@@ -28,28 +28,6 @@ on_both_backends!(
     test_retry_and_recover_through_the_api,
 );
 
-/// A server whose tenants are on Pro (webhooks included), whose endpoints
-/// may be receivers on loopback, and which delivers (every such server of a
-/// run has the same policy, so whichever claims a delivery can make it).
-async fn server(backend: Backend) -> Option<Server> {
-    server_with(backend, |_| {}).await
-}
-
-/// Like [`server`], after `tweak` adjusts the configuration.
-async fn server_with(
-    backend: Backend,
-    tweak: impl FnOnce(&mut tenantkit_server::config::Config),
-) -> Option<Server> {
-    Server::start_with(backend, |c| {
-        c.webhooks.worker = true;
-        c.billing.plans.default_plan = "pro".into();
-        c.webhooks.allow_http = true;
-        c.webhooks.allow_networks = vec!["127.0.0.1/32".into()];
-        tweak(c);
-    })
-    .await
-}
-
 type Tenant = OwnedTenant;
 
 async fn tenant(s: &Server) -> Tenant {
@@ -108,7 +86,7 @@ async fn a_plan_without_webhooks_gets_402_until_it_upgrades(backend: Backend) {
 }
 
 async fn endpoints_round_trip_through_the_api(backend: Backend) {
-    let Some(s) = server(backend).await else {
+    let Some(s) = Server::with_loopback_webhooks(backend, |_| {}).await else {
         return;
     };
     let t = tenant(&s).await;
@@ -235,7 +213,7 @@ async fn hostile_urls_are_422_saying_why(backend: Backend) {
 }
 
 async fn invalid_input_is_refused_and_changes_nothing(backend: Backend) {
-    let Some(s) = server(backend).await else {
+    let Some(s) = Server::with_loopback_webhooks(backend, |_| {}).await else {
         return;
     };
     let t = tenant(&s).await;
@@ -309,7 +287,7 @@ async fn invalid_input_is_refused_and_changes_nothing(backend: Backend) {
 }
 
 async fn another_tenants_endpoints_and_deliveries_are_404(backend: Backend) {
-    let Some(s) = server(backend).await else {
+    let Some(s) = Server::with_loopback_webhooks(backend, |_| {}).await else {
         return;
     };
     let receiver = Receiver::start().await;
@@ -375,7 +353,7 @@ async fn another_tenants_endpoints_and_deliveries_are_404(backend: Backend) {
 }
 
 async fn members_and_unscoped_keys_are_403_scoped_keys_work(backend: Backend) {
-    let Some(s) = server(backend).await else {
+    let Some(s) = Server::with_loopback_webhooks(backend, |_| {}).await else {
         return;
     };
     let t = tenant(&s).await;
@@ -427,7 +405,7 @@ async fn members_and_unscoped_keys_are_403_scoped_keys_work(backend: Backend) {
 }
 
 async fn secrets_are_shown_once_and_never_again(backend: Backend) {
-    let Some(s) = server(backend).await else {
+    let Some(s) = Server::with_loopback_webhooks(backend, |_| {}).await else {
         return;
     };
     let t = tenant(&s).await;
@@ -498,7 +476,7 @@ async fn verified(receiver: &Receiver, path: &str, n: usize, secret: &str) -> Ve
 }
 
 async fn the_servers_events_arrive_signed(backend: Backend) {
-    let Some(s) = server(backend).await else {
+    let Some(s) = Server::with_loopback_webhooks(backend, |_| {}).await else {
         return;
     };
     let receiver = Receiver::start().await;
@@ -596,7 +574,7 @@ async fn the_servers_events_arrive_signed(backend: Backend) {
 }
 
 async fn test_retry_and_recover_through_the_api(backend: Backend) {
-    let Some(s) = server(backend).await else {
+    let Some(s) = Server::with_loopback_webhooks(backend, |_| {}).await else {
         return;
     };
     let receiver = Receiver::start().await;
