@@ -335,7 +335,7 @@ impl Db {
             }
             tx.commit().await.map_err(crate::Error::from_sqlx)?;
             // The role must be safe even if it existed before with other attributes.
-            let runtime = Db::from(pool.clone());
+            let runtime = Db::on_pool(super::driver::Pool::Pg(pool.clone()));
             runtime.check_role_attributes(name).await?;
         }
         let _ = role;

@@ -97,7 +97,7 @@ impl Db {
                     .connect(url)
                     .await
                     .map_err(crate::Error::from_sqlx)?;
-                return Ok(Self::from(pool));
+                return Ok(Self::on_pool(Pool::Pg(pool)));
             }
         }
         if url.starts_with("sqlite:") {
@@ -128,7 +128,7 @@ impl Db {
                     .connect_with(options)
                     .await
                     .map_err(crate::Error::from_sqlx)?;
-                return Ok(Self::from(pool));
+                return Ok(Self::on_pool(Pool::Sqlite(pool)));
             }
         }
         Err(Error::Misconfigured(format!(
@@ -209,25 +209,31 @@ impl Db {
     }
 }
 
-#[cfg(feature = "postgres")]
-impl From<sqlx::PgPool> for Db {
-    fn from(pool: sqlx::PgPool) -> Self {
+impl Db {
+    /// A handle on `pool`, with a fresh access cache.
+    fn on_pool(pool: Pool) -> Self {
         Self {
-            pool: Pool::Pg(pool),
+            pool,
             access: AccessCache::new(DEFAULT_ACCESS_TTL),
             refusals: Default::default(),
         }
     }
 }
 
-#[cfg(feature = "sqlite")]
+/// A test's own pool as a [`Db`] (feature `testing` only: sqlx's pools are
+/// not part of the public API, so upgrading sqlx does not break it).
+#[cfg(all(feature = "postgres", feature = "testing"))]
+impl From<sqlx::PgPool> for Db {
+    fn from(pool: sqlx::PgPool) -> Self {
+        Self::on_pool(Pool::Pg(pool))
+    }
+}
+
+/// A test's own pool as a [`Db`] (feature `testing` only).
+#[cfg(all(feature = "sqlite", feature = "testing"))]
 impl From<sqlx::SqlitePool> for Db {
     fn from(pool: sqlx::SqlitePool) -> Self {
-        Self {
-            pool: Pool::Sqlite(pool),
-            access: AccessCache::new(DEFAULT_ACCESS_TTL),
-            refusals: Default::default(),
-        }
+        Self::on_pool(Pool::Sqlite(pool))
     }
 }
 
