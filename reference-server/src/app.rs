@@ -165,7 +165,8 @@ pub fn app(state: AppState) -> anyhow::Result<Router> {
         tenant_layer = tenant_layer.with_default_tenant(default.parse::<TenantRef>()?);
     }
     let auth = AuthLayer::new((*state.keys).clone(), state.db.clone())
-        .with_user_claim(config.auth.user_claim.parse::<UserClaim>()?);
+        .with_user_claim(config.auth.user_claim.parse::<UserClaim>()?)
+        .with_issuers(state.issuers.clone());
     let per_ip = RateLimitLayer::per_client_ip(per_minute(config.rate_limit.per_ip_per_minute));
 
     // One limiter of each kind, shared by every tenant route.

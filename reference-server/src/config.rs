@@ -340,6 +340,10 @@ pub struct AuthConfig {
     /// milliseconds: the longest a deleted user, a demotion or a suspension
     /// can go unseen by a process (others are told at once on PostgreSQL).
     pub access_cache_ttl_ms: u64,
+    /// Trusted token issuers (OpenID providers), `[[auth.issuers]]`; in the
+    /// environment, `TENANTKIT_AUTH__ISSUERS` as a JSON array. See
+    /// docs/authentication.md.
+    pub issuers: Vec<tenantkit::auth::IssuerConfig>,
 }
 
 impl Default for AuthConfig {
@@ -352,6 +356,7 @@ impl Default for AuthConfig {
             token_ttl_secs: 3600,
             user_claim: "sub".into(),
             access_cache_ttl_ms: 2000,
+            issuers: Vec::new(),
         }
     }
 }
@@ -374,6 +379,9 @@ impl Default for RateLimitConfig {
         }
     }
 }
+
+/// `TENANTKIT_AUTH__ISSUERS`, past the prefix: a JSON array of issuers.
+const ISSUERS_VAR: &str = "AUTH__ISSUERS";
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -403,12 +411,25 @@ impl Config {
             }
             None => {}
         }
-        // Only `TENANTKIT_<SECTION>__<KEY>` variables are configuration.
+        // Only `TENANTKIT_<SECTION>__<KEY>` variables are configuration;
+        // the list of issuers is JSON, read apart.
         figment = figment.merge(
             Env::prefixed("TENANTKIT_")
-                .filter(|k| k.as_str().contains("__"))
+                .filter(|k| {
+                    k.as_str().contains("__") && !k.as_str().eq_ignore_ascii_case(ISSUERS_VAR)
+                })
                 .split("__"),
         );
+        if let Ok(json) = std::env::var(format!("TENANTKIT_{ISSUERS_VAR}"))
+            && !json.trim().is_empty()
+        {
+            let issuers: Vec<tenantkit::auth::IssuerConfig> = serde_json::from_str(&json)
+                .map_err(|e| ConfigError(format!("TENANTKIT_{ISSUERS_VAR}: {e}")))?;
+            figment = figment.merge(figment::providers::Serialized::default(
+                "auth.issuers",
+                issuers,
+            ));
+        }
         if let Ok(url) = std::env::var("DATABASE_URL")
             && !url.is_empty()
         {
@@ -470,6 +491,8 @@ impl Config {
             .user_claim
             .parse::<tenantkit::auth::UserClaim>()
             .map_err(|e| ConfigError(format!("auth.user_claim: {e}")))?;
+        tenantkit::auth::Issuers::new(&self.auth.issuers)
+            .map_err(|e| ConfigError(format!("auth.issuers: {e}")))?;
         let analytics = &self.analytics;
         if analytics.retention_days < 36 {
             return Err(ConfigError(

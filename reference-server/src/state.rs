@@ -27,6 +27,8 @@ pub struct AppState {
     pub db: Db,
     /// Token keys.
     pub keys: Arc<JwtKeys>,
+    /// Trusted token issuers, with their key caches.
+    pub issuers: tenantkit::auth::Issuers,
     /// Metrics registry.
     pub metrics: Metrics,
     /// Plans, subscriptions and Stripe.
@@ -100,6 +102,7 @@ impl AppState {
         let state = AppState {
             db,
             keys: Arc::new(keys),
+            issuers: tenantkit::auth::Issuers::new(&config.auth.issuers)?,
             metrics: Metrics::new(Some(analytics.clone())).with_tasks(tasks.clone()),
             billing,
             webhooks,

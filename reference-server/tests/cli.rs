@@ -628,3 +628,38 @@ fn a_deletion_killed_mid_way_finishes_when_run_again() {
     assert_eq!(again, done);
     rt.block_on(db.close());
 }
+
+#[test]
+fn trusted_issuers_come_from_the_environment_as_json_and_are_checked() {
+    let cli = Cli::new();
+    let issuers = |json: &str| {
+        let mut command = cli.command(&["migrate"]);
+        command.env("TENANTKIT_AUTH__ISSUERS", json);
+        command.output().expect("tenantkit-server runs")
+    };
+    let ok = issuers(
+        r#"[{"name": "corp", "issuer": "https://login.example.com/", "audience": ["api"],
+            "tenant_claim": "org_id", "user_claim": "email"}]"#,
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for (json, complaint) in [
+        (
+            r#"[{"name": "corp", "issuer": "http://login.example.com/", "audience": "api"}]"#,
+            "must use https",
+        ),
+        (
+            r#"[{"name": "corp", "issuer": "https://login.example.com/", "audience": "api", "algorithms": ["HS256"]}]"#,
+            "algorithm `HS256` is not allowed",
+        ),
+        (r#"{"name": "corp"}"#, "TENANTKIT_AUTH__ISSUERS"),
+    ] {
+        let out = issuers(json);
+        assert!(!out.status.success(), "{json} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(complaint), "{json}: {stderr}");
+    }
+}

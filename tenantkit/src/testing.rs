@@ -8,6 +8,8 @@
 //! `TENANTKIT_REQUIRE_POSTGRES` set, an unreachable PostgreSQL fails the test
 //! instead of skipping it.
 
+pub mod oidc;
+
 use std::{collections::HashMap, future::Future, pin::Pin, sync::OnceLock};
 
 use sha2::{Digest, Sha256};

@@ -4,6 +4,7 @@
 mod access;
 mod attacks;
 mod concurrency;
+mod identity_provider;
 mod lifecycle;
 mod live;
 mod privileges;

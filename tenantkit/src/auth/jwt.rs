@@ -49,15 +49,21 @@ pub enum UserClaim {
 impl UserClaim {
     /// The user `claims` name, or why they name none.
     pub fn user_of(self, claims: &Claims) -> Result<UserRef, &'static str> {
+        self.user_named(&claims.sub, claims.email.as_deref())
+    }
+
+    /// The user a token with subject `sub` and claim `email` names.
+    pub(super) fn user_named(
+        self,
+        sub: &str,
+        email: Option<&str>,
+    ) -> Result<UserRef, &'static str> {
         match self {
-            UserClaim::Sub => claims
-                .sub
+            UserClaim::Sub => sub
                 .parse::<UserId>()
                 .map(UserRef::Id)
                 .map_err(|_| "the token's subject is not a user of this tenant"),
-            UserClaim::Email => claims
-                .email
-                .as_deref()
+            UserClaim::Email => email
                 .filter(|e| !e.is_empty())
                 .map(|e| UserRef::Email(e.to_ascii_lowercase()))
                 .ok_or("the token has no `email` claim naming a user"),

@@ -5,7 +5,7 @@ use futures_util::future::BoxFuture;
 use http::{Extensions, HeaderValue, Request, StatusCode, header};
 use tower::Layer;
 
-use super::{JwtKeys, Principal, TokenError, TokenRole, UserClaim};
+use super::{IssuerToken, Issuers, JwtKeys, Principal, Refusal, TokenError, TokenRole, UserClaim};
 use crate::{
     ApiKey, Db, Result, TenantContext, TenantId,
     audit::Actor,
@@ -33,6 +33,15 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         tenant: &TenantContext,
         presented: &str,
     ) -> impl Future<Output = Result<Option<ApiKey>>> + Send;
+
+    /// The tenant issuer `provider` knows as `external_id` (linked with
+    /// [`crate::store::Platform::link_external_id`]), if any: how a token of a
+    /// trusted issuer whose tenant claim is not a tenant id names its tenant.
+    fn tenant_of_external_id(
+        &self,
+        provider: &str,
+        external_id: &str,
+    ) -> impl Future<Output = Result<Option<TenantId>>> + Send;
 
     /// Records a refused request (`auth.failed` or `auth.tenant_mismatch`).
     /// It must not wait on the tenant's writes: [`Db`] counts refusals in
@@ -79,6 +88,17 @@ impl AuthStore for Db {
         Ok(key)
     }
 
+    async fn tenant_of_external_id(
+        &self,
+        provider: &str,
+        external_id: &str,
+    ) -> Result<Option<TenantId>> {
+        Ok(self
+            .resolve_external_id(provider, external_id)
+            .await?
+            .map(|ctx| ctx.id()))
+    }
+
     async fn record_refusal(&self, tenant: &TenantContext, refusal: &SecurityEvent) -> Result<()> {
         self.count_refusal(tenant, refusal);
         Ok(())
@@ -107,6 +127,7 @@ impl AuthStore for Db {
 #[derive(Clone, Debug)]
 pub struct AuthLayer<V> {
     jwt: Arc<JwtKeys>,
+    issuers: Issuers,
     store: V,
     user_claim: UserClaim,
 }
@@ -116,9 +137,18 @@ impl<V: AuthStore> AuthLayer<V> {
     pub fn new(jwt: JwtKeys, store: V) -> Self {
         Self {
             jwt: Arc::new(jwt),
+            issuers: Issuers::default(),
             store,
             user_claim: UserClaim::default(),
         }
+    }
+
+    /// Also accepts tokens of these trusted issuers (OpenID providers),
+    /// verified with their published keys; see [`Issuers`]. A token whose
+    /// `iss` is one of them is verified only that way.
+    pub fn with_issuers(mut self, issuers: Issuers) -> Self {
+        self.issuers = issuers;
+        self
     }
 
     /// Which claim of a tenant token names its user (default [`UserClaim::Sub`]).
@@ -201,7 +231,7 @@ fn credential<B>(req: &Request<B>) -> Result<Option<Credential>, &'static str> {
     Ok(websocket_credential(req).map(|token| Credential::of(&token)))
 }
 
-fn unauthorized(detail: &str) -> Problem {
+pub(super) fn unauthorized(detail: &str) -> Problem {
     Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized")
         .with_detail(detail)
         .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
@@ -267,10 +297,29 @@ async fn authenticate<V: AuthStore>(
             None,
         )),
         Ok(Some(Credential::Jwt(token))) => {
+            let iss = Issuers::issuer_of(&token);
+            if let Some(iss) = &iss
+                && layer.issuers.trusts(iss)
+            {
+                let verified =
+                    layer.issuers.verify(&token).await.map_err(|refusal| {
+                        refuse(refusal.problem(), Actor::Anonymous, "jwt", None)
+                    })?;
+                return issuer_user(layer, tenant, verified).await;
+            }
             let claims = layer.jwt.verify(&token).map_err(|e| {
                 let detail = match e {
                     TokenError::Expired => "the token has expired",
                     TokenError::NotYetValid => "the token is not valid yet",
+                    // A token naming an issuer no key of this server verifies.
+                    TokenError::Invalid(_) if iss.is_some() && !layer.issuers.is_empty() => {
+                        return refuse(
+                            Refusal::UntrustedIssuer.problem(),
+                            Actor::Anonymous,
+                            "jwt",
+                            None,
+                        );
+                    }
                     TokenError::Invalid(_) => "the token is invalid",
                 };
                 refuse(unauthorized(detail), Actor::Anonymous, "jwt", None)
@@ -324,6 +373,52 @@ async fn authenticate<V: AuthStore>(
                 }
             }
         }
+    }
+}
+
+/// The principal of a verified token of a trusted issuer: it must name the
+/// request's tenant (by id, or by an external id linked under the issuer's
+/// name) and a user of it, who acts with their current role, capped by the
+/// token's role claim if it has one.
+async fn issuer_user<V: AuthStore>(
+    layer: &AuthLayer<V>,
+    tenant: Option<&TenantContext>,
+    token: IssuerToken,
+) -> Result<Authentication, Refused> {
+    let actor = Actor::User(token.subject.clone());
+    let claimed = match token.tenant.as_deref() {
+        None => None,
+        Some(value) => match value.parse::<TenantId>() {
+            Ok(id) => Some(id),
+            Err(_) => layer
+                .store
+                .tenant_of_external_id(&token.issuer, value)
+                .await
+                .map_err(|e| refuse(Problem::from(&e), actor.clone(), "jwt", None))?,
+        },
+    };
+    let Some(ctx) = tenant.filter(|ctx| claimed == Some(ctx.id())) else {
+        let problem = if token.tenant.is_none() {
+            unauthorized("the token names no tenant")
+        } else {
+            wrong_tenant()
+        };
+        return Err(refuse(problem, actor, "jwt", claimed));
+    };
+    let refused = |problem: Problem| refuse(problem, actor.clone(), "jwt", Some(ctx.id()));
+    let user = token
+        .user()
+        .map_err(|detail| refused(unauthorized(detail)))?;
+    match layer.store.user_access(ctx, &user).await {
+        Ok(Some(access)) => {
+            let role = token.role.map_or(access.role, |cap| cap.min(access.role));
+            let principal = Principal::user(ctx.id(), access.id.to_string(), role);
+            Ok((principal, Some(token.expires)))
+        }
+        Ok(None) => Err(refused(unauthorized(
+            "the token's user does not exist in this tenant",
+        ))),
+        Err(e) => Err(refused(Problem::from(&e))),
     }
 }
 

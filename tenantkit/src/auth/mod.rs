@@ -28,10 +28,14 @@
 //! assert_eq!(denied.status, 403);
 //! ```
 
+mod issuers;
 mod jwt;
 mod layer;
 
 use http::StatusCode;
+pub use issuers::{
+    FETCH_TIMEOUT, IssuerConfig, IssuerToken, Issuers, MAX_DOCUMENT_BYTES, MAX_KEYS, Refusal,
+};
 pub use jwt::{Claims, JwtKeys, MIN_SECRET_LEN, TokenError, TokenRole, UserClaim, parse_algorithm};
 pub use layer::{
     AuthLayer, AuthService, AuthStore, Authenticated, WEBSOCKET_BEARER_PREFIX, WEBSOCKET_PROTOCOL,

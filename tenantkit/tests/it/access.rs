@@ -3,24 +3,17 @@
 //! other, and at once in every process on PostgreSQL (`LISTEN/NOTIFY`).
 //! On SQLite and on PostgreSQL as the runtime role.
 
-use std::{
-    convert::Infallible,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::StatusCode;
 use tenantkit::{
     Db, Role, TenantContext, TenantStatus, UserPatch,
     audit::Actor,
-    auth::{AuthLayer, Claims, JwtKeys, Principal, TokenRole, UserClaim},
-    resolve::TenantLayer,
+    auth::{AuthLayer, Claims, JwtKeys, TokenRole, UserClaim},
     testing::user,
 };
-use tower::{ServiceBuilder, ServiceExt};
 
-use crate::common::{postgres_with, sqlite_file, tenant};
+use crate::common::{call_through, postgres_with, sqlite_file, tenant};
 
 const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 
@@ -82,11 +75,6 @@ access_tests!(
     other_processes_hear_of_changes_before_the_ttl,
 );
 
-async fn whoami(req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let p = req.extensions().get::<Principal>().expect("principal set");
-    Ok(Response::new(Full::from(serde_json::to_string(p).unwrap())))
-}
-
 /// One request through `TenantLayer` + `AuthLayer` on `db`; the status and,
 /// when it passed, the principal.
 async fn call(
@@ -96,19 +84,9 @@ async fn call(
     tenant: &TenantContext,
     token: &str,
 ) -> (StatusCode, serde_json::Value) {
-    let svc = ServiceBuilder::new()
-        .layer(TenantLayer::new(db.clone()))
-        .layer(AuthLayer::new(keys.clone(), db.clone()).with_user_claim(claim))
-        .service_fn(whoami);
-    let req = Request::get("/")
-        .header("x-tenant-id", tenant.id().to_string())
-        .header("authorization", format!("Bearer {token}"))
-        .body(Full::default())
-        .unwrap();
-    let res = svc.oneshot(req).await.unwrap();
-    let status = res.status();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&body).unwrap_or_default())
+    let auth = AuthLayer::new(keys.clone(), db.clone()).with_user_claim(claim);
+    let (status, _, body) = call_through(db, auth, tenant, token).await;
+    (status, body)
 }
 
 /// Polls `db` until the request answers `want`; how long it took.

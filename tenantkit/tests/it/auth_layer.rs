@@ -7,19 +7,14 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tenantkit::{
     Db, NewApiKey, Scope, TenantContext,
-    auth::{AuthLayer, Claims, JwtKeys, Principal, Subject, TokenRole},
+    auth::{AuthLayer, Claims, JwtKeys, Subject, TokenRole},
     resolve::TenantLayer,
 };
 use tower::{ServiceBuilder, ServiceExt};
 
-use crate::common::{sqlite, tenant};
+use crate::common::{sqlite, tenant, whoami};
 
 const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
-
-async fn whoami<B>(req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let p = req.extensions().get::<Principal>().expect("principal set");
-    Ok(Response::new(Full::from(serde_json::to_string(p).unwrap())))
-}
 
 struct World {
     db: Db,

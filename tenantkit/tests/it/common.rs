@@ -67,3 +67,47 @@ macro_rules! on_both_backends {
     };
 }
 pub(crate) use on_both_backends;
+
+/// The inner service of the auth tests: answers with the request's
+/// [`tenantkit::auth::Principal`] as JSON.
+pub(crate) async fn whoami<B>(
+    req: http::Request<B>,
+) -> Result<http::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible> {
+    let p = req
+        .extensions()
+        .get::<tenantkit::auth::Principal>()
+        .expect("principal set");
+    Ok(http::Response::new(
+        serde_json::to_string(p).unwrap().into(),
+    ))
+}
+
+/// One request through `TenantLayer` + `auth` on `db`, as `tenant`, with
+/// `Authorization: Bearer <token>`: the status, the headers, and the body as
+/// JSON (`Null` when it is not).
+pub(crate) async fn call_through(
+    db: &Db,
+    auth: tenantkit::auth::AuthLayer<Db>,
+    tenant: &tenantkit::TenantContext,
+    token: &str,
+) -> (http::StatusCode, http::HeaderMap, serde_json::Value) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let svc = tower::ServiceBuilder::new()
+        .layer(tenantkit::resolve::TenantLayer::new(db.clone()))
+        .layer(auth)
+        .service_fn(whoami::<http_body_util::Full<bytes::Bytes>>);
+    let req = http::Request::get("/")
+        .header("x-tenant-id", tenant.id().to_string())
+        .header("authorization", format!("Bearer {token}"))
+        .body(http_body_util::Full::default())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        headers,
+        serde_json::from_slice(&body).unwrap_or_default(),
+    )
+}

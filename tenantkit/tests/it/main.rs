@@ -7,6 +7,7 @@ mod audit;
 mod auth_layer;
 mod erase;
 mod interleavings;
+mod issuers;
 mod lock_order;
 mod postgres_rls;
 mod rate_limit;
