@@ -14,7 +14,10 @@
 //!
 //! Settings (environment): `TENANTKIT_BENCH_PG_URL` (an owner/superuser
 //! URL, default `postgres://postgres@127.0.0.1:5432/test`),
-//! `TENANTKIT_BENCH_RATE` (req/s), `TENANTKIT_BENCH_SECS`. To measure
+//! `TENANTKIT_BENCH_RATE` (req/s), `TENANTKIT_BENCH_SECS`;
+//! `TENANTKIT_BENCH_ISSUER=1` authenticates with an access token of a real
+//! OpenID provider on loopback (npm's oidc-provider, RS256, key cached)
+//! instead of a token of the server's own. To measure
 //! another server (an older build, say), set `TENANTKIT_BENCH_URL`,
 //! `TENANTKIT_BENCH_TOKEN` and `TENANTKIT_BENCH_TENANT`: nothing is started.
 
@@ -44,7 +47,11 @@ struct Target {
     base: String,
     token: String,
     tenant: String,
-    _running: Option<(tenantkit_server::Running, tempfile::TempDir)>,
+    _running: Option<(
+        tenantkit_server::Running,
+        tempfile::TempDir,
+        Option<tenantkit::testing::oidc::TestProvider>,
+    )>,
 }
 
 async fn start_server() -> anyhow::Result<Target> {
@@ -75,10 +82,10 @@ async fn start_server() -> anyhow::Result<Target> {
     config.webhooks.worker = std::env::var("BENCH_NO_WORKER").is_err();
     config.rate_limit.per_ip_per_minute = 10_000_000;
     tenantkit_server::migrate(&config).await?;
-    let running = tenantkit_server::start(config.clone()).await?;
-    let keys = tenantkit_server::load_keys(&config)?;
+    // The tenant and its users first, so a provider's tokens can name them.
+    let db = tenantkit_server::open_runtime_db(&config).await?;
     let (tenant, _) = tenantkit_server::create_tenant(
-        &running.db,
+        &db,
         &tenantkit::NewTenant {
             name: "Bench".into(),
             subdomain: "bench".into(),
@@ -87,8 +94,8 @@ async fn start_server() -> anyhow::Result<Target> {
         &tenantkit::audit::Actor::System,
     )
     .await?;
-    let ctx = running.db.resolve_id(tenant.id).await?.expect("created");
-    let mut tx = running.db.begin(&ctx).await?;
+    let ctx = db.resolve_id(tenant.id).await?.expect("created");
+    let mut tx = db.begin(&ctx).await?;
     for i in 1..20 {
         tx.create_user(&tenantkit::NewUser {
             email: format!("user{i}@bench.test"),
@@ -97,13 +104,40 @@ async fn start_server() -> anyhow::Result<Target> {
         .await?;
     }
     tx.commit().await?;
-    let token =
-        tenantkit_server::issue_user_token(&running.db, &keys, &ctx, None, None, 3600).await?;
+    // With TENANTKIT_BENCH_ISSUER set, the token is an RS256 access token
+    // of a real OpenID provider on loopback (npm's oidc-provider), verified
+    // with its cached key; else one this server issues (HS256).
+    let provider = if std::env::var_os("TENANTKIT_BENCH_ISSUER").is_some() {
+        use tenantkit::testing::oidc::{TestClient, TestProvider};
+        let claims =
+            serde_json::json!({ "tenant": tenant.id.to_string(), "email": "owner@bench.test" });
+        let provider = TestProvider::start(
+            &[("rs1", "RS256")],
+            &[TestClient::new("owner", claims).lasting(3600)],
+        )
+        .await;
+        let mut issuer = provider.issuer_config("bench");
+        issuer.key_cache_min_secs = 300;
+        issuer.key_cache_max_secs = 3600;
+        issuer.leeway_secs = 30;
+        config.auth.issuers = vec![issuer];
+        Some(provider)
+    } else {
+        None
+    };
+    let running = tenantkit_server::start(config.clone()).await?;
+    let token = match &provider {
+        Some(provider) => provider.token("owner").await,
+        None => {
+            let keys = tenantkit_server::load_keys(&config)?;
+            tenantkit_server::issue_user_token(&running.db, &keys, &ctx, None, None, 3600).await?
+        }
+    };
     Ok(Target {
         base: format!("http://{}", running.addr),
         token,
         tenant: "bench".into(),
-        _running: Some((running, dir)),
+        _running: Some((running, dir, provider)),
     })
 }
 
