@@ -42,6 +42,16 @@ async fn the_dashboard_in_chromium_on_postgres() {
     dashboard(Backend::Postgres).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_with_the_identity_provider_on_sqlite() {
+    provider_sign_in(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_with_the_identity_provider_on_postgres() {
+    provider_sign_in(Backend::Postgres).await;
+}
+
 fn required() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
@@ -82,7 +92,9 @@ fn chromedriver() -> Option<Driver> {
     Some(Driver { child, port })
 }
 
-async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
+/// Chromium, with `secure_origins` treated as https (the Web Crypto API
+/// the provider sign-in needs exists only in secure contexts).
+async fn browser(driver: &Driver, profile: &std::path::Path, secure_origins: &[&str]) -> Client {
     let args = [
         "--headless=new",
         "--no-sandbox",
@@ -100,6 +112,12 @@ async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
     .into_iter()
     .map(String::from)
     .chain([format!("--user-data-dir={}", profile.display())])
+    .chain((!secure_origins.is_empty()).then(|| {
+        format!(
+            "--unsafely-treat-insecure-origin-as-secure={}",
+            secure_origins.join(",")
+        )
+    }))
     .collect::<Vec<_>>();
     let mut caps = serde_json::Map::new();
     caps.insert(
@@ -293,7 +311,7 @@ async fn dashboard(backend: Backend) {
     assert_eq!(res.status(), 202);
 
     let profile = tempfile::tempdir().unwrap();
-    let c = browser(&driver, profile.path()).await;
+    let c = browser(&driver, profile.path(), &[]).await;
     let port = s.running.addr.port();
     let page = format!(
         "http://{}.{}:{port}/dashboard#token={}",
@@ -532,4 +550,204 @@ async fn dashboard(backend: Backend) {
     stop_worker.send(()).ok();
     worker.await.unwrap();
     s.stop().await;
+}
+
+/// The dashboard signs in through a real OpenID provider's login page
+/// (Authorization Code + PKCE, no secret in the page), shows the tenant's
+/// numbers, and signs out at the provider too.
+async fn provider_sign_in(backend: Backend) {
+    use tenantkit::testing::oidc::TestProvider;
+    let Some(driver) = chromedriver() else {
+        return;
+    };
+    let mut provider = TestProvider::start(&[("rs1", "RS256")], &[]).await;
+    let org = format!("org_{}", uuid::Uuid::new_v4().simple());
+    let mut issuer = provider.issuer_config("corp-dashboard");
+    issuer.tenant_claim = "org_id".into();
+    issuer.client_id = Some("dashboard".into());
+    let Some(s) = Server::start_with(backend, |c| {
+        c.auth.issuers = vec![issuer];
+        c.analytics.count_api_calls = false;
+    })
+    .await
+    else {
+        return;
+    };
+    let t = s.owned_tenant().await;
+    s.running
+        .db
+        .platform()
+        .link_external_id("corp-dashboard", &org, t.id)
+        .await
+        .unwrap();
+    let seed: Vec<Value> = (0..7)
+        .map(|i| json!({ "event_type": "page_view", "user_id": format!("u{i}"), "name": "/home" }))
+        .collect();
+    let res = t
+        .call(&s, Method::POST, "/analytics/events")
+        .json(&seed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let page = format!(
+        "http://{}.{}:{}/dashboard",
+        t.sub,
+        tenantkit_e2e::BASE_DOMAIN,
+        s.running.addr.port()
+    );
+    provider
+        .dashboard(
+            "dashboard",
+            &page,
+            // Renewed 30 s before expiry: 5 s after sign-in.
+            35,
+            json!({ "owner@e2e.test": { "org_id": org, "email": "owner@e2e.test" } }),
+        )
+        .await;
+
+    let profile = tempfile::tempdir().unwrap();
+    let origin = page.trim_end_matches("/dashboard");
+    let c = browser(&driver, profile.path(), &[origin]).await;
+    c.goto(&page).await.unwrap();
+    click_when_shown(&c, "#sign-in-provider", "the provider's sign-in is offered").await;
+
+    // The provider's own login page (any login and password in development).
+    let login = wait_shown(&c, "input[name=login]", "the provider's login page").await;
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .starts_with(&provider.issuer),
+        "the login page is the provider's"
+    );
+    login.send_keys("owner@e2e.test").await.unwrap();
+    let password = wait_shown(&c, "input[name=password]", "the password field").await;
+    password.send_keys("any password").await.unwrap();
+    click_when_shown(&c, "button[type=submit]", "the login button").await;
+
+    // Back on the dashboard, signed in as the tenant's owner: its numbers.
+    wait_for(
+        &c,
+        "#analytics .cards",
+        "data-loaded",
+        Duration::from_secs(20),
+        "the summary loads after the provider's sign-in",
+        |v| v == "true",
+    )
+    .await;
+    let url = c.current_url().await.unwrap();
+    assert_eq!(url.query(), None, "the code left the address bar");
+    let tenant = wait_for(
+        &c,
+        "body",
+        "data-tenant",
+        Duration::from_secs(5),
+        "the tenant",
+        |v| !v.is_empty(),
+    )
+    .await;
+    assert_eq!(tenant, t.id.to_string());
+    wait_for(
+        &c,
+        "#stat-events",
+        "data-value",
+        Duration::from_secs(10),
+        "the events card shows the tenant's events",
+        |v| v == "7",
+    )
+    .await;
+    let stored: Value = c
+        .execute(
+            "return [sessionStorage.getItem('tenantkit.dashboard.token'), \
+             (document.documentElement.outerHTML + JSON.stringify(sessionStorage)).includes('client_secret')]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let token = stored[0]
+        .as_str()
+        .expect("the access token is kept in the tab");
+    assert_eq!(stored[1], false, "no client secret in the page");
+    // The token is the provider's, and the API takes it.
+    assert_eq!(
+        tenantkit::auth::Issuers::issuer_of(token).as_deref(),
+        Some(provider.issuer.as_str())
+    );
+    let res = s
+        .request(Method::GET, "/users", &t.sub, token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    screenshot(&c, "dashboard-provider-sign-in").await;
+
+    // Before it expires the page renews it with its refresh token.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let renewed = loop {
+        let now: Value = c
+            .execute(
+                "return sessionStorage.getItem('tenantkit.dashboard.token')",
+                vec![],
+            )
+            .await
+            .unwrap();
+        match now.as_str() {
+            Some(now) if now != token => break now.to_owned(),
+            _ if Instant::now() > deadline => panic!("the token was not renewed within 20 s"),
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    };
+    let res = s
+        .request(Method::GET, "/users", &t.sub, &renewed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the renewed token works");
+    wait_shown(&c, "#sign-out", "still signed in after the renewal").await;
+
+    // Signing out ends the provider's session too, then comes back here.
+    click_when_shown(&c, "#sign-out", "sign-out is offered").await;
+    click_when_shown(&c, "button[name=logout]", "the provider asks to confirm").await;
+    wait_shown(&c, "#sign-in-provider", "signed out, back on the dashboard").await;
+    let left: Value = c
+        .execute(
+            "return sessionStorage.getItem('tenantkit.dashboard.token')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(left, Value::Null, "the token is gone");
+    c.close().await.unwrap();
+    s.stop().await;
+}
+
+/// The element `selector` once it is shown (panics after 20 s, naming `what`).
+async fn wait_shown(c: &Client, selector: &str, what: &str) -> fantoccini::elements::Element {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(el) = c.find(Locator::Css(selector)).await
+            && el.is_displayed().await.unwrap_or(false)
+        {
+            return el;
+        }
+        if Instant::now() > deadline {
+            let error = match c.find(Locator::Css("#error")).await {
+                Ok(el) => el.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            let url = c
+                .current_url()
+                .await
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            panic!("{what}: `{selector}` not shown after 20 s at {url}; page error: {error:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn click_when_shown(c: &Client, selector: &str, what: &str) {
+    wait_shown(c, selector, what).await.click().await.unwrap();
 }

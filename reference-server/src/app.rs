@@ -128,6 +128,7 @@ fn public_routes() -> OpenApiRouter<AppState> {
         // Static: the page signs in through the API.
         .routes(utoipa_axum::routes!(routes::dashboard::page))
         .routes(utoipa_axum::routes!(routes::dashboard::asset))
+        .routes(utoipa_axum::routes!(routes::dashboard::sign_in))
 }
 
 /// Every route, without layers: what the OpenAPI document is built from.

@@ -5,6 +5,10 @@
   'use strict';
 
   const TOKEN_KEY = 'tenantkit.dashboard.token';
+  // The provider sign-in in progress (verifier, state) and the session it
+  // gave (refresh token, endpoints), both in this tab's session storage.
+  const PKCE_KEY = 'tenantkit.dashboard.pkce';
+  const SESSION_KEY = 'tenantkit.dashboard.session';
   const $ = (selector, root = document) => root.querySelector(selector);
   const state = {
     token: null,
@@ -17,6 +21,7 @@
     liveChart: null,
     auditBefore: null,
     openEndpoint: null,
+    refreshTimer: null,
   };
 
   // ---- errors: every failure is shown, none swallowed -------------------
@@ -145,8 +150,144 @@
     }
   }
 
+  // ---- sign-in with the identity provider (Authorization Code + PKCE) ----
+
+  const base64url = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes)))
+    .replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  const randomText = () => base64url(crypto.getRandomValues(new Uint8Array(32)));
+  const redirectUri = () => location.origin + location.pathname;
+
+  async function providerSettings() {
+    const res = await fetch('/dashboard/sign-in', { headers: { Accept: 'application/json' } });
+    if (res.status === 404) return null;
+    if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => ({})));
+    const settings = await res.json();
+    const discovery = await fetch(`${settings.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`);
+    if (!discovery.ok) throw new ApiError(discovery.status, { title: 'Identity provider unavailable', detail: 'its discovery document could not be read' });
+    return { ...settings, ...(await discovery.json()), issuer: settings.issuer };
+  }
+
+  async function startProviderSignIn() {
+    clearError();
+    try {
+      if (!window.crypto?.subtle) {
+        throw new ApiError(0, { title: 'Sign-in unavailable', detail: 'signing in with the identity provider needs the dashboard served over https' });
+      }
+      const provider = await providerSettings();
+      const verifier = randomText();
+      const challenge = base64url(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)));
+      const nonce = randomText();
+      sessionStorage.setItem(PKCE_KEY, JSON.stringify({
+        verifier, state: nonce, token_endpoint: provider.token_endpoint, client_id: provider.client_id,
+        end_session_endpoint: provider.end_session_endpoint || null, redirect_uri: redirectUri(),
+      }));
+      const params = query({
+        response_type: 'code', client_id: provider.client_id, redirect_uri: redirectUri(),
+        scope: provider.scope, state: nonce, code_challenge: challenge, code_challenge_method: 'S256',
+        resource: provider.audience,
+      });
+      location.assign(`${provider.authorization_endpoint}?${params}`);
+    } catch (err) {
+      showError(err);
+    }
+  }
+
+  async function tokenRequest(endpoint, form) {
+    const res = await fetch(endpoint, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json' },
+      body: new URLSearchParams(form).toString(),
+    });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok || !body.access_token) {
+      throw new ApiError(401, { title: 'Sign-in failed', detail: body.error_description || body.error || `the identity provider answered ${res.status}` });
+    }
+    return body;
+  }
+
+  // The access token is kept as the tab's token; a refresh token, if the
+  // provider gave one, renews it shortly before it expires.
+  function keepSession(tokens, pkce) {
+    sessionStorage.setItem(TOKEN_KEY, tokens.access_token);
+    const session = JSON.parse(sessionStorage.getItem(SESSION_KEY) || '{}');
+    Object.assign(session, {
+      token_endpoint: pkce.token_endpoint, client_id: pkce.client_id,
+      end_session_endpoint: pkce.end_session_endpoint, redirect_uri: pkce.redirect_uri,
+      id_token: tokens.id_token || session.id_token || null,
+      refresh_token: tokens.refresh_token || session.refresh_token || null,
+    });
+    sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+    scheduleRefresh();
+  }
+
+  async function finishProviderSignIn() {
+    const params = new URLSearchParams(location.search);
+    if (!params.has('code') && !params.has('error')) return;
+    history.replaceState(null, '', location.pathname);
+    const pkce = JSON.parse(sessionStorage.getItem(PKCE_KEY) || 'null');
+    sessionStorage.removeItem(PKCE_KEY);
+    try {
+      if (params.has('error')) {
+        throw new ApiError(401, { title: 'Sign-in failed', detail: params.get('error_description') || params.get('error') });
+      }
+      if (!pkce || params.get('state') !== pkce.state) {
+        throw new ApiError(401, { title: 'Sign-in failed', detail: 'the answer does not belong to a sign-in started here' });
+      }
+      const tokens = await tokenRequest(pkce.token_endpoint, {
+        grant_type: 'authorization_code', code: params.get('code'), redirect_uri: pkce.redirect_uri,
+        client_id: pkce.client_id, code_verifier: pkce.verifier,
+      });
+      keepSession(tokens, pkce);
+    } catch (err) {
+      showError(err);
+    }
+  }
+
+  function expiresAt(token) {
+    try {
+      const claims = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
+      return typeof claims.exp === 'number' ? claims.exp * 1000 : null;
+    } catch {
+      return null;
+    }
+  }
+
+  function scheduleRefresh() {
+    clearTimeout(state.refreshTimer);
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const expires = token && expiresAt(token);
+    if (!expires) return;
+    const session = JSON.parse(sessionStorage.getItem(SESSION_KEY) || 'null');
+    // Renew 30 s early with the refresh token; without one, sign out at expiry.
+    const at = session?.refresh_token ? expires - 30000 : expires;
+    state.refreshTimer = setTimeout(refreshOrExpire, Math.max(0, at - Date.now()));
+  }
+
+  async function refreshOrExpire() {
+    const session = JSON.parse(sessionStorage.getItem(SESSION_KEY) || 'null');
+    if (session?.refresh_token) {
+      try {
+        const tokens = await tokenRequest(session.token_endpoint, {
+          grant_type: 'refresh_token', refresh_token: session.refresh_token, client_id: session.client_id,
+        });
+        keepSession(tokens, session);
+        state.token = tokens.access_token;
+        closeLive();
+        openLive();
+        return;
+      } catch (err) {
+        showError(err);
+        return;
+      }
+    }
+    showError(new ApiError(401, { title: 'Signed out', detail: 'your session has expired' }));
+  }
+
   function signOut(clear = true) {
+    const session = JSON.parse(sessionStorage.getItem(SESSION_KEY) || 'null');
     sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(SESSION_KEY);
+    clearTimeout(state.refreshTimer);
     state.token = null;
     closeLive();
     $('#tabs').hidden = true;
@@ -154,6 +295,27 @@
     document.querySelectorAll('.tab').forEach((t) => { t.hidden = true; });
     $('#sign-in').hidden = false;
     if (clear) clearError();
+    return session;
+  }
+
+  // Signing out of a provider session also ends it at the provider.
+  function signOutEverywhere() {
+    const session = signOut();
+    if (session?.end_session_endpoint) {
+      location.assign(`${session.end_session_endpoint}?${query({
+        client_id: session.client_id, id_token_hint: session.id_token,
+        post_logout_redirect_uri: session.redirect_uri,
+      })}`);
+    }
+  }
+
+  async function offerProviderSignIn() {
+    try {
+      const res = await fetch('/dashboard/sign-in', { headers: { Accept: 'application/json' } });
+      $('#provider-sign-in').hidden = !res.ok;
+    } catch {
+      $('#provider-sign-in').hidden = true;
+    }
   }
 
   async function signIn() {
@@ -484,7 +646,8 @@
       clearError();
       signIn();
     });
-    $('#sign-out').addEventListener('click', () => signOut());
+    $('#sign-out').addEventListener('click', signOutEverywhere);
+    $('#sign-in-provider').addEventListener('click', startProviderSignIn);
     $('#error-dismiss').addEventListener('click', clearError);
     document.querySelectorAll('#tabs button').forEach((b) => b.addEventListener('click', () => showTab(b.dataset.tab)));
     $('#range').addEventListener('change', loadAnalytics);
@@ -496,6 +659,10 @@
     $('#audit-more').addEventListener('click', () => loadAudit(false));
     window.addEventListener('online', () => { if (state.token && !state.ws) openLive(); });
     takeTokenFromFragment();
-    signIn();
+    offerProviderSignIn();
+    finishProviderSignIn().then(() => {
+      scheduleRefresh();
+      signIn();
+    });
   });
 })();

@@ -4,15 +4,48 @@
 //! API, so it can show nothing the API would not. See `docs/dashboard.md`.
 
 use axum::{
-    extract::Path,
+    Json,
+    extract::{Path, State},
     response::{IntoResponse, Response},
 };
 use http::{HeaderName, HeaderValue, StatusCode, header};
-use tenantkit::problem::Problem;
+use serde::Serialize;
+use tenantkit::{auth::IssuerConfig, problem::Problem};
 
-/// Scripts, styles and connections from this origin only; never framed.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+use crate::state::AppState;
+
+/// Scripts, styles and connections from this origin only (and the identity
+/// provider's, for its sign-in); never framed.
+fn content_security_policy(provider: Option<&str>) -> String {
+    let connect = match provider {
+        Some(origin) => format!("'self' {origin}"),
+        None => "'self'".into(),
+    };
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src {connect}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
+}
+
+/// The issuer the dashboard signs in with: the first configured with a
+/// `client_id`.
+fn sign_in_issuer(state: &AppState) -> Option<&IssuerConfig> {
+    state
+        .config
+        .auth
+        .issuers
+        .iter()
+        .find(|issuer| issuer.client_id.is_some())
+}
+
+/// The origin (`scheme://host[:port]`) of `url` (an issuer configuration
+/// has checked it is an http(s) URL).
+fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    (!host.is_empty() && host.chars().all(plain)).then(|| format!("{scheme}://{host}"))
+}
 
 /// The assets under `/dashboard/assets/`: name, media type, bytes.
 const ASSETS: &[(&str, &str, &[u8])] = &[
@@ -45,13 +78,12 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 
 const PAGE: &[u8] = include_bytes!("../../assets/dashboard/index.html");
 
-fn serve(media_type: &'static str, body: &'static [u8]) -> Response {
+fn serve(media_type: &'static str, body: &'static [u8], csp: &str) -> Response {
+    let csp = HeaderValue::from_str(csp)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
     let headers = [
         (header::CONTENT_TYPE, HeaderValue::from_static(media_type)),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        ),
+        (header::CONTENT_SECURITY_POLICY, csp),
         (
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -72,8 +104,49 @@ fn serve(media_type: &'static str, body: &'static [u8]) -> Response {
 /// `GET /dashboard`: the page.
 #[utoipa::path(get, path = "/dashboard", tag = "dashboard",
     responses((status = 200, description = "The dashboard page (HTML); it signs in with a token and reads only the public API", content_type = "text/html")))]
-pub async fn page() -> Response {
-    serve("text/html; charset=utf-8", PAGE)
+pub async fn page(State(state): State<AppState>) -> Response {
+    let provider = sign_in_issuer(&state).and_then(|issuer| origin(&issuer.issuer));
+    serve(
+        "text/html; charset=utf-8",
+        PAGE,
+        &content_security_policy(provider.as_deref()),
+    )
+}
+
+/// How the dashboard signs in with the identity provider: Authorization
+/// Code + PKCE, in the browser, with a public client (no secret).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SignIn {
+    /// The provider's issuer; its discovery document is at
+    /// `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// The public client registered with the provider for the dashboard.
+    pub client_id: String,
+    /// The API's audience, asked for as `resource` (RFC 8707) and `audience`.
+    pub audience: String,
+    /// The scopes asked for.
+    pub scope: String,
+}
+
+/// `GET /dashboard/sign-in`: the identity provider the dashboard offers.
+#[utoipa::path(get, path = "/dashboard/sign-in", tag = "dashboard",
+    responses(
+        (status = 200, description = "The provider and public client the dashboard signs in with", body = SignIn),
+        (status = 404, description = "No identity provider is configured for the dashboard (sign in with a token)", body = tenantkit::problem::Problem, content_type = "application/problem+json")
+    ))]
+pub async fn sign_in(State(state): State<AppState>) -> Response {
+    let Some(issuer) = sign_in_issuer(&state) else {
+        return Problem::new(StatusCode::NOT_FOUND, "Not found")
+            .with_detail("no identity provider is configured for the dashboard's sign-in")
+            .into_response();
+    };
+    Json(SignIn {
+        issuer: issuer.issuer.clone(),
+        client_id: issuer.client_id.clone().unwrap_or_default(),
+        audience: issuer.audience.first().cloned().unwrap_or_default(),
+        scope: "openid email offline_access".into(),
+    })
+    .into_response()
 }
 
 /// `GET /dashboard/assets/{name}`: its scripts, styles and uPlot's licence.
@@ -85,7 +158,7 @@ pub async fn page() -> Response {
     ))]
 pub async fn asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|(n, _, _)| *n == name) {
-        Some((_, media_type, body)) => serve(media_type, body),
+        Some((_, media_type, body)) => serve(media_type, body, &content_security_policy(None)),
         None => Problem::new(StatusCode::NOT_FOUND, "Not found")
             .with_detail(format!("the dashboard has no asset `{name}`"))
             .into_response(),
@@ -95,6 +168,24 @@ pub async fn asset(Path(name): Path<String>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_providers_origin_is_the_only_other_connection_allowed() {
+        assert_eq!(
+            origin("https://login.example.com/tenant/v2.0").as_deref(),
+            Some("https://login.example.com")
+        );
+        assert_eq!(
+            origin("http://127.0.0.1:4000").as_deref(),
+            Some("http://127.0.0.1:4000")
+        );
+        assert_eq!(origin("https://a b;c/"), None);
+        assert!(
+            content_security_policy(Some("https://login.example.com"))
+                .contains("connect-src 'self' https://login.example.com;")
+        );
+        assert!(content_security_policy(None).contains("connect-src 'self';"));
+    }
 
     #[test]
     fn every_asset_the_page_links_is_served() {

@@ -160,6 +160,29 @@ impl TestProvider {
         assert_eq!(answer["ok"], true);
     }
 
+    /// Adds a public client `client_id` for browser sign-in (Authorization
+    /// Code + PKCE) returning to `redirect_uri`, whose development login
+    /// page takes any login and password: the login names the account, and
+    /// its access tokens, valid `ttl_secs`, carry `accounts[login]` as claims.
+    /// It gives refresh tokens too.
+    pub async fn dashboard(
+        &mut self,
+        client_id: &str,
+        redirect_uri: &str,
+        ttl_secs: u64,
+        accounts: Value,
+    ) {
+        let answer = self
+            .command(json!({ "dashboard": {
+                "client_id": client_id,
+                "redirect_uri": redirect_uri,
+                "ttl": ttl_secs,
+                "accounts": accounts,
+            } }))
+            .await;
+        assert_eq!(answer["ok"], true);
+    }
+
     /// How many times the provider's key set has been fetched.
     pub async fn jwks_hits(&mut self) -> u64 {
         self.command(json!({ "jwks_hits": true })).await["jwks_hits"]

@@ -56,6 +56,11 @@ pub struct IssuerConfig {
     /// What `aud` must contain (one of these); a string or a list.
     #[serde(deserialize_with = "one_or_many")]
     pub audience: Vec<String>,
+    /// A public client (no secret) registered with the provider for
+    /// browser sign-in by Authorization Code + PKCE (the reference server's
+    /// dashboard); verification does not use it.
+    #[serde(default)]
+    pub client_id: Option<String>,
     /// The key set's address; by default read from the issuer's
     /// `/.well-known/openid-configuration`.
     #[serde(default)]
@@ -142,6 +147,7 @@ impl IssuerConfig {
             name: name.into(),
             issuer: issuer.into(),
             audience: vec![audience.into()],
+            client_id: None,
             jwks_uri: None,
             algorithms: default_algorithms(),
             tenant_claim: default_tenant_claim(),
@@ -187,6 +193,9 @@ impl IssuerSettings {
             return Err(bad(
                 "audience must name at least one non-empty audience".into()
             ));
+        }
+        if config.client_id.as_ref().is_some_and(String::is_empty) {
+            return Err(bad("client_id must not be empty".into()));
         }
         if config.algorithms.is_empty() {
             return Err(bad("algorithms must name at least one".into()));
@@ -537,6 +546,159 @@ mod tests {
             issuers.verify(&token).await.unwrap_err(),
             Refusal::Malformed,
             "no iss"
+        );
+    }
+
+    /// A loopback HTTP server answering each request with what `answer`
+    /// gives for its path (`None`: never answers); its base URL.
+    async fn serve(
+        answer: impl Fn(&str, &str) -> Option<String> + Send + Sync + 'static,
+    ) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let answer = Arc::new(answer);
+        let me = base.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let (answer, me) = (answer.clone(), me.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head);
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                    match answer(&me, &path) {
+                        Some(response) => {
+                            let _ = socket.write_all(response.as_bytes()).await;
+                        }
+                        None => tokio::time::sleep(Duration::from_secs(60)).await,
+                    }
+                });
+            }
+        });
+        base
+    }
+
+    fn json(body: &str) -> Option<String> {
+        Some(format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ))
+    }
+
+    fn discovery(base: &str) -> Option<String> {
+        json(&serde_json::json!({ "issuer": base, "jwks_uri": format!("{base}/jwks") }).to_string())
+    }
+
+    /// An Ed25519 public key (RFC 8037, appendix A) as a JWK named `kid`.
+    fn ed25519(kid: &str) -> Value {
+        serde_json::json!({ "kty": "OKP", "crv": "Ed25519", "kid": kid, "use": "sig",
+            "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo" })
+    }
+
+    /// An EdDSA token of `iss` with key id `kid` (and a signature no key makes).
+    fn token(iss: &str, kid: &str) -> String {
+        use base64::Engine;
+        let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let header = b64(serde_json::json!({ "alg": "EdDSA", "typ": "JWT", "kid": kid }));
+        let claims = b64(
+            serde_json::json!({ "iss": iss, "aud": "api", "sub": "u", "exp": 4_000_000_000u64 }),
+        );
+        format!("{header}.{claims}.{}", "A".repeat(86))
+    }
+
+    /// A token of the issuer at `base` finds no keys to verify with.
+    async fn assert_no_keys(base: &str) {
+        assert_eq!(
+            issuers_of(base)
+                .verify(&token(base, "k"))
+                .await
+                .unwrap_err(),
+            Refusal::KeysUnavailable
+        );
+    }
+
+    fn issuers_of(base: &str) -> Issuers {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut config = IssuerConfig::new("local", base, "api");
+        config.allow_http_loopback = true;
+        Issuers::new(&[config]).unwrap()
+    }
+
+    #[tokio::test]
+    async fn at_most_max_keys_of_a_key_set_are_kept() {
+        let base = serve(|base, path| match path {
+            "/.well-known/openid-configuration" => discovery(base),
+            "/jwks" => {
+                let keys: Vec<Value> = (0..MAX_KEYS + 36)
+                    .map(|i| ed25519(&format!("k{i}")))
+                    .collect();
+                json(&serde_json::json!({ "keys": keys }).to_string())
+            }
+            _ => None,
+        })
+        .await;
+        let issuers = issuers_of(&base);
+        let last_kept = format!("k{}", MAX_KEYS - 1);
+        assert_eq!(
+            issuers.verify(&token(&base, &last_kept)).await.unwrap_err(),
+            Refusal::BadSignature,
+            "the key is there; the signature is not its"
+        );
+        let past = format!("k{MAX_KEYS}");
+        assert_eq!(
+            issuers.verify(&token(&base, &past)).await.unwrap_err(),
+            Refusal::UnknownKey
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_key_set_a_redirect_or_a_discovery_naming_another_issuer_gives_no_keys() {
+        // A key set one byte past the limit.
+        let base = serve(|base, path| match path {
+            "/.well-known/openid-configuration" => discovery(base),
+            "/jwks" => {
+                let pad = " ".repeat(MAX_DOCUMENT_BYTES - 11);
+                json(&format!("{{\"keys\": []{pad}}}"))
+            }
+            _ => None,
+        })
+        .await;
+        assert_no_keys(&base).await;
+        // Redirects are not followed.
+        let base = serve(|_, _| {
+            Some("HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:9/\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into())
+        })
+        .await;
+        assert_no_keys(&base).await;
+        // A discovery document naming another issuer is not believed.
+        let base = serve(|_, path| match path {
+            "/.well-known/openid-configuration" => discovery("http://127.0.0.1:9"),
+            "/jwks" => json(&serde_json::json!({ "keys": [ed25519("k")] }).to_string()),
+            _ => None,
+        })
+        .await;
+        assert_no_keys(&base).await;
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_never_answers_is_given_up_on_after_the_time_limit() {
+        let base = serve(|_, _| None).await;
+        let started = std::time::Instant::now();
+        assert_no_keys(&base).await;
+        let took = started.elapsed();
+        assert!(
+            took >= FETCH_TIMEOUT && took < FETCH_TIMEOUT + Duration::from_secs(2),
+            "{took:?}"
         );
     }
 }
