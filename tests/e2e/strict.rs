@@ -66,6 +66,7 @@ fn routes() -> Vec<Route> {
         route(Method::GET, "/openapi.json", Public),
         route(Method::GET, "/dashboard", Public),
         route(Method::GET, "/dashboard/assets/{name}", Public),
+        route(Method::GET, "/dashboard/sign-in", Public),
         route(Method::POST, "/webhooks/stripe", Public),
         route(Method::GET, "/metrics", PlatformAdmin),
         route(Method::GET, "/tenants", PlatformAdmin),
