@@ -82,6 +82,7 @@ SELECT create_distributed_table('users', 'tenant_id');
 SELECT create_distributed_table('api_keys', 'tenant_id', colocate_with => 'users');
 SELECT create_distributed_table('audit_logs', 'tenant_id', colocate_with => 'users');
 SELECT create_distributed_table('audit_heads', 'tenant_id', colocate_with => 'users');
+SELECT create_distributed_table('tenant_sso', 'tenant_id', colocate_with => 'users');
 SELECT create_distributed_table('subscriptions', 'tenant_id', colocate_with => 'users');
 SELECT create_distributed_table('stripe_events', 'tenant_id', colocate_with => 'users');
 SELECT create_distributed_table('webhooks', 'tenant_id', colocate_with => 'users');

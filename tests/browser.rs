@@ -52,6 +52,16 @@ async fn signing_in_with_the_identity_provider_on_postgres() {
     provider_sign_in(Backend::Postgres).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_with_the_tenants_own_provider_on_sqlite() {
+    tenant_provider_sign_in(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_with_the_tenants_own_provider_on_postgres() {
+    tenant_provider_sign_in(Backend::Postgres).await;
+}
+
 fn required() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
@@ -580,22 +590,7 @@ async fn provider_sign_in(backend: Backend) {
         .link_external_id("corp-dashboard", &org, t.id)
         .await
         .unwrap();
-    let seed: Vec<Value> = (0..7)
-        .map(|i| json!({ "event_type": "page_view", "user_id": format!("u{i}"), "name": "/home" }))
-        .collect();
-    let res = t
-        .call(&s, Method::POST, "/analytics/events")
-        .json(&seed)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 202);
-    let page = format!(
-        "http://{}.{}:{}/dashboard",
-        t.sub,
-        tenantkit_e2e::BASE_DOMAIN,
-        s.running.addr.port()
-    );
+    let page = seven_events_and_their_page(&s, &t).await;
     provider
         .dashboard(
             "dashboard",
@@ -609,72 +604,9 @@ async fn provider_sign_in(backend: Backend) {
     let profile = tempfile::tempdir().unwrap();
     let origin = page.trim_end_matches("/dashboard");
     let c = browser(&driver, profile.path(), &[origin]).await;
-    c.goto(&page).await.unwrap();
-    click_when_shown(&c, "#sign-in-provider", "the provider's sign-in is offered").await;
-
-    // The provider's own login page (any login and password in development).
-    let login = wait_shown(&c, "input[name=login]", "the provider's login page").await;
-    assert!(
-        c.current_url()
-            .await
-            .unwrap()
-            .as_str()
-            .starts_with(&provider.issuer),
-        "the login page is the provider's"
-    );
-    login.send_keys("owner@e2e.test").await.unwrap();
-    let password = wait_shown(&c, "input[name=password]", "the password field").await;
-    password.send_keys("any password").await.unwrap();
-    click_when_shown(&c, "button[type=submit]", "the login button").await;
-
-    // Back on the dashboard, signed in as the tenant's owner: its numbers.
-    wait_for(
-        &c,
-        "#analytics .cards",
-        "data-loaded",
-        Duration::from_secs(20),
-        "the summary loads after the provider's sign-in",
-        |v| v == "true",
-    )
-    .await;
-    let url = c.current_url().await.unwrap();
-    assert_eq!(url.query(), None, "the code left the address bar");
-    let tenant = wait_for(
-        &c,
-        "body",
-        "data-tenant",
-        Duration::from_secs(5),
-        "the tenant",
-        |v| !v.is_empty(),
-    )
-    .await;
-    assert_eq!(tenant, t.id.to_string());
-    wait_for(
-        &c,
-        "#stat-events",
-        "data-value",
-        Duration::from_secs(10),
-        "the events card shows the tenant's events",
-        |v| v == "7",
-    )
-    .await;
-    let stored: Value = c
-        .execute(
-            "return [sessionStorage.getItem('tenantkit.dashboard.token'), \
-             (document.documentElement.outerHTML + JSON.stringify(sessionStorage)).includes('client_secret')]",
-            vec![],
-        )
-        .await
-        .unwrap();
-    let token = stored[0]
-        .as_str()
-        .expect("the access token is kept in the tab");
-    assert_eq!(stored[1], false, "no client secret in the page");
-    // The token is the provider's, and the API takes it.
-    assert_eq!(
-        tenantkit::auth::Issuers::issuer_of(token).as_deref(),
-        Some(provider.issuer.as_str())
-    );
+    let token =
+        sign_in_with_provider(&c, &page, &provider, "owner@e2e.test", &t.id.to_string()).await;
+    let token = token.as_str();
     let res = s
         .request(Method::GET, "/users", &t.sub, token)
         .send()
@@ -719,6 +651,191 @@ async fn provider_sign_in(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(left, Value::Null, "the token is gone");
+    c.close().await.unwrap();
+    s.stop().await;
+}
+
+/// Seven page views for tenant `t`; the address of its dashboard.
+async fn seven_events_and_their_page(s: &Server, t: &tenantkit_e2e::OwnedTenant) -> String {
+    let seed: Vec<Value> = (0..7)
+        .map(|i| json!({ "event_type": "page_view", "user_id": format!("u{i}"), "name": "/home" }))
+        .collect();
+    let res = t
+        .call(s, Method::POST, "/analytics/events")
+        .json(&seed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    format!(
+        "http://{}.{}:{}/dashboard",
+        t.sub,
+        tenantkit_e2e::BASE_DOMAIN,
+        s.running.addr.port()
+    )
+}
+
+/// Opens the dashboard at `page`, signs in through `provider`'s login page
+/// as `login`, and waits for tenant `tenant`'s numbers (7 events): the token
+/// the page keeps, checked to be the provider's, with no client secret
+/// anywhere in the page.
+async fn sign_in_with_provider(
+    c: &Client,
+    page: &str,
+    provider: &tenantkit::testing::oidc::TestProvider,
+    login: &str,
+    tenant: &str,
+) -> String {
+    c.goto(page).await.unwrap();
+    click_when_shown(c, "#sign-in-provider", "the provider's sign-in is offered").await;
+
+    // The provider's own login page (any login and password in development).
+    let field = wait_shown(c, "input[name=login]", "the provider's login page").await;
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .starts_with(&provider.issuer),
+        "the login page is the provider's"
+    );
+    field.send_keys(login).await.unwrap();
+    let password = wait_shown(c, "input[name=password]", "the password field").await;
+    password.send_keys("any password").await.unwrap();
+    click_when_shown(c, "button[type=submit]", "the login button").await;
+
+    // Back on the dashboard, signed in to the tenant: its numbers.
+    wait_for(
+        c,
+        "#analytics .cards",
+        "data-loaded",
+        Duration::from_secs(20),
+        "the summary loads after the provider's sign-in",
+        |v| v == "true",
+    )
+    .await;
+    let url = c.current_url().await.unwrap();
+    assert_eq!(url.query(), None, "the code left the address bar");
+    let shown = wait_for(
+        c,
+        "body",
+        "data-tenant",
+        Duration::from_secs(5),
+        "the tenant",
+        |v| !v.is_empty(),
+    )
+    .await;
+    assert_eq!(shown, tenant);
+    wait_for(
+        c,
+        "#stat-events",
+        "data-value",
+        Duration::from_secs(10),
+        "the events card shows the tenant's events",
+        |v| v == "7",
+    )
+    .await;
+    let stored: Value = c
+        .execute(
+            "return [sessionStorage.getItem('tenantkit.dashboard.token'), \
+             (document.documentElement.outerHTML + JSON.stringify(sessionStorage)).includes('client_secret')]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let token = stored[0]
+        .as_str()
+        .expect("the access token is kept in the tab");
+    assert_eq!(stored[1], false, "no client secret in the page");
+    assert_eq!(
+        tenantkit::auth::Issuers::issuer_of(token).as_deref(),
+        Some(provider.issuer.as_str()),
+        "the token is the provider's"
+    );
+    token.to_owned()
+}
+
+/// A tenant's own provider, registered by its owner with just-in-time
+/// provisioning: a newcomer signs in to the dashboard at the tenant's
+/// address through it, is created as a member, and sees the tenant's
+/// numbers; the platform trusts no issuer itself.
+async fn tenant_provider_sign_in(backend: Backend) {
+    use tenantkit::testing::oidc::{AUDIENCE, TestProvider};
+    let Some(driver) = chromedriver() else {
+        return;
+    };
+    let mut provider = TestProvider::start(&[("rs1", "RS256")], &[]).await;
+    let Some(s) = Server::start_with(backend, |c| {
+        c.auth.sso.allow_http = true;
+        c.auth.sso.allow_networks = vec!["127.0.0.1/32".into()];
+        c.analytics.count_api_calls = false;
+        // The owner registers the tenant's provider: a plan with `sso`.
+        c.billing.plans.default_plan = "enterprise".into();
+    })
+    .await
+    else {
+        return;
+    };
+    let t = s.owned_tenant().await;
+    let res = t
+        .call(&s, Method::PUT, "/tenant/sso")
+        .json(&json!({
+            "issuer": provider.issuer,
+            "audience": AUDIENCE,
+            "client_id": "acme-dashboard",
+            "email_domain": "acme.example",
+            "provision_role": "member",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        200,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    let page = seven_events_and_their_page(&s, &t).await;
+    provider
+        .dashboard(
+            "acme-dashboard",
+            &page,
+            300,
+            json!({ "newcomer@acme.example": { "email": "newcomer@acme.example" } }),
+        )
+        .await;
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser(
+        &driver,
+        profile.path(),
+        &[page.trim_end_matches("/dashboard")],
+    )
+    .await;
+    sign_in_with_provider(
+        &c,
+        &page,
+        &provider,
+        "newcomer@acme.example",
+        &t.id.to_string(),
+    )
+    .await;
+    screenshot(&c, "dashboard-tenant-provider-sign-in").await;
+    // The newcomer was provisioned as a member.
+    let users: Value = t
+        .call(&s, Method::GET, "/users?limit=100")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let newcomer = users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "newcomer@acme.example")
+        .expect("provisioned on first sign-in");
+    assert_eq!(newcomer["role"], "member");
     c.close().await.unwrap();
     s.stop().await;
 }

@@ -91,6 +91,13 @@ fn webhook_routes() -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(webhooks::recover))
 }
 
+/// The tenant's own identity provider: tenant routes that also need the
+/// plan's `sso` feature.
+fn sso_routes() -> OpenApiRouter<AppState> {
+    use routes::sso;
+    OpenApiRouter::default().routes(utoipa_axum::routes!(sso::get, sso::put, sso::delete))
+}
+
 /// Analytics: tenant routes, with a body limit fit for 1,000 events.
 fn analytics_routes() -> OpenApiRouter<AppState> {
     use routes::analytics;
@@ -113,6 +120,11 @@ fn platform_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(utoipa_axum::routes!(tenants::export))
         .routes(utoipa_axum::routes!(tenants::deletion))
+        .routes(utoipa_axum::routes!(
+            routes::sso::platform_get,
+            routes::sso::platform_put,
+            routes::sso::platform_delete
+        ))
         .routes(utoipa_axum::routes!(audit_logs::platform_list))
         .routes(utoipa_axum::routes!(health::metrics))
 }
@@ -135,6 +147,7 @@ fn public_routes() -> OpenApiRouter<AppState> {
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     tenant_routes()
         .merge(webhook_routes())
+        .merge(sso_routes())
         .merge(analytics_routes())
         .merge(platform_routes())
         .merge(public_routes())
@@ -165,9 +178,11 @@ pub fn app(state: AppState) -> anyhow::Result<Router> {
     if let Some(default) = &config.server.default_tenant {
         tenant_layer = tenant_layer.with_default_tenant(default.parse::<TenantRef>()?);
     }
-    let auth = AuthLayer::new((*state.keys).clone(), state.db.clone())
+    // Billing's store: a user provisioned on first sign-in counts against the plan.
+    let auth = AuthLayer::new((*state.keys).clone(), state.billing.clone())
         .with_user_claim(config.auth.user_claim.parse::<UserClaim>()?)
-        .with_issuers(state.issuers.clone());
+        .with_issuers(state.issuers.clone())
+        .with_tenant_issuers(state.tenant_issuers.clone());
     let per_ip = RateLimitLayer::per_client_ip(per_minute(config.rate_limit.per_ip_per_minute));
 
     // One limiter of each kind, shared by every tenant route.
@@ -214,6 +229,11 @@ pub fn app(state: AppState) -> anyhow::Result<Router> {
         PlanLayer::new(state.billing.clone()).requiring(Feature::Webhooks),
         body_limit.clone(),
     ));
+    let (sso_routes, _) = sso_routes().split_for_parts();
+    let sso_routes = sso_routes.route_layer(tenant_stack(
+        PlanLayer::new(state.billing.clone()).requiring(Feature::Sso),
+        body_limit.clone(),
+    ));
     let (analytics_routes, _) = analytics_routes().split_for_parts();
     let analytics_routes = analytics_routes.route_layer(tenant_stack(
         PlanLayer::new(state.billing.clone()),
@@ -238,6 +258,7 @@ pub fn app(state: AppState) -> anyhow::Result<Router> {
     let app = Router::new()
         .merge(tenant_routes)
         .merge(webhook_routes)
+        .merge(sso_routes)
         .merge(analytics_routes)
         .merge(platform_routes)
         .merge(public_routes)

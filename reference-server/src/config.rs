@@ -344,6 +344,47 @@ pub struct AuthConfig {
     /// environment, `TENANTKIT_AUTH__ISSUERS` as a JSON array. See
     /// docs/authentication.md.
     pub issuers: Vec<tenantkit::auth::IssuerConfig>,
+    /// Tenants' own identity providers (single sign-on), `[auth.sso]`.
+    pub sso: SsoConfig,
+}
+
+/// `[auth.sso]`: how tenants' own identity providers may be reached. Their
+/// addresses are the tenants' to give, so by default only `https` at
+/// public addresses.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SsoConfig {
+    /// Also accept plain `http` issuers (never in production).
+    pub allow_http: bool,
+    /// Networks issuers may be at although blocked (e.g. `["127.0.0.1/32"]`
+    /// for a local test provider, or a private network you trust).
+    pub allow_networks: Vec<String>,
+}
+
+impl SsoConfig {
+    /// The URL policy tenants' issuers are reached under.
+    pub fn url_policy(&self) -> Result<tenantkit::ssrf::UrlPolicy, ConfigError> {
+        url_policy("auth.sso", self.allow_http, &self.allow_networks)
+    }
+}
+
+/// A [`tenantkit::ssrf::UrlPolicy`] from a section's `allow_http` and
+/// `allow_networks`: the one reading of both, for every section that has them.
+pub fn url_policy(
+    section: &str,
+    allow_http: bool,
+    allow_networks: &[String],
+) -> Result<tenantkit::ssrf::UrlPolicy, ConfigError> {
+    let mut policy = tenantkit::ssrf::UrlPolicy::strict().with_http(allow_http);
+    for network in allow_networks {
+        let network = network.parse().map_err(|_| {
+            ConfigError(format!(
+                "{section}.allow_networks: `{network}` is not a network"
+            ))
+        })?;
+        policy = policy.allow_network(network);
+    }
+    Ok(policy)
 }
 
 impl Default for AuthConfig {
@@ -357,6 +398,7 @@ impl Default for AuthConfig {
             user_claim: "sub".into(),
             access_cache_ttl_ms: 2000,
             issuers: Vec::new(),
+            sso: SsoConfig::default(),
         }
     }
 }
@@ -493,6 +535,7 @@ impl Config {
             .map_err(|e| ConfigError(format!("auth.user_claim: {e}")))?;
         tenantkit::auth::Issuers::new(&self.auth.issuers)
             .map_err(|e| ConfigError(format!("auth.issuers: {e}")))?;
+        self.auth.sso.url_policy()?;
         let analytics = &self.analytics;
         if analytics.retention_days < 36 {
             return Err(ConfigError(

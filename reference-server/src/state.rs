@@ -29,6 +29,8 @@ pub struct AppState {
     pub keys: Arc<JwtKeys>,
     /// Trusted token issuers, with their key caches.
     pub issuers: tenantkit::auth::Issuers,
+    /// Tenants' own issuers (single sign-on), with their key caches.
+    pub tenant_issuers: tenantkit::auth::TenantIssuers,
     /// Metrics registry.
     pub metrics: Metrics,
     /// Plans, subscriptions and Stripe.
@@ -103,6 +105,7 @@ impl AppState {
             db,
             keys: Arc::new(keys),
             issuers: tenantkit::auth::Issuers::new(&config.auth.issuers)?,
+            tenant_issuers: tenantkit::auth::TenantIssuers::new(config.auth.sso.url_policy()?),
             metrics: Metrics::new(Some(analytics.clone())).with_tasks(tasks.clone()),
             billing,
             webhooks,

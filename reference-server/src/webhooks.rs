@@ -11,7 +11,6 @@ use tenantkit_webhooks::{
     Webhooks,
     catalogue::EventCatalogue,
     secret_box::SecretBox,
-    ssrf::UrlPolicy,
     transport::Transport,
     worker::{DeliveryLimits, Worker, WorkerOptions},
 };
@@ -21,13 +20,8 @@ use crate::config::Config;
 /// Webhooks as configured: URL policy, sealing keys, rotation grace.
 pub fn build(config: &Config) -> anyhow::Result<Webhooks> {
     let settings = &config.webhooks;
-    let mut policy = UrlPolicy::strict().with_http(settings.allow_http);
-    for network in &settings.allow_networks {
-        let network = network
-            .parse()
-            .with_context(|| format!("webhooks.allow_networks: `{network}` is not a network"))?;
-        policy = policy.allow_network(network);
-    }
+    let policy =
+        crate::config::url_policy("webhooks", settings.allow_http, &settings.allow_networks)?;
     let keys: Vec<Secret> = if !settings.secret_keys.is_empty() {
         settings.secret_keys.clone()
     } else if config.is_embedded() {

@@ -109,6 +109,11 @@ impl Billing {
         self
     }
 
+    /// The database billing reads and writes.
+    pub(crate) fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
     /// The configured plans.
     pub fn plans(&self) -> &Plans {
         &self.inner.plans

@@ -31,6 +31,7 @@
 //! # Ok::<_, tenantkit::Error>(()) }).unwrap();
 //! ```
 
+mod auth_store;
 mod billing;
 pub mod config;
 mod error;

@@ -25,6 +25,9 @@ pub enum Feature {
     Webhooks,
     /// Custom integrations.
     CustomIntegrations,
+    /// The tenant's own identity provider (single sign-on), registered by
+    /// its owner.
+    Sso,
 }
 
 impl Feature {
@@ -34,6 +37,7 @@ impl Feature {
             Feature::ApiAccess => "api_access",
             Feature::Webhooks => "webhooks",
             Feature::CustomIntegrations => "custom_integrations",
+            Feature::Sso => "sso",
         }
     }
 }
@@ -57,6 +61,9 @@ pub struct PlanConfig {
     /// Custom integrations.
     #[serde(default)]
     pub custom_integrations: bool,
+    /// The tenant's owner registers its own identity provider.
+    #[serde(default)]
+    pub sso: bool,
     /// Stripe price ids that put a tenant on this plan.
     #[serde(default)]
     pub stripe_price_ids: Vec<String>,
@@ -74,7 +81,8 @@ pub struct PlansConfig {
 
 impl Default for PlansConfig {
     /// Free (100 users, no API, no webhooks), Pro (1000 users, API, webhooks),
-    /// Enterprise (unlimited users, API, webhooks, custom integrations).
+    /// Enterprise (unlimited users, API, webhooks, custom integrations,
+    /// single sign-on).
     fn default() -> Self {
         let plan = |name: &str, max_users, api_access, webhooks, custom_integrations| PlanConfig {
             name: Some(name.to_owned()),
@@ -82,6 +90,7 @@ impl Default for PlansConfig {
             api_access,
             webhooks,
             custom_integrations,
+            sso: custom_integrations,
             stripe_price_ids: Vec::new(),
         };
         Self {
@@ -168,6 +177,7 @@ impl Plans {
                 (plan.api_access, Feature::ApiAccess),
                 (plan.webhooks, Feature::Webhooks),
                 (plan.custom_integrations, Feature::CustomIntegrations),
+                (plan.sso, Feature::Sso),
             ]
             .into_iter()
             .filter_map(|(on, f)| on.then_some(f))

@@ -114,7 +114,8 @@ pub mod schema;
 pub mod secret_box;
 pub mod signature;
 pub mod sql;
-pub mod ssrf;
+/// SSRF defence, shared with core (single sign-on issuers): see [`tenantkit::ssrf`].
+pub use tenantkit::ssrf;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod transport;

@@ -19,11 +19,10 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use crate::{
     signature::SignedHeaders,
-    ssrf::{UrlPolicy, UrlRefusal},
+    ssrf::{UrlPolicy, UrlRefusal, VettingResolver},
 };
 
 /// The whole request, connect included.
@@ -114,22 +113,6 @@ impl Attempt {
 pub struct Transport {
     client: reqwest::Client,
     policy: UrlPolicy,
-}
-
-/// The client's resolver: [`UrlPolicy::resolve`].
-struct VettingResolver(UrlPolicy);
-
-impl Resolve for VettingResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.0.clone();
-        Box::pin(async move {
-            let addrs = policy.resolve(name.as_str(), 0).await?;
-            if addrs.is_empty() {
-                return Err(format!("`{}` does not resolve", name.as_str()).into());
-            }
-            Ok(Box::new(addrs.into_iter()) as Addrs)
-        })
-    }
 }
 
 impl Transport {

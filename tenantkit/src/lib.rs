@@ -51,6 +51,7 @@ mod request;
 pub mod resolve;
 pub mod retry;
 mod secret;
+pub mod ssrf;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -61,8 +62,8 @@ pub use context::TenantContext;
 pub use error::{BackendError, Error, Result};
 pub use id::{ApiKeyId, AuditEntryId, TenantId, UserId};
 pub use model::{
-    ApiKey, NewApiKey, NewTenant, NewUser, PageRequest, Role, Scope, Tenant, TenantStatus, User,
-    UserPatch,
+    ApiKey, NewApiKey, NewTenant, NewUser, PageRequest, Role, Scope, SsoSettings, Tenant,
+    TenantSso, TenantStatus, User, UserPatch,
 };
 pub use secret::Secret;
 pub use store::{Backend, Db, TenantTx};

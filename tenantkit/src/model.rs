@@ -5,7 +5,7 @@ use std::{fmt, str::FromStr};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{ApiKeyId, TenantId, UserId};
+use crate::{ApiKeyId, Error, Result, TenantId, UserId};
 
 /// A tenant: one customer organisation, isolated from every other.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -323,4 +323,171 @@ impl<Id> PageRequest<Id> {
 
 fn default_limit() -> u32 {
     50
+}
+
+/// What a tenant's owner (or a platform admin) registers: the tenant's
+/// identity provider, and how its tokens name the tenant's users.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SsoSettings {
+    /// The provider's issuer, exactly as its tokens' `iss` (https; at most
+    /// 255 characters, no query or fragment).
+    pub issuer: String,
+    /// What the tokens' `aud` must contain (the API identifier or client id
+    /// registered with the provider).
+    pub audience: String,
+    /// A public client (no secret) registered with the provider, for the
+    /// dashboard's sign-in by Authorization Code + PKCE.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// The key set's address; by default read from the issuer's discovery
+    /// document.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// The claim holding the user's e-mail address (default `email`; Entra
+    /// ID tokens, say, have `preferred_username`).
+    #[serde(default = "default_email_claim")]
+    pub email_claim: String,
+    /// A claim whose role (`member`, `admin`, `owner`, or a list) caps the
+    /// user's own; none by default.
+    #[serde(default)]
+    pub role_claim: Option<String>,
+    /// When set, only addresses of this domain sign in (and are provisioned).
+    #[serde(default)]
+    pub email_domain: Option<String>,
+    /// When set, a signed-in user who is not yet a user of the tenant is
+    /// created with this role (audited `user.provisioned`, within the plan's
+    /// user limit); when absent (the default) such a token is refused.
+    #[serde(default)]
+    pub provision_role: Option<Role>,
+}
+
+fn default_email_claim() -> String {
+    "email".into()
+}
+
+/// A tenant's registered identity provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TenantSso {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// What was registered.
+    #[serde(flatten)]
+    pub settings: SsoSettings,
+    /// When it was first registered.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl SsoSettings {
+    /// The settings checked and normalised (trimmed, the domain lower-cased):
+    /// every field within its limits, the addresses absolute `http(s)` URLs.
+    /// Whether an address may be contacted is the operator's
+    /// [`crate::ssrf::UrlPolicy`]'s to say, see
+    /// `tenantkit::auth::TenantIssuers::vet`.
+    ///
+    /// ```
+    /// use tenantkit::SsoSettings;
+    ///
+    /// let settings: SsoSettings = serde_json::from_value(serde_json::json!({
+    ///     "issuer": "https://login.acme.example/",
+    ///     "audience": "tenantkit",
+    ///     "email_domain": "ACME.example",
+    /// })).unwrap();
+    /// let checked = settings.checked().unwrap();
+    /// assert_eq!(checked.email_domain.as_deref(), Some("acme.example"));
+    /// assert_eq!(checked.email_claim, "email");
+    /// ```
+    pub fn checked(&self) -> Result<SsoSettings> {
+        let issuer = url("issuer", &self.issuer, 255)?;
+        let jwks_uri = self
+            .jwks_uri
+            .as_deref()
+            .map(|u| url("jwks_uri", u, 2000))
+            .transpose()?;
+        let email_domain = self
+            .email_domain
+            .as_deref()
+            .map(|d| {
+                let domain = d.trim().trim_start_matches('@').to_ascii_lowercase();
+                let valid = (1..=253).contains(&domain.len())
+                    && domain.contains('.')
+                    && !domain.starts_with(['.', '-'])
+                    && !domain.ends_with(['.', '-'])
+                    && domain.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
+                    });
+                if valid {
+                    Ok(domain)
+                } else {
+                    Err(Error::invalid(format!(
+                        "`email_domain` must be a domain name such as `acme.example`, got `{d}`"
+                    )))
+                }
+            })
+            .transpose()?;
+        Ok(SsoSettings {
+            issuer,
+            audience: token_text("audience", &self.audience, 255)?,
+            client_id: self
+                .client_id
+                .as_deref()
+                .map(|c| token_text("client_id", c, 255))
+                .transpose()?,
+            jwks_uri,
+            email_claim: token_text("email_claim", &self.email_claim, 100)?,
+            role_claim: self
+                .role_claim
+                .as_deref()
+                .map(|c| token_text("role_claim", c, 100))
+                .transpose()?,
+            email_domain,
+            provision_role: self.provision_role,
+        })
+    }
+}
+
+/// 1 to `max` characters after trimming, no control characters.
+fn token_text(field: &str, value: &str, max: usize) -> Result<String> {
+    let trimmed = value.trim();
+    let len = trimmed.chars().count();
+    if len == 0 || len > max {
+        return Err(Error::invalid(format!(
+            "`{field}` must be 1 to {max} characters, got {len}"
+        )));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "`{field}` must not contain control characters"
+        )));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// An absolute `http(s)` URL without credentials, query or fragment, kept
+/// exactly as given (an issuer is compared byte for byte).
+fn url(field: &str, value: &str, max: usize) -> Result<String> {
+    let value = token_text(field, value, max)?;
+    let parsed = url::Url::parse(&value)
+        .map_err(|e| Error::invalid(format!("`{field}` is not an absolute URL: {e}")))?;
+    if !matches!(parsed.scheme(), "https" | "http") {
+        return Err(Error::invalid(format!(
+            "`{field}` must be an https URL, not `{}`",
+            parsed.scheme()
+        )));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(Error::invalid(format!(
+            "`{field}` must not contain a user name or password"
+        )));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(Error::invalid(format!(
+            "`{field}` must not have a query or fragment"
+        )));
+    }
+    Ok(value)
 }

@@ -20,6 +20,7 @@ const ALLOWED: &[&str] = &[
     "tenantkit_link_external_id(text,text,uuid)",
     "tenantkit_linked_external_ids(uuid,text)",
     "tenantkit_lock_deleted_tenant(uuid)",
+    "tenantkit_release_sso_issuer(text)",
     "tenantkit_resolve_external_id(text,text)",
     "tenantkit_set_tenant_status(uuid,text)",
     "tenantkit_start_tenant_deletion(uuid,text,text,text)",

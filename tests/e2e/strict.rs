@@ -78,7 +78,15 @@ fn routes() -> Vec<Route> {
         route(Method::POST, "/tenants/{id}/export", PlatformAdmin),
         route(Method::GET, "/tenants/{id}/deletion", PlatformAdmin),
         route(Method::GET, "/tenants/{id}/audit-logs", PlatformAdmin),
+        route(Method::GET, "/tenants/{id}/sso", PlatformAdmin),
+        route(Method::PUT, "/tenants/{id}/sso", PlatformAdmin)
+            .json(json!({ "issuer": "https://login.walk.example/", "audience": "api" })),
+        route(Method::DELETE, "/tenants/{id}/sso", PlatformAdmin),
         route(Method::GET, "/tenant", Tenant),
+        route(Method::GET, "/tenant/sso", Tenant),
+        route(Method::PUT, "/tenant/sso", Tenant)
+            .json(json!({ "issuer": "https://login.walk.example/", "audience": "api" })),
+        route(Method::DELETE, "/tenant/sso", Tenant),
         route(Method::GET, "/users", Tenant),
         route(Method::POST, "/users", Tenant).json(json!({ "email": "walk@strict.test" })),
         route(Method::GET, "/users/{id}", Tenant),

@@ -8,9 +8,9 @@ use axum::{
     extract::{Path, State},
     response::{IntoResponse, Response},
 };
-use http::{HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use serde::Serialize;
-use tenantkit::{auth::IssuerConfig, problem::Problem};
+use tenantkit::problem::Problem;
 
 use crate::state::AppState;
 
@@ -27,15 +27,59 @@ fn content_security_policy(provider: Option<&str>) -> String {
     )
 }
 
-/// The issuer the dashboard signs in with: the first configured with a
-/// `client_id`.
-fn sign_in_issuer(state: &AppState) -> Option<&IssuerConfig> {
-    state
+/// How the dashboard at this address signs in: with the tenant's own
+/// identity provider when the address is a tenant's
+/// (`<subdomain>.<server.base_domain>`) and it registered one with a public
+/// client; else with the first configured issuer with a `client_id`.
+async fn sign_in_for(state: &AppState, headers: &HeaderMap) -> Option<SignIn> {
+    if let Some(own) = tenant_sign_in(state, headers).await {
+        return Some(own);
+    }
+    let issuer = state
         .config
         .auth
         .issuers
         .iter()
-        .find(|issuer| issuer.client_id.is_some())
+        .find(|issuer| issuer.client_id.is_some())?;
+    Some(SignIn {
+        issuer: issuer.issuer.clone(),
+        client_id: issuer.client_id.clone().unwrap_or_default(),
+        audience: issuer.audience.first().cloned().unwrap_or_default(),
+        scope: SCOPE.into(),
+    })
+}
+
+const SCOPE: &str = "openid email offline_access";
+
+/// The sign-in of the tenant the `Host` names, if it registered its own
+/// provider with a public client.
+async fn tenant_sign_in(state: &AppState, headers: &HeaderMap) -> Option<SignIn> {
+    let base = state.config.server.base_domain.as_deref()?;
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let subdomain = tenantkit::resolve::subdomain_of_host(host, base)?;
+    let found = async {
+        let Some(tenant) = state
+            .db
+            .resolve_cached(&tenantkit::resolve::TenantRef::Subdomain(subdomain))
+            .await?
+        else {
+            return Ok(None);
+        };
+        state.db.tenant_sso(&tenant).await
+    };
+    let sso = match found.await {
+        Ok(sso) => sso?,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the tenant's single sign-on; offering the platform's");
+            return None;
+        }
+    };
+    Some(SignIn {
+        issuer: sso.settings.issuer.clone(),
+        client_id: sso.settings.client_id.clone()?,
+        audience: sso.settings.audience.clone(),
+        scope: SCOPE.into(),
+    })
 }
 
 /// The origin (`scheme://host[:port]`) of `url` (an issuer configuration
@@ -104,8 +148,10 @@ fn serve(media_type: &'static str, body: &'static [u8], csp: &str) -> Response {
 /// `GET /dashboard`: the page.
 #[utoipa::path(get, path = "/dashboard", tag = "dashboard",
     responses((status = 200, description = "The dashboard page (HTML); it signs in with a token and reads only the public API", content_type = "text/html")))]
-pub async fn page(State(state): State<AppState>) -> Response {
-    let provider = sign_in_issuer(&state).and_then(|issuer| origin(&issuer.issuer));
+pub async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let provider = sign_in_for(&state, &headers)
+        .await
+        .and_then(|sign_in| origin(&sign_in.issuer));
     serve(
         "text/html; charset=utf-8",
         PAGE,
@@ -128,25 +174,21 @@ pub struct SignIn {
     pub scope: String,
 }
 
-/// `GET /dashboard/sign-in`: the identity provider the dashboard offers.
+/// `GET /dashboard/sign-in`: the identity provider the dashboard offers: at
+/// a tenant's address, the tenant's own (if it registered one with a public
+/// client), else the platform's.
 #[utoipa::path(get, path = "/dashboard/sign-in", tag = "dashboard",
     responses(
         (status = 200, description = "The provider and public client the dashboard signs in with", body = SignIn),
         (status = 404, description = "No identity provider is configured for the dashboard (sign in with a token)", body = tenantkit::problem::Problem, content_type = "application/problem+json")
     ))]
-pub async fn sign_in(State(state): State<AppState>) -> Response {
-    let Some(issuer) = sign_in_issuer(&state) else {
-        return Problem::new(StatusCode::NOT_FOUND, "Not found")
+pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match sign_in_for(&state, &headers).await {
+        Some(sign_in) => Json(sign_in).into_response(),
+        None => Problem::new(StatusCode::NOT_FOUND, "Not found")
             .with_detail("no identity provider is configured for the dashboard's sign-in")
-            .into_response();
-    };
-    Json(SignIn {
-        issuer: issuer.issuer.clone(),
-        client_id: issuer.client_id.clone().unwrap_or_default(),
-        audience: issuer.audience.first().cloned().unwrap_or_default(),
-        scope: "openid email offline_access".into(),
-    })
-    .into_response()
+            .into_response(),
+    }
 }
 
 /// `GET /dashboard/assets/{name}`: its scripts, styles and uPlot's licence.

@@ -7,6 +7,7 @@ pub mod billing;
 pub mod dashboard;
 pub mod health;
 pub mod live;
+pub mod sso;
 pub mod tenant;
 pub mod tenants;
 pub mod users;

@@ -11,6 +11,7 @@ mod audit;
 mod billing;
 mod client;
 mod flows;
+mod sso;
 mod webhooks;
 
 use http::{Method, Request, StatusCode, header};

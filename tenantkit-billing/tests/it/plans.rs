@@ -378,6 +378,7 @@ fn default_plans_are_free_pro_enterprise() {
         pro.has(Feature::ApiAccess)
             && pro.has(Feature::Webhooks)
             && !pro.has(Feature::CustomIntegrations)
+            && !pro.has(Feature::Sso)
     );
     let ent = plans.get("enterprise").unwrap();
     assert_eq!(ent.max_users, None);
@@ -385,6 +386,7 @@ fn default_plans_are_free_pro_enterprise() {
         ent.has(Feature::ApiAccess)
             && ent.has(Feature::Webhooks)
             && ent.has(Feature::CustomIntegrations)
+            && ent.has(Feature::Sso)
     );
     assert_eq!(plans.default_plan().id, "free");
 }
@@ -397,6 +399,7 @@ fn bad_plan_configurations_fail_with_a_clear_message() {
         api_access: false,
         webhooks: false,
         custom_integrations: false,
+        sso: false,
         stripe_price_ids: vec!["price_a".into()],
     };
     let cases: Vec<(PlansConfig, &str)> = vec![

@@ -33,6 +33,7 @@
 //! [`TenantTx::set_actor`]: crate::TenantTx::set_actor
 
 mod api_keys;
+mod sso;
 mod users;
 
 pub use api_keys::CreatedApiKey;

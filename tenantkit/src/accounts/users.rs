@@ -37,6 +37,31 @@ impl TenantTx {
         new: &NewUser,
         max_users: Option<u64>,
     ) -> Result<User> {
+        self.add_user("create", new, max_users).await
+    }
+
+    /// Creates the user a token of the tenant's identity provider names on
+    /// their first sign-in (just-in-time provisioning), within `max_users`
+    /// like [`TenantTx::create_user_within`], audited as `user.provisioned`.
+    /// A user created meanwhile by another request is returned as it is.
+    pub async fn provision_user(&mut self, new: &NewUser, max_users: Option<u64>) -> Result<User> {
+        let email = validate::email(&new.email)?;
+        // Every user insert takes the tenant's write lock: once it is held,
+        // a user created by a concurrent sign-in is seen here.
+        self.lock_tenant_writes().await?;
+        let q = self.query(sql::USER_BY_EMAIL).bind(email);
+        if let Some(user) = self.fetch_optional(q).await? {
+            return Ok(user);
+        }
+        self.add_user("user.provisioned", new, max_users).await
+    }
+
+    async fn add_user(
+        &mut self,
+        action: &str,
+        new: &NewUser,
+        max_users: Option<u64>,
+    ) -> Result<User> {
         let email = validate::email(&new.email)?;
         if let Some(limit) = max_users {
             self.lock_tenant_writes().await?;
@@ -56,7 +81,7 @@ impl TenantTx {
             .bind(email)
             .bind(new.role)
             .bind(Utc::now());
-        self.insert(q)
+        self.insert_as(action, q)
             .await
             .map_err(|e| e.conflict_if_unique("a user with this email already exists"))
     }

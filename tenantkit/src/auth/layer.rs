@@ -5,9 +5,12 @@ use futures_util::future::BoxFuture;
 use http::{Extensions, HeaderValue, Request, StatusCode, header};
 use tower::Layer;
 
-use super::{IssuerToken, Issuers, JwtKeys, Principal, Refusal, TokenError, TokenRole, UserClaim};
+use super::{
+    IssuerToken, Issuers, JwtKeys, Principal, Refusal, TenantIssuers, TokenError, TokenRole,
+    UserClaim,
+};
 use crate::{
-    ApiKey, Db, Result, TenantContext, TenantId,
+    ApiKey, Db, Result, Role, TenantContext, TenantId, TenantSso,
     audit::Actor,
     guard::{Guard, Guarded},
     problem::Problem,
@@ -42,6 +45,27 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
         provider: &str,
         external_id: &str,
     ) -> impl Future<Output = Result<Option<TenantId>>> + Send;
+
+    /// The tenant's own identity provider, if it registered one (see
+    /// [`crate::accounts::SsoSettings`]). Called for every token naming an
+    /// issuer the layer does not trust itself: cache it ([`Db`] keeps it
+    /// with the tenant for the access TTL).
+    fn tenant_sso(
+        &self,
+        tenant: &TenantContext,
+    ) -> impl Future<Output = Result<Option<Arc<TenantSso>>>> + Send;
+
+    /// Creates the user a token of the tenant's identity provider names on
+    /// their first sign-in, with `role` (just-in-time provisioning, audited
+    /// as `user.provisioned`); a user who exists by then is returned as is.
+    /// [`Db`] applies no user limit; a store that knows the tenant's plan
+    /// (`tenantkit_billing::Billing`) applies its limit.
+    fn provision_user(
+        &self,
+        tenant: &TenantContext,
+        email: &str,
+        role: Role,
+    ) -> impl Future<Output = Result<UserAccess>> + Send;
 
     /// Records a refused request (`auth.failed` or `auth.tenant_mismatch`).
     /// It must not wait on the tenant's writes: [`Db`] counts refusals in
@@ -99,9 +123,59 @@ impl AuthStore for Db {
             .map(|ctx| ctx.id()))
     }
 
+    async fn tenant_sso(&self, tenant: &TenantContext) -> Result<Option<Arc<TenantSso>>> {
+        Db::tenant_sso(self, tenant).await
+    }
+
+    async fn provision_user(
+        &self,
+        tenant: &TenantContext,
+        email: &str,
+        role: Role,
+    ) -> Result<UserAccess> {
+        provision_within(self, tenant, email, role, None).await
+    }
+
     async fn record_refusal(&self, tenant: &TenantContext, refusal: &SecurityEvent) -> Result<()> {
         self.count_refusal(tenant, refusal);
         Ok(())
+    }
+}
+
+/// Provisions a user ([`crate::TenantTx::provision_user`]) within
+/// `max_users`, as the system, retrying a transaction that lost a race (the
+/// authentication path is outside any retry layer).
+pub async fn provision_within(
+    db: &Db,
+    tenant: &TenantContext,
+    email: &str,
+    role: Role,
+    max_users: Option<u64>,
+) -> Result<UserAccess> {
+    let ctx = tenant.clone().with_actor(Actor::System);
+    let new = crate::NewUser {
+        email: email.to_owned(),
+        role,
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let run = async {
+            let mut tx = db.begin(&ctx).await?;
+            let user = tx.provision_user(&new, max_users).await?;
+            tx.commit().await?;
+            Ok::<_, crate::Error>(user)
+        };
+        match run.await {
+            Ok(user) => {
+                return Ok(UserAccess {
+                    id: user.id,
+                    role: user.role,
+                });
+            }
+            Err(e) if e.is_contention() && attempt < 5 => continue,
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -128,6 +202,7 @@ impl AuthStore for Db {
 pub struct AuthLayer<V> {
     jwt: Arc<JwtKeys>,
     issuers: Issuers,
+    tenant_issuers: TenantIssuers,
     store: V,
     user_claim: UserClaim,
 }
@@ -138,6 +213,7 @@ impl<V: AuthStore> AuthLayer<V> {
         Self {
             jwt: Arc::new(jwt),
             issuers: Issuers::default(),
+            tenant_issuers: TenantIssuers::default(),
             store,
             user_claim: UserClaim::default(),
         }
@@ -148,6 +224,15 @@ impl<V: AuthStore> AuthLayer<V> {
     /// `iss` is one of them is verified only that way.
     pub fn with_issuers(mut self, issuers: Issuers) -> Self {
         self.issuers = issuers;
+        self
+    }
+
+    /// How tenants' own issuers (single sign-on) are reached: by default
+    /// `https` at public addresses only; see [`TenantIssuers::new`]. A token
+    /// whose `iss` is the issuer the request's tenant registered is
+    /// verified with that issuer's keys and acts in that tenant only.
+    pub fn with_tenant_issuers(mut self, tenant_issuers: TenantIssuers) -> Self {
+        self.tenant_issuers = tenant_issuers;
         self
     }
 
@@ -307,6 +392,23 @@ async fn authenticate<V: AuthStore>(
                     })?;
                 return issuer_user(layer, tenant, verified).await;
             }
+            // The request's tenant's own issuer, if the token names it.
+            if let (Some(iss), Some(ctx)) = (&iss, tenant) {
+                let sso = layer.store.tenant_sso(ctx).await.map_err(|e| {
+                    refuse(Problem::from(&e), Actor::Anonymous, "jwt", Some(ctx.id()))
+                })?;
+                if let Some(sso) = sso.filter(|sso| &sso.settings.issuer == iss) {
+                    let verified =
+                        layer
+                            .tenant_issuers
+                            .verify(&sso, &token)
+                            .await
+                            .map_err(|refusal| {
+                                refuse(refusal.problem(), Actor::Anonymous, "jwt", Some(ctx.id()))
+                            })?;
+                    return sso_user(layer, ctx, &sso, verified).await;
+                }
+            }
             let claims = layer.jwt.verify(&token).map_err(|e| {
                 let detail = match e {
                     TokenError::Expired => "the token has expired",
@@ -420,6 +522,52 @@ async fn issuer_user<V: AuthStore>(
         ))),
         Err(e) => Err(refused(Problem::from(&e))),
     }
+}
+
+/// The principal of a verified token of the tenant's own issuer: its user
+/// (by e-mail, of the registered domain if one is) acts with their current
+/// role, capped by the token's role claim if it has one; a user not yet of
+/// the tenant is provisioned when the tenant asked for it, else refused.
+async fn sso_user<V: AuthStore>(
+    layer: &AuthLayer<V>,
+    ctx: &TenantContext,
+    sso: &TenantSso,
+    token: IssuerToken,
+) -> Result<Authentication, Refused> {
+    let actor = Actor::User(token.subject.clone());
+    let refused = |problem: Problem| refuse(problem, actor.clone(), "jwt", Some(ctx.id()));
+    let user = token
+        .user()
+        .map_err(|detail| refused(unauthorized(detail)))?;
+    let UserRef::Email(email) = &user else {
+        return Err(refused(unauthorized("the token names no e-mail address")));
+    };
+    if let Some(domain) = &sso.settings.email_domain
+        && email.rsplit_once('@').map(|(_, d)| d) != Some(domain.as_str())
+    {
+        return Err(refused(unauthorized(
+            "the token's e-mail address is not of the tenant's domain",
+        )));
+    }
+    let access = match layer.store.user_access(ctx, &user).await {
+        Ok(Some(access)) => access,
+        Ok(None) => match sso.settings.provision_role {
+            Some(role) => layer
+                .store
+                .provision_user(ctx, email, role)
+                .await
+                .map_err(|e| refused(Problem::from(&e)))?,
+            None => {
+                return Err(refused(unauthorized(
+                    "the token's user does not exist in this tenant",
+                )));
+            }
+        },
+        Err(e) => return Err(refused(Problem::from(&e))),
+    };
+    let role = token.role.map_or(access.role, |cap| cap.min(access.role));
+    let principal = Principal::user(ctx.id(), access.id.to_string(), role);
+    Ok((principal, Some(token.expires)))
 }
 
 /// The principal of a tenant token (signature and tenant checked) with

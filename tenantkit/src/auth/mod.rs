@@ -35,10 +35,12 @@ mod layer;
 use http::StatusCode;
 pub use issuers::{
     FETCH_TIMEOUT, IssuerConfig, IssuerToken, Issuers, MAX_DOCUMENT_BYTES, MAX_KEYS, Refusal,
+    TenantIssuers,
 };
 pub use jwt::{Claims, JwtKeys, MIN_SECRET_LEN, TokenError, TokenRole, UserClaim, parse_algorithm};
 pub use layer::{
     AuthLayer, AuthService, AuthStore, Authenticated, WEBSOCKET_BEARER_PREFIX, WEBSOCKET_PROTOCOL,
+    provision_within,
 };
 use serde::Serialize;
 
@@ -109,6 +111,8 @@ pub enum Permission {
     ManageBilling,
     /// Create and list tenants.
     ManageTenants,
+    /// Register, change or remove the tenant's own identity provider.
+    ManageSso,
 }
 
 impl Principal {
@@ -151,7 +155,7 @@ impl Principal {
                 ReadTenant | ReadUsers | ReadAnalytics | WriteAnalytics => true,
                 WriteUsers | ReadApiKeys | WriteApiKeys | ReadAuditLogs | ReadWebhooks
                 | WriteWebhooks | ManageBilling => *role >= Role::Admin,
-                GrantOwner => *role == Role::Owner,
+                GrantOwner | ManageSso => *role == Role::Owner,
                 ManageTenants => false,
             },
             Subject::ApiKey { scopes, .. } => {
@@ -166,7 +170,7 @@ impl Principal {
                     WriteWebhooks => Scope::WebhooksWrite,
                     ReadAnalytics => Scope::AnalyticsRead,
                     WriteAnalytics => Scope::AnalyticsWrite,
-                    GrantOwner | ManageTenants | ManageBilling => return false,
+                    GrantOwner | ManageTenants | ManageBilling | ManageSso => return false,
                 };
                 scopes.contains(&needed)
             }

@@ -53,7 +53,7 @@ mod service;
 use std::future::Future;
 
 pub use layer::TenantLayer;
-pub use service::TenantService;
+pub use service::{TenantService, subdomain_of_host};
 
 pub use crate::context::TenantRef;
 

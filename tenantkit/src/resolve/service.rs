@@ -71,13 +71,39 @@ fn host_of<B>(req: &Request<B>) -> Option<String> {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().host())?;
+    Some(host_name(raw))
+}
+
+/// The tenant subdomain a `Host` header's value names under `base_domain`,
+/// read as [`crate::resolve::TenantLayer`] reads it: `acme.example.com:8080`
+/// under `example.com` is `acme`; a host not under it, or more than one
+/// label under it, names none.
+///
+/// ```
+/// use tenantkit::resolve::subdomain_of_host;
+///
+/// assert_eq!(subdomain_of_host("Acme.Example.com:8080", "example.com").as_deref(), Some("acme"));
+/// assert_eq!(subdomain_of_host("example.com", "example.com"), None);
+/// assert_eq!(subdomain_of_host("a.b.example.com", "example.com"), None);
+/// ```
+pub fn subdomain_of_host(host: &str, base_domain: &str) -> Option<String> {
+    let host = host_name(host);
+    let base = base_domain
+        .trim()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    subdomain_of(&host, &base).ok().flatten().map(str::to_owned)
+}
+
+/// A `Host` value's name: lower-case, without port or trailing dot.
+fn host_name(raw: &str) -> String {
     let without_port = match raw.rsplit_once(':') {
         Some((host, port)) if !host.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => {
             host
         }
         _ => raw,
     };
-    Some(without_port.trim_end_matches('.').to_ascii_lowercase())
+    without_port.trim_end_matches('.').to_ascii_lowercase()
 }
 
 async fn resolve<R: TenantResolver>(

@@ -17,7 +17,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use moka::sync::Cache;
 
 use super::Db;
-use crate::{Result, Role, Tenant, TenantContext, TenantId, UserId, context::TenantRef};
+use crate::{Result, Role, Tenant, TenantContext, TenantId, TenantSso, UserId, context::TenantRef};
 
 /// How long a tenant or user is trusted from the cache by default.
 pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(2);
@@ -103,6 +103,7 @@ pub(in crate::store) struct AccessCache {
 struct Caches {
     tenants: Cache<TenantRef, Arc<Tenant>>,
     users: Cache<(TenantId, UserRef), Option<UserAccess>>,
+    sso: Cache<TenantId, Option<Arc<TenantSso>>>,
 }
 
 impl AccessCache {
@@ -122,6 +123,10 @@ impl AccessCache {
                     .max_capacity(CAPACITY)
                     .time_to_live(ttl)
                     .support_invalidation_closures()
+                    .build(),
+                sso: Cache::builder()
+                    .max_capacity(CAPACITY)
+                    .time_to_live(ttl)
                     .build(),
             })),
         }
@@ -162,10 +167,28 @@ impl AccessCache {
         Ok(found)
     }
 
+    async fn sso<F>(&self, tenant: TenantId, load: F) -> Result<Option<Arc<TenantSso>>>
+    where
+        F: Future<Output = Result<Option<TenantSso>>>,
+    {
+        let Some(c) = &self.inner else {
+            return Ok(load.await?.map(Arc::new));
+        };
+        if let Some(found) = c.sso.get(&tenant) {
+            return Ok(found);
+        }
+        let found = load.await?.map(Arc::new);
+        c.sso.insert(tenant, found.clone());
+        Ok(found)
+    }
+
     pub(in crate::store) fn forget(&self, change: AccessChange) {
         let Some(c) = &self.inner else { return };
         let result = match change {
-            AccessChange::Tenant(id) => c.tenants.invalidate_entries_if(move |_, t| t.id == id),
+            AccessChange::Tenant(id) => {
+                c.sso.invalidate(&id);
+                c.tenants.invalidate_entries_if(move |_, t| t.id == id)
+            }
             AccessChange::Users(id) => c.users.invalidate_entries_if(move |k, _| k.0 == id),
         };
         if result.is_err() {
@@ -178,6 +201,7 @@ impl AccessCache {
         if let Some(c) = &self.inner {
             c.tenants.invalidate_all();
             c.users.invalidate_all();
+            c.sso.invalidate_all();
         }
     }
 }
@@ -207,6 +231,19 @@ impl Db {
             .user(tenant.id(), user, async {
                 let mut tx = self.begin_snapshot(tenant).await?;
                 let found = tx.find_user_access(user).await?;
+                tx.commit().await?;
+                Ok(found)
+            })
+            .await
+    }
+
+    /// The tenant's own identity provider (single sign-on), from the access
+    /// cache when fresh; `None` when it registered none.
+    pub async fn tenant_sso(&self, tenant: &TenantContext) -> Result<Option<Arc<TenantSso>>> {
+        self.access
+            .sso(tenant.id(), async {
+                let mut tx = self.begin_snapshot(tenant).await?;
+                let found = tx.sso().await?;
                 tx.commit().await?;
                 Ok(found)
             })

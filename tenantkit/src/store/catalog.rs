@@ -67,7 +67,7 @@ impl Db {
     /// let db = tenantkit::Db::connect("sqlite::memory:").await?;
     /// db.migrate().await?;
     /// let names: Vec<_> = db.tenant_tables().await?.into_iter().map(|t| t.name).collect();
-    /// assert_eq!(names, ["api_keys", "audit_heads", "audit_logs", "users"]);
+    /// assert_eq!(names, ["api_keys", "audit_heads", "audit_logs", "tenant_sso", "users"]);
     /// # Ok::<_, tenantkit::Error>(()) }).unwrap();
     /// ```
     pub async fn tenant_tables(&self) -> Result<Vec<TenantTable>> {

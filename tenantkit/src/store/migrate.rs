@@ -70,6 +70,7 @@ pub const RUNTIME_FUNCTIONS: &[&str] = &[
     "tenantkit_link_external_id(text,text,uuid)",
     "tenantkit_resolve_external_id(text,text)",
     "tenantkit_linked_external_ids(uuid,text)",
+    "tenantkit_release_sso_issuer(text)",
     "tenantkit_audit_purge(uuid,timestamp with time zone)",
     "tenantkit_start_tenant_deletion(uuid,text,text,text)",
     "tenantkit_lock_deleted_tenant(uuid)",

@@ -57,7 +57,7 @@ pub use operational::OperationalTable;
 pub use platform::Platform;
 pub use refusals::{MAX_PENDING_GROUPS, REFUSAL_FLUSH_EVERY, SecurityEvent};
 pub use scope::{Scoped, TenantTx};
-pub use tenants::TenantPages;
+pub use tenants::{SSO_ISSUER_PROVIDER, TenantPages};
 pub use work::{DueTenant, DueWork, Maintenance, Wakeups};
 
 use crate::{Error, Result, TenantContext};

@@ -25,6 +25,14 @@ macro_rules! user_columns {
     };
 }
 
+/// The columns of a `tenant_sso` row.
+macro_rules! sso_columns {
+    () => {
+        "tenant_id, issuer, audience, client_id, jwks_uri, email_claim, role_claim, \
+         email_domain, provision_role, created_at, updated_at"
+    };
+}
+
 /// The columns of an `api_keys` row, in `ApiKey`'s order.
 macro_rules! api_key_columns {
     () => {
@@ -125,6 +133,37 @@ crate::statements! {
          ORDER BY created_at, external_id",
     );
 
+    // A tenant's single sign-on.
+    /// The tenant's identity provider.
+    pub const GET_SSO: Sql = Sql::both(concat!(
+        "SELECT ",
+        sso_columns!(),
+        " FROM tenant_sso WHERE tenant_id = $1"
+    ));
+    /// The tenant's identity provider registered (`$10`: now).
+    pub const INSERT_SSO: Sql = Sql::both(concat!(
+        "INSERT INTO tenant_sso (tenant_id, issuer, audience, client_id, jwks_uri, email_claim, \
+         role_claim, email_domain, provision_role, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING ",
+        sso_columns!()
+    ));
+    /// The tenant's identity provider changed (`$10`: now).
+    pub const UPDATE_SSO: Sql = Sql::both(concat!(
+        "UPDATE tenant_sso SET issuer = $2, audience = $3, client_id = $4, jwks_uri = $5, \
+         email_claim = $6, role_claim = $7, email_domain = $8, provision_role = $9, \
+         updated_at = $10 WHERE tenant_id = $1 RETURNING ",
+        sso_columns!()
+    ));
+    /// The tenant's identity provider removed.
+    pub const DELETE_SSO: Sql = Sql::both("DELETE FROM tenant_sso WHERE tenant_id = $1");
+    /// Releases the current tenant's link of single sign-on issuer `$1`
+    /// (on SQLite, `$2` is the tenant).
+    pub const RELEASE_SSO_ISSUER: Sql = Sql::pair(
+        "SELECT tenantkit_release_sso_issuer($1)",
+        "DELETE FROM tenant_external_ids WHERE provider = 'sso_issuer' AND external_id = $1 \
+         AND tenant_id = $2",
+    );
+
     // Users.
     /// A page of the tenant's users in id order.
     pub const LIST_USERS: Sql = Sql::both(concat!(
@@ -137,6 +176,12 @@ crate::statements! {
         "SELECT ",
         user_columns!(),
         " FROM users WHERE tenant_id = $1 AND id = $2"
+    ));
+    /// One user, by (lower-case) e-mail.
+    pub const USER_BY_EMAIL: Sql = Sql::both(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE tenant_id = $1 AND email = $2"
     ));
     /// A new user.
     pub const INSERT_USER: Sql = Sql::both(concat!(

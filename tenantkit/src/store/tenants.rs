@@ -227,6 +227,65 @@ impl<'a> Platform<'a> {
     }
 }
 
+/// The provider under which a tenant's single sign-on issuer is linked in
+/// `tenant_external_ids` (whose key makes it one tenant's at most).
+pub const SSO_ISSUER_PROVIDER: &str = "sso_issuer";
+
+impl TenantTx {
+    /// Claims single sign-on issuer `issuer` for this tenant, in this
+    /// transaction; [`Error::Conflict`] when another tenant has it.
+    pub async fn claim_sso_issuer(&mut self, issuer: &str) -> Result<()> {
+        let tenant = self.tenant_id();
+        let values = || vec![SSO_ISSUER_PROVIDER.into(), issuer.into(), tenant.into()];
+        let (owner,): (TenantId,) = match self.backend() {
+            Backend::Postgres => {
+                self.conn()
+                    .fetch_one(sql::LINK_EXTERNAL_ID, values())
+                    .await?
+            }
+            Backend::Sqlite => {
+                let mut insert = values();
+                insert.push(Utc::now().into());
+                self.conn().execute(sql::INSERT_EXTERNAL_ID, insert).await?;
+                self.conn()
+                    .fetch_one(
+                        sql::EXTERNAL_ID_OWNER,
+                        vec![SSO_ISSUER_PROVIDER.into(), issuer.into()],
+                    )
+                    .await?
+            }
+        };
+        if owner == tenant {
+            Ok(())
+        } else {
+            Err(Error::Conflict(
+                "this issuer is already the single sign-on of another tenant".into(),
+            ))
+        }
+    }
+
+    /// Releases this tenant's claim on single sign-on issuer `issuer` (no
+    /// other tenant's: on PostgreSQL through `tenantkit_release_sso_issuer`).
+    pub async fn release_sso_issuer(&mut self, issuer: &str) -> Result<()> {
+        let values = match self.backend() {
+            Backend::Postgres => vec![issuer.into()],
+            Backend::Sqlite => vec![issuer.into(), self.tenant_id().into()],
+        };
+        match self.backend() {
+            Backend::Postgres => {
+                let _: (bool,) = self
+                    .conn()
+                    .fetch_one(sql::RELEASE_SSO_ISSUER, values)
+                    .await?;
+            }
+            Backend::Sqlite => {
+                self.conn().execute(sql::RELEASE_SSO_ISSUER, values).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Db {
     /// The tenant `external_id` at `provider` belongs to, if linked (on
     /// PostgreSQL through `tenantkit_resolve_external_id`: one id at a time).

@@ -37,12 +37,21 @@ impl TenantTx {
 
     /// Runs an `INSERT … RETURNING <row>` and audits it as `create` with the new state.
     pub async fn insert<O: Audited + Record>(&mut self, query: Scoped) -> Result<O> {
+        self.insert_as("create", query).await
+    }
+
+    /// Like [`TenantTx::insert`], audited under a named action such as
+    /// `user.provisioned`.
+    pub async fn insert_as<O: Audited + Record>(
+        &mut self,
+        action: &str,
+        query: Scoped,
+    ) -> Result<O> {
         self.owns(&query)?;
         query.expect_verb("INSERT");
         self.lock_tenant_writes().await?;
         let row: O = self.tx.conn().fetch_one(query.sql, query.values).await?;
-        self.append(Change::new("create", &row).after(&row)?)
-            .await?;
+        self.append(Change::new(action, &row).after(&row)?).await?;
         Ok(row)
     }
 
@@ -98,13 +107,24 @@ impl TenantTx {
     /// Runs a `DELETE` of the row `before` and audits it as `delete` with the
     /// old state; [`Error::NotFound`] when no row matched.
     pub async fn delete<O: Audited + Record>(&mut self, before: &O, query: Scoped) -> Result<()> {
+        self.delete_as("delete", before, query).await
+    }
+
+    /// Like [`TenantTx::delete`], audited under a named action such as
+    /// `sso.removed`.
+    pub async fn delete_as<O: Audited + Record>(
+        &mut self,
+        action: &str,
+        before: &O,
+        query: Scoped,
+    ) -> Result<()> {
         self.owns(&query)?;
         query.expect_verb("DELETE");
         self.lock_tenant_writes().await?;
         if self.tx.conn().execute(query.sql, query.values).await? == 0 {
             return Err(Error::NotFound(O::RESOURCE_TYPE));
         }
-        self.append(Change::new("delete", before).before(before)?)
+        self.append(Change::new(action, before).before(before)?)
             .await?;
         Ok(())
     }
@@ -229,6 +249,15 @@ impl TenantTx {
     pub async fn users_changed(&mut self) -> Result<()> {
         let tenant = self.tenant_id();
         self.access_changed(AccessChange::Users(tenant)).await
+    }
+
+    /// Marks that this transaction changes how authentication sees the
+    /// tenant itself (its single sign-on, say): when it commits, this
+    /// process drops the tenant's cached entries, and on PostgreSQL every
+    /// other process is told to.
+    pub async fn tenant_changed(&mut self) -> Result<()> {
+        let tenant = self.tenant_id();
+        self.access_changed(AccessChange::Tenant(tenant)).await
     }
 
     /// Audits what follows as done by `actor` (an API key recording its own

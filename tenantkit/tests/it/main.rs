@@ -12,4 +12,5 @@ mod lock_order;
 mod postgres_rls;
 mod rate_limit;
 mod resolve_layer;
+mod sso;
 mod store;

@@ -23,6 +23,12 @@ async fn seeded_tenant(db: &Db) -> TenantContext {
     })
     .await
     .unwrap();
+    let sso: tenantkit::SsoSettings = serde_json::from_value(serde_json::json!({
+        "issuer": format!("https://login-{}.example/", t.id()),
+        "audience": "api",
+    }))
+    .unwrap();
+    tx.put_sso(&sso).await.unwrap();
     tx.commit().await.unwrap();
     t
 }

@@ -17,7 +17,10 @@ use jsonwebtoken::{
 use serde::Deserialize;
 
 use super::{IssuerSettings, Refusal};
-use crate::{Error, Result};
+use crate::{
+    Error, Result,
+    ssrf::{UrlPolicy, VettingResolver},
+};
 
 /// The largest discovery document or key set read, in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
@@ -28,14 +31,26 @@ pub const MAX_KEYS: usize = 64;
 /// The time limit of one request for a discovery document or key set.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The HTTP client every issuer fetches with, built at the first fetch
-/// (so configuration can be checked before a TLS provider is chosen).
+/// The HTTP client issuers fetch with, built at the first fetch (so
+/// configuration can be checked before a TLS provider is chosen). Tenants'
+/// issuers share one that resolves through their [`UrlPolicy`].
 #[derive(Default)]
-pub(super) struct Client(std::sync::OnceLock<reqwest::Client>);
+pub(super) struct Client {
+    built: std::sync::OnceLock<reqwest::Client>,
+    policy: Option<UrlPolicy>,
+}
 
 impl Client {
+    /// A client connecting only to addresses `policy` allows.
+    pub(super) fn vetting(policy: UrlPolicy) -> Self {
+        Self {
+            built: std::sync::OnceLock::new(),
+            policy: Some(policy),
+        }
+    }
+
     fn get(&self) -> Result<reqwest::Client> {
-        if let Some(client) = self.0.get() {
+        if let Some(client) = self.built.get() {
             return Ok(client.clone());
         }
         // reqwest panics without one: refuse instead.
@@ -47,7 +62,11 @@ impl Client {
                     .into(),
             ));
         }
-        let built = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(policy) = &self.policy {
+            builder = builder.dns_resolver(Arc::new(VettingResolver(policy.clone())));
+        }
+        let built = builder
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .timeout(FETCH_TIMEOUT)
@@ -55,7 +74,7 @@ impl Client {
             .user_agent(concat!("tenantkit/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Internal(format!("building the JWKS client: {e}")))?;
-        Ok(self.0.get_or_init(|| built).clone())
+        Ok(self.built.get_or_init(|| built).clone())
     }
 }
 
@@ -222,14 +241,14 @@ impl IssuerKeys {
                 found.issuer
             )));
         }
-        check_url(&found.jwks_uri, self.settings.allow_http_loopback)?;
+        self.settings.check_url(&found.jwks_uri)?;
         Ok(found.jwks_uri)
     }
 
     /// GETs `url` (bounded in size and time): the body, and the
     /// `Cache-Control` max-age if there is one.
     async fn get(&self, url: &str) -> Result<(Vec<u8>, Option<Duration>)> {
-        check_url(url, self.settings.allow_http_loopback)?;
+        self.settings.check_url(url)?;
         let failed = |e: reqwest::Error| Error::Internal(format!("GET {url}: {e}"));
         let mut response = self
             .client

@@ -36,11 +36,17 @@ use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+mod tenant;
+
 pub use keys::{FETCH_TIMEOUT, MAX_DOCUMENT_BYTES, MAX_KEYS};
 use keys::{IssuerKeys, check_url};
+pub use tenant::TenantIssuers;
 
 use super::UserClaim;
-use crate::{Error, Result, Role, problem::Problem, store::UserRef};
+use crate::{
+    Error, Result, Role, problem::Problem, ssrf::UrlPolicy, store::SSO_ISSUER_PROVIDER,
+    store::UserRef,
+};
 
 /// One trusted issuer, as configuration names it (`[[auth.issuers]]` in the
 /// reference server). Every field but `name`, `issuer` and `audience` has a
@@ -76,6 +82,9 @@ pub struct IssuerConfig {
     /// (default `email`).
     #[serde(default = "default_user_claim")]
     pub user_claim: String,
+    /// The claim holding the user's e-mail address (default `email`).
+    #[serde(default = "default_email_claim")]
+    pub email_claim: String,
     /// A claim whose tenant role (`member`, `admin`, `owner`; or a list of
     /// them, the highest counts) caps the user's own; by default none, and
     /// the user acts with their tenantkit role.
@@ -107,6 +116,9 @@ fn default_tenant_claim() -> String {
     "tenant".into()
 }
 fn default_user_claim() -> String {
+    "email".into()
+}
+fn default_email_claim() -> String {
     "email".into()
 }
 fn default_leeway() -> u64 {
@@ -152,6 +164,7 @@ impl IssuerConfig {
             algorithms: default_algorithms(),
             tenant_claim: default_tenant_claim(),
             user_claim: default_user_claim(),
+            email_claim: default_email_claim(),
             role_claim: None,
             leeway_secs: default_leeway(),
             allow_http_loopback: false,
@@ -171,9 +184,13 @@ pub(super) struct IssuerSettings {
     algorithms: Vec<Algorithm>,
     tenant_claim: String,
     user_claim: UserClaim,
+    email_claim: String,
     role_claim: Option<String>,
     leeway_secs: u64,
     allow_http_loopback: bool,
+    /// For a tenant's issuer: what its addresses may be (else https, or
+    /// loopback http when allowed).
+    url_policy: Option<UrlPolicy>,
     min_cache: Duration,
     max_cache: Duration,
     refetch_interval: Duration,
@@ -184,6 +201,14 @@ impl IssuerSettings {
         let bad = |what: String| Error::Misconfigured(format!("issuer `{}`: {what}", config.name));
         if config.name.is_empty() || config.name.chars().count() > 50 {
             return Err(bad("name must be 1 to 50 characters".into()));
+        }
+        if config.name == SSO_ISSUER_PROVIDER {
+            return Err(bad(format!(
+                "the name `{SSO_ISSUER_PROVIDER}` is reserved for tenants' own issuers"
+            )));
+        }
+        if config.email_claim.is_empty() {
+            return Err(bad("email_claim must name a claim".into()));
         }
         check_url(&config.issuer, config.allow_http_loopback).map_err(|e| bad(e.to_string()))?;
         if let Some(uri) = &config.jwks_uri {
@@ -239,13 +264,31 @@ impl IssuerSettings {
             algorithms,
             tenant_claim: config.tenant_claim.clone(),
             user_claim,
+            email_claim: config.email_claim.clone(),
             role_claim: config.role_claim.clone(),
             leeway_secs: config.leeway_secs,
             allow_http_loopback: config.allow_http_loopback,
+            url_policy: None,
             min_cache: Duration::from_secs(config.key_cache_min_secs),
             max_cache: Duration::from_secs(config.key_cache_max_secs),
             refetch_interval: Duration::from_secs(config.key_refetch_interval_secs),
         })
+    }
+}
+
+impl IssuerSettings {
+    /// Whether `url` (the issuer's, its discovery's or its key set's) may be
+    /// fetched: a tenant's issuer by the operator's [`UrlPolicy`] (literal
+    /// addresses here, names as they resolve), a configured one `https` or
+    /// allowed loopback `http`.
+    fn check_url(&self, url: &str) -> Result<()> {
+        match &self.url_policy {
+            Some(policy) => policy
+                .vet_url(url)
+                .map(drop)
+                .map_err(|refusal| Error::invalid(format!("`{url}`: {refusal}"))),
+            None => check_url(url, self.allow_http_loopback),
+        }
     }
 }
 
@@ -312,8 +355,11 @@ pub struct IssuerToken {
     /// The tenant claim's value: a tenant id, or an external id linked
     /// under the issuer's name.
     pub tenant: Option<String>,
-    /// `email`, if the token has one.
+    /// The e-mail address (the issuer's e-mail claim), if the token has one.
     pub email: Option<String>,
+    /// Whether the token says its e-mail address is not verified
+    /// (`email_verified: false`).
+    pub email_unverified: bool,
     /// The role the role claim caps the user's to, if configured and present.
     pub role: Option<Role>,
     /// `exp`, seconds since the Unix epoch.
@@ -322,8 +368,12 @@ pub struct IssuerToken {
 }
 
 impl IssuerToken {
-    /// The user the token names, by its issuer's user claim.
+    /// The user the token names, by its issuer's user claim; never by an
+    /// e-mail address the token says is not verified.
     pub fn user(&self) -> Result<UserRef, &'static str> {
+        if self.user_claim == UserClaim::Email && self.email_unverified {
+            return Err("the token's e-mail address is not verified");
+        }
         self.user_claim
             .user_named(&self.subject, self.email.as_deref())
     }
@@ -403,54 +453,62 @@ impl Issuers {
     /// Verifies a token of a trusted issuer: its issuer, algorithm, key,
     /// signature, audience and times; then reads who it names.
     pub async fn verify(&self, token: &str) -> Result<IssuerToken, Refusal> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| Refusal::Malformed)?;
         let iss = Self::issuer_of(token).ok_or(Refusal::Malformed)?;
         let issuer = self.by_iss.get(&iss).ok_or(Refusal::UntrustedIssuer)?;
-        let settings = &issuer.settings;
-        if !settings.algorithms.contains(&header.alg) {
-            return Err(Refusal::AlgorithmNotAllowed);
-        }
-        let key = issuer.keys.key(header.kid.as_deref()).await?;
-        if key.alg.is_some_and(|alg| alg != header.alg)
-            || key.decoding.family() != header.alg.family()
-        {
-            return Err(Refusal::AlgorithmNotAllowed);
-        }
-        let mut validation = Validation::new(header.alg);
-        validation.set_issuer(&[&settings.issuer]);
-        validation.set_audience(&settings.audience);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = settings.leeway_secs;
-        validation.validate_nbf = true;
-        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => Refusal::Expired,
-                ErrorKind::ImmatureSignature => Refusal::NotYetValid,
-                ErrorKind::InvalidAudience => Refusal::WrongAudience,
-                ErrorKind::InvalidIssuer => Refusal::UntrustedIssuer,
-                ErrorKind::InvalidAlgorithm => Refusal::AlgorithmNotAllowed,
-                ErrorKind::InvalidSignature => Refusal::BadSignature,
-                _ => Refusal::Malformed,
-            })?
-            .claims;
-        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
-        Ok(IssuerToken {
-            issuer: settings.name.clone(),
-            subject: text("sub").ok_or(Refusal::Malformed)?,
-            tenant: text(&settings.tenant_claim),
-            email: text("email"),
-            role: settings
-                .role_claim
-                .as_deref()
-                .and_then(|name| claims.get(name))
-                .and_then(highest_role),
-            expires: claims
-                .get("exp")
-                .and_then(Value::as_u64)
-                .ok_or(Refusal::Malformed)?,
-            user_claim: settings.user_claim,
-        })
+        verify_with(&issuer.settings, &issuer.keys, token).await
     }
+}
+
+/// Verifies `token` as one of the issuer `settings` describes, with its `keys`.
+async fn verify_with(
+    settings: &IssuerSettings,
+    keys: &IssuerKeys,
+    token: &str,
+) -> Result<IssuerToken, Refusal> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| Refusal::Malformed)?;
+    if !settings.algorithms.contains(&header.alg) {
+        return Err(Refusal::AlgorithmNotAllowed);
+    }
+    let key = keys.key(header.kid.as_deref()).await?;
+    if key.alg.is_some_and(|alg| alg != header.alg) || key.decoding.family() != header.alg.family()
+    {
+        return Err(Refusal::AlgorithmNotAllowed);
+    }
+    let mut validation = Validation::new(header.alg);
+    validation.set_issuer(&[&settings.issuer]);
+    validation.set_audience(&settings.audience);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.leeway = settings.leeway_secs;
+    validation.validate_nbf = true;
+    let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &validation)
+        .map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => Refusal::Expired,
+            ErrorKind::ImmatureSignature => Refusal::NotYetValid,
+            ErrorKind::InvalidAudience => Refusal::WrongAudience,
+            ErrorKind::InvalidIssuer => Refusal::UntrustedIssuer,
+            ErrorKind::InvalidAlgorithm => Refusal::AlgorithmNotAllowed,
+            ErrorKind::InvalidSignature => Refusal::BadSignature,
+            _ => Refusal::Malformed,
+        })?
+        .claims;
+    let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+    Ok(IssuerToken {
+        issuer: settings.name.clone(),
+        subject: text("sub").ok_or(Refusal::Malformed)?,
+        tenant: text(&settings.tenant_claim),
+        email: text(&settings.email_claim),
+        email_unverified: claims.get("email_verified") == Some(&Value::Bool(false)),
+        role: settings
+            .role_claim
+            .as_deref()
+            .and_then(|name| claims.get(name))
+            .and_then(highest_role),
+        expires: claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .ok_or(Refusal::Malformed)?,
+        user_claim: settings.user_claim,
+    })
 }
 
 /// The highest tenant role a role claim names (a string or a list).

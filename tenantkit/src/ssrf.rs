@@ -1,7 +1,8 @@
-//! SSRF defence: **the one place that decides whether a webhook URL, or an
-//! address it resolves to, may be contacted**. Registration uses it, and so
-//! does every connection the delivery worker makes (through its resolver), so
-//! DNS rebinding cannot slip an internal address in between.
+//! SSRF defence: **the one place that decides whether a URL a tenant gave
+//! (a webhook endpoint, a single sign-on issuer), or an address it resolves
+//! to, may be contacted**. Registration uses it, and so does every
+//! connection made to such a URL (through [`VettingResolver`]), so DNS
+//! rebinding cannot slip an internal address in between.
 //!
 //! - Only absolute `https` URLs (plain `http` when [`UrlPolicy::with_http`]),
 //!   without userinfo.
@@ -15,7 +16,7 @@
 //!   receiver at `127.0.0.1/32`) are allowed despite the list.
 //!
 //! ```
-//! use tenantkit_webhooks::ssrf::UrlPolicy;
+//! use tenantkit::ssrf::UrlPolicy;
 //!
 //! let policy = UrlPolicy::strict();
 //! assert!(policy.vet_url("https://hooks.example.com/in").is_ok());
@@ -34,6 +35,7 @@ use std::{
 };
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
 /// What may be contacted.
@@ -112,7 +114,7 @@ impl UrlPolicy {
         Self::default()
     }
 
-    /// Also accepts plain `http` URLs (`webhooks.allow_http`).
+    /// Also accepts plain `http` URLs (`webhooks.allow_http`, `auth.sso.allow_http`).
     pub fn with_http(mut self, allow: bool) -> Self {
         self.allow_http = allow;
         self
@@ -202,6 +204,26 @@ impl UrlPolicy {
             self.vet_addr(addr.ip())?;
         }
         Ok(addrs)
+    }
+}
+
+/// An HTTP client's resolver that resolves with a [`UrlPolicy`] and hands
+/// the client only addresses it allows: give it to
+/// `reqwest::ClientBuilder::dns_resolver`, and vet each URL's literal
+/// address with [`UrlPolicy::vet_url`] (those never reach a resolver).
+#[derive(Clone, Debug)]
+pub struct VettingResolver(pub UrlPolicy);
+
+impl Resolve for VettingResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.0.clone();
+        Box::pin(async move {
+            let addrs = policy.resolve(name.as_str(), 0).await?;
+            if addrs.is_empty() {
+                return Err(format!("`{}` does not resolve", name.as_str()).into());
+            }
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
     }
 }
 
