@@ -42,7 +42,11 @@ pub struct Metrics {
     retries: tenantkit::retry::Retries,
     panics: Counter,
     tasks: Arc<std::sync::OnceLock<crate::tasks::Supervisor>>,
+    issuers: Arc<std::sync::OnceLock<TokenIssuers>>,
 }
+
+/// The verifiers of other issuers' tokens, whose key fetches are counted.
+type TokenIssuers = (tenantkit::auth::Issuers, tenantkit::auth::TenantIssuers);
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -128,6 +132,42 @@ impl Collector for TasksCollector {
     }
 }
 
+/// Key-set fetches of trusted issuers and of tenants' own, read at each scrape.
+#[derive(Debug)]
+struct IssuersCollector(Arc<std::sync::OnceLock<TokenIssuers>>);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FetchLabels {
+    issuers: &'static str,
+    outcome: &'static str,
+}
+
+impl Collector for IssuersCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some((configured, tenants)) = self.0.get() else {
+            return Ok(());
+        };
+        let mut family = encoder.encode_descriptor(
+            "issuer_key_fetches",
+            "Fetches of identity providers' key sets: of the configured issuers or of tenants' own, succeeded or failed",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (issuers, fetches) in [
+            ("configured", configured.key_fetches()),
+            ("tenant", tenants.key_fetches()),
+        ] {
+            for (outcome, count) in [("succeeded", fetches.succeeded), ("failed", fetches.failed)] {
+                let counter = ConstCounter::new(count);
+                let labels = FetchLabels { issuers, outcome };
+                let metric = family.encode_family(&labels)?;
+                counter.encode(metric)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Requests run again because their transaction lost a race.
 #[derive(Debug)]
 struct RetriesCollector(tenantkit::retry::Retries);
@@ -178,6 +218,8 @@ impl Metrics {
         );
         let tasks = Arc::new(std::sync::OnceLock::new());
         registry.register_collector(Box::new(TasksCollector(tasks.clone())));
+        let issuers = Arc::new(std::sync::OnceLock::new());
+        registry.register_collector(Box::new(IssuersCollector(issuers.clone())));
         Self {
             registry: Arc::new(registry),
             requests,
@@ -185,7 +227,19 @@ impl Metrics {
             retries,
             panics,
             tasks,
+            issuers,
         }
+    }
+
+    /// Exports the key fetches of `configured` issuers and of `tenants`'
+    /// own (`tenantkit_issuer_key_fetches_total{issuers, outcome}`).
+    pub fn with_issuers(
+        self,
+        configured: tenantkit::auth::Issuers,
+        tenants: tenantkit::auth::TenantIssuers,
+    ) -> Self {
+        let _ = self.issuers.set((configured, tenants));
+        self
     }
 
     /// Exports `tasks`' restarts (`tenantkit_task_restarts_total{task}`).

@@ -101,12 +101,16 @@ impl AppState {
             .context("starting the live stream")?;
         background.extend(live_loops(&live, &analytics, tasks));
         let live_config = &config.analytics.live;
+        let issuers = tenantkit::auth::Issuers::new(&config.auth.issuers)?;
+        let tenant_issuers = tenantkit::auth::TenantIssuers::new(config.auth.sso.url_policy()?);
         let state = AppState {
             db,
             keys: Arc::new(keys),
-            issuers: tenantkit::auth::Issuers::new(&config.auth.issuers)?,
-            tenant_issuers: tenantkit::auth::TenantIssuers::new(config.auth.sso.url_policy()?),
-            metrics: Metrics::new(Some(analytics.clone())).with_tasks(tasks.clone()),
+            issuers: issuers.clone(),
+            tenant_issuers: tenant_issuers.clone(),
+            metrics: Metrics::new(Some(analytics.clone()))
+                .with_tasks(tasks.clone())
+                .with_issuers(issuers, tenant_issuers),
             billing,
             webhooks,
             analytics,

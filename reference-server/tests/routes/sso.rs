@@ -114,6 +114,29 @@ async fn the_owner_registers_the_tenants_provider_and_its_users_sign_in_with_it(
     assert_eq!(who["id"], app.tenant.id().to_string());
     let (status, _) = app.get("/users", &token).await;
     assert_eq!(status, StatusCode::OK);
+    // One fetch of its keys, counted for operators.
+    let metrics = app
+        .send(
+            http::Request::get("/metrics")
+                .header(
+                    http::header::AUTHORIZATION,
+                    format!("Bearer {}", app.admin_token()),
+                )
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let text = axum::body::to_bytes(metrics.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&text);
+    for line in [
+        "tenantkit_issuer_key_fetches_total{issuers=\"tenant\",outcome=\"succeeded\"} 1",
+        "tenantkit_issuer_key_fetches_total{issuers=\"tenant\",outcome=\"failed\"} 0",
+        "tenantkit_issuer_key_fetches_total{issuers=\"configured\",outcome=\"succeeded\"} 0",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
     // A newcomer is refused until the owner turns provisioning on.
     let newcomer = provider.token("newcomer").await;
     let (status, body) = app.get("/users", &newcomer).await;

@@ -47,7 +47,7 @@ pub trait AuthStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<TenantId>>> + Send;
 
     /// The tenant's own identity provider, if it registered one (see
-    /// [`crate::accounts::SsoSettings`]). Called for every token naming an
+    /// [`crate::SsoSettings`]). Called for every token naming an
     /// issuer the layer does not trust itself: cache it ([`Db`] keeps it
     /// with the tenant for the access TTL).
     fn tenant_sso(
@@ -117,10 +117,7 @@ impl AuthStore for Db {
         provider: &str,
         external_id: &str,
     ) -> Result<Option<TenantId>> {
-        Ok(self
-            .resolve_external_id(provider, external_id)
-            .await?
-            .map(|ctx| ctx.id()))
+        self.external_id_owner(provider, external_id).await
     }
 
     async fn tenant_sso(&self, tenant: &TenantContext) -> Result<Option<Arc<TenantSso>>> {
@@ -386,10 +383,11 @@ async fn authenticate<V: AuthStore>(
             if let Some(iss) = &iss
                 && layer.issuers.trusts(iss)
             {
-                let verified =
-                    layer.issuers.verify(&token).await.map_err(|refusal| {
-                        refuse(refusal.problem(), Actor::Anonymous, "jwt", None)
-                    })?;
+                let verified = layer
+                    .issuers
+                    .verify_as(iss, &token)
+                    .await
+                    .map_err(|refusal| refuse(refusal.problem(), Actor::Anonymous, "jwt", None))?;
                 return issuer_user(layer, tenant, verified).await;
             }
             // The request's tenant's own issuer, if the token names it.

@@ -34,8 +34,8 @@ mod layer;
 
 use http::StatusCode;
 pub use issuers::{
-    FETCH_TIMEOUT, IssuerConfig, IssuerToken, Issuers, MAX_DOCUMENT_BYTES, MAX_KEYS, Refusal,
-    TenantIssuers,
+    FETCH_TIMEOUT, IssuerConfig, IssuerToken, Issuers, KeyFetches, MAX_DOCUMENT_BYTES, MAX_KEYS,
+    Refusal, TenantIssuers,
 };
 pub use jwt::{Claims, JwtKeys, MIN_SECRET_LEN, TokenError, TokenRole, UserClaim, parse_algorithm};
 pub use layer::{

@@ -104,6 +104,8 @@ struct Caches {
     tenants: Cache<TenantRef, Arc<Tenant>>,
     users: Cache<(TenantId, UserRef), Option<UserAccess>>,
     sso: Cache<TenantId, Option<Arc<TenantSso>>>,
+    /// Which tenant an external id (provider, id) belongs to, if any.
+    external: Cache<(String, String), Option<TenantId>>,
 }
 
 impl AccessCache {
@@ -127,6 +129,11 @@ impl AccessCache {
                 sso: Cache::builder()
                     .max_capacity(CAPACITY)
                     .time_to_live(ttl)
+                    .build(),
+                external: Cache::builder()
+                    .max_capacity(CAPACITY)
+                    .time_to_live(ttl)
+                    .support_invalidation_closures()
                     .build(),
             })),
         }
@@ -182,12 +189,37 @@ impl AccessCache {
         Ok(found)
     }
 
+    async fn external<F>(&self, key: (String, String), load: F) -> Result<Option<TenantId>>
+    where
+        F: Future<Output = Result<Option<TenantId>>>,
+    {
+        let Some(c) = &self.inner else {
+            return load.await;
+        };
+        if let Some(found) = c.external.get(&key) {
+            return Ok(found);
+        }
+        let found = load.await?;
+        c.external.insert(key, found);
+        Ok(found)
+    }
+
+    /// Drops what is cached of one external id (linked in this process).
+    pub(in crate::store) fn forget_external(&self, provider: &str, external_id: &str) {
+        if let Some(c) = &self.inner {
+            c.external
+                .invalidate(&(provider.to_owned(), external_id.to_owned()));
+        }
+    }
+
     pub(in crate::store) fn forget(&self, change: AccessChange) {
         let Some(c) = &self.inner else { return };
         let result = match change {
             AccessChange::Tenant(id) => {
                 c.sso.invalidate(&id);
-                c.tenants.invalidate_entries_if(move |_, t| t.id == id)
+                c.tenants
+                    .invalidate_entries_if(move |_, t| t.id == id)
+                    .and_then(|_| c.external.invalidate_entries_if(move |_, v| *v == Some(id)))
             }
             AccessChange::Users(id) => c.users.invalidate_entries_if(move |k, _| k.0 == id),
         };
@@ -202,6 +234,7 @@ impl AccessCache {
             c.tenants.invalidate_all();
             c.users.invalidate_all();
             c.sso.invalidate_all();
+            c.external.invalidate_all();
         }
     }
 }
@@ -246,6 +279,25 @@ impl Db {
                 let found = tx.sso().await?;
                 tx.commit().await?;
                 Ok(found)
+            })
+            .await
+    }
+
+    /// The tenant `external_id` at `provider` is linked to, from the access
+    /// cache when fresh (an id not linked is remembered as such for the TTL
+    /// too, so a flood of made-up ids costs one read per id and TTL).
+    pub async fn external_id_owner(
+        &self,
+        provider: &str,
+        external_id: &str,
+    ) -> Result<Option<TenantId>> {
+        let key = (provider.to_owned(), external_id.to_owned());
+        self.access
+            .external(key, async {
+                Ok(self
+                    .resolve_external_id(provider, external_id)
+                    .await?
+                    .map(|ctx| ctx.id()))
             })
             .await
     }

@@ -217,6 +217,7 @@ impl<'a> Platform<'a> {
             }
         };
         tx.commit().await?;
+        self.db.access.forget_external(provider, external_id);
         if owner == tenant {
             Ok(())
         } else {

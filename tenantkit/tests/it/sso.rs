@@ -446,14 +446,15 @@ async fn tenants_addresses_are_vetted_at_registration_and_at_every_fetch(db: Db)
     .await;
     register(&db, &t, &settings(&idp)).await.unwrap();
     let token = idp.token("ann").await;
-    let (status, body) = call(
-        &db,
-        &TenantIssuers::new(UrlPolicy::strict().with_http(true)),
-        &t,
-        &token,
-    )
-    .await;
+    let no_loopback = TenantIssuers::new(UrlPolicy::strict().with_http(true));
+    let (status, body) = call(&db, &no_loopback, &t, &token).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let fetches = no_loopback.key_fetches();
+    assert_eq!(
+        (fetches.succeeded, fetches.failed),
+        (0, 1),
+        "counted as failed"
+    );
     assert_eq!(
         idp_hits(idp).await,
         0,

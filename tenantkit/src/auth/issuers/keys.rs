@@ -6,7 +6,10 @@
 use std::{
     collections::HashMap,
     net::IpAddr,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -38,14 +41,35 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) struct Client {
     built: std::sync::OnceLock<reqwest::Client>,
     policy: Option<UrlPolicy>,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// How many times the key sets of a group of issuers (configured ones, or
+/// tenants' own) were fetched, and how many of those fetches failed (a
+/// provider down, too slow, too large, or at a refused address).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyFetches {
+    /// Fetches that brought a key set.
+    pub succeeded: u64,
+    /// Fetches that did not.
+    pub failed: u64,
 }
 
 impl Client {
     /// A client connecting only to addresses `policy` allows.
     pub(super) fn vetting(policy: UrlPolicy) -> Self {
         Self {
-            built: std::sync::OnceLock::new(),
             policy: Some(policy),
+            ..Self::default()
+        }
+    }
+
+    /// The fetches made with this client so far.
+    pub(super) fn fetches(&self) -> KeyFetches {
+        KeyFetches {
+            succeeded: self.succeeded.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
         }
     }
 
@@ -149,16 +173,20 @@ impl IssuerKeys {
             fetching.last_attempt = Some(Instant::now());
             match self.fetch(&mut fetching).await {
                 Ok(set) => {
+                    self.client.succeeded.fetch_add(1, Ordering::Relaxed);
                     *self
                         .current
                         .write()
                         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(set));
                 }
-                Err(e) => tracing::warn!(
-                    issuer = %self.settings.issuer,
-                    error = %e,
-                    "could not fetch the issuer's keys; using those cached, if any"
-                ),
+                Err(e) => {
+                    self.client.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        issuer = %self.settings.issuer,
+                        error = %e,
+                        "could not fetch the issuer's keys; using those cached, if any"
+                    );
+                }
             }
         }
         match self.cached() {

@@ -38,7 +38,7 @@ use serde_json::{Map, Value};
 
 mod tenant;
 
-pub use keys::{FETCH_TIMEOUT, MAX_DOCUMENT_BYTES, MAX_KEYS};
+pub use keys::{FETCH_TIMEOUT, KeyFetches, MAX_DOCUMENT_BYTES, MAX_KEYS};
 use keys::{IssuerKeys, check_url};
 pub use tenant::TenantIssuers;
 
@@ -388,6 +388,7 @@ struct Issuer {
 #[derive(Clone, Default)]
 pub struct Issuers {
     by_iss: Arc<HashMap<String, Arc<Issuer>>>,
+    client: Arc<keys::Client>,
 }
 
 impl std::fmt::Debug for Issuers {
@@ -426,7 +427,14 @@ impl Issuers {
         }
         Ok(Self {
             by_iss: Arc::new(by_iss),
+            client,
         })
+    }
+
+    /// How many times these issuers' key sets were fetched, and how many
+    /// fetches failed (for metrics).
+    pub fn key_fetches(&self) -> KeyFetches {
+        self.client.fetches()
     }
 
     /// Whether no issuer is trusted.
@@ -454,7 +462,14 @@ impl Issuers {
     /// signature, audience and times; then reads who it names.
     pub async fn verify(&self, token: &str) -> Result<IssuerToken, Refusal> {
         let iss = Self::issuer_of(token).ok_or(Refusal::Malformed)?;
-        let issuer = self.by_iss.get(&iss).ok_or(Refusal::UntrustedIssuer)?;
+        self.verify_as(&iss, token).await
+    }
+
+    /// [`Issuers::verify`] for a caller that has read the token's `iss`
+    /// already ([`Issuers::issuer_of`]): the payload is not decoded twice.
+    /// The signature check still requires `iss` to be exactly this.
+    pub async fn verify_as(&self, iss: &str, token: &str) -> Result<IssuerToken, Refusal> {
+        let issuer = self.by_iss.get(iss).ok_or(Refusal::UntrustedIssuer)?;
         verify_with(&issuer.settings, &issuer.keys, token).await
     }
 }

@@ -1,5 +1,5 @@
 //! Tenants' own issuers (single sign-on): a tenant registers its identity
-//! provider ([`crate::accounts::SsoSettings`]), and tokens whose `iss` is
+//! provider ([`crate::SsoSettings`]), and tokens whose `iss` is
 //! that provider act in that tenant, and in no other.
 //!
 //! The addresses are the tenant's to give, so every fetch goes through the
@@ -9,7 +9,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{IssuerKeys, IssuerSettings, IssuerToken, Refusal, default_algorithms, keys::Client};
+use super::{
+    IssuerKeys, IssuerSettings, IssuerToken, KeyFetches, Refusal, default_algorithms, keys::Client,
+};
 use crate::{
     Error, Result, SsoSettings, TenantSso, auth::UserClaim, ssrf::UrlPolicy,
     store::SSO_ISSUER_PROVIDER,
@@ -61,6 +63,12 @@ impl TenantIssuers {
                     .build(),
             }),
         }
+    }
+
+    /// How many times tenants' issuers' key sets were fetched, and how many
+    /// fetches failed (for metrics).
+    pub fn key_fetches(&self) -> KeyFetches {
+        self.inner.client.fetches()
     }
 
     /// Whether the addresses of `settings` may be contacted: the issuer and
