@@ -17,7 +17,8 @@
 //! `TENANTKIT_BENCH_RATE` (req/s), `TENANTKIT_BENCH_SECS`;
 //! `TENANTKIT_BENCH_ISSUER=1` authenticates with an access token of a real
 //! OpenID provider on loopback (npm's oidc-provider, RS256, key cached)
-//! instead of a token of the server's own. To measure
+//! instead of a token of the server's own; `TENANTKIT_BENCH_ISSUER=tenant`
+//! with one of the tenant's own provider (single sign-on). To measure
 //! another server (an older build, say), set `TENANTKIT_BENCH_URL`,
 //! `TENANTKIT_BENCH_TOKEN` and `TENANTKIT_BENCH_TENANT`: nothing is started.
 
@@ -107,8 +108,12 @@ async fn start_server() -> anyhow::Result<Target> {
     // With TENANTKIT_BENCH_ISSUER set, the token is an RS256 access token
     // of a real OpenID provider on loopback (npm's oidc-provider), verified
     // with its cached key; else one this server issues (HS256).
-    let provider = if std::env::var_os("TENANTKIT_BENCH_ISSUER").is_some() {
-        use tenantkit::testing::oidc::{TestClient, TestProvider};
+    // `TENANTKIT_BENCH_ISSUER=tenant`: the provider is the tenant's own
+    // (single sign-on, registered for the tenant); any other value: a
+    // trusted issuer of the configuration.
+    let issuer_mode = std::env::var("TENANTKIT_BENCH_ISSUER").ok();
+    let provider = if let Some(mode) = issuer_mode {
+        use tenantkit::testing::oidc::{AUDIENCE, TestClient, TestProvider};
         let claims =
             serde_json::json!({ "tenant": tenant.id.to_string(), "email": "owner@bench.test" });
         let provider = TestProvider::start(
@@ -116,11 +121,22 @@ async fn start_server() -> anyhow::Result<Target> {
             &[TestClient::new("owner", claims).lasting(3600)],
         )
         .await;
-        let mut issuer = provider.issuer_config("bench");
-        issuer.key_cache_min_secs = 300;
-        issuer.key_cache_max_secs = 3600;
-        issuer.leeway_secs = 30;
-        config.auth.issuers = vec![issuer];
+        if mode == "tenant" {
+            config.auth.sso.allow_http = true;
+            config.auth.sso.allow_networks = vec!["127.0.0.1/32".into()];
+            let settings: tenantkit::SsoSettings = serde_json::from_value(
+                serde_json::json!({ "issuer": provider.issuer, "audience": AUDIENCE }),
+            )?;
+            let mut tx = db.begin(&ctx).await?;
+            tx.put_sso(&settings).await?;
+            tx.commit().await?;
+        } else {
+            let mut issuer = provider.issuer_config("bench");
+            issuer.key_cache_min_secs = 300;
+            issuer.key_cache_max_secs = 3600;
+            issuer.leeway_secs = 30;
+            config.auth.issuers = vec![issuer];
+        }
         Some(provider)
     } else {
         None
