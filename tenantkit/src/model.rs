@@ -325,32 +325,40 @@ fn default_limit() -> u32 {
     50
 }
 
-/// What a tenant's owner (or a platform admin) registers: the tenant's
-/// identity provider, and how its tokens name the tenant's users.
+/// What a tenant's owner (or a platform admin) registers: the tenant's own
+/// identity provider and how its tokens name the tenant's users, and how
+/// users not yet of the tenant are treated on their first sign-in (by its
+/// own provider, or by a configured issuer's token naming the tenant).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SsoSettings {
-    /// The provider's issuer, exactly as its tokens' `iss` (https; at most
-    /// 255 characters, no query or fragment).
-    pub issuer: String,
+    /// The tenant's own provider's issuer, exactly as its tokens' `iss`
+    /// (https; at most 255 characters, no query or fragment). Absent: no
+    /// provider of its own; `email_domain` and `provision_role` then apply
+    /// to tokens of the configured issuers naming the tenant.
+    #[serde(default)]
+    pub issuer: Option<String>,
     /// What the tokens' `aud` must contain (the API identifier or client id
-    /// registered with the provider).
-    pub audience: String,
+    /// registered with the provider); given with `issuer`, and only then.
+    #[serde(default)]
+    pub audience: Option<String>,
     /// A public client (no secret) registered with the provider, for the
-    /// dashboard's sign-in by Authorization Code + PKCE.
+    /// dashboard's sign-in by Authorization Code + PKCE (with `issuer` only).
     #[serde(default)]
     pub client_id: Option<String>,
     /// The key set's address; by default read from the issuer's discovery
-    /// document.
+    /// document (with `issuer` only).
     #[serde(default)]
     pub jwks_uri: Option<String>,
-    /// The claim holding the user's e-mail address (default `email`; Entra
-    /// ID tokens, say, have `preferred_username`).
+    /// The claim of the tenant's provider's tokens holding the user's
+    /// e-mail address (default `email`; Entra ID tokens, say, have
+    /// `preferred_username`). A configured issuer has its own.
     #[serde(default = "default_email_claim")]
     pub email_claim: String,
-    /// A claim whose role (`member`, `admin`, `owner`, or a list) caps the
-    /// user's own; none by default.
+    /// A claim of the tenant's provider's tokens whose role (`member`,
+    /// `admin`, `owner`, or a list) caps the user's own; none by default
+    /// (with `issuer` only).
     #[serde(default)]
     pub role_claim: Option<String>,
     /// When set, only addresses of this domain sign in (and are provisioned).
@@ -402,7 +410,29 @@ impl SsoSettings {
     /// assert_eq!(checked.email_claim, "email");
     /// ```
     pub fn checked(&self) -> Result<SsoSettings> {
-        let issuer = url("issuer", &self.issuer, 255)?;
+        if self.issuer.is_some() != self.audience.is_some() {
+            return Err(Error::invalid(
+                "`issuer` and `audience` go together: give both, or neither",
+            ));
+        }
+        if self.issuer.is_none() {
+            for (field, given) in [
+                ("client_id", self.client_id.is_some()),
+                ("jwks_uri", self.jwks_uri.is_some()),
+                ("role_claim", self.role_claim.is_some()),
+            ] {
+                if given {
+                    return Err(Error::invalid(format!(
+                        "`{field}` is about the tenant's own provider: give `issuer` too"
+                    )));
+                }
+            }
+        }
+        let issuer = self
+            .issuer
+            .as_deref()
+            .map(|u| url("issuer", u, 255))
+            .transpose()?;
         let jwks_uri = self
             .jwks_uri
             .as_deref()
@@ -431,7 +461,11 @@ impl SsoSettings {
             .transpose()?;
         Ok(SsoSettings {
             issuer,
-            audience: token_text("audience", &self.audience, 255)?,
+            audience: self
+                .audience
+                .as_deref()
+                .map(|a| token_text("audience", a, 255))
+                .transpose()?,
             client_id: self
                 .client_id
                 .as_deref()

@@ -75,9 +75,9 @@ async fn tenant_sign_in(state: &AppState, headers: &HeaderMap) -> Option<SignIn>
         }
     };
     Some(SignIn {
-        issuer: sso.settings.issuer.clone(),
+        issuer: sso.settings.issuer.clone()?,
         client_id: sso.settings.client_id.clone()?,
-        audience: sso.settings.audience.clone(),
+        audience: sso.settings.audience.clone()?,
         scope: SCOPE.into(),
     })
 }

@@ -2,7 +2,9 @@
 //! owner, on plans with the `sso` feature (`402` without), and
 //! `/tenants/{id}/sso` for a platform admin, whatever the plan.
 //!
-//! Once registered, a token whose `iss` is the tenant's issuer acts in that
+//! The settings may name no provider of the tenant's own: provisioning and
+//! the e-mail domain then apply to configured issuers' tokens naming the
+//! tenant. Once registered, a token whose `iss` is the tenant's issuer acts in that
 //! tenant only (see `docs/authentication.md`). Every change is audited.
 
 use axum::extract::State;
@@ -114,7 +116,11 @@ async fn register(
     settings: &SsoSettings,
 ) -> ApiResult<TenantSso> {
     let settings = settings.checked()?;
-    if state.issuers.trusts(&settings.issuer) {
+    if settings
+        .issuer
+        .as_deref()
+        .is_some_and(|issuer| state.issuers.trusts(issuer))
+    {
         return Err(Problem::new(StatusCode::CONFLICT, "Conflict")
             .with_detail(
                 "this issuer is trusted platform-wide (auth.issuers): its tokens name their \

@@ -182,6 +182,19 @@ async fn the_owner_registers_the_tenants_provider_and_its_users_sign_in_with_it(
     assert_problem(status, &body, StatusCode::UNAUTHORIZED, "removed");
     let (status, body) = app.call(Method::DELETE, "/tenant/sso", &owner, None).await;
     assert_problem(status, &body, StatusCode::NOT_FOUND, "removed twice");
+    // Settings without a provider of its own: provisioning for the
+    // configured issuers' tokens naming the tenant.
+    let (status, body) = app
+        .call(
+            Method::PUT,
+            "/tenant/sso",
+            &owner,
+            Some(json!({ "provision_role": "member", "email_domain": "acme.test" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["issuer"], Value::Null);
+    assert_eq!(body["provision_role"], "member");
 }
 
 async fn without_the_sso_feature_only_a_platform_admin_registers(backend: Backend) {
@@ -289,6 +302,16 @@ async fn registrations_are_refused_with_a_problem_saying_why(backend: Backend) {
         (
             "audience over 255",
             json!({ "issuer": "https://login.acme.example/", "audience": "a".repeat(256) }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "an issuer without its audience",
+            json!({ "issuer": "https://login.acme.example/" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "a client without an issuer",
+            json!({ "client_id": "web" }),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (

@@ -19,8 +19,8 @@ use crate::{
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 struct SsoRow {
     tenant_id: TenantId,
-    issuer: String,
-    audience: String,
+    issuer: Option<String>,
+    audience: Option<String>,
     client_id: Option<String>,
     jwks_uri: Option<String>,
     email_claim: String,
@@ -80,10 +80,13 @@ impl TenantTx {
             let q = self.query(sql::GET_SSO);
             self.fetch_optional(q).await?
         };
-        if current.as_ref().map(|c| c.issuer.as_str()) != Some(settings.issuer.as_str()) {
-            self.claim_sso_issuer(&settings.issuer).await?;
-            if let Some(old) = &current {
-                self.release_sso_issuer(&old.issuer).await?;
+        let before = current.as_ref().and_then(|c| c.issuer.clone());
+        if before != settings.issuer {
+            if let Some(issuer) = &settings.issuer {
+                self.claim_sso_issuer(issuer).await?;
+            }
+            if let Some(old) = &before {
+                self.release_sso_issuer(old).await?;
             }
         }
         // Authentication reads the settings through the access cache.
@@ -96,8 +99,8 @@ impl TenantTx {
         // Both statements take the settings as $2..$9 and the time as $10.
         let q = self
             .query(statement)
-            .bind(settings.issuer.as_str())
-            .bind(settings.audience.as_str())
+            .bind(settings.issuer.clone())
+            .bind(settings.audience.clone())
             .bind(settings.client_id.clone())
             .bind(settings.jwks_uri.clone())
             .bind(settings.email_claim.as_str())
@@ -122,7 +125,9 @@ impl TenantTx {
             .fetch_optional(q)
             .await?
             .ok_or(Error::NotFound("single sign-on"))?;
-        self.release_sso_issuer(&current.issuer).await?;
+        if let Some(issuer) = &current.issuer {
+            self.release_sso_issuer(issuer).await?;
+        }
         self.tenant_changed().await?;
         let q = self.query(sql::DELETE_SSO);
         self.delete_as("sso.removed", &current, q).await?;

@@ -395,7 +395,7 @@ async fn authenticate<V: AuthStore>(
                 let sso = layer.store.tenant_sso(ctx).await.map_err(|e| {
                     refuse(Problem::from(&e), Actor::Anonymous, "jwt", Some(ctx.id()))
                 })?;
-                if let Some(sso) = sso.filter(|sso| &sso.settings.issuer == iss) {
+                if let Some(sso) = sso.filter(|sso| sso.settings.issuer.as_deref() == Some(iss)) {
                     let verified =
                         layer
                             .tenant_issuers
@@ -509,17 +509,60 @@ async fn issuer_user<V: AuthStore>(
     let user = token
         .user()
         .map_err(|detail| refused(unauthorized(detail)))?;
-    match layer.store.user_access(ctx, &user).await {
-        Ok(Some(access)) => {
-            let role = token.role.map_or(access.role, |cap| cap.min(access.role));
-            let principal = Principal::user(ctx.id(), access.id.to_string(), role);
-            Ok((principal, Some(token.expires)))
-        }
-        Ok(None) => Err(refused(unauthorized(
-            "the token's user does not exist in this tenant",
-        ))),
-        Err(e) => Err(refused(Problem::from(&e))),
+    let access = user_or_provisioned(layer, ctx, None, &user)
+        .await
+        .map_err(refused)?;
+    let role = token.role.map_or(access.role, |cap| cap.min(access.role));
+    let principal = Principal::user(ctx.id(), access.id.to_string(), role);
+    Ok((principal, Some(token.expires)))
+}
+
+/// The user `user` names in the tenant; one not yet of it is created when
+/// the tenant's sign-in settings (`known`, or read only then) ask for it
+/// (an e-mail address, of their domain if they name one), else refused.
+async fn user_or_provisioned<V: AuthStore>(
+    layer: &AuthLayer<V>,
+    ctx: &TenantContext,
+    known: Option<&TenantSso>,
+    user: &UserRef,
+) -> Result<UserAccess, Problem> {
+    let failed = |e: crate::Error| Problem::from(&e);
+    if let Some(access) = layer.store.user_access(ctx, user).await.map_err(failed)? {
+        return Ok(access);
     }
+    let read;
+    let sso = match known {
+        Some(sso) => Some(sso),
+        None => {
+            read = layer.store.tenant_sso(ctx).await.map_err(failed)?;
+            read.as_deref()
+        }
+    };
+    let missing = || unauthorized("the token's user does not exist in this tenant");
+    let (Some(sso), UserRef::Email(email)) = (sso, user) else {
+        return Err(missing());
+    };
+    let Some(role) = sso.settings.provision_role else {
+        return Err(missing());
+    };
+    if !in_domain(sso, email) {
+        return Err(unauthorized(
+            "the token's e-mail address is not of the tenant's domain",
+        ));
+    }
+    layer
+        .store
+        .provision_user(ctx, email, role)
+        .await
+        .map_err(|e| Problem::from(&e))
+}
+
+/// Whether `email` is of the domain the tenant's settings name (any, when none).
+fn in_domain(sso: &TenantSso, email: &str) -> bool {
+    sso.settings
+        .email_domain
+        .as_deref()
+        .is_none_or(|domain| email.rsplit_once('@').map(|(_, d)| d) == Some(domain))
 }
 
 /// The principal of a verified token of the tenant's own issuer: its user
@@ -540,29 +583,14 @@ async fn sso_user<V: AuthStore>(
     let UserRef::Email(email) = &user else {
         return Err(refused(unauthorized("the token names no e-mail address")));
     };
-    if let Some(domain) = &sso.settings.email_domain
-        && email.rsplit_once('@').map(|(_, d)| d) != Some(domain.as_str())
-    {
+    if !in_domain(sso, email) {
         return Err(refused(unauthorized(
             "the token's e-mail address is not of the tenant's domain",
         )));
     }
-    let access = match layer.store.user_access(ctx, &user).await {
-        Ok(Some(access)) => access,
-        Ok(None) => match sso.settings.provision_role {
-            Some(role) => layer
-                .store
-                .provision_user(ctx, email, role)
-                .await
-                .map_err(|e| refused(Problem::from(&e)))?,
-            None => {
-                return Err(refused(unauthorized(
-                    "the token's user does not exist in this tenant",
-                )));
-            }
-        },
-        Err(e) => return Err(refused(Problem::from(&e))),
-    };
+    let access = user_or_provisioned(layer, ctx, Some(sso), &user)
+        .await
+        .map_err(refused)?;
     let role = token.role.map_or(access.role, |cap| cap.min(access.role));
     let principal = Principal::user(ctx.id(), access.id.to_string(), role);
     Ok((principal, Some(token.expires)))

@@ -21,6 +21,7 @@ on_both_backends!(
     a_tenants_own_provider_acts_in_that_tenant_only,
     an_issuer_is_the_single_sign_on_of_one_tenant_at_most,
     unknown_users_are_refused_unless_provisioned_just_in_time,
+    configured_issuers_users_are_provisioned_when_the_tenant_asks,
     concurrent_first_sign_ins_provision_one_user,
     provisioning_stays_within_the_user_limit,
     registrations_are_checked_and_audited,
@@ -174,7 +175,10 @@ async fn an_issuer_is_the_single_sign_on_of_one_tenant_at_most(db: Db) {
     );
     // A moves to another issuer: the first is free again.
     let mut moved = settings(&idp);
-    moved.issuer = format!("https://login-{}.example/", uuid::Uuid::new_v4().simple());
+    moved.issuer = Some(format!(
+        "https://login-{}.example/",
+        uuid::Uuid::new_v4().simple()
+    ));
     register(&db, &a, &moved).await.unwrap();
     register(&db, &b, &settings(&idp)).await.unwrap();
     // And A removing its own never touches B's.
@@ -267,6 +271,68 @@ async fn unknown_users_are_refused_unless_provisioned_just_in_time(db: Db) {
         assert_eq!(body["detail"], detail, "{client}");
     }
     assert_eq!(users(&db, &t).await.len(), 1, "no one else was created");
+}
+
+async fn configured_issuers_users_are_provisioned_when_the_tenant_asks(db: Db) {
+    let (t, other) = (tenant(&db).await, tenant(&db).await);
+    let idp = TestProvider::start(
+        &[("k1", "RS256")],
+        &[
+            TestClient::new(
+                "new",
+                json!({ "tenant": t.id().to_string(), "email": "new@acme.example" }),
+            ),
+            TestClient::new(
+                "outsider",
+                json!({ "tenant": t.id().to_string(), "email": "eve@elsewhere.example" }),
+            ),
+        ],
+    )
+    .await;
+    let platform = tenantkit::auth::Issuers::new(&[idp.issuer_config("corp")]).unwrap();
+    let call = |t: TenantContext, token: String| {
+        let (db, platform) = (db.clone(), platform.clone());
+        async move {
+            let keys = JwtKeys::hs256(b"a-local-secret-of-at-least-32-bytes!").unwrap();
+            let auth = AuthLayer::new(keys, db.clone()).with_issuers(platform);
+            let (status, _, body) = call_through(&db, auth, &t, &token).await;
+            (status, body)
+        }
+    };
+    let token = idp.token("new").await;
+    let (status, body) = call(t.clone(), token.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(
+        body["detail"],
+        "the token's user does not exist in this tenant"
+    );
+
+    // Settings without a provider of the tenant's own: provisioning only.
+    let provisioning: SsoSettings = serde_json::from_value(
+        json!({ "provision_role": "member", "email_domain": "acme.example" }),
+    )
+    .unwrap();
+    register(&db, &t, &provisioning).await.unwrap();
+    // Another tenant asking for it too changes nothing for this token.
+    register(&db, &other, &provisioning).await.unwrap();
+    let (status, body) = call(t.clone(), token.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["subject"]["role"], "member");
+    assert_eq!(users(&db, &t).await.len(), 1);
+    assert!(users(&db, &other).await.is_empty());
+    let (status, body) = call(other.clone(), token).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "the token names its tenant: {body}"
+    );
+    let (status, body) = call(t.clone(), idp.token("outsider").await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        body["detail"],
+        "the token's e-mail address is not of the tenant's domain"
+    );
+    assert_eq!(users(&db, &t).await.len(), 1);
 }
 
 async fn concurrent_first_sign_ins_provision_one_user(db: Db) {
@@ -363,6 +429,19 @@ async fn registrations_are_checked_and_audited(db: Db) {
         ("email claim over 100", with("email_claim", long(101))),
         ("domain", with("email_domain", json!("not a domain"))),
         (
+            "issuer without audience",
+            json!({ "issuer": "https://login.acme.example/" }),
+        ),
+        ("audience without issuer", json!({ "audience": "api" })),
+        (
+            "client without issuer",
+            json!({ "client_id": "web", "provision_role": "member" }),
+        ),
+        (
+            "key set without issuer",
+            json!({ "jwks_uri": "https://k.example/keys" }),
+        ),
+        (
             "jwks over 2000",
             with(
                 "jwks_uri",
@@ -392,7 +471,7 @@ async fn registrations_are_checked_and_audited(db: Db) {
     .unwrap();
     register(&db, &t, &edge).await.unwrap();
     let stored = db.tenant_sso(&t).await.unwrap().unwrap();
-    assert_eq!(stored.settings.issuer.len(), 255);
+    assert_eq!(stored.settings.issuer.as_ref().map(String::len), Some(255));
     assert_eq!(
         stored.settings.email_domain.as_deref(),
         Some("acme.example")

@@ -75,7 +75,7 @@ impl TenantIssuers {
     /// key set URLs pass the policy, and their host names resolve only to
     /// allowed addresses. [`Error::Invalid`] says why not.
     pub async fn vet(&self, settings: &SsoSettings) -> Result<()> {
-        let urls = std::iter::once(("issuer", &settings.issuer))
+        let urls = (settings.issuer.iter().map(|u| ("issuer", u)))
             .chain(settings.jwks_uri.iter().map(|u| ("jwks_uri", u)));
         for (field, url) in urls {
             self.inner
@@ -91,10 +91,13 @@ impl TenantIssuers {
     /// algorithm (RS256, ES256, EdDSA), key, signature, audience and times.
     pub async fn verify(&self, sso: &TenantSso, token: &str) -> Result<IssuerToken, Refusal> {
         let s = &sso.settings;
+        let (Some(issuer), Some(audience)) = (&s.issuer, &s.audience) else {
+            return Err(Refusal::UntrustedIssuer);
+        };
         let settings = IssuerSettings {
             name: SSO_ISSUER_PROVIDER.to_owned(),
-            issuer: s.issuer.clone(),
-            audience: vec![s.audience.clone()],
+            issuer: issuer.clone(),
+            audience: vec![audience.clone()],
             jwks_uri: s.jwks_uri.clone(),
             algorithms: default_algorithms()
                 .iter()
@@ -111,7 +114,7 @@ impl TenantIssuers {
             max_cache: Duration::from_secs(86_400),
             refetch_interval: Duration::from_secs(30),
         };
-        let key = (s.issuer.clone(), s.jwks_uri.clone());
+        let key = (issuer.clone(), s.jwks_uri.clone());
         let settings = Arc::new(settings);
         let keys = self.inner.keys.get_with(key, || {
             Arc::new(IssuerKeys::new(settings.clone(), self.inner.client.clone()))
