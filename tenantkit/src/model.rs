@@ -382,7 +382,6 @@ pub struct TenantSso {
     /// The tenant.
     pub tenant_id: TenantId,
     /// What was registered.
-    #[serde(flatten)]
     pub settings: SsoSettings,
     /// When it was first registered.
     pub created_at: DateTime<Utc>,

@@ -101,9 +101,10 @@ async fn the_owner_registers_the_tenants_provider_and_its_users_sign_in_with_it(
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["issuer"], provider.issuer.as_str());
-    assert_eq!(body["email_claim"], "email");
-    assert_eq!(body["provision_role"], Value::Null);
+    assert_eq!(body["settings"]["issuer"], provider.issuer.as_str());
+    assert_eq!(body["settings"]["email_claim"], "email");
+    assert_eq!(body["settings"]["provision_role"], Value::Null);
+    assert_eq!(body["tenant_id"], app.tenant.id().to_string());
     let (status, read) = app.get("/tenant/sso", &admin).await;
     assert_eq!((status, &read), (StatusCode::OK, &body));
 
@@ -193,8 +194,8 @@ async fn the_owner_registers_the_tenants_provider_and_its_users_sign_in_with_it(
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["issuer"], Value::Null);
-    assert_eq!(body["provision_role"], "member");
+    assert_eq!(body["settings"]["issuer"], Value::Null);
+    assert_eq!(body["settings"]["provision_role"], "member");
 }
 
 async fn without_the_sso_feature_only_a_platform_admin_registers(backend: Backend) {
@@ -230,7 +231,7 @@ async fn without_the_sso_feature_only_a_platform_admin_registers(backend: Backen
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, read) = app.call(Method::GET, &path, &admin, None).await;
     assert_eq!(
-        (status, read["issuer"].clone()),
+        (status, read["settings"]["issuer"].clone()),
         (StatusCode::OK, json!(provider.issuer))
     );
     // What the admin registered signs in, whatever the plan.
