@@ -18,6 +18,47 @@
 //! - [`retention`]: old days of events and rollups removed.
 //! - [`live`]: [`Live`], each watched tenant's totals second by second, for
 //!   the live stream, woken by flushes of every process.
+//!
+//! An event is acknowledged once the flush holding it has committed, its
+//! rollups with it, so a summary read afterwards counts it:
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use chrono::Utc;
+//! use tenantkit::{Db, NewTenant, audit::Actor};
+//! use tenantkit_analytics::{
+//!     Analytics, IngestConfig, event::NewEvent,
+//!     query::{self, SummaryParams, SummaryQuery},
+//! };
+//!
+//! let db = Db::connect("sqlite::memory:").await?;
+//! db.migrate().await?;
+//! tenantkit_analytics::storage::migrate(&db).await?;
+//! db.platform().create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
+//! let acme = db.resolve_subdomain("acme").await?.unwrap();
+//!
+//! let (analytics, writers) = Analytics::start(db.clone(), IngestConfig::default());
+//! for user in ["ada", "grace"] {
+//!     let event = NewEvent {
+//!         event_type: "feature_used".into(),
+//!         user_id: Some(user.into()),
+//!         name: Some("export".into()),
+//!         ..NewEvent::default()
+//!     };
+//!     analytics.record(&acme, event).await.unwrap();
+//! }
+//!
+//! let yesterday = Utc::now() - chrono::Duration::days(1);
+//! let params = SummaryParams { from: Some(yesterday.to_rfc3339()), ..Default::default() };
+//! let q = SummaryQuery::parse(&params, Utc::now()).unwrap();
+//! let summary = query::summary(&db, &acme, &q).await?;
+//! assert_eq!((summary.events, summary.dau), (2, 2));
+//! assert_eq!(summary.top_features[0].name, "export");
+//!
+//! analytics.shutdown().await;
+//! writers.await.unwrap();
+//! # Ok::<_, tenantkit::Error>(()) }).unwrap();
+//! ```
 
 pub mod event;
 pub mod ingest;

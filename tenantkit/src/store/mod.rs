@@ -21,6 +21,7 @@ mod access;
 mod audit;
 mod bulk;
 mod catalog;
+mod checks;
 mod dialect;
 mod driver;
 mod erase;

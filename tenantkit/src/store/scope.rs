@@ -3,12 +3,13 @@
 //! optionally the tenant row held), and how every query it runs is bound to
 //! it ([`Scoped`]: `$1` is the tenant, and a query runs only in the
 //! transaction that built it). Reads and writes are in `transaction`,
-//! several tenants in one transaction in `bulk`, the unaudited tables'
-//! statement checks in `operational`.
+//! several tenants in one transaction in `bulk`, the unaudited tables in
+//! `operational`, what a statement's text must be in `checks`.
 
 use super::{
     Backend, Db,
     access::{AccessCache, AccessChange},
+    checks,
     dialect::Sql,
     driver::{Tx, Value},
     sql,
@@ -178,7 +179,7 @@ impl TenantTx {
         let (text, unrunnable) = match sql.on(backend) {
             Some(text) => {
                 assert!(
-                    placeholders(text).any(|n| n == 1),
+                    checks::placeholders(text).any(|n| n == 1),
                     "tenant-scoped SQL must use $1 (the tenant id): {text}"
                 );
                 (text, None)
@@ -213,66 +214,4 @@ impl TenantTx {
             )))
         }
     }
-}
-
-/// The numbers of the placeholders (`$1`, `$12`, ...) in `sql`, leaving out
-/// whatever only looks like one: inside a string literal, a quoted
-/// identifier, a dollar-quoted string or a comment.
-pub(in crate::store) fn placeholders(sql: &str) -> impl Iterator<Item = u32> + '_ {
-    let bytes = sql.as_bytes();
-    let mut i = 0;
-    std::iter::from_fn(move || {
-        while i < bytes.len() {
-            let rest = &sql[i..];
-            match bytes[i] {
-                quote @ (b'\'' | b'"') => {
-                    // Up to the closing quote; a doubled one is an escape.
-                    i += 1;
-                    while i < bytes.len() {
-                        if bytes[i] == quote {
-                            if bytes.get(i + 1) == Some(&quote) {
-                                i += 2;
-                                continue;
-                            }
-                            break;
-                        }
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                b'-' if rest.starts_with("--") => {
-                    i += rest.find('\n').unwrap_or(rest.len());
-                }
-                b'/' if rest.starts_with("/*") => {
-                    i += rest[2..].find("*/").map_or(rest.len(), |end| end + 4);
-                }
-                b'$' => {
-                    let digits = rest[1..].bytes().take_while(u8::is_ascii_digit).count();
-                    if digits > 0 {
-                        i += 1 + digits;
-                        if let Ok(n) = rest[1..=digits].parse() {
-                            return Some(n);
-                        }
-                        continue;
-                    }
-                    // `$tag$ ... $tag$` (or `$$ ... $$`): a string.
-                    let tag_len = rest[1..]
-                        .bytes()
-                        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
-                        .count();
-                    if rest.as_bytes().get(1 + tag_len) == Some(&b'$') {
-                        let tag = &rest[..tag_len + 2];
-                        i += tag.len();
-                        i += sql[i..]
-                            .find(tag)
-                            .map_or(sql.len() - i, |end| end + tag.len());
-                    } else {
-                        i += 1;
-                    }
-                }
-                _ => i += 1,
-            }
-        }
-        None
-    })
 }

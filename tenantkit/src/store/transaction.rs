@@ -4,6 +4,7 @@
 
 use super::{
     access::AccessChange,
+    checks,
     driver::{Conn, Record},
     operational::OperationalTable,
     scope::{Scoped, TenantTx},
@@ -17,14 +18,14 @@ impl TenantTx {
     /// All rows of a `SELECT`.
     pub async fn fetch_all<O: Record>(&mut self, query: Scoped) -> Result<Vec<O>> {
         self.owns(&query)?;
-        query.expect_verb("SELECT");
+        checks::expect_verb(query.sql, "SELECT");
         self.tx.conn().fetch_all(query.sql, query.values).await
     }
 
     /// The first row of a `SELECT`, if any.
     pub async fn fetch_optional<O: Record>(&mut self, query: Scoped) -> Result<Option<O>> {
         self.owns(&query)?;
-        query.expect_verb("SELECT");
+        checks::expect_verb(query.sql, "SELECT");
         self.tx.conn().fetch_optional(query.sql, query.values).await
     }
 
@@ -48,7 +49,7 @@ impl TenantTx {
         query: Scoped,
     ) -> Result<O> {
         self.owns(&query)?;
-        query.expect_verb("INSERT");
+        checks::expect_verb(query.sql, "INSERT");
         self.lock_tenant_writes().await?;
         let row: O = self.tx.conn().fetch_one(query.sql, query.values).await?;
         self.append(Change::new(action, &row).after(&row)?).await?;
@@ -63,7 +64,7 @@ impl TenantTx {
         query: Scoped,
     ) -> Result<Option<O>> {
         self.owns(&query)?;
-        query.expect_verb("INSERT");
+        checks::expect_verb(query.sql, "INSERT");
         self.lock_tenant_writes().await?;
         let row: Option<O> = self
             .tx
@@ -91,7 +92,7 @@ impl TenantTx {
         query: Scoped,
     ) -> Result<O> {
         self.owns(&query)?;
-        query.expect_verb("UPDATE");
+        checks::expect_verb(query.sql, "UPDATE");
         self.lock_tenant_writes().await?;
         let row: O = self
             .tx
@@ -119,7 +120,7 @@ impl TenantTx {
         query: Scoped,
     ) -> Result<()> {
         self.owns(&query)?;
-        query.expect_verb("DELETE");
+        checks::expect_verb(query.sql, "DELETE");
         self.lock_tenant_writes().await?;
         if self.tx.conn().execute(query.sql, query.values).await? == 0 {
             return Err(Error::NotFound(O::RESOURCE_TYPE));
@@ -167,7 +168,7 @@ impl TenantTx {
         query: Scoped,
     ) -> Result<u64> {
         self.owns(&query)?;
-        query.expect_operational(table);
+        checks::expect_operational(query.sql, table);
         self.wrote_unlocked |= !self.write_locked;
         self.tx.conn().execute(query.sql, query.values).await
     }
@@ -180,7 +181,7 @@ impl TenantTx {
         query: Scoped,
     ) -> Result<Vec<O>> {
         self.owns(&query)?;
-        query.expect_operational(table);
+        checks::expect_operational(query.sql, table);
         self.wrote_unlocked |= !self.write_locked;
         self.tx.conn().fetch_all(query.sql, query.values).await
     }
@@ -199,7 +200,7 @@ impl TenantTx {
         query: Scoped,
     ) -> Result<Vec<O>> {
         self.owns(&query)?;
-        query.expect_operational_all(tables);
+        checks::expect_operational_all(query.sql, tables);
         self.wrote_unlocked |= !self.write_locked;
         self.tx.conn().fetch_all(query.sql, query.values).await
     }
