@@ -91,6 +91,7 @@ SELECT create_distributed_table('webhook_queue', 'tenant_id', colocate_with => '
 SELECT create_distributed_table('webhook_deliveries', 'tenant_id', colocate_with => 'users');
 SELECT create_distributed_table('webhook_health', 'tenant_id', colocate_with => 'users');
 SELECT create_distributed_table('webhook_rate_windows', 'tenant_id', colocate_with => 'users');
+SELECT create_distributed_table('webhook_idempotency', 'tenant_id', colocate_with => 'users');
 SELECT create_distributed_table('events', 'tenant_id', colocate_with => 'users');
 SELECT create_distributed_table('event_counts', 'tenant_id', colocate_with => 'users');
 SELECT create_distributed_table('event_type_counts', 'tenant_id', colocate_with => 'users');

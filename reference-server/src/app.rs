@@ -7,6 +7,8 @@
 //! /tenants /metrics   body limit → rate limit per client IP → auth (platform admin)
 //! tenant routes       body limit (server.max_body_bytes) → TenantLayer → rate limit per client IP → AuthLayer → rate limit per tenant → PlanLayer → AnalyticsLayer (api_call events)
 //! /webhooks…          the same, with PlanLayer requiring the `webhooks` feature (402)
+//! /webhooks/messages… the same, with webhooks.max_publish_body_bytes (4 MiB: a 1 MiB message, a batch)
+//! /tenants/{id}/webhooks/messages…   the platform stack, with that body limit
 //! /analytics…         the same, with analytics.max_body_bytes (10 MiB: 1,000 events)
 //! ```
 
@@ -91,6 +93,24 @@ fn webhook_routes() -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(webhooks::recover))
 }
 
+/// Publishing webhook messages: webhook routes with a body limit fit for a
+/// 1 MiB message or a batch (`webhooks.max_publish_body_bytes`).
+fn publish_routes() -> OpenApiRouter<AppState> {
+    use routes::webhooks;
+    OpenApiRouter::default()
+        .routes(utoipa_axum::routes!(webhooks::publish))
+        .routes(utoipa_axum::routes!(webhooks::publish_batch))
+}
+
+/// The platform's own publishing to a tenant (platform admin), with the
+/// same body limit.
+fn platform_publish_routes() -> OpenApiRouter<AppState> {
+    use routes::webhooks;
+    OpenApiRouter::default()
+        .routes(utoipa_axum::routes!(webhooks::platform_publish))
+        .routes(utoipa_axum::routes!(webhooks::platform_publish_batch))
+}
+
 /// The tenant's own identity provider: tenant routes that also need the
 /// plan's `sso` feature.
 fn sso_routes() -> OpenApiRouter<AppState> {
@@ -147,9 +167,11 @@ fn public_routes() -> OpenApiRouter<AppState> {
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     tenant_routes()
         .merge(webhook_routes())
+        .merge(publish_routes())
         .merge(sso_routes())
         .merge(analytics_routes())
         .merge(platform_routes())
+        .merge(platform_publish_routes())
         .merge(public_routes())
 }
 
@@ -229,6 +251,12 @@ pub fn app(state: AppState) -> anyhow::Result<Router> {
         PlanLayer::new(state.billing.clone()).requiring(Feature::Webhooks),
         body_limit.clone(),
     ));
+    let publish_limit = self::body_limit(config.webhooks.max_publish_body_bytes);
+    let (publish_routes, _) = publish_routes().split_for_parts();
+    let publish_routes = publish_routes.route_layer(tenant_stack(
+        PlanLayer::new(state.billing.clone()).requiring(Feature::Webhooks),
+        publish_limit.clone(),
+    ));
     let (sso_routes, _) = sso_routes().split_for_parts();
     let sso_routes = sso_routes.route_layer(tenant_stack(
         PlanLayer::new(state.billing.clone()).requiring(Feature::Sso),
@@ -239,14 +267,18 @@ pub fn app(state: AppState) -> anyhow::Result<Router> {
         PlanLayer::new(state.billing.clone()),
         self::body_limit(config.analytics.max_body_bytes),
     ));
-    let (platform_routes, _) = platform_routes().split_for_parts();
-    let platform_routes = platform_routes.route_layer(
+    let platform_stack = |limit: BodyLimit| {
         ServiceBuilder::new()
-            .layer(body_limit.clone())
+            .layer(limit)
             .layer(per_ip.clone())
-            .layer(auth)
-            .layer(retry.clone()),
-    );
+            .layer(auth.clone())
+            .layer(retry.clone())
+    };
+    let (platform_routes, _) = platform_routes().split_for_parts();
+    let platform_routes = platform_routes.route_layer(platform_stack(body_limit.clone()));
+    let (platform_publish_routes, _) = platform_publish_routes().split_for_parts();
+    let platform_publish_routes =
+        platform_publish_routes.route_layer(platform_stack(publish_limit));
     let (public_routes, _) = public_routes().split_for_parts();
     let public_routes = public_routes.route_layer(
         ServiceBuilder::new()
@@ -258,9 +290,11 @@ pub fn app(state: AppState) -> anyhow::Result<Router> {
     let app = Router::new()
         .merge(tenant_routes)
         .merge(webhook_routes)
+        .merge(publish_routes)
         .merge(sso_routes)
         .merge(analytics_routes)
         .merge(platform_routes)
+        .merge(platform_publish_routes)
         .merge(public_routes)
         .fallback(error::not_found)
         .layer(axum::Extension(openapi::DocumentJson(

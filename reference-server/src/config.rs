@@ -169,6 +169,17 @@ pub struct WebhooksConfig {
     /// Messages (with their deliveries and attempts) are kept this many
     /// days, unless still pending; 0 keeps everything.
     pub retention_days: u32,
+    /// Messages per second one tenant may publish over HTTP
+    /// (`POST /webhooks/messages`, each message of a batch counted); 0: no
+    /// limit. Over it: `429` with `Retry-After`.
+    pub publish_per_second: u32,
+    /// How many messages a tenant may publish at once above that rate (at
+    /// least 100, one full batch).
+    pub publish_burst: u32,
+    /// Largest `POST /webhooks/messages` body, in bytes (at least 1024). A
+    /// message body may be 1 MiB, so below about 1.1 MiB the largest
+    /// messages are refused with `413`; a batch of 100 shares this.
+    pub max_publish_body_bytes: usize,
 }
 
 impl Default for WebhooksConfig {
@@ -186,6 +197,9 @@ impl Default for WebhooksConfig {
             lease_secs: 60,
             disable_after_hours: 5 * 24,
             retention_days: 30,
+            publish_per_second: 100,
+            publish_burst: 1000,
+            max_publish_body_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -509,6 +523,19 @@ impl Config {
                 self.webhooks.tenant_share
             )));
         }
+        let batch = tenantkit_webhooks::outbox::MAX_BATCH;
+        if self.webhooks.publish_per_second > 0 && (self.webhooks.publish_burst as usize) < batch {
+            return Err(ConfigError(format!(
+                "webhooks.publish_burst must be at least {batch} (one full batch), got {}",
+                self.webhooks.publish_burst
+            )));
+        }
+        if self.webhooks.max_publish_body_bytes < 1024 {
+            return Err(ConfigError(format!(
+                "webhooks.max_publish_body_bytes must be at least 1024, got {}",
+                self.webhooks.max_publish_body_bytes
+            )));
+        }
         // Days are subtracted from today: a bound keeps that arithmetic sound.
         for (key, days) in [
             ("audit.retention_days", self.audit.retention_days),
@@ -650,6 +677,25 @@ mod tests {
         let mut config = Config::default();
         config.webhooks.tenant_share = 1.0;
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn a_publish_burst_below_one_batch_or_a_tiny_body_limit_is_refused() {
+        let mut config = Config::default();
+        config.webhooks.publish_burst = 99;
+        let e = config.validate().unwrap_err();
+        assert!(e.0.contains("publish_burst must be at least 100"), "{e}");
+        config.webhooks.publish_burst = 100;
+        config.validate().unwrap();
+        config.webhooks.publish_per_second = 0;
+        config.webhooks.publish_burst = 0;
+        config.validate().expect("no limit: no burst needed");
+        config.webhooks.max_publish_body_bytes = 1023;
+        let e = config.validate().unwrap_err();
+        assert!(
+            e.0.contains("max_publish_body_bytes must be at least 1024"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct AppState {
     pub billing: tenantkit_billing::Billing,
     /// Endpoints, the outbox and deliveries.
     pub webhooks: tenantkit_webhooks::Webhooks,
+    /// Each tenant's budget of messages published over HTTP.
+    pub publish_budgets: webhooks::PublishBudgets,
     /// Event ingestion (the writer's handle).
     pub analytics: tenantkit_analytics::Analytics,
     /// The live stream's hub (`/ws/analytics`).
@@ -112,6 +114,7 @@ impl AppState {
                 .with_tasks(tasks.clone())
                 .with_issuers(issuers, tenant_issuers),
             billing,
+            publish_budgets: webhooks::PublishBudgets::new(&config),
             webhooks,
             analytics,
             live,

@@ -41,6 +41,38 @@ pub fn build(config: &Config) -> anyhow::Result<Webhooks> {
     )
 }
 
+/// Each tenant's budget of messages published over HTTP
+/// (`webhooks.publish_per_second`, `publish_burst`), kept in this process.
+#[derive(Clone, Debug)]
+pub struct PublishBudgets(Option<tenantkit::rate_limit::Budgets<tenantkit::TenantId>>);
+
+impl PublishBudgets {
+    /// As configured; none when `publish_per_second` is 0.
+    pub fn new(config: &Config) -> Self {
+        let settings = &config.webhooks;
+        Self(
+            std::num::NonZeroU32::new(settings.publish_per_second).map(|rate| {
+                let burst = std::num::NonZeroU32::new(settings.publish_burst).unwrap_or(rate);
+                tenantkit::rate_limit::Budgets::new(
+                    tenantkit::rate_limit::Quota::per_second(rate).allow_burst(burst),
+                )
+            }),
+        )
+    }
+
+    /// Takes `messages` from the tenant's budget, or says when to retry (`429`).
+    pub fn take(
+        &self,
+        tenant: tenantkit::TenantId,
+        messages: usize,
+    ) -> Result<(), tenantkit::rate_limit::Exceeded> {
+        match &self.0 {
+            Some(budgets) => budgets.check_n(&tenant, u32::try_from(messages).unwrap_or(u32::MAX)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The embedded default's sealing key, generated on first start.
 fn embedded_key(data_dir: &Path) -> anyhow::Result<Secret> {
     let path = data_dir.join("webhook-keys");

@@ -230,6 +230,10 @@ pub enum WebhookError {
     /// Another input is invalid (`422`).
     #[error("{0}")]
     Invalid(String),
+    /// The request conflicts with an earlier one: an idempotency key or a
+    /// message id used for another request (`409`).
+    #[error("{0}")]
+    Conflict(String),
     /// A stored secret does not open (wrong or missing key): `500`.
     #[error("a webhook secret could not be opened: {0}")]
     Sealed(#[from] SecretBoxError),
@@ -249,6 +253,9 @@ impl From<&WebhookError> for Problem {
             WebhookError::Invalid(detail) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid request")
                     .with_detail(detail.clone())
+            }
+            WebhookError::Conflict(detail) => {
+                Problem::new(StatusCode::CONFLICT, "Conflict").with_detail(detail.clone())
             }
             WebhookError::Sealed(e) => {
                 // Names a key id at most, never a key or a secret.

@@ -19,8 +19,13 @@
 //!   every change is audited and tenant-scoped; its own migrations and
 //!   history table.
 //! - [`catalogue`]: the event types endpoints subscribe to, with examples.
+//! - [`idempotency`]: the keys that make publishing over HTTP safe to
+//!   retry (a request's `Idempotency-Key`, a message's own `id`), kept at
+//!   least 24 hours.
 //! - [`outbox`]: [`Webhooks::publish`], the transactional outbox (a message
-//!   and its queue rows in the caller's transaction).
+//!   and its queue rows in the caller's transaction), and
+//!   [`Webhooks::publish_messages`], the same for messages from outside
+//!   (`POST /webhooks/messages`): batches, all or none, and idempotency.
 //! - [`queue`]: the delivery queue as the worker sees it, one tenant at a
 //!   time: due deliveries claimed under a lease and the tenant's rate
 //!   budget, outcomes written, the rest released.
@@ -38,7 +43,7 @@
 //! [`Webhooks`] is the tenant-facing API; its methods are grouped by
 //! concern, one module each: endpoints ([`Webhooks::create`], `list`, `get`,
 //! `update`, `delete`, `rotate_secret`, `stop_deliveries`, `migrate`) in
-//! [`endpoints`], publishing ([`Webhooks::publish`], `send_test`) in
+//! [`endpoints`], publishing ([`Webhooks::publish`], `publish_messages`, `send_test`) in
 //! [`outbox`], deliveries ([`Webhooks::deliveries`], `attempts`,
 //! `dead_letters`, `retry_delivery`, `recover`) in [`deliveries`], and
 //! [`Webhooks::purge_expired`] in [`retention`]. What only the worker does
@@ -106,6 +111,7 @@
 pub mod catalogue;
 pub mod deliveries;
 pub mod endpoints;
+pub mod idempotency;
 pub mod outbox;
 pub mod queue;
 pub mod retention;

@@ -7,14 +7,15 @@
 //! ([`tenantkit::store::OperationalTable`]): tenant-scoped and isolated like
 //! everything else, but not audited (the change that caused the event is).
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
 use tenantkit::{TenantTx, store::Value};
 use uuid::Uuid;
 
 use crate::{
     WebhookId, WebhookStatus, Webhooks,
     endpoints::WebhookError,
+    idempotency::{self, Claim},
     schema::{MESSAGES, QUEUE},
     sql,
 };
@@ -22,10 +23,14 @@ use crate::{
 /// The largest message body (the `{"type", "timestamp", "data"}` document).
 pub const MAX_PAYLOAD: usize = 1024 * 1024;
 
+/// The most messages [`Webhooks::publish_messages`] takes at once.
+pub const MAX_BATCH: usize = 100;
+
 /// Identifies a published message; sent as `webhook-id` on every attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[serde(transparent)]
 #[sqlx(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, format = Uuid))]
 pub struct MessageId(Uuid);
 
 impl MessageId {
@@ -68,6 +73,60 @@ pub struct Published {
     pub endpoints: u64,
 }
 
+/// A message published from outside a change's transaction, by
+/// `POST /webhooks/messages`: checked and fanned out like any other.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewMessage {
+    /// An event type of the catalogue (`GET /webhooks/event-types`).
+    pub event_type: String,
+    /// The event's data, a JSON object (the message body, with `type` and
+    /// `timestamp`, is at most 1 MiB).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub data: serde_json::Map<String, serde_json::Value>,
+    /// Your own id of the message (1 to 255 of `A-Z a-z 0-9 _ . : -`): a
+    /// message with an id published in the last 24 hours is not published
+    /// again; the first answer is returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 255,
+            pattern = r"^[A-Za-z0-9_.:-]{1,255}$"
+        )
+    )]
+    pub id: Option<String>,
+}
+
+/// One published message, as `POST /webhooks/messages` answers it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PublishedMessage {
+    /// The message (its deliveries carry `webhook-id: msg_<id without dashes>`).
+    pub message_id: MessageId,
+    /// Your id of it, when you gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Its event type.
+    pub event_type: String,
+    /// How many endpoints will receive it (0: none subscribes; nothing stored).
+    pub endpoints: u64,
+    /// Its `timestamp`, as sent in the body.
+    pub timestamp: DateTime<Utc>,
+}
+
+/// What [`Webhooks::publish_messages`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Publication {
+    /// Each message, in the order asked.
+    pub messages: Vec<PublishedMessage>,
+    /// Whether this is the first answer to the same request, given again for
+    /// its idempotency key (nothing was published now).
+    pub replayed: bool,
+}
+
 impl Webhooks {
     /// Publishes an event of `event_type` (from the catalogue) with `data`,
     /// inside `tx`: delivered to every active endpoint of the tenant that
@@ -79,7 +138,131 @@ impl Webhooks {
         event_type: &str,
         data: serde_json::Value,
     ) -> Result<Published, WebhookError> {
-        let (payload, now) = self.message_body(event_type, data)?;
+        let now = Utc::now().trunc_subsecs(3);
+        let payload = self.message_body(event_type, data, now)?;
+        self.publish_body(tx, event_type, payload, now).await
+    }
+
+    /// Publishes `messages`, all or none, inside `tx` (commit it, then
+    /// answer): each is checked and fanned out exactly like
+    /// [`Webhooks::publish`]. With `request_key` (an `Idempotency-Key`), the
+    /// same request sent again within [`idempotency::KEEP_KEYS`] answers as
+    /// the first time and publishes nothing; a message's own `id` does the
+    /// same for that message. A key or an id used before for something else
+    /// is [`WebhookError::Conflict`].
+    pub async fn publish_messages(
+        &self,
+        tx: &mut TenantTx,
+        messages: &[NewMessage],
+        request_key: Option<&str>,
+    ) -> Result<Publication, WebhookError> {
+        if messages.is_empty() || messages.len() > MAX_BATCH {
+            return Err(WebhookError::Invalid(format!(
+                "publish 1 to {MAX_BATCH} messages at once, not {}",
+                messages.len()
+            )));
+        }
+        let now = Utc::now().trunc_subsecs(3);
+        let mut payloads = Vec::with_capacity(messages.len());
+        for (i, message) in messages.iter().enumerate() {
+            let at = |e: WebhookError| match e {
+                WebhookError::Invalid(why) if messages.len() > 1 => {
+                    WebhookError::Invalid(format!("message {i}: {why}"))
+                }
+                other => other,
+            };
+            if let Some(id) = &message.id {
+                idempotency::check_message_id(id).map_err(at)?;
+                if messages[..i].iter().any(|m| m.id.as_ref() == Some(id)) {
+                    return Err(at(WebhookError::Invalid(format!(
+                        "the id `{id}` appears twice in one request"
+                    ))));
+                }
+            }
+            let data = serde_json::Value::Object(message.data.clone());
+            payloads.push(
+                self.message_body(&message.event_type, data, now)
+                    .map_err(at)?,
+            );
+        }
+        if let Some(key) = request_key {
+            idempotency::check_request_key(key)?;
+            let asked = serde_json::to_value(messages)
+                .map_err(|e| WebhookError::Invalid(format!("the messages are not JSON: {e}")))?;
+            let key = format!("r:{key}");
+            match idempotency::claim(tx, &key, &idempotency::fingerprint(&asked), now).await? {
+                Claim::Answered(answer) => {
+                    return Ok(Publication {
+                        messages: stored_answer(&answer)?,
+                        replayed: true,
+                    });
+                }
+                Claim::Claimed => {}
+            }
+        }
+        // Message ids in sorted order: two requests never wait for each other.
+        let mut with_ids: Vec<(usize, &str)> = messages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| m.id.as_deref().map(|id| (i, id)))
+            .collect();
+        with_ids.sort_by_key(|(_, id)| *id);
+        let mut answers: Vec<Option<PublishedMessage>> = vec![None; messages.len()];
+        let mut claimed = vec![false; messages.len()];
+        for (i, id) in with_ids {
+            let m = &messages[i];
+            let asked = serde_json::json!({ "event_type": m.event_type, "data": m.data });
+            match idempotency::claim(
+                tx,
+                &format!("m:{id}"),
+                &idempotency::fingerprint(&asked),
+                now,
+            )
+            .await?
+            {
+                Claim::Answered(answer) => answers[i] = Some(stored_answer(&answer)?),
+                Claim::Claimed => claimed[i] = true,
+            }
+        }
+        for (i, (message, payload)) in messages.iter().zip(payloads).enumerate() {
+            if answers[i].is_some() {
+                continue;
+            }
+            let published = self
+                .publish_body(tx, &message.event_type, payload, now)
+                .await?;
+            let answer = PublishedMessage {
+                message_id: published.id,
+                id: message.id.clone(),
+                event_type: message.event_type.clone(),
+                endpoints: published.endpoints,
+                timestamp: now,
+            };
+            if claimed[i]
+                && let Some(id) = &message.id
+            {
+                idempotency::record(tx, &format!("m:{id}"), &answer_text(&answer)?).await?;
+            }
+            answers[i] = Some(answer);
+        }
+        let messages: Vec<PublishedMessage> = answers.into_iter().flatten().collect();
+        if let Some(key) = request_key {
+            idempotency::record(tx, &format!("r:{key}"), &answer_text(&messages)?).await?;
+        }
+        Ok(Publication {
+            messages,
+            replayed: false,
+        })
+    }
+
+    /// Stores a checked message body and its queue rows.
+    async fn publish_body(
+        &self,
+        tx: &mut TenantTx,
+        event_type: &str,
+        payload: String,
+        now: DateTime<Utc>,
+    ) -> Result<Published, WebhookError> {
         // Nobody listening: nothing to store (most tenants, most events).
         let subscribed = tx.query(sql::ANY_SUBSCRIBER).bind(event_type);
         let (subscribed,): (bool,) = tx.fetch_one(subscribed).await?;
@@ -114,7 +297,8 @@ impl Webhooks {
             "webhook_id": webhook,
             "message": "hello from tenantkit",
         });
-        let (payload, now) = self.message_body(TEST_EVENT, data)?;
+        let now = Utc::now().trunc_subsecs(3);
+        let payload = self.message_body(TEST_EVENT, data, now)?;
         let id = self.store_message(tx, TEST_EVENT, payload, now).await?;
         let queue = tx
             .query(sql::QUEUE_TEST_DELIVERY)
@@ -132,13 +316,13 @@ impl Webhooks {
         &self,
         event_type: &str,
         data: serde_json::Value,
-    ) -> Result<(String, DateTime<Utc>), WebhookError> {
+        now: DateTime<Utc>,
+    ) -> Result<String, WebhookError> {
         if self.catalogue().get(event_type).is_none() {
             return Err(WebhookError::Invalid(format!(
                 "unknown event type `{event_type}`: add it to the catalogue first"
             )));
         }
-        let now = Utc::now();
         let payload = serde_json::to_string(&serde_json::json!({
             "type": event_type,
             "timestamp": now.to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -151,7 +335,7 @@ impl Webhooks {
                 payload.len()
             )));
         }
-        Ok((payload, now))
+        Ok(payload)
     }
 
     async fn store_message(
@@ -171,6 +355,19 @@ impl Webhooks {
         tx.write_operational(MESSAGES, insert).await?;
         Ok(id)
     }
+}
+
+fn answer_text(answer: &impl Serialize) -> Result<String, WebhookError> {
+    serde_json::to_string(answer)
+        .map_err(|e| WebhookError::Store(tenantkit::Error::Internal(format!("an answer: {e}"))))
+}
+
+fn stored_answer<T: serde::de::DeserializeOwned>(answer: &str) -> Result<T, WebhookError> {
+    serde_json::from_str(answer).map_err(|e| {
+        WebhookError::Store(tenantkit::Error::Internal(format!(
+            "a stored idempotency answer does not read back: {e}"
+        )))
+    })
 }
 
 /// The event `POST /webhooks/{id}/test` sends.

@@ -4,7 +4,10 @@
 //! period go too: replay them before then.
 //!
 //! The worker runs [`Webhooks::purge_expired`] for each tenant that
-//! [`EXPIRED`] names, in that tenant's `TenantTx`, in bounded batches.
+//! [`EXPIRED`] names, in that tenant's `TenantTx`, in bounded batches, and
+//! [`Webhooks::purge_expired_keys`] for each that
+//! [`crate::idempotency::EXPIRED_KEYS`] names (idempotency keys older than
+//! 24 hours).
 
 use chrono::{DateTime, Utc};
 use tenantkit::{TenantTx, store::DueWork};
@@ -32,5 +35,17 @@ impl Webhooks {
             .bind(cutoff)
             .bind(i64::from(limit));
         Ok(tx.write_operational(MESSAGES, purge).await?)
+    }
+
+    /// Removes up to `limit` of the tenant's idempotency keys claimed before
+    /// `cutoff` (at least [`crate::idempotency::KEEP_KEYS`] ago); returns how
+    /// many went.
+    pub async fn purge_expired_keys(
+        &self,
+        tx: &mut TenantTx,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, WebhookError> {
+        crate::idempotency::purge_expired(tx, cutoff, limit).await
     }
 }

@@ -16,6 +16,8 @@ pub const QUEUE: OperationalTable = OperationalTable::new("webhook_queue");
 pub const DELIVERIES: OperationalTable = OperationalTable::new("webhook_deliveries");
 /// Since when each endpoint has been failing.
 pub const HEALTH: OperationalTable = OperationalTable::new("webhook_health");
+/// Idempotency keys of publishing over HTTP, with their first answers.
+pub const IDEMPOTENCY: OperationalTable = OperationalTable::new("webhook_idempotency");
 /// Each tenant's delivery budget for the current minute.
 pub const RATE_WINDOWS: OperationalTable = OperationalTable::new("webhook_rate_windows");
 

@@ -39,6 +39,12 @@ tenantkit::statements! {
         "SELECT tenant_id, MIN(created_at) AS due_at FROM webhook_messages \
          GROUP BY tenant_id HAVING MIN(created_at) < $1 ORDER BY due_at LIMIT $2",
     );
+    /// Tenants with idempotency keys claimed before `$1`.
+    pub const EXPIRED_KEY_TENANTS: Sql = Sql::pair(
+        "SELECT tenant_id, due_at FROM tenantkit_webhooks_expired_key_tenants($1, $2, $3)",
+        "SELECT tenant_id, MIN(created_at) AS due_at FROM webhook_idempotency \
+         GROUP BY tenant_id HAVING MIN(created_at) < $1 ORDER BY due_at LIMIT $2",
+    );
 
     // Endpoints (audited).
     /// A new endpoint.
@@ -288,5 +294,31 @@ tenantkit::statements! {
          AND NOT EXISTS (SELECT 1 FROM webhook_queue q WHERE q.tenant_id = $1 \
          AND q.message_id = m.id AND q.state = 'pending') \
          ORDER BY m.created_at LIMIT $3)",
+    );
+
+    // Idempotency keys of publishing over HTTP.
+    /// Claims key `$2` with fingerprint `$3` at `$4`, or takes it over when
+    /// it was claimed before `$5` (expired, not yet purged); returns the key
+    /// when claimed, nothing when it is another's answer.
+    pub const CLAIM_KEY: Sql = Sql::both(
+        "INSERT INTO webhook_idempotency (tenant_id, key, fingerprint, answer, created_at) \
+         VALUES ($1, $2, $3, NULL, $4) \
+         ON CONFLICT (tenant_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, \
+         answer = NULL, created_at = excluded.created_at \
+         WHERE webhook_idempotency.created_at < $5 RETURNING key",
+    );
+    /// The fingerprint and answer of a claimed key.
+    pub const KEY_ANSWER: Sql = Sql::both(
+        "SELECT fingerprint, answer FROM webhook_idempotency WHERE tenant_id = $1 AND key = $2",
+    );
+    /// The answer of a key claimed in this transaction.
+    pub const RECORD_ANSWER: Sql = Sql::both(
+        "UPDATE webhook_idempotency SET answer = $3 WHERE tenant_id = $1 AND key = $2",
+    );
+    /// Up to `$3` of the tenant's keys claimed before `$2`, removed.
+    pub const PURGE_EXPIRED_KEYS: Sql = Sql::both(
+        "DELETE FROM webhook_idempotency WHERE tenant_id = $1 AND key IN \
+         (SELECT k.key FROM webhook_idempotency k WHERE k.tenant_id = $1 AND k.created_at < $2 \
+         ORDER BY k.created_at LIMIT $3)",
     );
 }

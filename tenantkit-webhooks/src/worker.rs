@@ -598,23 +598,48 @@ async fn apply_retention(shared: Arc<Shared>, keep: Duration) {
     let mut ticks = tokio::time::interval(shared.options.retention_every);
     loop {
         ticks.tick().await;
-        let cutoff = (shared.clock)() - keep;
-        match purge_expired(&shared, cutoff).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(messages = n, %cutoff, "webhook retention"),
-            Err(e) => tracing::warn!(error = %e, "webhook retention failed; trying again later"),
+        let now = (shared.clock)();
+        for (purge, cutoff) in [
+            (Purge::Messages, now - keep),
+            (Purge::Keys, now - crate::idempotency::KEEP_KEYS),
+        ] {
+            match purge_expired(&shared, purge, cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(?purge, removed = n, %cutoff, "webhook retention"),
+                Err(e) => {
+                    tracing::warn!(error = %e, ?purge, "webhook retention failed; trying again later");
+                }
+            }
         }
     }
 }
 
-/// One pass of retention over every tenant with messages before `cutoff`.
-async fn purge_expired(shared: &Shared, cutoff: DateTime<Utc>) -> Result<u64, WebhookError> {
+/// What retention removes.
+#[derive(Clone, Copy, Debug)]
+enum Purge {
+    /// Messages, with their deliveries and attempts.
+    Messages,
+    /// Idempotency keys of publishing over HTTP.
+    Keys,
+}
+
+/// One pass of retention over every tenant with `purge`'s rows before `cutoff`.
+async fn purge_expired(
+    shared: &Shared,
+    purge: Purge,
+    cutoff: DateTime<Utc>,
+) -> Result<u64, WebhookError> {
+    let finder = match purge {
+        Purge::Messages => &crate::retention::EXPIRED,
+        Purge::Keys => &crate::idempotency::EXPIRED_KEYS,
+    };
+    let batch = crate::retention::PURGE_BATCH;
     let mut done: Vec<TenantId> = Vec::new();
     let mut purged = 0;
     loop {
         let due = shared
             .db
-            .tenants_with_due_work(&crate::retention::EXPIRED, cutoff, 100, &done)
+            .tenants_with_due_work(finder, cutoff, 100, &done)
             .await?;
         if due.is_empty() {
             return Ok(purged);
@@ -631,13 +656,23 @@ async fn purge_expired(shared: &Shared, cutoff: DateTime<Utc>) -> Result<u64, We
             let ctx = ctx.with_actor(Actor::System);
             loop {
                 let mut tx = shared.db.begin(&ctx).await?;
-                let n = shared
-                    .webhooks
-                    .purge_expired(&mut tx, cutoff, crate::retention::PURGE_BATCH)
-                    .await?;
+                let n = match purge {
+                    Purge::Messages => {
+                        shared
+                            .webhooks
+                            .purge_expired(&mut tx, cutoff, batch)
+                            .await?
+                    }
+                    Purge::Keys => {
+                        shared
+                            .webhooks
+                            .purge_expired_keys(&mut tx, cutoff, batch)
+                            .await?
+                    }
+                };
                 tx.commit().await?;
                 purged += n;
-                if n < u64::from(crate::retention::PURGE_BATCH) {
+                if n < u64::from(batch) {
                     break;
                 }
             }

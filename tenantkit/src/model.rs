@@ -119,6 +119,9 @@ pub enum Scope {
     /// Create, change, test and delete webhook endpoints; retry deliveries.
     #[serde(rename = "webhooks:write")]
     WebhooksWrite,
+    /// Publish webhook messages (`POST /webhooks/messages`).
+    #[serde(rename = "webhooks:publish")]
+    WebhooksPublish,
     /// Read the analytics summary and time series.
     #[serde(rename = "analytics:read")]
     AnalyticsRead,
@@ -177,13 +180,14 @@ text_enum!(Scope {
     AuditLogsRead = "audit_logs:read",
     WebhooksRead = "webhooks:read",
     WebhooksWrite = "webhooks:write",
+    WebhooksPublish = "webhooks:publish",
     AnalyticsRead = "analytics:read",
     AnalyticsWrite = "analytics:write",
 });
 
 impl Scope {
     /// Every scope, for a key that may do everything an admin may.
-    pub const ALL: [Scope; 10] = [
+    pub const ALL: [Scope; 11] = [
         Scope::TenantRead,
         Scope::UsersRead,
         Scope::UsersWrite,
@@ -192,6 +196,7 @@ impl Scope {
         Scope::AuditLogsRead,
         Scope::WebhooksRead,
         Scope::WebhooksWrite,
+        Scope::WebhooksPublish,
         Scope::AnalyticsRead,
         Scope::AnalyticsWrite,
     ];

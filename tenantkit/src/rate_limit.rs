@@ -65,14 +65,137 @@ enum KeyBy {
     ClientIp,
 }
 
-/// Limits request rates; see the [module docs](self).
-#[derive(Clone)]
-pub struct RateLimitLayer {
-    budgets: moka::sync::Cache<Key, Arc<DefaultDirectRateLimiter>>,
+/// One rate budget per key (a tenant, a client address, ...), each with the
+/// same quota, kept in a bounded cache (see the [module docs](self)). The
+/// layer counts requests with it; a handler can count anything else, e.g.
+/// the messages of a batch.
+///
+/// ```
+/// use std::num::NonZeroU32;
+/// use tenantkit::rate_limit::{Budgets, Quota};
+///
+/// let budgets = Budgets::new(Quota::per_second(NonZeroU32::new(10).unwrap()));
+/// assert!(budgets.check_n(&"acme", 10).is_ok(), "a full burst");
+/// let wait = budgets.check_n(&"acme", 1).unwrap_err();
+/// assert!(wait.retry_after_secs() >= 1);
+/// assert!(budgets.check_n(&"globex", 10).is_ok(), "each key its own budget");
+/// ```
+pub struct Budgets<K> {
+    budgets: moka::sync::Cache<K, Arc<DefaultDirectRateLimiter>>,
     quota: Quota,
     /// One clock for every budget (making one calibrates it: far too slow
     /// for each new key).
     clock: DefaultClock,
+}
+
+impl<K> Clone for Budgets<K> {
+    fn clone(&self) -> Self {
+        Self {
+            budgets: self.budgets.clone(),
+            quota: self.quota,
+            clock: self.clock.clone(),
+        }
+    }
+}
+
+impl<K> std::fmt::Debug for Budgets<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Budgets")
+            .field("quota", &self.quota)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A budget had too little left: when to try again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("rate limit exceeded; retry in {} s", self.retry_after_secs())]
+pub struct Exceeded {
+    wait: Duration,
+    /// Whether asking for that many at once could never succeed (more than
+    /// the burst).
+    pub never: bool,
+}
+
+impl Exceeded {
+    /// Whole seconds until the budget has room again (at least 1).
+    pub fn retry_after_secs(&self) -> u64 {
+        (self.wait.as_secs() + u64::from(self.wait.subsec_nanos() > 0)).max(1)
+    }
+}
+
+impl From<Exceeded> for Problem {
+    fn from(e: Exceeded) -> Self {
+        Problem::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests")
+            .with_detail(e.to_string())
+            .with_header(header::RETRY_AFTER, HeaderValue::from(e.retry_after_secs()))
+    }
+}
+
+impl<K> Budgets<K>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+{
+    /// A budget of `quota` per key, made on first use.
+    pub fn new(quota: Quota) -> Self {
+        // Idle this long, a budget is full again: forgetting it changes nothing.
+        let refill = quota
+            .replenish_interval()
+            .saturating_mul(quota.burst_size().get())
+            .max(Duration::from_secs(1));
+        Self {
+            budgets: moka::sync::Cache::builder()
+                .max_capacity(MAX_TRACKED_KEYS)
+                .time_to_idle(refill)
+                .build(),
+            quota,
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// The quota of each key.
+    pub fn quota(&self) -> Quota {
+        self.quota
+    }
+
+    /// Takes `n` from `key`'s budget, all or none.
+    pub fn check_n(&self, key: &K, n: u32) -> Result<(), Exceeded>
+    where
+        K: Clone,
+    {
+        let budget = self.budgets.get_with_by_ref(key, || {
+            Arc::new(RateLimiter::direct_with_clock(
+                self.quota,
+                self.clock.clone(),
+            ))
+        });
+        let Some(n) = std::num::NonZeroU32::new(n) else {
+            return Ok(());
+        };
+        match budget.check_n(n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(Exceeded {
+                wait: not_until.wait_time_from(self.clock.now()),
+                never: false,
+            }),
+            Err(_insufficient) => Err(Exceeded {
+                wait: self.quota.replenish_interval().saturating_mul(n.get()),
+                never: true,
+            }),
+        }
+    }
+
+    /// How many keys have a budget now (at most [`MAX_TRACKED_KEYS`], once
+    /// the cache's pending evictions have run).
+    pub fn tracked_keys(&self) -> u64 {
+        self.budgets.run_pending_tasks();
+        self.budgets.entry_count()
+    }
+}
+
+/// Limits request rates; see the [module docs](self).
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    budgets: Budgets<Key>,
     key_by: KeyBy,
 }
 
@@ -99,18 +222,8 @@ impl RateLimitLayer {
     }
 
     fn keyed_by(quota: Quota, key_by: KeyBy) -> Self {
-        // Idle this long, a budget is full again: forgetting it changes nothing.
-        let refill = quota
-            .replenish_interval()
-            .saturating_mul(quota.burst_size().get())
-            .max(Duration::from_secs(1));
         Self {
-            budgets: moka::sync::Cache::builder()
-                .max_capacity(MAX_TRACKED_KEYS)
-                .time_to_idle(refill)
-                .build(),
-            quota,
-            clock: DefaultClock::default(),
+            budgets: Budgets::new(quota),
             key_by,
         }
     }
@@ -118,8 +231,7 @@ impl RateLimitLayer {
     /// How many keys have a budget now (at most [`MAX_TRACKED_KEYS`], once
     /// the cache's pending evictions have run).
     pub fn tracked_keys(&self) -> u64 {
-        self.budgets.run_pending_tasks();
-        self.budgets.entry_count()
+        self.budgets.tracked_keys()
     }
 
     fn key<B>(&self, req: &Request<B>) -> Key {
@@ -179,23 +291,9 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let layer = &self.layer;
-        let budget = layer.budgets.get_with(layer.key(&req), || {
-            Arc::new(RateLimiter::direct_with_clock(
-                layer.quota,
-                layer.clock.clone(),
-            ))
-        });
-        match budget.check() {
+        match self.layer.budgets.check_n(&self.layer.key(&req), 1) {
             Ok(()) => Either::Left(self.inner.call(req)),
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(layer.clock.now());
-                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                let problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests")
-                    .with_detail(format!("rate limit exceeded; retry in {secs} s"))
-                    .with_header(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-                Either::Right(ready(Ok(problem.into_response())))
-            }
+            Err(exceeded) => Either::Right(ready(Ok(Problem::from(exceeded).into_response()))),
         }
     }
 }

@@ -36,6 +36,9 @@ const NOT_SECRETS: &[(&str, &str)] = &[
     ("audit_heads", "hash"),
     ("audit_heads", "anchor_hash"),
     ("webhooks", "previous_secret_expires_at"),
+    // The caller's own idempotency key (an `Idempotency-Key` or a message
+    // id), no credential: it is exported with its answer.
+    ("webhook_idempotency", "key"),
 ];
 
 /// A crate that adds a column named like a secret must mark it secret in

@@ -8,6 +8,7 @@ mod identity_provider;
 mod lifecycle;
 mod live;
 mod privileges;
+mod publishing;
 mod startup;
 mod strict;
 mod supervision;

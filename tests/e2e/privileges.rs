@@ -30,6 +30,7 @@ const ALLOWED: &[&str] = &[
     "tenantkit_unfinished_tenant_deletions()",
     "tenantkit_webhooks_due_tenants(timestamp with time zone,bigint,text)",
     "tenantkit_webhooks_expired_tenants(timestamp with time zone,bigint,text)",
+    "tenantkit_webhooks_expired_key_tenants(timestamp with time zone,bigint,text)",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -82,6 +82,18 @@ fn routes() -> Vec<Route> {
         route(Method::PUT, "/tenants/{id}/sso", PlatformAdmin)
             .json(json!({ "issuer": "https://login.walk.example/", "audience": "api" })),
         route(Method::DELETE, "/tenants/{id}/sso", PlatformAdmin),
+        route(
+            Method::POST,
+            "/tenants/{id}/webhooks/messages",
+            PlatformAdmin,
+        )
+        .json(json!({ "event_type": "user.created", "data": {} })),
+        route(
+            Method::POST,
+            "/tenants/{id}/webhooks/messages/batch",
+            PlatformAdmin,
+        )
+        .json(json!({ "messages": [{ "event_type": "user.created", "data": {} }] })),
         route(Method::GET, "/tenant", Tenant),
         route(Method::GET, "/tenant/sso", Tenant),
         route(Method::PUT, "/tenant/sso", Tenant)
@@ -105,6 +117,10 @@ fn routes() -> Vec<Route> {
         route(Method::POST, "/webhooks", Tenant)
             .json(json!({ "url": "https://93.184.216.34/in", "event_types": ["*"] })),
         route(Method::GET, "/webhooks/event-types", Tenant),
+        route(Method::POST, "/webhooks/messages", Tenant)
+            .json(json!({ "event_type": "user.created", "data": {} })),
+        route(Method::POST, "/webhooks/messages/batch", Tenant)
+            .json(json!({ "messages": [{ "event_type": "user.created", "data": {} }] })),
         route(Method::GET, "/webhooks/dead-letters", Tenant),
         route(Method::GET, "/webhooks/{id}", Tenant),
         route(Method::PATCH, "/webhooks/{id}", Tenant).json(json!({ "description": "walk" })),
@@ -137,6 +153,7 @@ macro_rules! server {
         match Server::start_with($backend, |c| {
             c.server.max_body_bytes = 2048;
             c.analytics.max_body_bytes = 2048;
+            c.webhooks.max_publish_body_bytes = 2048;
             c.billing.plans.default_plan = "enterprise".into();
         })
         .await
@@ -489,10 +506,10 @@ async fn bodies_are_objects_with_each_key_once_and_no_nul(backend: Backend) {
             "{what}: {p}"
         );
 
-        let (key, text) = fields
-            .iter()
-            .find_map(|(k, v)| Some((k, v.as_str()?)))
-            .expect("a text field");
+        // A batch's text is deeper down (below).
+        let Some((key, text)) = fields.iter().find_map(|(k, v)| Some((k, v.as_str()?))) else {
+            continue;
+        };
         let what = format!("{} {} with a NUL in `{key}`", r.method, r.path);
         let mut nul = body.clone();
         nul[key] = json!(format!("{text}\u{0}"));
@@ -516,6 +533,15 @@ async fn bodies_are_objects_with_each_key_once_and_no_nul(backend: Backend) {
         .unwrap();
     let p = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "a NUL in a list").await;
     assert_eq!(p["field"], "event_types[1]", "{p}");
+    let batch = route(Method::POST, "/webhooks/messages/batch", Access::Tenant);
+    let res = w
+        .request(&batch, Method::POST)
+        .json(&json!({ "messages": [{ "event_type": "user.\u{0}", "data": {} }] }))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "a NUL in a batch").await;
+    assert_eq!(p["field"], "messages[0].event_type", "{p}");
     assert_eq!(users_before, w.users().await, "nothing changed");
     w.s.stop().await;
 }
@@ -629,7 +655,7 @@ fn padded(body: &str, len: usize) -> String {
 /// The documented defaults are the effective limits, to the byte: 64 KiB
 /// for a request body, 10 MiB for `POST /analytics/events` (room for the
 /// documented 1,000 events of 8 KiB metadata; a 2 MiB framework default
-/// used to apply underneath).
+/// used to apply underneath), 4 MiB for publishing webhook messages.
 async fn every_body_limit_is_the_configured_one_to_the_byte(backend: Backend) {
     let Some(s) = Server::start_with(backend, |c| {
         c.billing.plans.default_plan = "enterprise".into();
@@ -709,6 +735,34 @@ async fn every_body_limit_is_the_configured_one_to_the_byte(backend: Backend) {
         declared(&s, "/analytics/events", &auth, limit + 1).await,
         413
     );
+    // Publishing webhook messages: 4 MiB (a 1 MiB message, or a batch).
+    let limit = s.config.webhooks.max_publish_body_bytes;
+    assert_eq!(limit, 4 * 1024 * 1024, "the documented default");
+    for path in ["/webhooks/messages", "/webhooks/messages/batch"] {
+        let message = json!({ "event_type": "user.created", "data": { "n": 1 } });
+        let body = if path.ends_with("batch") {
+            json!({ "messages": [message] })
+        } else {
+            message
+        };
+        let res = raw_json(
+            t.call(&s, Method::POST, path),
+            padded(&body.to_string(), limit),
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::ACCEPTED,
+            "POST {path} of {limit} bytes"
+        );
+        assert_eq!(
+            declared(&s, path, &auth, limit + 1).await,
+            413,
+            "POST {path}"
+        );
+    }
     s.stop().await;
 }
 

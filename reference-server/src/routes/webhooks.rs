@@ -1,20 +1,26 @@
-//! `/webhooks`: the tenant's endpoints, their deliveries and dead letters.
-//! Behind `PlanLayer::requiring(Feature::Webhooks)` (402 without it).
+//! `/webhooks`: the tenant's endpoints, their deliveries and dead letters,
+//! and publishing messages over HTTP (`/webhooks/messages`, and the
+//! platform's `/tenants/{id}/webhooks/messages`). Behind
+//! `PlanLayer::requiring(Feature::Webhooks)` (402 without it).
 
-use axum::{extract::State, response::IntoResponse};
+use axum::{
+    extract::State,
+    response::{IntoResponse, Response},
+};
 use chrono::{DateTime, Utc};
-use http::{StatusCode, header};
+use http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use tenantkit::{
-    PageRequest, TenantContext,
+    PageRequest, TenantContext, TenantId, TenantStatus,
     auth::{Permission, Principal},
     problem::Problem,
 };
+use tenantkit_billing::plans::Feature;
 use tenantkit_webhooks::{
     CreatedWebhook, NewWebhook, Webhook, WebhookError, WebhookId, WebhookPatch,
     catalogue::EventType,
     deliveries::{Delivery, DeliveryAttempt, DeliveryFilter, Replayed},
-    outbox::MessageId,
+    outbox::{MessageId, NewMessage, Publication, PublishedMessage},
 };
 use uuid::Uuid;
 
@@ -264,4 +270,162 @@ pub async fn dead_letters(
         .dead_letters(&mut tx, page.after, Some(page.limit))
         .await?;
     Ok(Json(Page::new(items, page.limit, |d| d.message_id.into())))
+}
+
+/// `POST /webhooks/messages/batch` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMessages {
+    /// 1 to 100 messages, published all or none.
+    #[schema(min_items = 1, max_items = 100)]
+    pub messages: Vec<NewMessage>,
+}
+
+/// What `POST /webhooks/messages/batch` published, in the order asked.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PublishedMessages {
+    /// Each message.
+    pub messages: Vec<PublishedMessage>,
+}
+
+/// `Idempotency-Key`: a retry with the same key and request answers as the
+/// first time (for 24 hours at least) and publishes nothing new.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Set on an answer given again for its idempotency key.
+const REPLAYED: &str = "idempotent-replayed";
+
+/// `POST /webhooks/messages` → `202` once the message and its deliveries
+/// are committed: fanned out to every active endpoint of the tenant that
+/// subscribes to its event type.
+#[utoipa::path(post, path = "/webhooks/messages", tag = "webhooks", security(("bearer" = []), ("api_key" = [])), params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: a retry with the same key and body answers as the first time (for 24 hours) and publishes nothing new; another body with the key is 409", pattern = "^[!-~]{1,255}$")), request_body = NewMessage, responses((status = 202, description = "Published (durably queued for each subscribed endpoint)", body = PublishedMessage, headers(("idempotent-replayed" = String, description = "`true` when this is the first answer given again"))), (status = 409, description = "The idempotency key or the message id was used for another request", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "Unknown event type, a body over 1 MiB, or an invalid key or id", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "Over the tenant's publish rate", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
+pub async fn publish(
+    State(state): State<AppState>,
+    tenant: TenantContext,
+    principal: Principal,
+    headers: HeaderMap,
+    Json(message): Json<NewMessage>,
+) -> ApiResult<Response> {
+    principal.require(Permission::PublishWebhooks)?;
+    let published = publish_for(&state, &tenant, &headers, vec![message]).await?;
+    Ok(published.answer(|mut messages| messages.remove(0)))
+}
+
+/// `POST /webhooks/messages/batch` → `202`: up to 100 messages, published
+/// all or none.
+#[utoipa::path(post, path = "/webhooks/messages/batch", tag = "webhooks", security(("bearer" = []), ("api_key" = [])), params(("Idempotency-Key" = Option<String>, Header, description = "As for POST /webhooks/messages, for the whole batch", pattern = "^[!-~]{1,255}$")), request_body = NewMessages, responses((status = 202, description = "Every message published", body = PublishedMessages, headers(("idempotent-replayed" = String, description = "`true` when this is the first answer given again"))), (status = 409, description = "The idempotency key or a message id was used for another request", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "A message is refused (its index is named); nothing was published", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "Over the tenant's publish rate", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
+pub async fn publish_batch(
+    State(state): State<AppState>,
+    tenant: TenantContext,
+    principal: Principal,
+    headers: HeaderMap,
+    Json(batch): Json<NewMessages>,
+) -> ApiResult<Response> {
+    principal.require(Permission::PublishWebhooks)?;
+    let published = publish_for(&state, &tenant, &headers, batch.messages).await?;
+    Ok(published.answer(|messages| PublishedMessages { messages }))
+}
+
+/// `POST /tenants/{id}/webhooks/messages`: the platform's own services
+/// publish to a tenant's endpoints (platform admin), as the tenant would.
+#[utoipa::path(post, path = "/tenants/{id}/webhooks/messages", tag = "platform", security(("bearer" = [])), params(("id" = TenantId, Path, description = "The tenant"), ("Idempotency-Key" = Option<String>, Header, description = "As for POST /webhooks/messages", pattern = "^[!-~]{1,255}$")), request_body = NewMessage, responses((status = 202, description = "Published", body = PublishedMessage, headers(("idempotent-replayed" = String, description = "`true` when this is the first answer given again"))), (status = 402, description = "The tenant's plan has no webhooks", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such tenant", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "The tenant is suspended, or the key or id was used for another request", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "The message is refused", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "Over the tenant's publish rate", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
+pub async fn platform_publish(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<TenantId>,
+    headers: HeaderMap,
+    Json(message): Json<NewMessage>,
+) -> ApiResult<Response> {
+    let tenant = publishing_tenant(&state, &principal, id).await?;
+    let published = publish_for(&state, &tenant, &headers, vec![message]).await?;
+    Ok(published.answer(|mut messages| messages.remove(0)))
+}
+
+/// `POST /tenants/{id}/webhooks/messages/batch`: the platform's batch form.
+#[utoipa::path(post, path = "/tenants/{id}/webhooks/messages/batch", tag = "platform", security(("bearer" = [])), params(("id" = TenantId, Path, description = "The tenant"), ("Idempotency-Key" = Option<String>, Header, description = "As for POST /webhooks/messages, for the whole batch", pattern = "^[!-~]{1,255}$")), request_body = NewMessages, responses((status = 202, description = "Every message published", body = PublishedMessages, headers(("idempotent-replayed" = String, description = "`true` when this is the first answer given again"))), (status = 402, description = "The tenant's plan has no webhooks", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such tenant", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "The tenant is suspended, or the key or an id was used for another request", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "A message is refused (its index is named); nothing was published", body = tenantkit::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "Over the tenant's publish rate", body = tenantkit::problem::Problem, content_type = "application/problem+json")))]
+pub async fn platform_publish_batch(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<TenantId>,
+    headers: HeaderMap,
+    Json(batch): Json<NewMessages>,
+) -> ApiResult<Response> {
+    let tenant = publishing_tenant(&state, &principal, id).await?;
+    let published = publish_for(&state, &tenant, &headers, batch.messages).await?;
+    Ok(published.answer(|messages| PublishedMessages { messages }))
+}
+
+/// The tenant a platform admin publishes to: active, on a plan with webhooks.
+async fn publishing_tenant(
+    state: &AppState,
+    principal: &Principal,
+    id: TenantId,
+) -> ApiResult<TenantContext> {
+    principal.require(Permission::ManageTenants)?;
+    let tenant = super::named_tenant(&state.db, id)
+        .await?
+        .with_actor(principal.into());
+    if tenant.tenant().status != TenantStatus::Active {
+        return Err(Problem::new(StatusCode::CONFLICT, "Tenant suspended")
+            .with_detail("the tenant is suspended: reactivate it to publish to its endpoints")
+            .into());
+    }
+    let plan = state
+        .billing
+        .plan_for(&tenant)
+        .await
+        .map_err(|e| Problem::from(&e))?;
+    if !plan.has(Feature::Webhooks) {
+        return Err(tenantkit_billing::feature_problem(&plan, Feature::Webhooks).into());
+    }
+    Ok(tenant)
+}
+
+/// The one publishing path of every form: the key read, the tenant's rate
+/// taken, the messages published and committed.
+async fn publish_for(
+    state: &AppState,
+    tenant: &TenantContext,
+    headers: &HeaderMap,
+    messages: Vec<NewMessage>,
+) -> ApiResult<Publication> {
+    let mut keys = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let key = match (keys.next(), keys.next()) {
+        (None, _) => None,
+        (Some(value), None) => Some(value.to_str().map_err(|_| {
+            WebhookError::Invalid("`Idempotency-Key` must be visible ASCII characters".into())
+        })?),
+        (Some(_), Some(_)) => {
+            return Err(Problem::new(StatusCode::BAD_REQUEST, "Bad request")
+                .with_detail("send one `Idempotency-Key`, not several")
+                .into());
+        }
+    };
+    state
+        .publish_budgets
+        .take(tenant.id(), messages.len())
+        .map_err(Problem::from)?;
+    let mut tx = state.db.begin(tenant).await?;
+    let published = state
+        .webhooks
+        .publish_messages(&mut tx, &messages, key)
+        .await?;
+    tx.commit().await?;
+    Ok(published)
+}
+
+/// A publication as its route answers it: `202`, marked when replayed.
+trait Answer {
+    fn answer<T: Serialize>(self, body: impl FnOnce(Vec<PublishedMessage>) -> T) -> Response;
+}
+
+impl Answer for Publication {
+    fn answer<T: Serialize>(self, body: impl FnOnce(Vec<PublishedMessage>) -> T) -> Response {
+        let mut response = (StatusCode::ACCEPTED, Json(body(self.messages))).into_response();
+        if self.replayed {
+            response
+                .headers_mut()
+                .insert(REPLAYED, http::HeaderValue::from_static("true"));
+        }
+        response
+    }
 }

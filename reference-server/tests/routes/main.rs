@@ -11,6 +11,7 @@ mod audit;
 mod billing;
 mod client;
 mod flows;
+mod publishing;
 mod sso;
 mod webhooks;
 

@@ -67,6 +67,16 @@ async fn the_due_function_returns_tenant_ids_and_times_only() {
     .unwrap();
     let columns: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
     assert_eq!(columns, ["tenant_id", "due_at"]);
+    let rows = sqlx::query(
+        "SELECT * FROM tenantkit_webhooks_expired_key_tenants(now() + interval '1 minute', 1, '')",
+    )
+    .fetch_all(&runtime)
+    .await
+    .unwrap();
+    for row in rows {
+        let columns: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+        assert_eq!(columns, ["tenant_id", "due_at"]);
+    }
     // The skip list is honoured.
     let skipped: Vec<(uuid::Uuid,)> = sqlx::query_as(
         "SELECT tenant_id FROM tenantkit_webhooks_due_tenants(now() + interval '1 minute', 100000, $1)",
@@ -89,7 +99,18 @@ async fn the_runtime_role_reads_nothing_through_the_scan_flag_or_around_the_func
     };
     let db = testing::runtime_db(&database, 2).await;
     let w = local_webhooks();
-    with_work(&db, &w).await;
+    let t = with_work(&db, &w).await;
+    // An idempotency key too, for the key finder's policy.
+    let mut tx = db.begin(&t).await.unwrap();
+    let keyed = tenantkit_webhooks::outbox::NewMessage {
+        event_type: "user.created".into(),
+        data: serde_json::Map::new(),
+        id: Some("scan".into()),
+    };
+    w.publish_messages(&mut tx, &[keyed], Some("scan"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
     let runtime = sqlx::PgPool::connect(&database.runtime_url).await.unwrap();
     let mut conn = runtime.acquire().await.unwrap();
     // Setting the function's flag does not open the policy to the runtime role.
@@ -103,6 +124,7 @@ async fn the_runtime_role_reads_nothing_through_the_scan_flag_or_around_the_func
         "webhook_deliveries",
         "webhook_health",
         "webhook_rate_windows",
+        "webhook_idempotency",
     ] {
         let n: i64 =
             sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
@@ -224,6 +246,7 @@ async fn every_webhooks_table_is_tenant_owned_and_isolated() {
         "webhook_deliveries",
         "webhook_health",
         "webhook_rate_windows",
+        "webhook_idempotency",
     ] {
         assert!(
             tables.iter().any(|t| t == table),

@@ -6,6 +6,7 @@ mod delivery;
 mod endpoints;
 mod isolation;
 mod outbox;
+mod publishing;
 mod retention;
 mod signature;
 mod ssrf;

@@ -12,6 +12,7 @@
 //! | `ReadApiKeys`, `WriteApiKeys` | no | yes | yes | `api_keys:read`, `api_keys:write` | no |
 //! | `ReadAuditLogs` | no | yes | yes | `audit_logs:read` | only through the audited platform path |
 //! | `ReadWebhooks`, `WriteWebhooks` | no | yes | yes | `webhooks:read`, `webhooks:write` | no |
+//! | `PublishWebhooks` (publish messages) | no | yes | yes | `webhooks:publish` | no |
 //! | `ReadAnalytics` (summary, time series) | yes | yes | yes | `analytics:read` | no |
 //! | `WriteAnalytics` (send events) | yes | yes | yes | `analytics:write` | no |
 //! | `GrantOwner` (make or unmake owners) | no | no | yes | never | no |
@@ -103,6 +104,8 @@ pub enum Permission {
     ReadWebhooks,
     /// Create, change, test and delete webhook endpoints; retry deliveries.
     WriteWebhooks,
+    /// Publish webhook messages to the tenant's endpoints.
+    PublishWebhooks,
     /// Read the analytics summary and time series.
     ReadAnalytics,
     /// Send analytics events.
@@ -154,7 +157,7 @@ impl Principal {
             Subject::User { role, .. } => match permission {
                 ReadTenant | ReadUsers | ReadAnalytics | WriteAnalytics => true,
                 WriteUsers | ReadApiKeys | WriteApiKeys | ReadAuditLogs | ReadWebhooks
-                | WriteWebhooks | ManageBilling => *role >= Role::Admin,
+                | WriteWebhooks | PublishWebhooks | ManageBilling => *role >= Role::Admin,
                 GrantOwner | ManageSso => *role == Role::Owner,
                 ManageTenants => false,
             },
@@ -168,6 +171,7 @@ impl Principal {
                     ReadAuditLogs => Scope::AuditLogsRead,
                     ReadWebhooks => Scope::WebhooksRead,
                     WriteWebhooks => Scope::WebhooksWrite,
+                    PublishWebhooks => Scope::WebhooksPublish,
                     ReadAnalytics => Scope::AnalyticsRead,
                     WriteAnalytics => Scope::AnalyticsWrite,
                     GrantOwner | ManageTenants | ManageBilling | ManageSso => return false,

@@ -83,6 +83,7 @@ pub const RUNTIME_FUNCTIONS: &[&str] = &[
     // tenantkit-webhooks' worker and retention.
     "tenantkit_webhooks_due_tenants(timestamp with time zone,bigint,text)",
     "tenantkit_webhooks_expired_tenants(timestamp with time zone,bigint,text)",
+    "tenantkit_webhooks_expired_key_tenants(timestamp with time zone,bigint,text)",
     // tenantkit-analytics' writer and retention.
     "tenantkit_analytics_ensure_partitions(date,integer)",
     "tenantkit_analytics_drop_partitions_before(date)",
