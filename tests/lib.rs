@@ -55,6 +55,33 @@ fn base_config(dir: &tempfile::TempDir) -> Config {
     config
 }
 
+/// The event types docs/webhooks.md configures: `invoice.paid` and
+/// `invoice.voided` (`[[webhooks.event_types]]`), with a schema.
+pub fn invoice_events(config: &mut Config) {
+    let schema = serde_json::json!({
+        "type": "object",
+        "required": ["invoice", "amount"],
+        "properties": {
+            "invoice": { "type": "string" },
+            "amount": { "type": "integer", "minimum": 0 }
+        }
+    });
+    for (name, description) in [
+        ("invoice.paid", "An invoice was paid"),
+        ("invoice.voided", "An invoice was voided"),
+    ] {
+        config
+            .webhooks
+            .event_types
+            .push(tenantkit_server::config::EventTypeConfig {
+                name: name.into(),
+                description: description.into(),
+                schema: Some(schema.clone()),
+                example: serde_json::json!({ "invoice": "2026-0042", "amount": 4200 }),
+            });
+    }
+}
+
 /// Which backend a test runs on.
 #[derive(Clone, Copy, Debug)]
 pub enum Backend {

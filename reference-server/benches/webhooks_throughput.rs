@@ -40,7 +40,6 @@ use std::{
 
 use axum::{Router, body::Bytes, extract::State, http::HeaderMap, routing::post};
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use tenantkit::{Db, NewTenant, TenantContext, audit::Actor};
 use tenantkit_server::config::Config;
 use tenantkit_webhooks::NewWebhook;
@@ -108,7 +107,7 @@ async fn publish(
             .publish(
                 &mut tx,
                 "user.created",
-                json!({ "n": i, "email": "bench@bench.test" }),
+                tenantkit_webhooks::testing::user_data(i),
             )
             .await
             .expect("publish");

@@ -12,11 +12,7 @@
 //! /analytics…         the same, with analytics.max_body_bytes (10 MiB: 1,000 events)
 //! ```
 
-use std::{
-    num::NonZeroU32,
-    sync::{Arc, LazyLock},
-    time::Duration,
-};
+use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use axum::Router;
 use http::{HeaderName, Request};
@@ -181,12 +177,11 @@ pub fn document() -> utoipa::openapi::OpenApi {
     openapi::describe(routes().into_openapi())
 }
 
-static DOCUMENT_JSON: LazyLock<Arc<str>> = LazyLock::new(|| {
-    document()
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes")
-        .into()
-});
+/// The document as served for `catalogue`'s event types: [`document`] and
+/// their `webhooks` ([`openapi::document_json`]).
+pub fn document_json(catalogue: &tenantkit_webhooks::catalogue::EventCatalogue) -> Arc<str> {
+    openapi::document_json(&document(), catalogue).into()
+}
 
 /// The full application: every route behind its layers, as configured in
 /// `state.config`. Tests drive it with `tower::ServiceExt::oneshot`, no
@@ -297,9 +292,9 @@ pub fn app(state: AppState) -> anyhow::Result<Router> {
         .merge(platform_publish_routes)
         .merge(public_routes)
         .fallback(error::not_found)
-        .layer(axum::Extension(openapi::DocumentJson(
-            DOCUMENT_JSON.clone(),
-        )))
+        .layer(axum::Extension(openapi::DocumentJson(document_json(
+            state.webhooks.catalogue(),
+        ))))
         .with_state(state.clone());
     Ok(with_server_layers(
         app,

@@ -176,6 +176,11 @@ pub struct WebhooksConfig {
     /// How many messages a tenant may publish at once above that rate (at
     /// least 100, one full batch).
     pub publish_burst: u32,
+    /// Event types of the platform's own, beside the built-in ones
+    /// (`[[webhooks.event_types]]`; in the environment
+    /// `TENANTKIT_WEBHOOKS__EVENT_TYPES`, a JSON array): each with a JSON
+    /// Schema its `data` must satisfy, and an example that does.
+    pub event_types: Vec<EventTypeConfig>,
     /// Largest `POST /webhooks/messages` body, in bytes (at least 1024). A
     /// message body may be 1 MiB, so below about 1.1 MiB the largest
     /// messages are refused with `413`; a batch of 100 shares this.
@@ -197,11 +202,29 @@ impl Default for WebhooksConfig {
             lease_secs: 60,
             disable_after_hours: 5 * 24,
             retention_days: 30,
+            event_types: Vec::new(),
             publish_per_second: 100,
             publish_burst: 1000,
             max_publish_body_bytes: 4 * 1024 * 1024,
         }
     }
+}
+
+/// `[[webhooks.event_types]]`: an event type the platform publishes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventTypeConfig {
+    /// Its name: 1 to 64 of `a-z 0-9 _ . : -`, e.g. `invoice.paid`.
+    pub name: String,
+    /// What it announces.
+    #[serde(default)]
+    pub description: String,
+    /// The JSON Schema (draft 2020-12) its `data` must satisfy; none: any
+    /// JSON object.
+    #[serde(default)]
+    pub schema: Option<serde_json::Value>,
+    /// An example of its `data` (satisfying the schema).
+    pub example: serde_json::Value,
 }
 
 /// `[audit]`
@@ -436,8 +459,12 @@ impl Default for RateLimitConfig {
     }
 }
 
-/// `TENANTKIT_AUTH__ISSUERS`, past the prefix: a JSON array of issuers.
-const ISSUERS_VAR: &str = "AUTH__ISSUERS";
+/// Variables holding a JSON array (past the `TENANTKIT_` prefix), and the
+/// setting each is: `TENANTKIT_AUTH__ISSUERS`, `TENANTKIT_WEBHOOKS__EVENT_TYPES`.
+const JSON_VARS: [(&str, &str); 2] = [
+    ("AUTH__ISSUERS", "auth.issuers"),
+    ("WEBHOOKS__EVENT_TYPES", "webhooks.event_types"),
+];
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -468,23 +495,25 @@ impl Config {
             None => {}
         }
         // Only `TENANTKIT_<SECTION>__<KEY>` variables are configuration;
-        // the list of issuers is JSON, read apart.
+        // the lists (issuers, event types) are JSON, read apart.
         figment = figment.merge(
             Env::prefixed("TENANTKIT_")
                 .filter(|k| {
-                    k.as_str().contains("__") && !k.as_str().eq_ignore_ascii_case(ISSUERS_VAR)
+                    k.as_str().contains("__")
+                        && !JSON_VARS
+                            .iter()
+                            .any(|(var, _)| k.as_str().eq_ignore_ascii_case(var))
                 })
                 .split("__"),
         );
-        if let Ok(json) = std::env::var(format!("TENANTKIT_{ISSUERS_VAR}"))
-            && !json.trim().is_empty()
-        {
-            let issuers: Vec<tenantkit::auth::IssuerConfig> = serde_json::from_str(&json)
-                .map_err(|e| ConfigError(format!("TENANTKIT_{ISSUERS_VAR}: {e}")))?;
-            figment = figment.merge(figment::providers::Serialized::default(
-                "auth.issuers",
-                issuers,
-            ));
+        for (var, setting) in JSON_VARS {
+            if let Ok(json) = std::env::var(format!("TENANTKIT_{var}"))
+                && !json.trim().is_empty()
+            {
+                let list: Vec<serde_json::Value> = serde_json::from_str(&json)
+                    .map_err(|e| ConfigError(format!("TENANTKIT_{var}: {e}")))?;
+                figment = figment.merge(figment::providers::Serialized::default(setting, list));
+            }
         }
         if let Ok(url) = std::env::var("DATABASE_URL")
             && !url.is_empty()

@@ -51,6 +51,9 @@ enum Command {
         #[command(subcommand)]
         command: AnalyticsCommand,
     },
+    /// Print the webhook event types (built-in and `webhooks.event_types`)
+    /// with their schemas and examples, as Markdown, for your docs.
+    EventTypes,
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,6 +225,14 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Worker => tenantkit_server::run_worker(config).await,
+        Command::EventTypes => {
+            let catalogue = tenantkit_server::webhooks::catalogue(&config)?;
+            print!(
+                "{}",
+                tenantkit_server::openapi::event_types_markdown(&catalogue)
+            );
+            Ok(())
+        }
         Command::Tenant {
             command:
                 TenantCommand::Create {

@@ -348,6 +348,110 @@ impl Modify for Conventions {
     }
 }
 
+/// What an endpoint receives for each event type of `catalogue`, as the
+/// document's `webhooks` (OpenAPI 3.1): the body `{type, timestamp, data}`
+/// with `data`'s own schema, the signature headers, what the answers mean,
+/// and an example.
+pub fn webhooks(catalogue: &tenantkit_webhooks::catalogue::EventCatalogue) -> Value {
+    let header = |name: &str, description: &str| {
+        serde_json::json!({
+            "name": name, "in": "header", "required": true,
+            "description": description, "schema": { "type": "string" }
+        })
+    };
+    let parameters = [
+        header(
+            "webhook-id",
+            "`msg_` and the message id: the same on every attempt (deduplicate on it)",
+        ),
+        header(
+            "webhook-timestamp",
+            "Seconds since the Unix epoch when this attempt was signed",
+        ),
+        header(
+            "webhook-signature",
+            "`v1,<base64 HMAC-SHA256 of id.timestamp.body>`, space-separated; two while a secret is rotated",
+        ),
+    ];
+    let events = catalogue.types().iter().map(|t| {
+        let data = t
+            .schema
+            .clone()
+            .unwrap_or_else(|| serde_json::json!({ "type": "object" }));
+        let operation = serde_json::json!({
+            "post": {
+                "summary": t.description,
+                "tags": ["webhook events"],
+                "parameters": parameters,
+                "requestBody": {
+                    "required": true,
+                    "content": { "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["type", "timestamp", "data"],
+                            "properties": {
+                                "type": { "const": t.name },
+                                "timestamp": { "type": "string", "format": "date-time" },
+                                "data": data
+                            },
+                            "additionalProperties": false
+                        },
+                        "example": {
+                            "type": t.name,
+                            "timestamp": "2026-12-07T10:00:00.000Z",
+                            "data": t.example
+                        }
+                    } }
+                },
+                "responses": {
+                    "2XX": { "description": "Delivered (any 2xx within 10 s)" },
+                    "410": { "description": "Gone: the endpoint is disabled at once" },
+                    "default": { "description": "Retried (1 s, 5 s, 30 s, 5 min, 1 h, honouring `Retry-After`), then a dead letter" }
+                }
+            }
+        });
+        (t.name.clone(), operation)
+    });
+    Value::Object(events.collect())
+}
+
+/// The document as served: the routes, and [`webhooks`] for `catalogue`.
+pub fn document_json(
+    doc: &openapi::OpenApi,
+    catalogue: &tenantkit_webhooks::catalogue::EventCatalogue,
+) -> String {
+    let mut spec = serde_json::to_value(doc).expect("the OpenAPI document serializes");
+    spec["webhooks"] = webhooks(catalogue);
+    serde_json::to_string_pretty(&spec).expect("the OpenAPI document serializes")
+}
+
+/// The event types of `catalogue` in Markdown: what each announces, its
+/// `data` schema and an example (`docs/api.md`, and
+/// `tenantkit-server event-types` for a configured catalogue).
+pub fn event_types_markdown(catalogue: &tenantkit_webhooks::catalogue::EventCatalogue) -> String {
+    let mut out = String::from(
+        "\n## Webhook events\n\n\
+         What an endpoint receives (the `webhooks` of the OpenAPI document): a signed `POST` \
+         of `{\"type\", \"timestamp\", \"data\"}`, `data` satisfying its type's JSON Schema \
+         (draft 2020-12). A message published with other data is refused (`422`), so a \
+         receiver can rely on the schema.\n",
+    );
+    for t in catalogue.types() {
+        out.push_str(&format!("\n### `{}`\n\n{}\n", t.name, t.description.trim()));
+        if let Some(schema) = &t.schema {
+            out.push_str(&format!(
+                "\nSchema of `data`:\n\n```json\n{}\n```\n",
+                serde_json::to_string_pretty(schema).unwrap_or_default()
+            ));
+        }
+        out.push_str(&format!(
+            "\nExample `data`:\n\n```json\n{}\n```\n",
+            serde_json::to_string_pretty(&t.example).unwrap_or_default()
+        ));
+    }
+    out
+}
+
 /// `docs/api.md`: a human-readable reference rendered from the document.
 pub fn markdown(doc: &openapi::OpenApi) -> String {
     let spec = serde_json::to_value(doc).expect("the OpenAPI document serializes");
@@ -550,6 +654,7 @@ fn schema_name(schema: &Value) -> String {
 mod tests {
     use std::path::PathBuf;
 
+    use super::{document_json, event_types_markdown};
     use http::{Request, StatusCode};
     use http_body_util::BodyExt;
     use serde_json::Value;
@@ -566,17 +671,22 @@ mod tests {
             .join(relative)
     }
 
-    /// `docs/openapi.json` and `docs/api.md` are what the code generates;
+    /// `docs/openapi.json` and `docs/api.md` are what the code generates
+    /// (with the built-in event types);
     /// with `TENANTKIT_UPDATE_OPENAPI=1` they are rewritten instead.
     #[test]
     fn committed_copies_are_current() {
         let doc = document();
+        let catalogue = tenantkit_webhooks::catalogue::EventCatalogue::tenantkit();
         let generated = [
             (
                 "docs/openapi.json",
-                format!("{}\n", doc.to_pretty_json().unwrap()),
+                format!("{}\n", document_json(&doc, &catalogue)),
             ),
-            ("docs/api.md", markdown(&doc)),
+            (
+                "docs/api.md",
+                markdown(&doc) + &event_types_markdown(&catalogue),
+            ),
         ];
         let update = std::env::var("TENANTKIT_UPDATE_OPENAPI").is_ok_and(|v| v == "1");
         for (file, text) in generated {

@@ -35,10 +35,31 @@ pub fn build(config: &Config) -> anyhow::Result<Webhooks> {
     let secrets = SecretBox::new(keys.iter().map(|k| k.expose()))
         .context("webhooks.secret_keys: each key is base64 of 32 bytes")?;
     Ok(
-        Webhooks::new(policy, secrets, EventCatalogue::tenantkit()).with_rotation_grace(
+        Webhooks::new(policy, secrets, catalogue(config)?).with_rotation_grace(
             chrono::Duration::hours(i64::from(settings.rotation_grace_hours)),
         ),
     )
+}
+
+/// The built-in event types and `webhooks.event_types`, each schema
+/// compiled and each example checked against it.
+pub fn catalogue(config: &Config) -> anyhow::Result<EventCatalogue> {
+    config
+        .webhooks
+        .event_types
+        .iter()
+        .try_fold(EventCatalogue::tenantkit(), |catalogue, t| {
+            match &t.schema {
+                Some(schema) => catalogue.with_schema(
+                    &t.name,
+                    &t.description,
+                    schema.clone(),
+                    t.example.clone(),
+                ),
+                None => catalogue.with(&t.name, &t.description, t.example.clone()),
+            }
+        })
+        .map_err(|e| anyhow::anyhow!("webhooks.event_types: {e}"))
 }
 
 /// Each tenant's budget of messages published over HTTP

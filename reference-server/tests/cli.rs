@@ -663,3 +663,63 @@ fn trusted_issuers_come_from_the_environment_as_json_and_are_checked() {
         assert!(stderr.contains(complaint), "{json}: {stderr}");
     }
 }
+
+#[test]
+fn event_types_come_from_configuration_checked_and_print_as_markdown() {
+    let cli = Cli::new();
+    let event_types = |json: &str| {
+        let mut command = cli.command(&["event-types"]);
+        command.env("TENANTKIT_WEBHOOKS__EVENT_TYPES", json);
+        command.output().expect("tenantkit-server runs")
+    };
+    let ok = event_types(
+        r#"[{"name": "invoice.paid", "description": "An invoice was paid",
+            "schema": {"type": "object", "required": ["amount"], "properties": {"amount": {"type": "integer"}}},
+            "example": {"amount": 4200}},
+           {"name": "note.added", "example": {"text": "hi"}}]"#,
+    );
+    let printed = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for expected in [
+        "### `user.created`",
+        "### `invoice.paid`",
+        "An invoice was paid",
+        "\"amount\": 4200",
+        "### `note.added`",
+    ] {
+        assert!(printed.contains(expected), "{expected} in {printed}");
+    }
+    assert!(
+        printed.find("`invoice.paid`") > printed.find("`webhook.test`"),
+        "configured after the built-in ones"
+    );
+    for (json, complaint) in [
+        (
+            r#"[{"name": "invoice.paid", "schema": {"type": "object", "required": ["amount"]}, "example": {}}]"#,
+            "its example does not satisfy its schema",
+        ),
+        (
+            r#"[{"name": "invoice.paid", "schema": {"type": 12}, "example": {}}]"#,
+            "not a valid JSON Schema",
+        ),
+        (
+            r#"[{"name": "user.created", "example": {}}]"#,
+            "already in the catalogue",
+        ),
+        (
+            r#"[{"name": "Bad Name", "example": {}}]"#,
+            "must be 1 to 64",
+        ),
+        (r#"[{"name": "a.b"}]"#, "example"),
+        (r#"{"name": "a.b"}"#, "TENANTKIT_WEBHOOKS__EVENT_TYPES"),
+    ] {
+        let out = event_types(json);
+        assert!(!out.status.success(), "{json} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(complaint), "{json}: {stderr}");
+    }
+}

@@ -11,7 +11,6 @@ use std::{
     time::Duration,
 };
 
-use serde_json::json;
 use tenantkit::{Db, NewTenant, audit::Actor, testing};
 use tenantkit_server::config::Config;
 use tenantkit_webhooks::{
@@ -114,7 +113,11 @@ async fn tenant_with_messages(db: &Db, webhooks: &Webhooks, url: String, n: usiz
         .unwrap();
     for i in 0..n {
         webhooks
-            .publish(&mut tx, "user.created", json!({ "n": i }))
+            .publish(
+                &mut tx,
+                "user.created",
+                tenantkit_webhooks::testing::user_data(i),
+            )
             .await
             .unwrap();
     }

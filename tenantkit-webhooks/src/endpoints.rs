@@ -230,6 +230,17 @@ pub enum WebhookError {
     /// Another input is invalid (`422`).
     #[error("{0}")]
     Invalid(String),
+    /// A message's `data` does not satisfy its event type's schema (`422`,
+    /// with the violations).
+    #[error("{}`data` does not satisfy the `{event_type}` schema: {}", message.map(|i| format!("message {i}: ")).unwrap_or_default(), violations.first().map(|v| format!("at `{}`: {}", v.path, v.reason)).unwrap_or_default())]
+    Schema {
+        /// The message's index in a batch.
+        message: Option<usize>,
+        /// Its event type.
+        event_type: String,
+        /// Where and why, the first ones.
+        violations: Vec<crate::catalogue::Violation>,
+    },
     /// The request conflicts with an earlier one: an idempotency key or a
     /// message id used for another request (`409`).
     #[error("{0}")]
@@ -253,6 +264,23 @@ impl From<&WebhookError> for Problem {
             WebhookError::Invalid(detail) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid request")
                     .with_detail(detail.clone())
+            }
+            WebhookError::Schema {
+                message,
+                violations,
+                ..
+            } => {
+                let mut problem =
+                    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid event data")
+                        .with_detail(err.to_string())
+                        .with_extension(
+                            "violations",
+                            serde_json::to_value(violations).unwrap_or_default(),
+                        );
+                if let Some(i) = message {
+                    problem = problem.with_extension("message", *i);
+                }
+                problem
             }
             WebhookError::Conflict(detail) => {
                 Problem::new(StatusCode::CONFLICT, "Conflict").with_detail(detail.clone())

@@ -82,14 +82,24 @@
 //! let webhooks = Webhooks::new(
 //!     UrlPolicy::strict().with_lookup(lookup),
 //!     SecretBox::new([SecretBox::generate_key().as_str()]).unwrap(),
-//!     EventCatalogue::tenantkit(),
+//!     // The built-in event types, and one of the application's own, whose
+//!     // `data` must satisfy its JSON Schema.
+//!     EventCatalogue::tenantkit()
+//!         .with_schema(
+//!             "invoice.paid",
+//!             "An invoice was paid",
+//!             serde_json::json!({ "type": "object", "required": ["amount"],
+//!                                 "properties": { "amount": { "type": "integer" } } }),
+//!             serde_json::json!({ "amount": 4200 }),
+//!         )
+//!         .unwrap(),
 //! );
 //!
 //! let mut tx = db.begin(&acme).await?;
 //! let endpoint = webhooks
 //!     .create(&mut tx, &NewWebhook {
 //!         url: "https://hooks.example.com/acme".into(),
-//!         event_types: vec!["user.created".into()],
+//!         event_types: vec!["invoice.paid".into()],
 //!         description: None,
 //!     })
 //!     .await
@@ -100,7 +110,7 @@
 //! // In the transaction of the change it announces:
 //! let mut tx = db.begin(&acme).await?;
 //! let published = webhooks
-//!     .publish(&mut tx, "user.created", serde_json::json!({ "id": "u1" }))
+//!     .publish(&mut tx, "invoice.paid", serde_json::json!({ "amount": 4200 }))
 //!     .await
 //!     .unwrap();
 //! tx.commit().await?;

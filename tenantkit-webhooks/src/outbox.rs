@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::{
     WebhookId, WebhookStatus, Webhooks,
+    catalogue::Refused,
     endpoints::WebhookError,
     idempotency::{self, Claim},
     schema::{MESSAGES, QUEUE},
@@ -166,9 +167,17 @@ impl Webhooks {
         let mut payloads = Vec::with_capacity(messages.len());
         for (i, message) in messages.iter().enumerate() {
             let at = |e: WebhookError| match e {
-                WebhookError::Invalid(why) if messages.len() > 1 => {
-                    WebhookError::Invalid(format!("message {i}: {why}"))
-                }
+                _ if messages.len() == 1 => e,
+                WebhookError::Invalid(why) => WebhookError::Invalid(format!("message {i}: {why}")),
+                WebhookError::Schema {
+                    event_type,
+                    violations,
+                    ..
+                } => WebhookError::Schema {
+                    message: Some(i),
+                    event_type,
+                    violations,
+                },
                 other => other,
             };
             if let Some(id) = &message.id {
@@ -318,10 +327,20 @@ impl Webhooks {
         data: serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<String, WebhookError> {
-        if self.catalogue().get(event_type).is_none() {
-            return Err(WebhookError::Invalid(format!(
-                "unknown event type `{event_type}`: add it to the catalogue first"
-            )));
+        match self.catalogue().check(event_type, &data) {
+            Ok(()) => {}
+            Err(Refused::Unknown) => {
+                return Err(WebhookError::Invalid(format!(
+                    "unknown event type `{event_type}`: add it to the catalogue first"
+                )));
+            }
+            Err(Refused::Schema(violations)) => {
+                return Err(WebhookError::Schema {
+                    message: None,
+                    event_type: event_type.to_owned(),
+                    violations,
+                });
+            }
         }
         let payload = serde_json::to_string(&serde_json::json!({
             "type": event_type,

@@ -229,3 +229,21 @@ pub const HOSTILE_URLS: &[&str] = &[
     "https://user:pass@hooks.example.com/in",
     "https://user@hooks.example.com/in",
 ];
+
+/// The `data` of a `user.*` event for user `n` that satisfies the built-in
+/// schema ([`crate::catalogue::EventCatalogue::tenantkit`]).
+///
+/// ```
+/// use tenantkit_webhooks::{catalogue::EventCatalogue, testing::user_data};
+///
+/// assert_eq!(EventCatalogue::tenantkit().check("user.created", &user_data(7)), Ok(()));
+/// ```
+pub fn user_data(n: usize) -> serde_json::Value {
+    serde_json::json!({
+        "id": format!("01935c9e-7a10-7000-8000-{:012x}", n % (1 << 48)),
+        "tenant_id": "01935c9e-7a10-7000-8000-0000000000aa",
+        "email": format!("user{n}@partner.test"),
+        "role": "member",
+        "created_at": "2026-12-07T10:00:00Z"
+    })
+}

@@ -18,11 +18,11 @@ on_both_backends!(
     the_python_client_in_the_docs_publishes,
 );
 
-/// An endpoint of `t` at `url` for `user.*` events; its secret.
+/// An endpoint of `t` at `url` for the invoice events; its secret.
 async fn endpoint(s: &Server, t: &OwnedTenant, url: &str) -> String {
     let res = t
         .call(s, Method::POST, "/webhooks")
-        .json(&json!({ "url": url, "event_types": ["user.created", "user.deleted"] }))
+        .json(&json!({ "url": url, "event_types": ["invoice.paid", "invoice.voided"] }))
         .send()
         .await
         .unwrap();
@@ -34,12 +34,14 @@ async fn endpoint(s: &Server, t: &OwnedTenant, url: &str) -> String {
 }
 
 async fn one_key_retried_at_two_servers_publishes_once(backend: Backend) {
-    let Some(one) = Server::with_loopback_webhooks(backend, |_| {}).await else {
+    let Some(one) = Server::with_loopback_webhooks(backend, tenantkit_e2e::invoice_events).await
+    else {
         return;
     };
     // The second process shares the first's database (on SQLite its file).
     let data_dir = one.config.database.data_dir.clone();
     let two = Server::with_loopback_webhooks(backend, |c| {
+        tenantkit_e2e::invoice_events(c);
         if let Backend::Sqlite = backend {
             c.database.data_dir = data_dir;
         }
@@ -51,8 +53,8 @@ async fn one_key_retried_at_two_servers_publishes_once(backend: Backend) {
     let secret = endpoint(&one, &t, &receiver.url("in")).await;
 
     let body = json!({ "messages": [
-        { "event_type": "user.created", "data": { "id": "u1" } },
-        { "event_type": "user.deleted", "data": { "id": "u0" } },
+        { "event_type": "invoice.paid", "data": { "invoice": "2026-0001", "amount": 100 } },
+        { "event_type": "invoice.voided", "data": { "invoice": "2026-0000", "amount": 0 } },
     ] });
     let sends = (0..10).map(|i| {
         let s = if i % 2 == 0 { &one } else { &two };
@@ -79,7 +81,7 @@ async fn one_key_retried_at_two_servers_publishes_once(backend: Backend) {
         answers.iter().all(|a| *a == answers[0]),
         "one answer at both servers"
     );
-    let other = json!({ "messages": [{ "event_type": "user.created", "data": { "id": "u2" } }] });
+    let other = json!({ "messages": [{ "event_type": "invoice.paid", "data": { "invoice": "2026-0002", "amount": 1 } }] });
     let res = two
         .request(Method::POST, "/webhooks/messages/batch", &t.sub, &t.token)
         .header("idempotency-key", "sync-run-17")
@@ -113,7 +115,8 @@ fn python_snippet() -> String {
 }
 
 async fn the_python_client_in_the_docs_publishes(backend: Backend) {
-    let Some(s) = Server::with_loopback_webhooks(backend, |_| {}).await else {
+    let Some(s) = Server::with_loopback_webhooks(backend, tenantkit_e2e::invoice_events).await
+    else {
         return;
     };
     let receiver = Receiver::start().await;
@@ -157,7 +160,10 @@ async fn the_python_client_in_the_docs_publishes(backend: Backend) {
         .verify(&got[0].body, &got[0].headers)
         .expect("signed");
     let body: Value = serde_json::from_slice(&got[0].body).unwrap();
-    assert_eq!(body["data"]["email"], "ann@acme.example");
+    assert_eq!(
+        body["data"],
+        json!({ "invoice": "2026-0042", "amount": 4200 })
+    );
     assert_eq!(
         got[0].headers["webhook-id"],
         format!("msg_{}", words[0].replace('-', ""))

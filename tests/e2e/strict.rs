@@ -739,7 +739,8 @@ async fn every_body_limit_is_the_configured_one_to_the_byte(backend: Backend) {
     let limit = s.config.webhooks.max_publish_body_bytes;
     assert_eq!(limit, 4 * 1024 * 1024, "the documented default");
     for path in ["/webhooks/messages", "/webhooks/messages/batch"] {
-        let message = json!({ "event_type": "user.created", "data": { "n": 1 } });
+        let data = tenantkit_webhooks::testing::user_data(1);
+        let message = json!({ "event_type": "user.created", "data": data });
         let body = if path.ends_with("batch") {
             json!({ "messages": [message] })
         } else {

@@ -23,6 +23,7 @@ tenantkit::backend_tests!(crate::common;
     a_message_id_publishes_that_message_once,
     limits_are_refused_naming_the_message,
     keys_are_kept_a_day_then_removed,
+    data_is_checked_against_its_types_schema,
 );
 mod concurrent {
     tenantkit::backend_tests!(crate::common, multi_thread; concurrent_retries_publish_once);
@@ -339,4 +340,59 @@ async fn concurrent_retries_publish_once(db: Db) {
         "one answer"
     );
     assert_eq!(count(&db, &t, "messages").await, 2);
+}
+
+async fn data_is_checked_against_its_types_schema(db: Db) {
+    let w = Webhooks::new(
+        webhooks().policy().clone(),
+        tenantkit_webhooks::secret_box::SecretBox::new([
+            tenantkit_webhooks::secret_box::SecretBox::generate_key().as_str(),
+        ])
+        .unwrap(),
+        tenantkit_webhooks::catalogue::EventCatalogue::tenantkit(),
+    );
+    let t = tenant(&db).await;
+    subscribed(&db, &w, &t).await;
+    let user = tenantkit_webhooks::testing::user_data(1);
+    let mut wrong = user.clone();
+    wrong["role"] = json!("emperor");
+    wrong["email"] = json!("not an address");
+    let batch = [
+        message("user.created", user.clone()),
+        message("user.created", wrong),
+    ];
+    let refused = publish(&db, &w, &t, &batch, None).await.unwrap_err();
+    let WebhookError::Schema {
+        message,
+        event_type,
+        violations,
+    } = &refused
+    else {
+        panic!("{refused:?}")
+    };
+    assert_eq!((*message, event_type.as_str()), (Some(1), "user.created"));
+    let paths: Vec<&str> = violations.iter().map(|v| v.path.as_str()).collect();
+    assert!(
+        paths.contains(&"/role") && paths.contains(&"/email"),
+        "{paths:?}"
+    );
+    assert!(
+        refused
+            .to_string()
+            .starts_with("message 1: `data` does not satisfy"),
+        "{refused}"
+    );
+    assert_eq!(count(&db, &t, "messages").await, 0, "all or none");
+    // The transactional outbox checks the same.
+    let mut tx = db.begin(&t).await.unwrap();
+    let refused = w
+        .publish(&mut tx, "user.created", json!({ "id": 1 }))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, WebhookError::Schema { message: None, .. }),
+        "{refused:?}"
+    );
+    drop(tx);
+    assert!(publish(&db, &w, &t, &batch[..1], None).await.is_ok());
 }
