@@ -92,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
                 url: url.clone(),
                 event_types: vec!["order.placed".into()],
                 description: Some("partner".into()),
+                ..Default::default()
             },
         )
         .await?;

@@ -475,6 +475,20 @@ async fn dashboard(backend: Backend) {
         .await
         .unwrap();
     assert!(endpoints.contains(&receiver.url("in")), "{endpoints}");
+    // The event types, each with its schema.
+    let schema = c
+        .find(Locator::Css(
+            "#event-types tr[data-event-type='user.created'] pre.schema",
+        ))
+        .await
+        .unwrap()
+        .html(true)
+        .await
+        .unwrap();
+    assert!(
+        schema.contains("\"email\"") && schema.contains("\"format\""),
+        "{schema}"
+    );
     button.click().await.unwrap();
     let outcome = format!("tr[data-message-id='{message_id}'] td.outcome");
     wait_for(

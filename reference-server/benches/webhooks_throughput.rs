@@ -194,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
                     url: format!("http://{receiver}/t{i}"),
                     event_types: vec!["*".into()],
                     description: None,
+                    ..Default::default()
                 },
             )
             .await?;

@@ -107,6 +107,7 @@ async fn tenant_with_messages(db: &Db, webhooks: &Webhooks, url: String, n: usiz
                 url,
                 event_types: vec!["*".into()],
                 description: None,
+                ..Default::default()
             },
         )
         .await

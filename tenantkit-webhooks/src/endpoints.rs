@@ -113,9 +113,14 @@ pub struct Webhook {
     pub url: String,
     /// A note for people.
     pub description: String,
-    /// The event types it receives; `["*"]` for all.
+    /// The event types it receives: names, wildcards (`user.*`: every type
+    /// starting with `user.`), or `["*"]` for all.
     #[sqlx(json)]
     pub event_types: Vec<String>,
+    /// Its channels: it receives only messages published on one of them;
+    /// none (`[]`), every message of its types.
+    #[sqlx(json)]
+    pub channels: Vec<String>,
     #[serde(skip)]
     #[cfg_attr(feature = "openapi", schema(ignore))]
     secret: Sealed,
@@ -146,16 +151,61 @@ impl Audited for Webhook {
 }
 
 impl Webhook {
-    /// Whether it receives events of `event_type`.
+    /// Whether it subscribes to events of `event_type`: by name, by a
+    /// wildcard `prefix.*`, or `*`.
     pub fn subscribes_to(&self, event_type: &str) -> bool {
         self.event_types
             .iter()
-            .any(|t| t == ALL_EVENTS || t == event_type)
+            .any(|pattern| matches_type(pattern, event_type))
+    }
+
+    /// Whether it receives a message of `event_type` published on
+    /// `channels`: it subscribes to the type, and has no channels or shares
+    /// one. (The outbox routes by the same rule in SQL.)
+    pub fn receives(&self, event_type: &str, channels: &[String]) -> bool {
+        self.subscribes_to(event_type)
+            && (self.channels.is_empty() || self.channels.iter().any(|c| channels.contains(c)))
     }
 }
 
+/// Whether the subscription `pattern` (a name, `prefix.*` or `*`) takes
+/// `event_type`.
+pub fn matches_type(pattern: &str, event_type: &str) -> bool {
+    pattern == ALL_EVENTS
+        || pattern == event_type
+        || pattern
+            .strip_suffix('*')
+            .is_some_and(|prefix| prefix.ends_with('.') && event_type.starts_with(prefix))
+}
+
+/// At most this many channels on an endpoint or a message.
+pub const MAX_CHANNELS: usize = 10;
+
+/// Checks channel names (1 to 128 of `A-Z a-z 0-9 _ . : -`, at most
+/// [`MAX_CHANNELS`]); each once, in the order given.
+pub fn check_channels(channels: &[String]) -> Result<Vec<String>, WebhookError> {
+    if channels.len() > MAX_CHANNELS {
+        return Err(WebhookError::Invalid(format!(
+            "`channels` may name at most {MAX_CHANNELS} channels"
+        )));
+    }
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-');
+    let mut out: Vec<String> = Vec::with_capacity(channels.len());
+    for c in channels {
+        if c.is_empty() || c.len() > 128 || !c.bytes().all(allowed) {
+            return Err(WebhookError::Invalid(format!(
+                "channel `{c}` must be 1 to 128 of A-Z, a-z, 0-9, `_`, `.`, `:` and `-`"
+            )));
+        }
+        if !out.contains(c) {
+            out.push(c.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// `POST /webhooks` body.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewWebhook {
@@ -163,9 +213,16 @@ pub struct NewWebhook {
     /// only (checked at registration and at every delivery).
     pub url: String,
     /// 1 to 100 event types from the catalogue (`GET /webhooks/event-types`),
-    /// or `["*"]`.
+    /// wildcards (`user.*`: every type starting with `user.`; at least one
+    /// must exist), or `["*"]`.
     #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 100))]
     pub event_types: Vec<String>,
+    /// Up to 10 channels (1 to 128 of `A-Z a-z 0-9 _ . : -`): it then
+    /// receives only messages published on one of them. Default: none, every
+    /// message of its types.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 10))]
+    pub channels: Vec<String>,
     /// A note for people (at most 500 characters once white space around it
     /// is trimmed, no control characters).
     #[serde(default)]
@@ -188,6 +245,9 @@ pub struct WebhookPatch {
     /// New event types (1 to 100, as when creating).
     #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 100))]
     pub event_types: Option<Vec<String>>,
+    /// New channels (up to 10, as when creating; `[]` for none).
+    #[cfg_attr(feature = "openapi", schema(max_items = 10))]
+    pub channels: Option<Vec<String>>,
     /// A new description (as when creating).
     #[cfg_attr(
         feature = "openapi",
@@ -355,6 +415,7 @@ impl Webhooks {
     ) -> Result<CreatedWebhook, WebhookError> {
         let url = self.inner.policy.vet_url_resolving(&new.url).await?;
         let event_types = self.event_types(&new.event_types)?;
+        let channels = check_channels(&new.channels)?;
         let description = description(new.description.as_deref().unwrap_or_default())?;
         let id = WebhookId::new();
         let secret = SigningSecret::generate();
@@ -368,7 +429,8 @@ impl Webhooks {
             .bind(serde_json::json!(event_types))
             .bind(sealed)
             .bind(WebhookStatus::Active.as_str())
-            .bind(now);
+            .bind(now)
+            .bind(serde_json::json!(channels));
         let webhook: Webhook = tx.insert(q).await?;
         Ok(CreatedWebhook {
             webhook,
@@ -419,6 +481,10 @@ impl Webhooks {
             Some(d) => description(d)?,
             None => current.description.clone(),
         };
+        let channels = match &patch.channels {
+            Some(channels) => check_channels(channels)?,
+            None => current.channels.clone(),
+        };
         let (status, reason, disabled_at) = match patch.status {
             Some(WebhookStatus::Active) => (WebhookStatus::Active, None, None),
             Some(WebhookStatus::Disabled) => (
@@ -441,7 +507,8 @@ impl Webhooks {
             .bind(status.as_str())
             .bind(reason)
             .bind(disabled_at)
-            .bind(Utc::now());
+            .bind(Utc::now())
+            .bind(serde_json::json!(channels));
         let updated = tx.update(&current, q).await?;
         if current.status == WebhookStatus::Active && status == WebhookStatus::Disabled {
             stop_pending(
@@ -576,9 +643,22 @@ impl Webhooks {
         }
         let mut out: Vec<String> = Vec::with_capacity(types.len());
         for t in types {
-            if t != ALL_EVENTS && self.inner.catalogue.get(t).is_none() {
+            let known = if let Some(prefix) = t.strip_suffix(".*") {
+                // A wildcard must be well formed and take some type now.
+                crate::catalogue::valid_name(prefix)
+                    && self
+                        .inner
+                        .catalogue
+                        .types()
+                        .iter()
+                        .any(|known| matches_type(t, &known.name))
+            } else {
+                t == ALL_EVENTS || self.inner.catalogue.get(t).is_some()
+            };
+            if !known {
                 return Err(WebhookError::Invalid(format!(
-                    "unknown event type `{t}`; see GET /webhooks/event-types"
+                    "unknown event type `{t}`; see GET /webhooks/event-types \
+                     (a wildcard `prefix.*` must take at least one of them)"
                 )));
             }
             if !out.contains(t) {

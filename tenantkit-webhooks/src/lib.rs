@@ -101,6 +101,7 @@
 //!         url: "https://hooks.example.com/acme".into(),
 //!         event_types: vec!["invoice.paid".into()],
 //!         description: None,
+//!         ..Default::default()
 //!     })
 //!     .await
 //!     .unwrap();

@@ -76,7 +76,7 @@ pub struct Published {
 
 /// A message published from outside a change's transaction, by
 /// `POST /webhooks/messages`: checked and fanned out like any other.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewMessage {
@@ -99,6 +99,12 @@ pub struct NewMessage {
         )
     )]
     pub id: Option<String>,
+    /// Up to 10 channels (1 to 128 of `A-Z a-z 0-9 _ . : -`): it reaches the
+    /// subscribed endpoints that have no channels or share one. Default:
+    /// none, only the endpoints without channels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 10))]
+    pub channels: Vec<String>,
 }
 
 /// One published message, as `POST /webhooks/messages` answers it.
@@ -112,6 +118,9 @@ pub struct PublishedMessage {
     pub id: Option<String>,
     /// Its event type.
     pub event_type: String,
+    /// The channels it was published on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
     /// How many endpoints will receive it (0: none subscribes; nothing stored).
     pub endpoints: u64,
     /// Its `timestamp`, as sent in the body.
@@ -141,7 +150,7 @@ impl Webhooks {
     ) -> Result<Published, WebhookError> {
         let now = Utc::now().trunc_subsecs(3);
         let payload = self.message_body(event_type, data, now)?;
-        self.publish_body(tx, event_type, payload, now).await
+        self.publish_body(tx, event_type, payload, now, &[]).await
     }
 
     /// Publishes `messages`, all or none, inside `tx` (commit it, then
@@ -188,11 +197,12 @@ impl Webhooks {
                     ))));
                 }
             }
+            let channels = crate::endpoints::check_channels(&message.channels).map_err(at)?;
             let data = serde_json::Value::Object(message.data.clone());
-            payloads.push(
-                self.message_body(&message.event_type, data, now)
-                    .map_err(at)?,
-            );
+            let payload = self
+                .message_body(&message.event_type, data, now)
+                .map_err(at)?;
+            payloads.push((payload, channels));
         }
         if let Some(key) = request_key {
             idempotency::check_request_key(key)?;
@@ -220,7 +230,9 @@ impl Webhooks {
         let mut claimed = vec![false; messages.len()];
         for (i, id) in with_ids {
             let m = &messages[i];
-            let asked = serde_json::json!({ "event_type": m.event_type, "data": m.data });
+            let asked = serde_json::json!({
+                "event_type": m.event_type, "data": m.data, "channels": m.channels
+            });
             match idempotency::claim(
                 tx,
                 &format!("m:{id}"),
@@ -233,17 +245,18 @@ impl Webhooks {
                 Claim::Claimed => claimed[i] = true,
             }
         }
-        for (i, (message, payload)) in messages.iter().zip(payloads).enumerate() {
+        for (i, (message, (payload, channels))) in messages.iter().zip(payloads).enumerate() {
             if answers[i].is_some() {
                 continue;
             }
             let published = self
-                .publish_body(tx, &message.event_type, payload, now)
+                .publish_body(tx, &message.event_type, payload, now, &channels)
                 .await?;
             let answer = PublishedMessage {
                 message_id: published.id,
                 id: message.id.clone(),
                 event_type: message.event_type.clone(),
+                channels,
                 endpoints: published.endpoints,
                 timestamp: now,
             };
@@ -264,16 +277,22 @@ impl Webhooks {
         })
     }
 
-    /// Stores a checked message body and its queue rows.
+    /// Stores a checked message body and its queue rows, for the endpoints
+    /// that receive its type on `channels`.
     async fn publish_body(
         &self,
         tx: &mut TenantTx,
         event_type: &str,
         payload: String,
         now: DateTime<Utc>,
+        channels: &[String],
     ) -> Result<Published, WebhookError> {
+        let channels = serde_json::json!(channels);
         // Nobody listening: nothing to store (most tenants, most events).
-        let subscribed = tx.query(sql::ANY_SUBSCRIBER).bind(event_type);
+        let subscribed = tx
+            .query(sql::ANY_SUBSCRIBER)
+            .bind(event_type)
+            .bind(channels.clone());
         let (subscribed,): (bool,) = tx.fetch_one(subscribed).await?;
         if !subscribed {
             return Ok(Published {
@@ -282,7 +301,12 @@ impl Webhooks {
             });
         }
         let id = self.store_message(tx, event_type, payload, now).await?;
-        let fan_out = tx.query(sql::FAN_OUT).bind(id).bind(event_type).bind(now);
+        let fan_out = tx
+            .query(sql::FAN_OUT)
+            .bind(id)
+            .bind(event_type)
+            .bind(now)
+            .bind(channels);
         let endpoints = tx.write_operational(QUEUE, fan_out).await?;
         if endpoints > 0 {
             tx.notify(crate::schema::CHANNEL).await?;

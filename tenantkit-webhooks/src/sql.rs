@@ -9,8 +9,44 @@ use tenantkit::store::Sql;
 /// The columns of a `webhooks` row, in `Webhook`'s order.
 macro_rules! columns {
     () => {
-        "tenant_id, id, url, description, event_types, secret, previous_secret, \
+        "tenant_id, id, url, description, event_types, channels, secret, previous_secret, \
          previous_secret_expires_at, status, disabled_reason, disabled_at, created_at, updated_at"
+    };
+}
+
+/// Whether a `webhooks` row receives a message of type `$t` on channels `$c`
+/// (a JSON array), on PostgreSQL: it subscribes to the type, to `*`, or to
+/// a wildcard `prefix.*` the type starts with (`prefix.`); and it has no
+/// channels, or shares one with the message. The one routing rule, also
+/// `Webhook::receives`.
+macro_rules! routed_pg {
+    ($t:literal, $c:literal) => {
+        concat!(
+            "(event_types ? ", $t, " OR event_types ? '*' OR EXISTS (SELECT 1 FROM \
+             jsonb_array_elements_text(event_types) AS p(pattern) WHERE right(p.pattern, 2) = '.*' \
+             AND starts_with(", $t, ", left(p.pattern, -1)))) \
+             AND (jsonb_array_length(channels) = 0 OR channels ?| ARRAY(SELECT \
+             jsonb_array_elements_text(", $c, "::jsonb)))"
+        )
+    };
+}
+
+/// [`routed_pg`] on SQLite.
+macro_rules! routed_sqlite {
+    ($t:literal, $c:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM json_each(webhooks.event_types) AS p WHERE p.value IN (",
+            $t,
+            ", '*') \
+             OR (substr(p.value, -2) = '.*' AND substr(",
+            $t,
+            ", 1, length(p.value) - 1) = \
+             substr(p.value, 1, length(p.value) - 1))) \
+             AND (json_array_length(webhooks.channels) = 0 OR EXISTS (SELECT 1 FROM \
+             json_each(webhooks.channels) AS c, json_each(",
+            $c,
+            ") AS m WHERE c.value = m.value))"
+        )
     };
 }
 
@@ -50,7 +86,7 @@ tenantkit::statements! {
     /// A new endpoint.
     pub const INSERT_WEBHOOK: Sql = Sql::both(concat!(
         "INSERT INTO webhooks (tenant_id, id, url, description, event_types, secret, status, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING ",
+         created_at, updated_at, channels) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) RETURNING ",
         columns!()
     ));
     /// A page of the tenant's endpoints, oldest first (`$2`: after this id,
@@ -69,7 +105,7 @@ tenantkit::statements! {
     /// An endpoint's URL, event types, description and status.
     pub const UPDATE_WEBHOOK: Sql = Sql::both(concat!(
         "UPDATE webhooks SET url = $3, event_types = $4, description = $5, status = $6, \
-         disabled_reason = $7, disabled_at = $8, updated_at = $9 \
+         disabled_reason = $7, disabled_at = $8, updated_at = $9, channels = $10 \
          WHERE tenant_id = $1 AND id = $2 RETURNING ",
         columns!()
     ));
@@ -114,25 +150,37 @@ tenantkit::statements! {
         "INSERT INTO webhook_messages (tenant_id, id, event_type, payload, created_at) \
          VALUES ($1, $2, $3, $4, $5)",
     );
-    /// Whether any active endpoint subscribes to `$2` (or to every type).
+    /// Whether any active endpoint receives a message of type `$2` on
+    /// channels `$3` (a JSON array).
     pub const ANY_SUBSCRIBER: Sql = Sql::pair(
-        "SELECT EXISTS (SELECT 1 FROM webhooks WHERE tenant_id = $1 AND status = 'active' \
-         AND (event_types ? $2 OR event_types ? '*'))",
-        "SELECT EXISTS (SELECT 1 FROM webhooks WHERE tenant_id = $1 AND status = 'active' \
-         AND EXISTS (SELECT 1 FROM json_each(webhooks.event_types) WHERE json_each.value IN ($2, '*')))",
+        concat!(
+            "SELECT EXISTS (SELECT 1 FROM webhooks WHERE tenant_id = $1 AND status = 'active' AND ",
+            routed_pg!("$2", "$3"),
+            ")"
+        ),
+        concat!(
+            "SELECT EXISTS (SELECT 1 FROM webhooks WHERE tenant_id = $1 AND status = 'active' AND ",
+            routed_sqlite!("$2", "$3"),
+            ")"
+        ),
     );
-    /// One queue row per active endpoint subscribed to `$3`, for message `$2`,
-    /// due at `$4`.
+    /// One queue row per active endpoint that receives message `$2` of type
+    /// `$3` on channels `$5`, due at `$4`.
     pub const FAN_OUT: Sql = Sql::pair(
-        "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
-         next_attempt_at, created_at, updated_at) \
-         SELECT tenant_id, $2, id, 'pending', 0, $4, $4, $4 FROM webhooks \
-         WHERE tenant_id = $1 AND status = 'active' AND (event_types ? $3 OR event_types ? '*')",
-        "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
-         next_attempt_at, created_at, updated_at) \
-         SELECT tenant_id, $2, id, 'pending', 0, $4, $4, $4 FROM webhooks \
-         WHERE tenant_id = $1 AND status = 'active' \
-         AND EXISTS (SELECT 1 FROM json_each(webhooks.event_types) WHERE json_each.value IN ($3, '*'))",
+        concat!(
+            "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
+             next_attempt_at, created_at, updated_at) \
+             SELECT tenant_id, $2, id, 'pending', 0, $4, $4, $4 FROM webhooks \
+             WHERE tenant_id = $1 AND status = 'active' AND ",
+            routed_pg!("$3", "$5")
+        ),
+        concat!(
+            "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
+             next_attempt_at, created_at, updated_at) \
+             SELECT tenant_id, $2, id, 'pending', 0, $4, $4, $4 FROM webhooks \
+             WHERE tenant_id = $1 AND status = 'active' AND ",
+            routed_sqlite!("$3", "$5")
+        ),
     );
 
     // The queue as the worker sees it: budget, claims, outcomes, releases.

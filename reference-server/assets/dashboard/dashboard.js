@@ -514,8 +514,33 @@
         return tr;
       }));
     }
+    await loadEventTypes();
     await loadDeadLetters();
     if (state.openEndpoint) await loadDeliveries(state.openEndpoint);
+  }
+
+  // The catalogue, each type with its schema and example (folded).
+  async function loadEventTypes() {
+    const types = await attempt(() => api('GET', '/webhooks/event-types'));
+    if (!types) return;
+    fillTable($('#event-types'), types.map((t) => {
+      const tr = document.createElement('tr');
+      tr.dataset.eventType = t.name;
+      const details = document.createElement('details');
+      const summary = document.createElement('summary');
+      summary.textContent = t.schema ? 'schema' : 'any object';
+      const schema = document.createElement('pre');
+      schema.className = 'schema';
+      schema.textContent = t.schema ? JSON.stringify(t.schema, null, 2) : '';
+      const example = document.createElement('pre');
+      example.className = 'example';
+      example.textContent = JSON.stringify(t.example, null, 2);
+      details.append(summary, schema, example);
+      const folded = document.createElement('td');
+      folded.append(details);
+      tr.append(cell(t.name, 'id'), cell(t.description), folded);
+      return tr;
+    }));
   }
 
   async function loadDeliveries(endpoint) {

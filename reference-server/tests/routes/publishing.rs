@@ -24,6 +24,7 @@ on_both_backends!(
     a_tenant_over_its_publish_rate_gets_429,
     a_plan_without_webhooks_gets_402_in_both_forms,
     data_must_satisfy_its_types_schema_which_the_catalogue_serves,
+    wildcards_and_channels_route_over_http,
 );
 
 async fn endpoint(s: &Server, t: &OwnedTenant, url: &str) -> String {
@@ -530,5 +531,68 @@ async fn data_must_satisfy_its_types_schema_which_the_catalogue_serves(backend: 
         assert_eq!(body["schema"]["properties"]["data"], t["schema"], "{t}");
         assert_eq!(body["example"]["data"], t["example"], "{t}");
     }
+    s.stop().await;
+}
+
+async fn wildcards_and_channels_route_over_http(backend: Backend) {
+    let Some(s) = Server::with_loopback_webhooks(backend, invoices).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let t = s.owned_tenant().await;
+    for (path, types, channels) in [
+        ("eu", json!(["invoice.*"]), json!(["eu"])),
+        ("all", json!(["invoice.paid"]), json!([])),
+    ] {
+        let res = t
+            .call(&s, Method::POST, "/webhooks")
+            .json(&json!({ "url": receiver.url(path), "event_types": types, "channels": channels }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let created: Value = res.json().await.unwrap();
+        assert_eq!(created["channels"], channels);
+    }
+    let on = |event_type: &str, channels: Value| json!({ "event_type": event_type, "data": { "n": 1 }, "channels": channels });
+    for (message, endpoints) in [
+        (on("invoice.paid", json!(["eu"])), 2),
+        (on("invoice.voided", json!(["us"])), 0),
+        (on("invoice.voided", json!(["eu", "us"])), 1),
+        (on("invoice.paid", json!([])), 1),
+    ] {
+        let answer = accepted(publish(&s, &t, &t.token, &message).await).await;
+        assert_eq!(answer["endpoints"], endpoints, "{message}");
+        assert_eq!(
+            answer["channels"].as_array().map_or(0, Vec::len),
+            message["channels"].as_array().unwrap().len()
+        );
+    }
+    assert_eq!(
+        receiver
+            .wait_for("eu", 2, Duration::from_secs(15))
+            .await
+            .len(),
+        2
+    );
+    assert_eq!(
+        receiver
+            .wait_for("all", 2, Duration::from_secs(15))
+            .await
+            .len(),
+        2
+    );
+    let res = t
+        .call(&s, Method::POST, "/webhooks")
+        .json(&json!({ "url": receiver.url("x"), "event_types": ["nope.*"] }))
+        .send()
+        .await
+        .unwrap();
+    problem(
+        res,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a wildcard that takes no type",
+    )
+    .await;
     s.stop().await;
 }

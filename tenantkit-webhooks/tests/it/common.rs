@@ -130,6 +130,7 @@ pub(crate) async fn endpoint(
                 url,
                 event_types: vec!["*".into()],
                 description: None,
+                ..Default::default()
             },
         )
         .await

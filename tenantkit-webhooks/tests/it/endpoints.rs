@@ -31,6 +31,7 @@ fn new(url: &str, types: &[&str]) -> NewWebhook {
         url: url.into(),
         event_types: types.iter().map(|t| (*t).to_owned()).collect(),
         description: None,
+        ..Default::default()
     }
 }
 
@@ -246,6 +247,7 @@ async fn update_changes_fields_disables_and_re_enables(db: Db) {
                 event_types: Some(vec!["*".into()]),
                 description: Some("v2".into()),
                 status: Some(WebhookStatus::Disabled),
+                ..Default::default()
             },
         )
         .await

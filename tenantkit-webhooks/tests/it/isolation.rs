@@ -20,6 +20,7 @@ async fn with_work(db: &Db, w: &Webhooks) -> TenantContext {
             url: "http://127.0.0.1:9/secret-path".into(),
             event_types: vec!["*".into()],
             description: Some("do not leak".into()),
+            ..Default::default()
         },
     )
     .await
@@ -106,6 +107,7 @@ async fn the_runtime_role_reads_nothing_through_the_scan_flag_or_around_the_func
         event_type: "user.created".into(),
         data: serde_json::Map::new(),
         id: Some("scan".into()),
+        ..Default::default()
     };
     w.publish_messages(&mut tx, &[keyed], Some("scan"))
         .await

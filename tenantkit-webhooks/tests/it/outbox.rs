@@ -48,6 +48,7 @@ async fn endpoint(db: &Db, w: &Webhooks, t: &TenantContext, types: &[&str]) -> W
                 url: "https://hooks.partner.test/in".into(),
                 event_types: types.iter().map(|s| (*s).to_owned()).collect(),
                 description: None,
+                ..Default::default()
             },
         )
         .await

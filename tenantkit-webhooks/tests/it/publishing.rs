@@ -24,6 +24,7 @@ tenantkit::backend_tests!(crate::common;
     limits_are_refused_naming_the_message,
     keys_are_kept_a_day_then_removed,
     data_is_checked_against_its_types_schema,
+    wildcards_and_channels_route_messages,
 );
 mod concurrent {
     tenantkit::backend_tests!(crate::common, multi_thread; concurrent_retries_publish_once);
@@ -38,6 +39,7 @@ fn message(event_type: &str, data: Value) -> NewMessage {
         event_type: event_type.into(),
         data,
         id: None,
+        ..Default::default()
     }
 }
 
@@ -54,6 +56,7 @@ async fn subscribed(db: &Db, w: &Webhooks, t: &TenantContext) {
             url: "https://hooks.partner.test/in".into(),
             event_types: vec!["*".into()],
             description: None,
+            ..Default::default()
         },
     )
     .await
@@ -395,4 +398,94 @@ async fn data_is_checked_against_its_types_schema(db: Db) {
     );
     drop(tx);
     assert!(publish(&db, &w, &t, &batch[..1], None).await.is_ok());
+}
+
+async fn wildcards_and_channels_route_messages(db: Db) {
+    let (w, t) = (webhooks(), tenant(&db).await);
+    let endpoint = |types: &[&str], channels: &[&str]| NewWebhook {
+        url: "https://hooks.partner.test/in".into(),
+        event_types: types.iter().map(|s| (*s).to_owned()).collect(),
+        channels: channels.iter().map(|s| (*s).to_owned()).collect(),
+        ..Default::default()
+    };
+    let mut tx = db.begin(&t).await.unwrap();
+    let mut hooks = Vec::new();
+    for (types, channels) in [
+        (&["user.*"][..], &[][..]),
+        (&["*"][..], &["eu"][..]),
+        (&["user.created"][..], &["us", "eu"][..]),
+        (&["api_key.*"][..], &[][..]),
+    ] {
+        hooks.push(
+            w.create(&mut tx, &endpoint(types, channels))
+                .await
+                .unwrap()
+                .webhook,
+        );
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(hooks[2].channels, ["us", "eu"]);
+    for (event_type, channels, expected) in [
+        ("user.created", &[][..], [true, false, false, false]),
+        ("user.created", &["eu"][..], [true, true, true, false]),
+        ("user.deleted", &["us"][..], [true, false, false, false]),
+        ("api_key.created", &[][..], [false, false, false, true]),
+        (
+            "webhook.test",
+            &["eu", "us"][..],
+            [false, true, false, false],
+        ),
+    ] {
+        let m = NewMessage {
+            event_type: event_type.into(),
+            channels: channels.iter().map(|s| (*s).to_owned()).collect(),
+            ..Default::default()
+        };
+        let published = publish(&db, &w, &t, &[m], None)
+            .await
+            .unwrap()
+            .messages
+            .remove(0);
+        let by_rule: Vec<bool> = hooks
+            .iter()
+            .map(|h| h.receives(event_type, &published.channels))
+            .collect();
+        assert_eq!(by_rule, expected, "{event_type} on {channels:?}: the rule");
+        let mut tx = db.begin_snapshot(&t).await.unwrap();
+        let q = tx
+            .query("SELECT webhook_id FROM webhook_queue WHERE tenant_id = $1 AND message_id = $2")
+            .bind(published.message_id);
+        let queued: Vec<(tenantkit_webhooks::WebhookId,)> = tx.fetch_all(q).await.unwrap();
+        let by_sql: Vec<bool> = hooks
+            .iter()
+            .map(|h| queued.iter().any(|(id,)| *id == h.id))
+            .collect();
+        assert_eq!(by_sql, expected, "{event_type} on {channels:?}: the outbox");
+        assert_eq!(
+            published.endpoints as usize,
+            expected.iter().filter(|e| **e).count()
+        );
+    }
+
+    let mut tx = db.begin(&t).await.unwrap();
+    for (types, channels, complaint) in [
+        (&["nope.*"][..], &[][..], "unknown event type `nope.*`"),
+        (&["user*"][..], &[][..], "unknown event type `user*`"),
+        (&["*.*"][..], &[][..], "unknown event type"),
+        (&["user.*"][..], &["a b"][..], "channel `a b`"),
+        (&["user.*"][..], &["c"; 11][..], "at most 10 channels"),
+    ] {
+        let refused = w
+            .create(&mut tx, &endpoint(types, channels))
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains(complaint), "{refused}");
+    }
+    drop(tx);
+    let eleven = NewMessage {
+        event_type: "user.created".into(),
+        channels: vec!["c".into(); 11],
+        ..Default::default()
+    };
+    assert!(publish(&db, &w, &t, &[eleven], None).await.is_err());
 }
