@@ -79,10 +79,10 @@ async fn every_statement_prepares_on_sqlite() {
 #[tokio::test]
 async fn every_statement_prepares_on_postgres() {
     let (core, billing, webhooks, analytics) = (
-        tenantkit::store::postgres_migrator(),
-        tenantkit_billing::migrators().0,
-        tenantkit_webhooks::schema::migrators().0,
-        tenantkit_analytics::storage::migrators().0,
+        tenantkit::store::core_migrations(),
+        tenantkit_billing::migrations(),
+        tenantkit_webhooks::schema::migrations(),
+        tenantkit_analytics::storage::migrations(),
     );
     let migrators = [core, &billing, &webhooks, &analytics];
     let migrate: testing::Migrate = |db| Box::pin(migrate_all(db));

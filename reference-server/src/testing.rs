@@ -248,11 +248,11 @@ const WEBHOOK_KEY: &str = "dGVuYW50a2l0LXRlc3RhcHAtd2ViaG9vay1rZXktMzI=";
 /// applied as the owner, the runtime role set up (once per process; reused
 /// across runs while the migrations are unchanged).
 async fn postgres_database() -> Option<tenantkit::testing::PgTestDatabase> {
-    let billing = tenantkit_billing::migrators().0;
-    let webhooks = tenantkit_webhooks::schema::migrators().0;
-    let analytics = tenantkit_analytics::storage::migrators().0;
+    let billing = tenantkit_billing::migrations();
+    let webhooks = tenantkit_webhooks::schema::migrations();
+    let analytics = tenantkit_analytics::storage::migrations();
     let migrators = [
-        tenantkit::store::postgres_migrator(),
+        tenantkit::store::core_migrations(),
         &billing,
         &webhooks,
         &analytics,

@@ -26,21 +26,18 @@ pub const ENSURE_PARTITIONS: Maintenance = Maintenance::new(crate::sql::ENSURE_P
 pub const DROP_PARTITIONS_BEFORE: Maintenance =
     Maintenance::new(crate::sql::DROP_PARTITIONS_BEFORE);
 
-/// Analytics' migrations (PostgreSQL, SQLite), each with its own history table.
-pub fn migrators() -> (sqlx::migrate::Migrator, sqlx::migrate::Migrator) {
-    tenantkit::store::with_history_table(
+/// Analytics' migrations (PostgreSQL, SQLite), in their own history table.
+pub fn migrations() -> tenantkit::store::Migrations {
+    tenantkit::migrations!(
         "_tenantkit_analytics_migrations",
-        (
-            sqlx::migrate!("./migrations/postgres"),
-            sqlx::migrate!("./migrations/sqlite"),
-        ),
+        "./migrations/postgres",
+        "./migrations/sqlite"
     )
 }
 
 /// Applies the analytics migrations (after tenantkit's; as the owner on PostgreSQL).
 pub async fn migrate(db: &Db) -> tenantkit::Result<()> {
-    let (postgres, sqlite) = migrators();
-    db.apply_migrations(&postgres, &sqlite).await
+    db.apply_migrations(&migrations()).await
 }
 
 /// Writes the retention floor into the database (PostgreSQL; as the owner,

@@ -53,22 +53,19 @@ impl std::fmt::Debug for Billing {
     }
 }
 
-/// Billing's migrations (PostgreSQL, SQLite), each with its own history table.
-pub fn migrators() -> (sqlx::migrate::Migrator, sqlx::migrate::Migrator) {
-    tenantkit::store::with_history_table(
+/// Billing's migrations (PostgreSQL, SQLite), in their own history table.
+pub fn migrations() -> tenantkit::store::Migrations {
+    tenantkit::migrations!(
         "_tenantkit_billing_migrations",
-        (
-            sqlx::migrate!("./migrations/postgres"),
-            sqlx::migrate!("./migrations/sqlite"),
-        ),
+        "./migrations/postgres",
+        "./migrations/sqlite"
     )
 }
 
 impl Billing {
     /// Applies billing's migrations (after tenantkit's; as the owner on PostgreSQL).
     pub async fn migrate(db: &Db) -> tenantkit::Result<()> {
-        let (postgres, sqlite) = migrators();
-        db.apply_migrations(&postgres, &sqlite).await
+        db.apply_migrations(&migrations()).await
     }
 
     /// Validates `config` (plans, Stripe client) and builds the service.

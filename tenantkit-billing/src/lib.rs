@@ -45,7 +45,7 @@ pub mod subscription;
 pub mod testing;
 pub mod webhook;
 
-pub use billing::{Billing, SubscriptionView, migrators};
+pub use billing::{Billing, SubscriptionView, migrations};
 pub use config::BillingConfig;
 pub use error::{BillingError, feature_problem, user_limit_problem};
 pub use plan_layer::{PlanLayer, PlanService, PlanSource};

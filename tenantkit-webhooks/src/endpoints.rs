@@ -393,8 +393,7 @@ impl Webhooks {
 
     /// Applies the webhooks migrations (after tenantkit's; as the owner on PostgreSQL).
     pub async fn migrate(db: &tenantkit::Db) -> tenantkit::Result<()> {
-        let (postgres, sqlite) = crate::schema::migrators();
-        db.apply_migrations(&postgres, &sqlite).await
+        db.apply_migrations(&crate::schema::migrations()).await
     }
 
     /// The event types endpoints can subscribe to.

@@ -24,13 +24,11 @@ pub const RATE_WINDOWS: OperationalTable = OperationalTable::new("webhook_rate_w
 /// The notification channel new deliveries are announced on (PostgreSQL).
 pub const CHANNEL: &str = "tenantkit_webhooks";
 
-/// Webhooks' migrations (PostgreSQL, SQLite), each with its own history table.
-pub fn migrators() -> (sqlx::migrate::Migrator, sqlx::migrate::Migrator) {
-    tenantkit::store::with_history_table(
+/// Webhooks' migrations (PostgreSQL, SQLite), in their own history table.
+pub fn migrations() -> tenantkit::store::Migrations {
+    tenantkit::migrations!(
         "_tenantkit_webhooks_migrations",
-        (
-            sqlx::migrate!("./migrations/postgres"),
-            sqlx::migrate!("./migrations/sqlite"),
-        ),
+        "./migrations/postgres",
+        "./migrations/sqlite"
     )
 }

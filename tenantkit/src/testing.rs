@@ -71,7 +71,7 @@ fn core_migrations(db: &Db) -> Pin<Box<dyn Future<Output = crate::Result<()>> + 
 pub async fn postgres_database() -> Option<PgTestDatabase> {
     postgres_database_with(
         "tenantkit_test",
-        &[crate::store::postgres_migrator()],
+        &[crate::store::core_migrations()],
         core_migrations,
     )
     .await
@@ -82,11 +82,11 @@ pub async fn postgres_database() -> Option<PgTestDatabase> {
 /// are unchanged), with the runtime role set up. `None` when PostgreSQL is
 /// unreachable and not required.
 ///
-/// The hash comes from the checksums compiled into `migrators`, never from
+/// The hash comes from the checksums compiled into `migrations`, never from
 /// files on disk, so a test binary works wherever it was built.
 pub async fn postgres_database_with(
     prefix: &str,
-    migrators: &[&sqlx::migrate::Migrator],
+    migrations: &[&crate::store::Migrations],
     migrate: Migrate,
 ) -> Option<PgTestDatabase> {
     static READY: OnceLock<Mutex<HashMap<String, Option<PgTestDatabase>>>> = OnceLock::new();
@@ -94,14 +94,14 @@ pub async fn postgres_database_with(
     if let Some(db) = ready.get(prefix) {
         return db.clone();
     }
-    let db = setup(prefix, migrators, migrate).await;
+    let db = setup(prefix, migrations, migrate).await;
     ready.insert(prefix.to_owned(), db.clone());
     db
 }
 
 async fn setup(
     prefix: &str,
-    migrators: &[&sqlx::migrate::Migrator],
+    migrations: &[&crate::store::Migrations],
     migrate: Migrate,
 ) -> Option<PgTestDatabase> {
     let admin = admin_url();
@@ -116,9 +116,9 @@ async fn setup(
         ),
     };
     let mut hasher = Sha256::new();
-    for migration in migrators.iter().flat_map(|m| m.iter()) {
-        hasher.update(migration.version.to_be_bytes());
-        hasher.update(&migration.checksum);
+    for (version, checksum) in migrations.iter().flat_map(|m| m.postgres_checksums()) {
+        hasher.update(version.to_be_bytes());
+        hasher.update(checksum);
     }
     let name = format!("{prefix}_{}", &format!("{:x}", hasher.finalize())[..12]);
     let exists: bool =

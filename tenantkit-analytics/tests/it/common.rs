@@ -50,8 +50,8 @@ pub(crate) async fn postgres_database_named(suffix: &str) -> Option<testing::PgT
             format!("tkan_{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
         })
         .await;
-    let (analytics, _) = storage::migrators();
-    let migrators = [tenantkit::store::postgres_migrator(), &analytics];
+    let analytics = storage::migrations();
+    let migrators = [tenantkit::store::core_migrations(), &analytics];
     testing::postgres_database_with(&format!("{prefix}{suffix}"), &migrators, migrate_all).await
 }
 

@@ -22,8 +22,8 @@ pub(crate) async fn sqlite() -> Db {
 }
 
 pub(crate) async fn postgres() -> Option<Db> {
-    let (billing, _) = tenantkit_billing::migrators();
-    let migrators = [tenantkit::store::postgres_migrator(), &billing];
+    let billing = tenantkit_billing::migrations();
+    let migrators = [tenantkit::store::core_migrations(), &billing];
     let database =
         testing::postgres_database_with("tenantkit_billing_test", &migrators, migrate_all).await?;
     Some(testing::runtime_db(&database, 20).await)

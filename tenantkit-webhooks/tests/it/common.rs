@@ -29,8 +29,8 @@ pub(crate) async fn sqlite() -> Db {
 }
 
 pub(crate) async fn postgres_database() -> Option<testing::PgTestDatabase> {
-    let (webhooks, _) = tenantkit_webhooks::schema::migrators();
-    let migrators = [tenantkit::store::postgres_migrator(), &webhooks];
+    let webhooks = tenantkit_webhooks::schema::migrations();
+    let migrators = [tenantkit::store::core_migrations(), &webhooks];
     testing::postgres_database_with("tenantkit_webhooks_test", &migrators, migrate_all).await
 }
 
@@ -169,8 +169,8 @@ pub(crate) mod isolated {
     pub(crate) async fn postgres() -> Option<Db> {
         static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
         SWEPT.get_or_init(sweep).await;
-        let (webhooks, _) = tenantkit_webhooks::schema::migrators();
-        let migrators = [tenantkit::store::postgres_migrator(), &webhooks];
+        let webhooks = tenantkit_webhooks::schema::migrations();
+        let migrators = [tenantkit::store::core_migrations(), &webhooks];
         let prefix = format!(
             "{PREFIX}_{}",
             &uuid::Uuid::new_v4().simple().to_string()[..10]

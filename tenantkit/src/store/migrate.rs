@@ -9,38 +9,81 @@ use super::{
 };
 use crate::{Error, Result};
 
-/// A crate's migrators (PostgreSQL, SQLite) given a history table of
-/// their own, `table`, for [`Db::apply_migrations`]: crates never see each
-/// other's migration versions.
+/// A crate's migrations for both backends, each run with a history table of
+/// the crate's own (crates never see each other's versions), for
+/// [`Db::apply_migrations`]. Opaque: sqlx's migrator stays inside, so
+/// upgrading sqlx does not change tenantkit's API. Made with
+/// [`crate::migrations!`] (which needs `sqlx` with its `migrate` and
+/// `macros` features in the calling crate).
 ///
 /// ```no_run
 /// # async fn migrate(db: &tenantkit::Db) -> tenantkit::Result<()> {
-/// let (postgres, sqlite) = tenantkit::store::with_history_table(
+/// let migrations = tenantkit::migrations!(
 ///     "_my_crate_migrations",
-///     (sqlx::migrate!("./migrations/postgres"), sqlx::migrate!("./migrations/sqlite")),
+///     "./migrations/postgres",
+///     "./migrations/sqlite",
 /// );
-/// db.apply_migrations(&postgres, &sqlite).await
+/// db.apply_migrations(&migrations).await
 /// # }
 /// ```
-pub fn with_history_table(
-    table: &'static str,
-    (mut postgres, mut sqlite): (sqlx::migrate::Migrator, sqlx::migrate::Migrator),
-) -> (sqlx::migrate::Migrator, sqlx::migrate::Migrator) {
-    postgres.dangerous_set_table_name(table);
-    sqlite.dangerous_set_table_name(table);
-    (postgres, sqlite)
+pub struct Migrations {
+    postgres: sqlx::migrate::Migrator,
+    sqlite: sqlx::migrate::Migrator,
 }
 
-#[cfg(feature = "postgres")]
-static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-/// tenantkit's PostgreSQL migrations, as compiled in.
-#[cfg(feature = "postgres")]
-pub fn postgres_migrator() -> &'static sqlx::migrate::Migrator {
-    &PG_MIGRATOR
+impl std::fmt::Debug for Migrations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Migrations")
+            .field("postgres", &self.postgres.iter().count())
+            .field("sqlite", &self.sqlite.iter().count())
+            .finish()
+    }
 }
 
-#[cfg(feature = "sqlite")]
-static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+impl Migrations {
+    /// What [`crate::migrations!`] expands to; not for direct use.
+    #[doc(hidden)]
+    pub fn __with_history_table(
+        table: &'static str,
+        mut postgres: sqlx::migrate::Migrator,
+        mut sqlite: sqlx::migrate::Migrator,
+    ) -> Self {
+        postgres.dangerous_set_table_name(table);
+        sqlite.dangerous_set_table_name(table);
+        Self { postgres, sqlite }
+    }
+
+    /// The `(version, checksum)` of each PostgreSQL migration.
+    #[cfg(feature = "testing")]
+    pub(crate) fn postgres_checksums(&self) -> impl Iterator<Item = (i64, &[u8])> {
+        self.postgres
+            .iter()
+            .map(|m| (m.version, m.checksum.as_ref()))
+    }
+}
+
+/// A crate's [`Migrations`]: a history table of its own and the folders of
+/// its PostgreSQL and SQLite migrations (relative to its `Cargo.toml`),
+/// embedded at compile time.
+#[macro_export]
+macro_rules! migrations {
+    ($history_table:expr, $postgres:literal, $sqlite:literal $(,)?) => {
+        $crate::store::Migrations::__with_history_table(
+            $history_table,
+            ::sqlx::migrate!($postgres),
+            ::sqlx::migrate!($sqlite),
+        )
+    };
+}
+
+/// tenantkit's own migrations (its history table is sqlx's default).
+pub fn core_migrations() -> &'static Migrations {
+    static CORE: std::sync::LazyLock<Migrations> = std::sync::LazyLock::new(|| Migrations {
+        postgres: sqlx::migrate!("./migrations/postgres"),
+        sqlite: sqlx::migrate!("./migrations/sqlite"),
+    });
+    &CORE
+}
 
 /// The PostgreSQL role the server runs as: may read and write rows, may not
 /// bypass row-level security, owns nothing.
@@ -206,40 +249,27 @@ impl Db {
     /// Applies tenantkit's migrations. On PostgreSQL, connect as the schema
     /// owner, then call [`Db::setup_runtime_role`].
     pub async fn migrate(&self) -> Result<()> {
-        match &self.pool {
-            #[cfg(feature = "postgres")]
-            Pool::Pg(pool) => PG_MIGRATOR
-                .run(pool)
-                .await
-                .map_err(crate::Error::from_migrate)?,
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => SQLITE_MIGRATOR
-                .run(pool)
-                .await
-                .map_err(crate::Error::from_migrate)?,
-        }
-        Ok(())
+        self.apply_migrations(core_migrations()).await
     }
 
-    /// Applies another crate's migrations: one migrator per backend, each with
-    /// its own history table (see `Migrator::dangerous_set_table_name`), so
-    /// crates never see each other's migrations. Connect as the owner on
-    /// PostgreSQL, then call [`Db::setup_runtime_role`] again.
-    pub async fn apply_migrations(
-        &self,
-        postgres: &sqlx::migrate::Migrator,
-        sqlite: &sqlx::migrate::Migrator,
-    ) -> Result<()> {
+    /// Applies another crate's [`Migrations`] (in their own history table).
+    /// Connect as the owner on PostgreSQL, then call
+    /// [`Db::setup_runtime_role`] again.
+    pub async fn apply_migrations(&self, migrations: &Migrations) -> Result<()> {
         match &self.pool {
             #[cfg(feature = "postgres")]
-            Pool::Pg(pool) => postgres
+            Pool::Pg(pool) => migrations
+                .postgres
                 .run(pool)
                 .await
                 .map_err(crate::Error::from_migrate)?,
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => sqlite.run(pool).await.map_err(crate::Error::from_migrate)?,
+            Pool::Sqlite(pool) => migrations
+                .sqlite
+                .run(pool)
+                .await
+                .map_err(crate::Error::from_migrate)?,
         }
-        let _ = (postgres, sqlite);
         Ok(())
     }
 

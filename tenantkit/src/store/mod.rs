@@ -49,10 +49,9 @@ pub use dialect::{Sql, Statement};
 use driver::Pool;
 pub use driver::{PgRecord, Record, SqliteRecord, Value};
 pub use erase::{ERASE_BATCH, TenantDeletion};
-#[cfg(feature = "postgres")]
-pub use migrate::postgres_migrator;
 pub use migrate::{
-    RUNTIME_FUNCTIONS, RuntimeRole, SCRAM_ITERATIONS, scram_sha256_verifier, with_history_table,
+    Migrations, RUNTIME_FUNCTIONS, RuntimeRole, SCRAM_ITERATIONS, core_migrations,
+    scram_sha256_verifier,
 };
 pub use operational::OperationalTable;
 pub use platform::Platform;

@@ -439,7 +439,7 @@ async fn a_value_postgres_refuses_is_invalid_input() {
 async fn the_runtime_role_cannot_purge_what_the_audit_floor_keeps() {
     let Some(database) = tenantkit::testing::postgres_database_with(
         "tenantkit_test_audit_floor",
-        &[tenantkit::store::postgres_migrator()],
+        &[tenantkit::store::core_migrations()],
         |db| Box::pin(db.migrate()),
     )
     .await
