@@ -53,9 +53,10 @@ impl Migrations {
         Self { postgres, sqlite }
     }
 
-    /// The `(version, checksum)` of each PostgreSQL migration.
-    #[cfg(feature = "testing")]
-    pub(crate) fn postgres_checksums(&self) -> impl Iterator<Item = (i64, &[u8])> {
+    /// The version and checksum of each PostgreSQL migration, in order: a
+    /// fingerprint of the schema they make (the test databases are named
+    /// after it).
+    pub fn postgres_checksums(&self) -> impl Iterator<Item = (i64, &[u8])> {
         self.postgres
             .iter()
             .map(|m| (m.version, m.checksum.as_ref()))
