@@ -2,7 +2,7 @@
 //! change is audited and tenant-scoped), their URLs vetted by
 //! [`crate::ssrf`], their secrets sealed by [`crate::secret_box`].
 
-use std::{fmt, str::FromStr, sync::Arc};
+use std::{collections::BTreeMap, fmt, str::FromStr, sync::Arc};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     catalogue::{ALL_EVENTS, EventCatalogue},
+    headers::{CustomHeaders, HeaderRefusal},
     secret_box::{SecretBox, SecretBoxError},
     signature::SigningSecret,
     sql,
@@ -121,6 +122,13 @@ pub struct Webhook {
     /// none (`[]`), every message of its types.
     #[sqlx(json)]
     pub channels: Vec<String>,
+    /// The names of its custom headers, sent with every delivery; their
+    /// values are stored sealed and never shown.
+    #[sqlx(json)]
+    pub header_names: Vec<String>,
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    secret_headers: Option<Sealed>,
     #[serde(skip)]
     #[cfg_attr(feature = "openapi", schema(ignore))]
     secret: Sealed,
@@ -205,7 +213,8 @@ pub fn check_channels(channels: &[String]) -> Result<Vec<String>, WebhookError> 
 }
 
 /// `POST /webhooks` body.
-#[derive(Clone, Debug, Default, Deserialize)]
+// `Debug` (below) shows the names of its headers only.
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewWebhook {
@@ -223,6 +232,12 @@ pub struct NewWebhook {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(max_items = 10))]
     pub channels: Vec<String>,
+    /// Custom headers sent with every delivery, checked by
+    /// [`CustomHeaders::check`] (its OpenAPI description:
+    /// [`crate::headers::openapi_schema`]).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::headers::openapi_schema))]
+    pub headers: BTreeMap<String, String>,
     /// A note for people (at most 500 characters once white space around it
     /// is trimmed, no control characters).
     #[serde(default)]
@@ -236,7 +251,8 @@ pub struct NewWebhook {
 }
 
 /// `PATCH /webhooks/{id}` body: absent fields stay as they are.
-#[derive(Clone, Debug, Default, Deserialize)]
+// `Debug` (below) shows the names of its headers only.
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookPatch {
@@ -248,6 +264,9 @@ pub struct WebhookPatch {
     /// New channels (up to 10, as when creating; `[]` for none).
     #[cfg_attr(feature = "openapi", schema(max_items = 10))]
     pub channels: Option<Vec<String>>,
+    /// New custom headers, replacing all of them (`{}` for none).
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::headers::openapi_patch_schema))]
+    pub headers: Option<BTreeMap<String, String>>,
     /// A new description (as when creating).
     #[cfg_attr(
         feature = "openapi",
@@ -258,6 +277,34 @@ pub struct WebhookPatch {
     pub description: Option<String>,
     /// `active` re-enables a disabled endpoint (and clears its reason).
     pub status: Option<WebhookStatus>,
+}
+
+impl fmt::Debug for NewWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewWebhook")
+            .field("url", &self.url)
+            .field("event_types", &self.event_types)
+            .field("channels", &self.channels)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("description", &self.description)
+            .finish()
+    }
+}
+
+impl fmt::Debug for WebhookPatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookPatch")
+            .field("url", &self.url)
+            .field("event_types", &self.event_types)
+            .field("channels", &self.channels)
+            .field(
+                "headers",
+                &self.headers.as_ref().map(|h| h.keys().collect::<Vec<_>>()),
+            )
+            .field("description", &self.description)
+            .field("status", &self.status)
+            .finish()
+    }
 }
 
 /// An endpoint with its signing secret, shown this once.
@@ -311,6 +358,12 @@ pub enum WebhookError {
     /// The store failed, or the endpoint does not exist (`404`).
     #[error(transparent)]
     Store(#[from] Error),
+}
+
+impl From<HeaderRefusal> for WebhookError {
+    fn from(refusal: HeaderRefusal) -> Self {
+        WebhookError::Invalid(refusal.to_string())
+    }
 }
 
 impl From<&WebhookError> for Problem {
@@ -415,10 +468,12 @@ impl Webhooks {
         let url = self.inner.policy.vet_url_resolving(&new.url).await?;
         let event_types = self.event_types(&new.event_types)?;
         let channels = check_channels(&new.channels)?;
+        let headers = CustomHeaders::check(&new.headers)?;
         let description = description(new.description.as_deref().unwrap_or_default())?;
         let id = WebhookId::new();
         let secret = SigningSecret::generate();
         let sealed = self.seal(tx.tenant_id(), id, &secret);
+        let sealed_headers = self.seal_headers(tx.tenant_id(), id, &headers);
         let now = Utc::now();
         let q = tx
             .query(sql::INSERT_WEBHOOK)
@@ -429,7 +484,9 @@ impl Webhooks {
             .bind(sealed)
             .bind(WebhookStatus::Active.as_str())
             .bind(now)
-            .bind(serde_json::json!(channels));
+            .bind(serde_json::json!(channels))
+            .bind(serde_json::json!(headers.names()))
+            .bind(sealed_headers);
         let webhook: Webhook = tx.insert(q).await?;
         Ok(CreatedWebhook {
             webhook,
@@ -484,6 +541,17 @@ impl Webhooks {
             Some(channels) => check_channels(channels)?,
             None => current.channels.clone(),
         };
+        let (header_names, sealed_headers) = match &patch.headers {
+            Some(headers) => {
+                let headers = CustomHeaders::check(headers)?;
+                let sealed = self.seal_headers(tx.tenant_id(), id, &headers);
+                (headers.names(), sealed)
+            }
+            None => (
+                current.header_names.clone(),
+                current.secret_headers.clone().map(|s| s.0),
+            ),
+        };
         let (status, reason, disabled_at) = match patch.status {
             Some(WebhookStatus::Active) => (WebhookStatus::Active, None, None),
             Some(WebhookStatus::Disabled) => (
@@ -507,7 +575,9 @@ impl Webhooks {
             .bind(reason)
             .bind(disabled_at)
             .bind(Utc::now())
-            .bind(serde_json::json!(channels));
+            .bind(serde_json::json!(channels))
+            .bind(serde_json::json!(header_names))
+            .bind(sealed_headers);
         let updated = tx.update(&current, q).await?;
         if current.status == WebhookStatus::Active && status == WebhookStatus::Disabled {
             stop_pending(
@@ -623,6 +693,32 @@ impl Webhooks {
         Ok(secrets)
     }
 
+    /// The custom headers sent with every delivery to `webhook`.
+    pub fn custom_headers(&self, webhook: &Webhook) -> Result<CustomHeaders, WebhookError> {
+        let Some(sealed) = &webhook.secret_headers else {
+            return Ok(CustomHeaders::default());
+        };
+        let plain = self
+            .inner
+            .secrets
+            .open(&sealed.0, &headers_aad(webhook.tenant_id, webhook.id))?;
+        CustomHeaders::from_plain(&plain).ok_or(WebhookError::Sealed(SecretBoxError::Tampered))
+    }
+
+    /// Seals custom headers for the row of `id` (none: nothing stored).
+    fn seal_headers(
+        &self,
+        tenant: TenantId,
+        id: WebhookId,
+        headers: &CustomHeaders,
+    ) -> Option<String> {
+        (!headers.is_empty()).then(|| {
+            self.inner
+                .secrets
+                .seal(&headers.to_plain(), &headers_aad(tenant, id))
+        })
+    }
+
     fn seal(&self, tenant: TenantId, id: WebhookId, secret: &SigningSecret) -> String {
         self.inner
             .secrets
@@ -690,6 +786,12 @@ async fn stop_pending(
 /// What binds a sealed secret to its row.
 fn aad(tenant: TenantId, id: WebhookId) -> Vec<u8> {
     format!("webhooks/{tenant}/{id}").into_bytes()
+}
+
+/// What binds an endpoint's sealed headers to its row (and keeps them
+/// apart from its secrets).
+fn headers_aad(tenant: TenantId, id: WebhookId) -> Vec<u8> {
+    format!("webhooks/{tenant}/{id}/headers").into_bytes()
 }
 
 fn description(text: &str) -> Result<String, WebhookError> {

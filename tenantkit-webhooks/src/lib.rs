@@ -18,6 +18,9 @@
 //!   update, delete, rotate the secret) through `tenantkit::TenantTx`, so
 //!   every change is audited and tenant-scoped; its own migrations and
 //!   history table.
+//! - [`headers`]: custom headers per endpoint (sealed like secrets, names
+//!   only shown) and the deny-list that keeps the platform's own headers
+//!   its own; the one place they are checked.
 //! - [`catalogue`]: the event types endpoints subscribe to, with examples.
 //! - [`idempotency`]: the keys that make publishing over HTTP safe to
 //!   retry (a request's `Idempotency-Key`, a message's own `id`), kept at
@@ -122,6 +125,7 @@
 pub mod catalogue;
 pub mod deliveries;
 pub mod endpoints;
+pub mod headers;
 pub mod idempotency;
 pub mod outbox;
 pub mod queue;

@@ -9,8 +9,9 @@ use tenantkit::store::Sql;
 /// The columns of a `webhooks` row, in `Webhook`'s order.
 macro_rules! columns {
     () => {
-        "tenant_id, id, url, description, event_types, channels, secret, previous_secret, \
-         previous_secret_expires_at, status, disabled_reason, disabled_at, created_at, updated_at"
+        "tenant_id, id, url, description, event_types, channels, header_names, secret_headers, \
+         secret, previous_secret, previous_secret_expires_at, status, disabled_reason, \
+         disabled_at, created_at, updated_at"
     };
 }
 
@@ -86,7 +87,8 @@ tenantkit::statements! {
     /// A new endpoint.
     pub const INSERT_WEBHOOK: Sql = Sql::both(concat!(
         "INSERT INTO webhooks (tenant_id, id, url, description, event_types, secret, status, \
-         created_at, updated_at, channels) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) RETURNING ",
+         created_at, updated_at, channels, header_names, secret_headers) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11) RETURNING ",
         columns!()
     ));
     /// A page of the tenant's endpoints, oldest first (`$2`: after this id,
@@ -102,10 +104,12 @@ tenantkit::statements! {
         columns!(),
         " FROM webhooks WHERE tenant_id = $1 AND id = $2"
     ));
-    /// An endpoint's URL, event types, description and status.
+    /// An endpoint's URL, event types, description, status, channels and
+    /// custom headers (their names, `$11`, and the sealed set, `$12`).
     pub const UPDATE_WEBHOOK: Sql = Sql::both(concat!(
         "UPDATE webhooks SET url = $3, event_types = $4, description = $5, status = $6, \
-         disabled_reason = $7, disabled_at = $8, updated_at = $9, channels = $10 \
+         disabled_reason = $7, disabled_at = $8, updated_at = $9, channels = $10, \
+         header_names = $11, secret_headers = $12 \
          WHERE tenant_id = $1 AND id = $2 RETURNING ",
         columns!()
     ));

@@ -21,6 +21,7 @@ use std::{
 use chrono::{DateTime, Utc};
 
 use crate::{
+    headers::CustomHeaders,
     signature::SignedHeaders,
     ssrf::{UrlPolicy, UrlRefusal, VettingResolver},
 };
@@ -135,8 +136,16 @@ impl Transport {
         Ok(Self { client, policy })
     }
 
-    /// POSTs `body` (JSON) to `url` with the signature headers.
-    pub async fn send(&self, url: &str, headers: &SignedHeaders, body: &[u8]) -> Attempt {
+    /// POSTs `body` (JSON) to `url` with the endpoint's custom headers and
+    /// the signature headers (custom ones cannot name the platform's: see
+    /// [`crate::headers`]).
+    pub async fn send(
+        &self,
+        url: &str,
+        custom: &CustomHeaders,
+        headers: &SignedHeaders,
+        body: &[u8],
+    ) -> Attempt {
         let started = Instant::now();
         if body.len() > MAX_BODY {
             return Attempt::failed(
@@ -156,10 +165,11 @@ impl Transport {
                 refusal.to_string(),
             );
         }
-        let mut request = self
-            .client
-            .post(url)
-            .header(http::header::CONTENT_TYPE, "application/json");
+        let mut request = self.client.post(url);
+        for (name, value) in custom.pairs() {
+            request = request.header(name, value);
+        }
+        request = request.header(http::header::CONTENT_TYPE, "application/json");
         for (name, value) in headers.pairs() {
             request = request.header(name, value);
         }

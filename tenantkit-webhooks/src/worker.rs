@@ -501,8 +501,12 @@ async fn claim_round(
 /// re-enabling it there is seen everywhere.)
 async fn deliver(shared: &Shared, job: Job) -> Outcome {
     let at = (shared.clock)();
-    let attempt = match shared.webhooks.signing_secrets(&job.webhook, at) {
-        Ok(secrets) => {
+    let opened = shared
+        .webhooks
+        .signing_secrets(&job.webhook, at)
+        .and_then(|secrets| Ok((secrets, shared.webhooks.custom_headers(&job.webhook)?)));
+    let attempt = match opened {
+        Ok((secrets, custom)) => {
             let secrets: Vec<&SigningSecret> = secrets.iter().collect();
             let headers = sign(
                 &job.message_id.webhook_id(),
@@ -512,7 +516,7 @@ async fn deliver(shared: &Shared, job: Job) -> Outcome {
             );
             shared
                 .transport
-                .send(&job.webhook.url, &headers, job.payload.as_bytes())
+                .send(&job.webhook.url, &custom, &headers, job.payload.as_bytes())
                 .await
         }
         Err(e) => {

@@ -1,7 +1,8 @@
 //! Publishing webhook messages over HTTP across server processes: one
 //! idempotency key retried at two servers on one database publishes once
-//! and answers the same everywhere; and the Python client of
-//! docs/webhooks.md, run as written, publishes through a real socket.
+//! and answers the same everywhere; the Python client of
+//! docs/webhooks.md, run as written, publishes through a real socket; and an
+//! endpoint's custom headers reach its receiver.
 //! (The API's refusals and forms: `reference-server/tests/routes/publishing.rs`.)
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ use crate::on_both_backends;
 on_both_backends!(
     one_key_retried_at_two_servers_publishes_once,
     the_python_client_in_the_docs_publishes,
+    an_endpoints_custom_headers_are_delivered_and_the_platforms_refused,
 );
 
 /// An endpoint of `t` at `url` for the invoice events; its secret.
@@ -101,6 +103,89 @@ async fn one_key_retried_at_two_servers_publishes_once(backend: Backend) {
     }
     two.stop().await;
     one.stop().await;
+}
+
+async fn an_endpoints_custom_headers_are_delivered_and_the_platforms_refused(backend: Backend) {
+    let Some(s) = Server::with_loopback_webhooks(backend, tenantkit_e2e::invoice_events).await
+    else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let t = s.owned_tenant().await;
+    // Every name the platform sets is refused, whatever its case; nothing is stored.
+    for name in tenantkit_webhooks::headers::DENIED
+        .iter()
+        .map(|n| n.to_ascii_uppercase())
+        .chain(["webhook-id", "Webhook-Signature", "webhook-timestamp"].map(String::from))
+    {
+        let res = t
+            .call(&s, Method::POST, "/webhooks")
+            .json(
+                &json!({ "url": receiver.url("in"), "event_types": ["invoice.paid"],
+                           "headers": { (name.clone()): "x" } }),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{name}");
+        let problem: Value = res.json().await.unwrap();
+        assert!(
+            problem["detail"].as_str().unwrap().contains(&name),
+            "{problem}"
+        );
+    }
+    let listed: Value = t
+        .call(&s, Method::GET, "/webhooks")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"], json!([]), "{listed}");
+
+    let res = t
+        .call(&s, Method::POST, "/webhooks")
+        .json(
+            &json!({ "url": receiver.url("in"), "event_types": ["invoice.paid"],
+                       "headers": { "Authorization": "Bearer r3ceiver", "X-Team": "blue" } }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let created: Value = res.json().await.unwrap();
+    assert_eq!(created["header_names"], json!(["Authorization", "X-Team"]));
+    assert!(!created.to_string().contains("r3ceiver"), "{created}");
+    let id = created["id"].as_str().unwrap();
+    let shown = t
+        .call(&s, Method::GET, &format!("/webhooks/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        shown.contains("X-Team") && !shown.contains("r3ceiver"),
+        "{shown}"
+    );
+
+    let res = t
+        .call(&s, Method::POST, "/webhooks/messages")
+        .json(&json!({ "event_type": "invoice.paid", "data": { "invoice": "2026-0003", "amount": 5 } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let got = receiver.wait_for("in", 1, Duration::from_secs(15)).await;
+    assert_eq!(got[0].headers["authorization"], "Bearer r3ceiver");
+    assert_eq!(got[0].headers["x-team"], "blue");
+    standardwebhooks::Webhook::new(created["secret"].as_str().unwrap())
+        .unwrap()
+        .verify(&got[0].body, &got[0].headers)
+        .expect("signed by the platform, whatever the endpoint adds");
+    s.stop().await;
 }
 
 /// The ```python block of docs/webhooks.md's "Publishing over HTTP".

@@ -49,6 +49,7 @@ tenantkit::backend_tests!(crate::common::isolated, multi_thread;
     responses_are_kept_to_4_kib_and_timeouts_classified,
     a_suspended_tenants_deliveries_pause_and_resume,
     history_filters_and_pages,
+    custom_headers_go_with_every_delivery,
 );
 
 fn fast() -> WorkerOptions {
@@ -170,6 +171,35 @@ async fn a_committed_event_arrives_signed_and_verifies(db: Db) {
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].response_status, Some(200));
     assert_eq!(attempts[0].response_excerpt, "ok");
+}
+
+async fn custom_headers_go_with_every_delivery(db: Db) {
+    let (w, t, r) = (local_webhooks(), tenant(&db).await, Receiver::start().await);
+    let (hook, secret) = endpoint(&db, &w, &t, r.url("in")).await;
+    let mut tx = db.begin(&t).await.unwrap();
+    let patch = tenantkit_webhooks::WebhookPatch {
+        headers: Some(
+            [("Authorization", "Bearer r3ceiver"), ("X-Team", "blue")]
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .into(),
+        ),
+        ..Default::default()
+    };
+    w.update(&mut tx, hook, &patch).await.unwrap();
+    tx.commit().await.unwrap();
+    let running = Running::start(worker(&db, &w, fast()));
+    publish(&db, &w, &t, 2).await;
+    let got = r.wait_for("in", 2, Duration::from_secs(10)).await;
+    running.stop().await;
+    for delivery in &got {
+        assert_eq!(delivery.headers["authorization"], "Bearer r3ceiver");
+        assert_eq!(delivery.headers["x-team"], "blue");
+        assert_eq!(delivery.headers["content-type"], "application/json");
+        standardwebhooks::Webhook::new(&secret)
+            .unwrap()
+            .verify(&delivery.body, &delivery.headers)
+            .expect("the platform's signature headers are its own");
+    }
 }
 
 async fn a_rolled_back_event_is_never_sent(db: Db) {

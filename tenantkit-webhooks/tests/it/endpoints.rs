@@ -24,6 +24,7 @@ on_both_backends!(
     rotation_signs_with_both_secrets_until_the_grace_period_ends,
     every_change_is_audited_without_secrets,
     secrets_open_only_with_the_platform_keys,
+    custom_headers_are_sealed_shown_by_name_and_replaced_whole,
 );
 
 fn new(url: &str, types: &[&str]) -> NewWebhook {
@@ -340,6 +341,21 @@ async fn rotation_signs_with_both_secrets_until_the_grace_period_ends(db: Db) {
     );
 }
 
+/// The tenant's audit trail of webhooks: the actions, oldest first, and
+/// the whole of it as JSON.
+async fn webhook_trail(db: &Db, t: &TenantContext) -> (Vec<String>, String) {
+    let mut tx = db.begin(t).await.unwrap();
+    let entries = tx
+        .list_audit_logs(&AuditFilter {
+            resource_type: Some("webhook".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let actions = entries.iter().rev().map(|e| e.action.clone()).collect();
+    (actions, serde_json::to_string(&entries).unwrap())
+}
+
 async fn every_change_is_audited_without_secrets(db: Db) {
     let (w, t) = (webhooks(), tenant(&db).await);
     let created = create(&db, &w, &t, "https://hooks.partner.test/in").await;
@@ -358,20 +374,11 @@ async fn every_change_is_audited_without_secrets(db: Db) {
     let rotated = w.rotate_secret(&mut tx, id).await.unwrap();
     w.delete(&mut tx, id).await.unwrap();
     tx.commit().await.unwrap();
-    let mut tx = db.begin(&t).await.unwrap();
-    let entries = tx
-        .list_audit_logs(&AuditFilter {
-            resource_type: Some("webhook".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let actions: Vec<&str> = entries.iter().rev().map(|e| e.action.as_str()).collect();
+    let (actions, trail) = webhook_trail(&db, &t).await;
     assert_eq!(
         actions,
         ["create", "update", "webhook.secret_rotated", "delete"]
     );
-    let trail = serde_json::to_string(&entries).unwrap();
     for secret in [&created.secret, &rotated.secret] {
         assert!(!trail.contains(secret.as_str()));
     }
@@ -379,6 +386,147 @@ async fn every_change_is_audited_without_secrets(db: Db) {
     assert!(
         trail.contains("hooks.partner.test"),
         "the endpoint itself is recorded"
+    );
+}
+
+fn headers(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+async fn custom_headers_are_sealed_shown_by_name_and_replaced_whole(db: Db) {
+    let (w, t) = (webhooks(), tenant(&db).await);
+    let mut tx = db.begin(&t).await.unwrap();
+    let created = w
+        .create(
+            &mut tx,
+            &NewWebhook {
+                headers: headers(&[("Authorization", "Bearer r3ceiver"), ("X-Team", "blue")]),
+                ..new("https://hooks.partner.test/in", &["user.created"])
+            },
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let id = created.webhook.id;
+    assert_eq!(created.webhook.header_names, ["Authorization", "X-Team"]);
+    // Names are shown; values never, not even at creation.
+    let shown = serde_json::to_string(&created).unwrap();
+    assert!(
+        shown.contains(r#""header_names":["Authorization","X-Team"]"#),
+        "{shown}"
+    );
+    assert!(!shown.contains("r3ceiver"), "{shown}");
+    assert!(!format!("{created:?}").contains("r3ceiver"));
+    let asked = NewWebhook {
+        headers: headers(&[("Authorization", "Bearer r3ceiver")]),
+        ..Default::default()
+    };
+    assert!(!format!("{asked:?}").contains("r3ceiver"));
+    // Stored sealed, bound to the row; they open with the platform's keys.
+    let mut tx = db.begin(&t).await.unwrap();
+    let stored = w.get(&mut tx, id).await.unwrap();
+    let pairs: Vec<(String, String)> = w
+        .custom_headers(&stored)
+        .unwrap()
+        .pairs()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("authorization".to_owned(), "Bearer r3ceiver".to_owned()),
+            ("x-team".to_owned(), "blue".to_owned())
+        ]
+    );
+    assert!(matches!(
+        webhooks().custom_headers(&stored),
+        Err(WebhookError::Sealed(_))
+    ));
+    // A patch without `headers` keeps them; one with replaces them all.
+    let kept = w
+        .update(
+            &mut tx,
+            id,
+            &WebhookPatch {
+                description: Some("kept".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept.header_names, ["Authorization", "X-Team"]);
+    assert_eq!(w.custom_headers(&kept).unwrap().names(), kept.header_names);
+    let replaced = w
+        .update(
+            &mut tx,
+            id,
+            &WebhookPatch {
+                headers: Some(headers(&[("X-Team", "red")])),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(replaced.header_names, ["X-Team"]);
+    let cleared = w
+        .update(
+            &mut tx,
+            id,
+            &WebhookPatch {
+                headers: Some(headers(&[])),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(cleared.header_names.is_empty());
+    assert!(w.custom_headers(&cleared).unwrap().is_empty());
+    // A denied name changes nothing, on create and on update.
+    for denied in [
+        "Host",
+        "webhook-signature",
+        "Content-Type",
+        "Transfer-Encoding",
+    ] {
+        let err = w
+            .update(
+                &mut tx,
+                id,
+                &WebhookPatch {
+                    headers: Some(headers(&[(denied, "x")])),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, WebhookError::Invalid(_)), "{denied}: {err}");
+        let err = w
+            .create(
+                &mut tx,
+                &NewWebhook {
+                    headers: headers(&[(denied, "x")]),
+                    ..new("https://hooks.partner.test/in", &["user.created"])
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            tenantkit::problem::Problem::from(&err).status,
+            422,
+            "{denied}"
+        );
+    }
+    assert!(w.get(&mut tx, id).await.unwrap().header_names.is_empty());
+    tx.commit().await.unwrap();
+    // The audit trail names the headers, never a value.
+    let (_, trail) = webhook_trail(&db, &t).await;
+    assert!(trail.contains("X-Team"), "{trail}");
+    assert!(
+        !trail.contains("r3ceiver") && !trail.contains("x1."),
+        "{trail}"
     );
 }
 

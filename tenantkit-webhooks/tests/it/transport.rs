@@ -16,6 +16,7 @@ use axum::{
     routing::post,
 };
 use tenantkit_webhooks::{
+    headers::CustomHeaders,
     signature::{SigningSecret, sign},
     ssrf::{Lookup, UrlPolicy},
     transport::{ErrorClass, MAX_BODY, TIMEOUT, Transport},
@@ -89,9 +90,20 @@ async fn a_delivery_arrives_signed_and_verifies() {
     let (addr, seen) = receiver().await;
     let secret = SigningSecret::generate();
     let body = br#"{"type":"webhook.test","timestamp":"2026-11-27T10:00:00Z","data":{}}"#;
+    // The endpoint's own headers go along (a credential the receiver expects).
+    let custom = CustomHeaders::check(&std::collections::BTreeMap::from([
+        ("Authorization".to_owned(), "Bearer r3ceiver".to_owned()),
+        ("X-Team".to_owned(), "blue team".to_owned()),
+    ]))
+    .unwrap();
     let attempt = Transport::new(local())
         .unwrap()
-        .send(&format!("http://{addr}/ok"), &signed(body, &secret), body)
+        .send(
+            &format!("http://{addr}/ok"),
+            &custom,
+            &signed(body, &secret),
+            body,
+        )
         .await;
     assert!(attempt.succeeded(), "{attempt:?}");
     assert_eq!(
@@ -102,6 +114,8 @@ async fn a_delivery_arrives_signed_and_verifies() {
     let (_, headers, got) = &seen[0];
     assert_eq!(got.as_ref(), body);
     assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(headers["authorization"], "Bearer r3ceiver");
+    assert_eq!(headers["x-team"], "blue team");
     standardwebhooks::Webhook::new(&secret.expose())
         .unwrap()
         .verify(got, headers)
@@ -118,7 +132,14 @@ async fn loopback_is_refused_without_the_allow_list_and_nothing_is_sent() {
         format!("http://{addr}/ok"),
         format!("http://[::ffff:127.0.0.1]:{}/ok", addr.port()),
     ] {
-        let attempt = strict.send(&url, &signed(b"{}", &secret), b"{}").await;
+        let attempt = strict
+            .send(
+                &url,
+                &CustomHeaders::default(),
+                &signed(b"{}", &secret),
+                b"{}",
+            )
+            .await;
         assert_eq!(attempt.error, Some(ErrorClass::BlockedAddress), "{url}");
         assert_eq!(attempt.status, None);
     }
@@ -142,7 +163,12 @@ async fn a_name_rebound_to_loopback_is_refused_at_connect() {
     let url = format!("http://hooks.rebind.test:{}/ok", addr.port());
     let attempt = Transport::new(strict)
         .unwrap()
-        .send(&url, &signed(b"{}", &SigningSecret::generate()), b"{}")
+        .send(
+            &url,
+            &CustomHeaders::default(),
+            &signed(b"{}", &SigningSecret::generate()),
+            b"{}",
+        )
         .await;
     assert_eq!(
         attempt.error,
@@ -154,7 +180,12 @@ async fn a_name_rebound_to_loopback_is_refused_at_connect() {
     let allowed = local().with_lookup(lookup);
     let attempt = Transport::new(allowed)
         .unwrap()
-        .send(&url, &signed(b"{}", &SigningSecret::generate()), b"{}")
+        .send(
+            &url,
+            &CustomHeaders::default(),
+            &signed(b"{}", &SigningSecret::generate()),
+            b"{}",
+        )
         .await;
     assert!(attempt.succeeded(), "{attempt:?}");
 }
@@ -166,6 +197,7 @@ async fn redirects_are_not_followed() {
         .unwrap()
         .send(
             &format!("http://{addr}/redirect"),
+            &CustomHeaders::default(),
             &signed(b"{}", &SigningSecret::generate()),
             b"{}",
         )
@@ -187,6 +219,7 @@ async fn the_default_transport_gives_up_after_10_seconds() {
         .unwrap()
         .send(
             &format!("http://{addr}/slower"),
+            &CustomHeaders::default(),
             &signed(b"{}", &SigningSecret::generate()),
             b"{}",
         )
@@ -207,6 +240,7 @@ async fn a_slow_receiver_times_out() {
         .unwrap()
         .send(
             &format!("http://{addr}/slow"),
+            &CustomHeaders::default(),
             &signed(b"{}", &SigningSecret::generate()),
             b"{}",
         )
@@ -225,6 +259,7 @@ async fn nothing_listening_is_connection_refused() {
         .unwrap()
         .send(
             &format!("http://127.0.0.1:{port}/ok"),
+            &CustomHeaders::default(),
             &signed(b"{}", &SigningSecret::generate()),
             b"{}",
         )
@@ -244,6 +279,7 @@ async fn a_name_that_does_not_resolve_is_a_dns_failure() {
         .unwrap()
         .send(
             "https://nowhere.invalid/in",
+            &CustomHeaders::default(),
             &signed(b"{}", &SigningSecret::generate()),
             b"{}",
         )
@@ -258,7 +294,12 @@ async fn bodies_over_1_mib_are_never_sent_and_responses_are_read_only_so_far() {
     let secret = SigningSecret::generate();
     let big = vec![b'x'; MAX_BODY + 1];
     let attempt = transport
-        .send(&format!("http://{addr}/ok"), &signed(&big, &secret), &big)
+        .send(
+            &format!("http://{addr}/ok"),
+            &CustomHeaders::default(),
+            &signed(&big, &secret),
+            &big,
+        )
         .await;
     assert_eq!(attempt.error, Some(ErrorClass::TooLarge));
     assert!(seen.lock().unwrap().is_empty());
@@ -266,7 +307,12 @@ async fn bodies_over_1_mib_are_never_sent_and_responses_are_read_only_so_far() {
     let max = vec![b'x'; MAX_BODY];
     assert!(
         transport
-            .send(&format!("http://{addr}/ok"), &signed(&max, &secret), &max)
+            .send(
+                &format!("http://{addr}/ok"),
+                &CustomHeaders::default(),
+                &signed(&max, &secret),
+                &max
+            )
             .await
             .succeeded()
     );
@@ -274,6 +320,7 @@ async fn bodies_over_1_mib_are_never_sent_and_responses_are_read_only_so_far() {
     let attempt = transport
         .send(
             &format!("http://{addr}/big"),
+            &CustomHeaders::default(),
             &signed(b"{}", &secret),
             b"{}",
         )
@@ -289,6 +336,7 @@ async fn retry_after_of_a_429_is_kept() {
         .unwrap()
         .send(
             &format!("http://{addr}/busy"),
+            &CustomHeaders::default(),
             &signed(b"{}", &SigningSecret::generate()),
             b"{}",
         )
