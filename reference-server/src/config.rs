@@ -156,6 +156,12 @@ pub struct WebhooksConfig {
     pub worker: bool,
     /// Deliveries in flight at once, per worker process.
     pub concurrency: usize,
+    /// On PostgreSQL, database connections of the worker `serve` runs
+    /// (`worker = true`), in a pool of its own beside the API's
+    /// (`database.max_connections`), so a busy API cannot starve deliveries,
+    /// nor deliveries the API; 0 shares the API's pool. (On SQLite the
+    /// worker always shares the server's.)
+    pub worker_connections: u32,
     /// The share of `concurrency` one tenant may hold (above 0, at most 1;
     /// default 0.5): one tenant's hanging endpoints leave the rest of the
     /// slots to the others.
@@ -198,6 +204,7 @@ impl Default for WebhooksConfig {
             plan_deliveries_per_minute: Default::default(),
             worker: true,
             concurrency: 64,
+            worker_connections: 4,
             tenant_share: 0.5,
             lease_secs: 60,
             disable_after_hours: 5 * 24,

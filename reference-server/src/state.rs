@@ -89,7 +89,8 @@ impl AppState {
         let billing = tenantkit_billing::Billing::new(db.clone(), config.billing.clone())?
             .with_observer(webhooks::SubscriptionEvents(webhooks.clone()));
         let worker = if config.webhooks.worker {
-            let worker = webhooks::worker(&config, &db, &webhooks, &billing)?;
+            let worker_db = webhooks::worker_db(&config, &db).await?;
+            let worker = webhooks::worker(&config, &worker_db, &webhooks, &billing)?;
             Some(tasks.spawn("webhook-worker", Policy::Restart, move |stop| {
                 let worker = worker.clone();
                 async move { Ok(worker.run(stop.cancelled_owned()).await?) }

@@ -113,6 +113,19 @@ fn embedded_key(data_dir: &Path) -> anyhow::Result<Secret> {
     Ok(Secret::from(key))
 }
 
+/// The database of the worker `serve` runs: on PostgreSQL a pool of its
+/// own (`webhooks.worker_connections`) sharing `db`'s access cache, so the
+/// API and the deliveries never wait for each other's connections and a
+/// suspension reaches both at once; on SQLite, or with 0, `db`.
+pub async fn worker_db(config: &Config, db: &Db) -> anyhow::Result<Db> {
+    if config.webhooks.worker_connections == 0 {
+        return Ok(db.clone());
+    }
+    db.with_own_pool(config.webhooks.worker_connections)
+        .await
+        .context("opening the webhook worker's database pool")
+}
+
 /// A delivery worker on `db` as configured.
 pub fn worker(
     config: &Config,

@@ -103,6 +103,10 @@ struct Args {
     webhooks_per_min: f64,
     #[arg(long, default_value_t = 300)]
     webhook_secs: u64,
+    /// How webhooks are published: by the API's own changes
+    /// (`PATCH /users/{id}`) or over HTTP (`POST /webhooks/messages`).
+    #[arg(long, value_enum, default_value = "patch")]
+    webhook_publish: webhooks::Publish,
     /// The rising steps after it (messages/min), each this long; the ramp
     /// stops at the first step not kept up with.
     #[arg(
@@ -276,7 +280,13 @@ async fn main() -> anyhow::Result<()> {
                 "scenario 3: webhooks across {} tenants",
                 seeded.webhooks.len()
             );
-            let r = webhooks::Rig::start(&api, &seeded.webhooks, 0..seeded.webhooks.len()).await?;
+            let r = webhooks::Rig::start(
+                &api,
+                &seeded.webhooks,
+                0..seeded.webhooks.len(),
+                args.webhook_publish,
+            )
+            .await?;
             let sampler = Sampler::start(&cluster).await?;
             let w = webhook_scenario(
                 &api,
@@ -325,7 +335,15 @@ async fn main() -> anyhow::Result<()> {
         };
         let r = match rig.take() {
             Some(r) => r,
-            None => webhooks::Rig::start(&api, &seeded.webhooks, 0..seeded.webhooks.len()).await?,
+            None => {
+                webhooks::Rig::start(
+                    &api,
+                    &seeded.webhooks,
+                    0..seeded.webhooks.len(),
+                    args.webhook_publish,
+                )
+                .await?
+            }
         };
         let sampler = Sampler::start(&cluster).await?;
         println!(
@@ -467,6 +485,7 @@ async fn webhook_scenario(
     }
     let (retries, dead_letters) = webhooks::failures(api, tenants, rig, admin_url).await?;
     Ok(WebhookResults {
+        publish: rig.publish,
         sustained,
         steps,
         retries,

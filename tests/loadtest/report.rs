@@ -106,6 +106,8 @@ pub(crate) struct Seeding {
 
 /// The webhook scenario.
 pub(crate) struct WebhookResults {
+    /// How the messages were published.
+    pub(crate) publish: crate::webhooks::Publish,
     pub(crate) sustained: Period,
     pub(crate) steps: Vec<Period>,
     pub(crate) retries: Option<u64>,
@@ -554,9 +556,17 @@ pub(crate) fn write(path: &Path, results: &Results) -> anyhow::Result<PathBuf> {
     }
     if let Some((w, _)) = &results.webhooks {
         md.push_str("\n## Scenario 3: webhooks\n\n");
+        md.push_str(match w.publish {
+            crate::webhooks::Publish::Patch => {
+                "Each message is published by a real `PATCH /users/{id}` (it publishes `user.updated` in the same transaction). "
+            }
+            crate::webhooks::Publish::Http => {
+                "Each message is published over HTTP by `POST /webhooks/messages` (the `user.updated` message itself, \
+                 `--webhook-publish http`), as a service in any language would. "
+            }
+        });
         md.push_str(
-            "Each message is published by a real `PATCH /users/{id}` (it publishes `user.updated` in the same transaction). \
-             The receiver verifies every signature (Standard Webhooks) and counts each `webhook-id` once; the lag runs from the \
+            "The receiver verifies every signature (Standard Webhooks) and counts each `webhook-id` once; the lag runs from the \
              message's timestamp (taken in the publishing transaction) to its arrival.\n\n",
         );
         md.push_str(&periods_table(

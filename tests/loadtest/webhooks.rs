@@ -1,7 +1,10 @@
 //! Scenario 3, webhooks: tenants with an endpoint each at a receiver this
 //! tool runs on loopback, which verifies every Standard Webhooks signature
 //! and counts duplicates. Messages are published the way a customer's
-//! traffic publishes them: `PATCH /users/{id}` publishes `user.updated`.
+//! traffic publishes them (`--webhook-publish patch`: `PATCH /users/{id}`
+//! publishes `user.updated`), or the way a service in any language does
+//! (`--webhook-publish http`: `POST /webhooks/messages` with the
+//! `user.updated` message itself).
 //! First a fixed rate (10,000/min) for minutes, then rising steps to find the
 //! most the deployment sustains.
 
@@ -48,11 +51,64 @@ struct Seen {
     last_at: Mutex<Option<Instant>>,
 }
 
+/// How the scenario publishes its `user.updated` messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Publish {
+    /// `PATCH /users/{id}`: the server publishes in the change's transaction.
+    Patch,
+    /// `POST /webhooks/messages`: the message itself, published over HTTP.
+    Http,
+}
+
+impl Publish {
+    /// The request that publishes message `i` of tenant `t`, its label,
+    /// and the status that means published.
+    fn request(
+        self,
+        api: &Api,
+        t: &Tenant,
+        i: u64,
+        which: usize,
+    ) -> (reqwest::RequestBuilder, &'static str, u16) {
+        let member = &t.members[(i as usize / which) % t.members.len()];
+        match self {
+            Publish::Patch => (
+                api.tenant(
+                    Method::PATCH,
+                    &format!("/users/{member}"),
+                    &t.id,
+                    &t.owner_token,
+                )
+                .json(&json!({"role": "member"})),
+                "PATCH /users/{id} (publishes user.updated)",
+                200,
+            ),
+            Publish::Http => (
+                api.tenant(Method::POST, "/webhooks/messages", &t.id, &t.owner_token)
+                    .json(&json!({
+                        "event_type": "user.updated",
+                        "data": {
+                            "id": member,
+                            "tenant_id": t.id,
+                            "email": format!("member{i}@loadtest.test"),
+                            "role": "member",
+                            "created_at": "2026-12-07T10:00:00Z",
+                        },
+                    })),
+                "POST /webhooks/messages (user.updated)",
+                202,
+            ),
+        }
+    }
+}
+
 /// The receiver and the endpoints registered at it.
 pub(crate) struct Rig {
     seen: Arc<Seen>,
     /// Endpoint secrets by tenant, as `/hook/{n}` names them.
     pub(crate) tenants: Vec<usize>,
+    /// How its periods publish.
+    pub(crate) publish: Publish,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -63,6 +119,7 @@ impl Rig {
         api: &Api,
         tenants: &[Tenant],
         which: std::ops::Range<usize>,
+        publish: Publish,
     ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
@@ -102,6 +159,7 @@ impl Rig {
         Ok(Self {
             seen,
             tenants: which.collect(),
+            publish,
             server,
         })
     }
@@ -168,7 +226,8 @@ pub(crate) struct Period {
     /// Messages per minute asked for.
     pub(crate) offered_per_min: f64,
     pub(crate) seconds: u64,
-    /// Messages published (`PATCH` answered 200) and failed publishes.
+    /// Messages published (`PATCH` answered 200, `POST` 202) and failed
+    /// publishes.
     pub(crate) published: u64,
     pub(crate) publish_failed: u64,
     /// Delivered (first deliveries), duplicates, bad signatures.
@@ -212,22 +271,13 @@ pub(crate) async fn period(
     let published = Arc::new(AtomicU64::new(0));
     let job: Job = {
         let (api, tenants, published) = (api.clone(), tenants.clone(), published.clone());
-        let which = Arc::new(rig.tenants.clone());
+        let (which, publish) = (Arc::new(rig.tenants.clone()), rig.publish);
         Arc::new(move |i| {
             let t = &tenants[which[i as usize % which.len()]];
-            let member = &t.members[(i as usize / which.len()) % t.members.len()];
-            let request = api
-                .tenant(
-                    Method::PATCH,
-                    &format!("/users/{member}"),
-                    &t.id,
-                    &t.owner_token,
-                )
-                .json(&json!({"role": "member"}));
+            let (request, label, published_status) = publish.request(&api, t, i, which.len());
             let published = published.clone();
             Box::pin(async move {
-                let outcome =
-                    engine::send(request, "PATCH /users/{id} (publishes user.updated)", 200).await;
+                let outcome = engine::send(request, label, published_status).await;
                 if outcome.ok {
                     published.fetch_add(1, Ordering::Relaxed);
                 }

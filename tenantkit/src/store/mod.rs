@@ -147,6 +147,37 @@ impl Db {
         }
     }
 
+    /// A pool of its own of `max_connections` to the same PostgreSQL
+    /// database (same role), sharing this handle's access cache, so that
+    /// what invalidates one (an access listener) invalidates both: for a
+    /// part of a process, such as a delivery worker, that should neither
+    /// wait for the rest's connections nor make it wait. On SQLite, `self`
+    /// again (one writer at a time: a second pool would only contend).
+    pub async fn with_own_pool(&self, max_connections: u32) -> Result<Db> {
+        match &self.pool {
+            #[cfg(feature = "postgres")]
+            Pool::Pg(pool) => {
+                let options = (*pool.connect_options()).clone();
+                let own = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await
+                    .map_err(crate::Error::from_sqlx)?;
+                Ok(Self {
+                    pool: Pool::Pg(own),
+                    access: self.access.clone(),
+                    refusals: self.refusals.clone(),
+                })
+            }
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(_) => {
+                let _ = max_connections;
+                Ok(self.clone())
+            }
+        }
+    }
+
     /// The same pool, with tenants and users cached for `ttl` by
     /// [`Db::resolve_cached`] and [`Db::user_access`] (default
     /// [`DEFAULT_ACCESS_TTL`]; zero turns the cache off). The TTL bounds how
