@@ -73,6 +73,8 @@ impl TenantTx {
             return Ok(current);
         }
         let q = self.query(sql::REVOKE_API_KEY).bind(id).bind(Utc::now());
+        // Cached keys of the tenant are dropped at commit, in every process.
+        self.users_changed().await?;
         self.update_as("api_key.revoked", &current, q).await
     }
 

@@ -96,18 +96,19 @@ impl AuthStore for Db {
         if crate::api_key::prefix_of(presented).is_none() {
             return Ok(None);
         }
-        // Read first: a wrong key (or a flood of them) takes no write lock.
-        let key = self
-            .begin_snapshot(tenant)
-            .await?
-            .find_live_api_key(presented)
-            .await?;
+        // Read first (from the access cache when fresh): a wrong key, or a
+        // flood of them, takes no write lock.
+        let key = self.api_key_row(tenant, presented).await?.filter(|key| {
+            key.revoked_at.is_none() && crate::api_key::matches(presented, &key.hash)
+        });
         if let Some(key) = &key
             && crate::accounts::api_key_use_is_due(key)
         {
             let mut tx = self.begin(tenant).await?;
             tx.record_api_key_use(key).await?;
             tx.commit().await?;
+            // The cached row's last use is now stale: read it afresh next time.
+            self.forget_api_key(tenant.id(), presented);
         }
         Ok(key)
     }

@@ -1,8 +1,11 @@
-//! The access cache: tenants and users as authentication sees them.
+//! The access cache: tenants, users and API keys as authentication sees
+//! them.
 //!
 //! Resolving the tenant and checking that a token's user still exists (and
-//! with which role) would cost two database round trips per request. Both are
-//! kept here for a short time-to-live instead, so that:
+//! with which role), or reading the API key presented, would cost database
+//! round trips on every request. They are kept here for a short
+//! time-to-live instead (an API key's row: its secret is checked against
+//! the stored hash on every request), so that:
 //!
 //! - **a change is seen within the TTL in every process**, even one that never
 //!   hears about it (the TTL is the bound; [`DEFAULT_ACCESS_TTL`] is 2 s);
@@ -17,7 +20,9 @@ use std::{future::Future, sync::Arc, time::Duration};
 use moka::sync::Cache;
 
 use super::Db;
-use crate::{Result, Role, Tenant, TenantContext, TenantId, TenantSso, UserId, context::TenantRef};
+use crate::{
+    ApiKey, Result, Role, Tenant, TenantContext, TenantId, TenantSso, UserId, context::TenantRef,
+};
 
 /// How long a tenant or user is trusted from the cache by default.
 pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(2);
@@ -51,7 +56,8 @@ pub struct UserAccess {
 pub(in crate::store) enum AccessChange {
     /// A tenant's status (or anything else about it).
     Tenant(TenantId),
-    /// Some user of the tenant was created, changed or deleted.
+    /// Some user of the tenant was created, changed or deleted, or one of
+    /// its API keys revoked.
     Users(TenantId),
 }
 
@@ -106,6 +112,8 @@ struct Caches {
     sso: Cache<TenantId, Option<Arc<TenantSso>>>,
     /// Which tenant an external id (provider, id) belongs to, if any.
     external: Cache<(String, String), Option<TenantId>>,
+    /// API key rows by (tenant, prefix); only keys that exist.
+    api_keys: Cache<(TenantId, String), ApiKey>,
 }
 
 impl AccessCache {
@@ -131,6 +139,11 @@ impl AccessCache {
                     .time_to_live(ttl)
                     .build(),
                 external: Cache::builder()
+                    .max_capacity(CAPACITY)
+                    .time_to_live(ttl)
+                    .support_invalidation_closures()
+                    .build(),
+                api_keys: Cache::builder()
                     .max_capacity(CAPACITY)
                     .time_to_live(ttl)
                     .support_invalidation_closures()
@@ -204,6 +217,26 @@ impl AccessCache {
         Ok(found)
     }
 
+    async fn api_key<F>(&self, tenant: TenantId, prefix: &str, load: F) -> Result<Option<ApiKey>>
+    where
+        F: Future<Output = Result<Option<ApiKey>>>,
+    {
+        let Some(c) = &self.inner else {
+            return load.await;
+        };
+        let key = (tenant, prefix.to_owned());
+        if let Some(found) = c.api_keys.get(&key) {
+            return Ok(Some(found));
+        }
+        // Only keys that exist are kept: one created a moment ago in another
+        // process must not stay unknown here.
+        let found = load.await?;
+        if let Some(row) = &found {
+            c.api_keys.insert(key, row.clone());
+        }
+        Ok(found)
+    }
+
     /// Drops what is cached of one external id (linked in this process).
     pub(in crate::store) fn forget_external(&self, provider: &str, external_id: &str) {
         if let Some(c) = &self.inner {
@@ -221,7 +254,10 @@ impl AccessCache {
                     .invalidate_entries_if(move |_, t| t.id == id)
                     .and_then(|_| c.external.invalidate_entries_if(move |_, v| *v == Some(id)))
             }
-            AccessChange::Users(id) => c.users.invalidate_entries_if(move |k, _| k.0 == id),
+            AccessChange::Users(id) => c
+                .users
+                .invalidate_entries_if(move |k, _| k.0 == id)
+                .and_then(|_| c.api_keys.invalidate_entries_if(move |k, _| k.0 == id)),
         };
         if result.is_err() {
             // Closures are enabled at build time; should this ever fail, forget everything.
@@ -235,6 +271,7 @@ impl AccessCache {
             c.users.invalidate_all();
             c.sso.invalidate_all();
             c.external.invalidate_all();
+            c.api_keys.invalidate_all();
         }
     }
 }
@@ -268,6 +305,38 @@ impl Db {
                 Ok(found)
             })
             .await
+    }
+
+    /// The stored key `presented` names in `tenant` (by its prefix), from the
+    /// access cache when fresh; revoked or not, its secret not yet checked:
+    /// see [`crate::api_key::matches`]. A revocation committed here drops it
+    /// at once; on PostgreSQL one committed elsewhere too.
+    pub async fn api_key_row(
+        &self,
+        tenant: &TenantContext,
+        presented: &str,
+    ) -> Result<Option<ApiKey>> {
+        let Some(prefix) = crate::api_key::prefix_of(presented) else {
+            return Ok(None);
+        };
+        self.access
+            .api_key(tenant.id(), prefix, async {
+                let mut tx = self.begin_snapshot(tenant).await?;
+                let q = tx.query(super::sql::API_KEY_BY_PREFIX).bind(prefix);
+                let found = tx.fetch_optional::<ApiKey>(q).await?;
+                tx.commit().await?;
+                Ok(found)
+            })
+            .await
+    }
+
+    /// Drops the cached row of the key `presented` (its use was just
+    /// recorded, say).
+    pub fn forget_api_key(&self, tenant: TenantId, presented: &str) {
+        if let (Some(c), Some(prefix)) = (&self.access.inner, crate::api_key::prefix_of(presented))
+        {
+            c.api_keys.invalidate(&(tenant, prefix.to_owned()));
+        }
     }
 
     /// The tenant's own identity provider (single sign-on), from the access

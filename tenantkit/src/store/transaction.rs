@@ -243,10 +243,11 @@ impl TenantTx {
         }
     }
 
-    /// Marks that this transaction changes the tenant's users as
+    /// Marks that this transaction changes the tenant's users or API keys as
     /// authentication sees them (one created or deleted, an e-mail or a role
-    /// changed): when it commits, this process drops its cached users of the
-    /// tenant, and on PostgreSQL every other process is told to.
+    /// changed, a key revoked): when it commits, this process drops its
+    /// cached users and keys of the tenant, and on PostgreSQL every other
+    /// process is told to.
     pub async fn users_changed(&mut self) -> Result<()> {
         let tenant = self.tenant_id();
         self.access_changed(AccessChange::Users(tenant)).await

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use tenantkit::{
-    Db, Role, TenantContext, TenantStatus, UserPatch,
+    Db, NewApiKey, Role, Scope, TenantContext, TenantStatus, UserPatch,
     audit::Actor,
     auth::{AuthLayer, Claims, JwtKeys, TokenRole, UserClaim},
     testing::user,
@@ -73,6 +73,7 @@ access_tests!(
     not_before_is_honoured_with_the_leeway,
     external_tokens_map_to_users_by_email,
     other_processes_hear_of_changes_before_the_ttl,
+    a_revoked_api_key_is_refused_at_once_here_and_by_announcement_elsewhere,
 );
 
 /// One request through `TenantLayer` + `AuthLayer` on `db`; the status and,
@@ -329,19 +330,26 @@ async fn external_tokens_map_to_users_by_email(p: Processes) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
-/// With a TTL far above 5 s, only an announcement can make the other process
-/// see the change in time: PostgreSQL's `LISTEN/NOTIFY`. On SQLite (one
-/// process by design) the TTL is the bound, so this checks the TTL instead.
-async fn other_processes_hear_of_changes_before_the_ttl(p: Processes) {
-    let postgres = p.this.backend() == tenantkit::Backend::Postgres;
-    let ttl = if postgres {
+/// The other process, listening from here on (every change committed later
+/// is heard): with a TTL far above 5 s on PostgreSQL, so that only the
+/// announcement can make it see a change in time; on SQLite (one process by
+/// design, nothing announced) with a TTL of 0.5 s, the bound there.
+async fn listening_other(p: &Processes) -> (Db, tokio::task::JoinHandle<tenantkit::Result<()>>) {
+    let ttl = if p.this.backend() == tenantkit::Backend::Postgres {
         Duration::from_secs(3600)
     } else {
         Duration::from_millis(500)
     };
     let other = p.other.clone().with_access_ttl(ttl);
-    // Listening from here on: every change committed later is heard.
     let watcher = tokio::spawn(other.listen_for_access_changes().await.unwrap().run());
+    (other, watcher)
+}
+
+/// With a TTL far above 5 s, only an announcement can make the other process
+/// see the change in time: PostgreSQL's `LISTEN/NOTIFY`. On SQLite (one
+/// process by design) the TTL is the bound, so this checks the TTL instead.
+async fn other_processes_hear_of_changes_before_the_ttl(p: Processes) {
+    let (other, watcher) = listening_other(&p).await;
     let (t, admin, token) = admin_of_new_tenant(&p, TokenRole::Admin).await;
     assert_eq!(
         call(&other, &p.keys, UserClaim::Sub, &t, &token).await.0,
@@ -350,5 +358,41 @@ async fn other_processes_hear_of_changes_before_the_ttl(p: Processes) {
     delete(&p.this, &t, admin.id).await;
     let took = until_status(&other, &p.keys, &t, &token, StatusCode::UNAUTHORIZED).await;
     assert!(took < Duration::from_secs(5));
+    watcher.abort();
+}
+
+/// API keys are read from the access cache too (the row; the secret is
+/// checked on every request): a revocation is seen at once where it was
+/// made, and on PostgreSQL by the announcement elsewhere, whatever the TTL.
+async fn a_revoked_api_key_is_refused_at_once_here_and_by_announcement_elsewhere(p: Processes) {
+    let (other, watcher) = listening_other(&p).await;
+    let t = tenant(&p.this).await;
+    let mut tx = p.this.begin(&t).await.unwrap();
+    let created = tx
+        .create_api_key(&NewApiKey {
+            name: "ci".into(),
+            scopes: vec![Scope::UsersRead],
+        })
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // Both processes have its row cached; a wrong secret under the same
+    // prefix is refused all the same.
+    let wrong = format!("{}x", created.key);
+    for db in [&p.this, &other] {
+        for _ in 0..2 {
+            let (status, _) = call(db, &p.keys, UserClaim::Sub, &t, &created.key).await;
+            assert_eq!(status, StatusCode::OK);
+            let (status, _) = call(db, &p.keys, UserClaim::Sub, &t, &wrong).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+    }
+    let mut tx = p.this.begin(&t).await.unwrap();
+    tx.revoke_api_key(created.api_key.id).await.unwrap();
+    tx.commit().await.unwrap();
+    let (status, _) = call(&p.this, &p.keys, UserClaim::Sub, &t, &created.key).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "at once where revoked");
+    let took = until_status(&other, &p.keys, &t, &created.key, StatusCode::UNAUTHORIZED).await;
+    assert!(took < Duration::from_secs(5), "{took:?}");
     watcher.abort();
 }
