@@ -179,20 +179,25 @@ pub const DESCRIPTION: &str = "Up to 10 headers sent with every delivery (such a
 /// the case rule are the server's to check.)
 #[cfg(feature = "openapi")]
 pub fn openapi_schema() -> utoipa::openapi::schema::Object {
-    schema(DESCRIPTION.to_owned())
+    schema(DESCRIPTION.to_owned(), false)
 }
 
-/// The same in `PATCH /webhooks/{id}`, where they replace all the others.
+/// The same in `PATCH /webhooks/{id}`, where they replace all the others
+/// (`null` as absent: they stay).
 #[cfg(feature = "openapi")]
 pub fn openapi_patch_schema() -> utoipa::openapi::schema::Object {
-    schema(format!(
-        "New custom headers, replacing all of them (`{{}}` for none). {DESCRIPTION}"
-    ))
+    schema(
+        format!(
+            "New custom headers, replacing all of them (`{{}}` for none; absent or `null`: \
+             they stay). {DESCRIPTION}"
+        ),
+        true,
+    )
 }
 
 #[cfg(feature = "openapi")]
-fn schema(description: String) -> utoipa::openapi::schema::Object {
-    use utoipa::openapi::schema::{ObjectBuilder, Type};
+fn schema(description: String, nullable: bool) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
     let value = ObjectBuilder::new()
         .schema_type(Type::String)
         .min_length(Some(1))
@@ -203,8 +208,13 @@ fn schema(description: String) -> utoipa::openapi::schema::Object {
         .min_length(Some(1))
         .max_length(Some(MAX_NAME_BYTES))
         .pattern(Some(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"));
+    let kind: SchemaType = if nullable {
+        [Type::Object, Type::Null].into_iter().collect()
+    } else {
+        Type::Object.into()
+    };
     ObjectBuilder::new()
-        .schema_type(Type::Object)
+        .schema_type(kind)
         .additional_properties(Some(value))
         .property_names(Some(name))
         .max_properties(Some(MAX_HEADERS))
