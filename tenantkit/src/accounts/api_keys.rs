@@ -98,10 +98,7 @@ impl TenantTx {
         let Some(key) = self.fetch_optional::<ApiKey>(q).await? else {
             return Ok(None);
         };
-        if key.revoked_at.is_some() || !api_key::matches(presented, &key.hash) {
-            return Ok(None);
-        }
-        Ok(Some(key))
+        Ok(accepts(&key, presented).then_some(key))
     }
 
     /// Records that `key` was used now, unless it was within the last
@@ -118,6 +115,12 @@ impl TenantTx {
         self.update_as("api_key.used", key, q).await?;
         Ok(())
     }
+}
+
+/// Whether the stored `key` accepts `presented`: not revoked, and the secret
+/// matches its hash.
+pub(crate) fn accepts(key: &ApiKey, presented: &str) -> bool {
+    key.revoked_at.is_none() && api_key::matches(presented, &key.hash)
 }
 
 /// Whether `key`'s use is to be recorded: it was not used in the last minute.

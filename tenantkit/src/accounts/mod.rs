@@ -37,4 +37,4 @@ mod sso;
 mod users;
 
 pub use api_keys::CreatedApiKey;
-pub(crate) use api_keys::api_key_use_is_due;
+pub(crate) use api_keys::{accepts, api_key_use_is_due};

@@ -98,9 +98,10 @@ impl AuthStore for Db {
         }
         // Read first (from the access cache when fresh): a wrong key, or a
         // flood of them, takes no write lock.
-        let key = self.api_key_row(tenant, presented).await?.filter(|key| {
-            key.revoked_at.is_none() && crate::api_key::matches(presented, &key.hash)
-        });
+        let key = self
+            .api_key_row(tenant, presented)
+            .await?
+            .filter(|key| crate::accounts::accepts(key, presented));
         if let Some(key) = &key
             && crate::accounts::api_key_use_is_due(key)
         {

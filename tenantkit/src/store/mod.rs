@@ -79,6 +79,14 @@ pub enum Backend {
     Sqlite,
 }
 
+/// How every PostgreSQL pool of a [`Db`] is made.
+#[cfg(feature = "postgres")]
+fn pg_pool_options(max_connections: u32) -> sqlx::postgres::PgPoolOptions {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+}
+
 impl Db {
     /// Connects to `postgres://…`/`postgresql://…` or `sqlite:…` (a SQLite file
     /// is created when missing; `sqlite::memory:` is a private in-memory database).
@@ -91,9 +99,7 @@ impl Db {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             #[cfg(feature = "postgres")]
             {
-                let pool = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(max_connections)
-                    .acquire_timeout(Duration::from_secs(10))
+                let pool = pg_pool_options(max_connections)
                     .connect(url)
                     .await
                     .map_err(crate::Error::from_sqlx)?;
@@ -158,9 +164,7 @@ impl Db {
             #[cfg(feature = "postgres")]
             Pool::Pg(pool) => {
                 let options = (*pool.connect_options()).clone();
-                let own = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(max_connections)
-                    .acquire_timeout(Duration::from_secs(10))
+                let own = pg_pool_options(max_connections)
                     .connect_with(options)
                     .await
                     .map_err(crate::Error::from_sqlx)?;
