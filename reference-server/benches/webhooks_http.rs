@@ -124,23 +124,25 @@ fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0
 }
 
-/// Established TCP connections whose local or remote port is `port`, seen
-/// from this machine (`/proc/net/tcp`; one side of each is counted).
-fn established(port: u16, local_side: bool) -> u64 {
+/// Established TCP connections to each of `ports` (their local side), seen
+/// from this machine: one read of `/proc/net/tcp`, which the kernel writes
+/// out whole each time (a cost the measured processes share), so the
+/// sampler reads it once a second.
+fn established<const N: usize>(ports: [u16; N]) -> [u64; N] {
+    let mut counts = [0; N];
     let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
-        return 0;
+        return counts;
     };
-    let port = format!(":{port:04X}");
-    table
-        .lines()
-        .skip(1)
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.len() > 3
-                && fields[3] == "01"
-                && fields[if local_side { 1 } else { 2 }].ends_with(&port)
-        })
-        .count() as u64
+    let ports = ports.map(|port| format!(":{port:04X}"));
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() > 3 && fields[3] == "01" {
+            for (count, port) in counts.iter_mut().zip(&ports) {
+                *count += u64::from(fields[1].ends_with(port.as_str()));
+            }
+        }
+    }
+    counts
 }
 
 fn kill(child: &mut Child) {
@@ -303,9 +305,10 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .unwrap_or(0);
                 peaks[0].fetch_max(n as u64, Ordering::Relaxed);
-                peaks[1].fetch_max(established(port, true), Ordering::Relaxed);
-                peaks[2].fetch_max(established(receiver_port, true), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                let [api, receiver] = established([port, receiver_port]);
+                peaks[1].fetch_max(api, Ordering::Relaxed);
+                peaks[2].fetch_max(receiver, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         })
     };

@@ -633,16 +633,6 @@ impl Webhooks {
         })
     }
 
-    /// The endpoints of the deliveries claimed under `lease`.
-    pub(crate) async fn leased_webhooks(
-        &self,
-        tx: &mut TenantTx,
-        lease: Uuid,
-    ) -> Result<Vec<Webhook>, WebhookError> {
-        let q = tx.query(sql::LEASED_WEBHOOKS).bind(lease);
-        Ok(tx.fetch_all(q).await?)
-    }
-
     /// Disables an endpoint for `reason` (the worker: `410 Gone`, or failing
     /// too long), audited as `webhook.disabled` by the system; its pending
     /// deliveries stop (state `failed`, recoverable). Nothing when it is

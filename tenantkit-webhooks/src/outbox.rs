@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
-use tenantkit::{TenantTx, store::Value};
+use tenantkit::{Backend, TenantTx, store::Value};
 use uuid::Uuid;
 
 use crate::{
@@ -288,6 +288,26 @@ impl Webhooks {
         channels: &[String],
     ) -> Result<Published, WebhookError> {
         let channels = serde_json::json!(channels);
+        if tx.backend() == Backend::Postgres {
+            let id = MessageId(Uuid::now_v7());
+            let publish = tx
+                .query(sql::PUBLISH)
+                .bind(id)
+                .bind(event_type)
+                .bind(now)
+                .bind(channels)
+                .bind(payload);
+            let stored: Vec<(i64,)> = tx
+                .write_operational_all(&[MESSAGES, QUEUE], publish)
+                .await?;
+            let endpoints = stored
+                .first()
+                .map_or(0, |(n,)| u64::try_from(*n).unwrap_or(0));
+            if endpoints > 0 {
+                tx.notify(crate::schema::CHANNEL).await?;
+            }
+            return Ok(Published { id, endpoints });
+        }
         // Nobody listening: nothing to store (most tenants, most events).
         let subscribed = tx
             .query(sql::ANY_SUBSCRIBER)

@@ -15,6 +15,21 @@ macro_rules! columns {
     };
 }
 
+/// [`columns`] of `webhooks` beside other tables' columns.
+macro_rules! webhook_columns {
+    () => {
+        "webhooks.tenant_id AS tenant_id, webhooks.id AS id, webhooks.url AS url, \
+         webhooks.description AS description, webhooks.event_types AS event_types, \
+         webhooks.channels AS channels, webhooks.header_names AS header_names, \
+         webhooks.secret_headers AS secret_headers, webhooks.secret AS secret, \
+         webhooks.previous_secret AS previous_secret, \
+         webhooks.previous_secret_expires_at AS previous_secret_expires_at, \
+         webhooks.status AS status, webhooks.disabled_reason AS disabled_reason, \
+         webhooks.disabled_at AS disabled_at, webhooks.created_at AS created_at, \
+         webhooks.updated_at AS updated_at"
+    };
+}
+
 /// Whether a `webhooks` row receives a message of type `$t` on channels `$c`
 /// (a JSON array), on PostgreSQL: it subscribes to the type, to `*`, or to
 /// a wildcard `prefix.*` the type starts with (`prefix.`); and it has no
@@ -123,13 +138,6 @@ tenantkit::statements! {
          secret = $4, updated_at = $5 WHERE tenant_id = $1 AND id = $2 RETURNING ",
         columns!()
     ));
-    /// The endpoints of a claimed batch.
-    pub const LEASED_WEBHOOKS: Sql = Sql::both(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM webhooks WHERE tenant_id = $1 AND id IN \
-         (SELECT webhook_id FROM webhook_queue WHERE tenant_id = $1 AND lease_id = $2)"
-    ));
     /// An endpoint disabled by the worker (failing too long).
     pub const DISABLE_WEBHOOK: Sql = Sql::both(concat!(
         "UPDATE webhooks SET status = 'disabled', disabled_reason = $3, disabled_at = $4, \
@@ -156,59 +164,74 @@ tenantkit::statements! {
     );
     /// Whether any active endpoint receives a message of type `$2` on
     /// channels `$3` (a JSON array).
-    pub const ANY_SUBSCRIBER: Sql = Sql::pair(
-        concat!(
-            "SELECT EXISTS (SELECT 1 FROM webhooks WHERE tenant_id = $1 AND status = 'active' AND ",
-            routed_pg!("$2", "$3"),
-            ")"
-        ),
-        concat!(
-            "SELECT EXISTS (SELECT 1 FROM webhooks WHERE tenant_id = $1 AND status = 'active' AND ",
-            routed_sqlite!("$2", "$3"),
-            ")"
-        ),
-    );
+    pub const ANY_SUBSCRIBER: Sql = Sql::sqlite_only(concat!(
+        "SELECT EXISTS (SELECT 1 FROM webhooks WHERE tenant_id = $1 AND status = 'active' AND ",
+        routed_sqlite!("$2", "$3"),
+        ")"
+    ));
     /// One queue row per active endpoint that receives message `$2` of type
     /// `$3` on channels `$5`, due at `$4`.
-    pub const FAN_OUT: Sql = Sql::pair(
-        concat!(
-            "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
-             next_attempt_at, created_at, updated_at) \
-             SELECT tenant_id, $2, id, 'pending', 0, $4, $4, $4 FROM webhooks \
-             WHERE tenant_id = $1 AND status = 'active' AND ",
-            routed_pg!("$3", "$5")
-        ),
-        concat!(
-            "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
-             next_attempt_at, created_at, updated_at) \
-             SELECT tenant_id, $2, id, 'pending', 0, $4, $4, $4 FROM webhooks \
-             WHERE tenant_id = $1 AND status = 'active' AND ",
-            routed_sqlite!("$3", "$5")
-        ),
-    );
+    pub const FAN_OUT: Sql = Sql::sqlite_only(concat!(
+        "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
+         next_attempt_at, created_at, updated_at) \
+         SELECT tenant_id, $2, id, 'pending', 0, $4, $4, $4 FROM webhooks \
+         WHERE tenant_id = $1 AND status = 'active' AND ",
+        routed_sqlite!("$3", "$5")
+    ));
+    /// PostgreSQL's publish in one round trip: message `$2` of type `$3`
+    /// with body `$6`, stored at `$4` with one queue row per active endpoint
+    /// that receives it on channels `$5` ([`ANY_SUBSCRIBER`], then
+    /// [`INSERT_MESSAGE`] and [`FAN_OUT`]; nothing stored when no endpoint
+    /// does). Returns how many endpoints will receive it.
+    pub const PUBLISH: Sql = Sql::postgres_only(concat!(
+        "WITH targets AS (SELECT id FROM webhooks WHERE tenant_id = $1 AND status = 'active' AND ",
+        routed_pg!("$3", "$5"),
+        "), message AS (INSERT INTO webhook_messages (tenant_id, id, event_type, payload, created_at) \
+         SELECT $1, $2, $3, $6, $4 WHERE EXISTS (SELECT 1 FROM targets) RETURNING id), \
+         queued AS (INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
+         next_attempt_at, created_at, updated_at) \
+         SELECT $1, message.id, targets.id, 'pending', 0, $4, $4, $4 FROM message, targets \
+         RETURNING 1) \
+         SELECT count(*) AS endpoints FROM queued"
+    ));
 
     // The queue as the worker sees it: budget, claims, outcomes, releases.
     /// The tenant's budget window for this minute (reset when a new minute
-    /// starts).
-    pub const OPEN_RATE_WINDOW: Sql = Sql::both(
+    /// starts), locked until commit (so claims of every process share one
+    /// budget): how much of it is used.
+    pub const TAKE_RATE_WINDOW: Sql = Sql::both(
         "INSERT INTO webhook_rate_windows (tenant_id, window_start, used) VALUES ($1, $2, 0) \
-         ON CONFLICT (tenant_id) DO UPDATE SET window_start = excluded.window_start, used = 0 \
-         WHERE webhook_rate_windows.window_start < excluded.window_start",
+         ON CONFLICT (tenant_id) DO UPDATE SET \
+         used = CASE WHEN webhook_rate_windows.window_start < excluded.window_start \
+         THEN 0 ELSE webhook_rate_windows.used END, \
+         window_start = CASE WHEN webhook_rate_windows.window_start < excluded.window_start \
+         THEN excluded.window_start ELSE webhook_rate_windows.window_start END \
+         RETURNING used",
     );
-    /// Up to `$5` due deliveries leased to `$4` until `$3` (`$2`: now).
-    /// PostgreSQL's returns them with their bodies, in one statement, and
-    /// skips rows another worker is leasing; SQLite's returns nothing (its
-    /// one writer reads them next, by `LEASED_WITH_PAYLOADS`).
-    pub const LEASE_DUE: Sql = Sql::pair(
-        "UPDATE webhook_queue q SET next_attempt_at = $3, leased_until = $3, lease_id = $4, \
-         attempts = q.attempts + 1, updated_at = $2 \
+    /// Up to `$5` due deliveries leased to `$4` until `$3` (`$2`: now),
+    /// returned with their bodies, skipping rows another worker is leasing;
+    /// counted against the budget window when `$6`, each with its endpoint.
+    /// One statement.
+    pub const LEASE_DUE: Sql = Sql::postgres_only(concat!(
+        "WITH leased AS (UPDATE webhook_queue q SET next_attempt_at = $3, leased_until = $3, \
+         lease_id = $4, attempts = q.attempts + 1, updated_at = $2 \
          FROM (SELECT message_id, webhook_id FROM webhook_queue \
          WHERE tenant_id = $1 AND state = 'pending' AND next_attempt_at <= $2 \
          ORDER BY next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED) due, \
          webhook_messages m \
          WHERE q.tenant_id = $1 AND q.message_id = due.message_id AND q.webhook_id = due.webhook_id \
          AND m.tenant_id = $1 AND m.id = q.message_id \
-         RETURNING q.message_id, q.webhook_id, q.attempts, m.payload",
+         RETURNING q.message_id, q.webhook_id, q.attempts, m.payload), \
+         spent AS (UPDATE webhook_rate_windows SET used = used + (SELECT count(*) FROM leased) \
+         WHERE tenant_id = $1 AND $6 RETURNING 1) \
+         SELECT leased.message_id, leased.attempts, leased.payload, ",
+        webhook_columns!(),
+        " FROM leased JOIN webhooks ON webhooks.tenant_id = $1 AND webhooks.id = leased.webhook_id"
+    ));
+    /// [`LEASE_DUE`] on SQLite: leases, and returns nothing (its one writer
+    /// reads them next, by [`LEASED_WITH_PAYLOADS`], and spends the budget
+    /// by [`SPEND_RATE_WINDOW`]).
+    pub const LEASE_DUE_ONLY: Sql = Sql::sqlite_only(
         "UPDATE webhook_queue SET next_attempt_at = $3, leased_until = $3, lease_id = $4, \
          attempts = attempts + 1, updated_at = $2 \
          WHERE tenant_id = $1 AND (message_id, webhook_id) IN \
@@ -216,36 +239,43 @@ tenantkit::statements! {
          WHERE tenant_id = $1 AND state = 'pending' AND next_attempt_at <= $2 \
          ORDER BY next_attempt_at LIMIT $5)",
     );
-    /// The deliveries of a lease, with their bodies.
-    pub const LEASED_WITH_PAYLOADS: Sql = Sql::sqlite_only(
-        "SELECT q.message_id, q.webhook_id, q.attempts, m.payload FROM webhook_queue q \
+    /// The deliveries of a lease, with their bodies and endpoints.
+    pub const LEASED_WITH_PAYLOADS: Sql = Sql::sqlite_only(concat!(
+        "SELECT q.message_id, q.attempts, m.payload, ",
+        webhook_columns!(),
+        " FROM webhook_queue q \
          JOIN webhook_messages m ON m.tenant_id = q.tenant_id AND m.id = q.message_id \
-         WHERE q.tenant_id = $1 AND q.lease_id = $2",
-    );
+         JOIN webhooks ON webhooks.tenant_id = q.tenant_id AND webhooks.id = q.webhook_id \
+         WHERE q.tenant_id = $1 AND q.lease_id = $2"
+    ));
     /// Deliveries counted against this minute's budget.
-    pub const SPEND_RATE_WINDOW: Sql = Sql::both(
+    pub const SPEND_RATE_WINDOW: Sql = Sql::sqlite_only(
         "UPDATE webhook_rate_windows SET used = used + $2 WHERE tenant_id = $1",
     );
-    /// The attempt log of a whole batch of outcomes (a JSON array).
-    pub const LOG_ATTEMPTS: Sql = Sql::postgres_only(
-        "INSERT INTO webhook_deliveries (tenant_id, id, message_id, webhook_id, attempt, \
+    /// A whole batch of outcomes (`$2`, a JSON array) in one statement: the
+    /// attempt log, every delivery's next state (only while it is still
+    /// leased to the attempt's lease), and the endpoints whose latest attempt
+    /// succeeded (`$3`, a JSON array of ids) no longer failing.
+    pub const RECORD_OUTCOMES: Sql = Sql::postgres_only(
+        "WITH o AS (SELECT * FROM jsonb_to_recordset($2) AS o(id uuid, message_id uuid, \
+         webhook_id uuid, lease uuid, attempt bigint, at timestamptz, duration_ms bigint, \
+         status bigint, error text, excerpt text, state text, next_attempt_at timestamptz)), \
+         logged AS (INSERT INTO webhook_deliveries (tenant_id, id, message_id, webhook_id, attempt, \
          attempted_at, duration_ms, response_status, error_class, response_excerpt) \
          SELECT $1, o.id, o.message_id, o.webhook_id, o.attempt, o.at, o.duration_ms, \
-         o.status, o.error, o.excerpt \
-         FROM jsonb_to_recordset($2) AS o(id uuid, message_id uuid, webhook_id uuid, \
-         attempt bigint, at timestamptz, duration_ms bigint, status bigint, error text, excerpt text) \
+         o.status, o.error, o.excerpt FROM o \
          JOIN webhook_queue q ON q.tenant_id = $1 AND q.message_id = o.message_id \
-         AND q.webhook_id = o.webhook_id",
-    );
-    /// The next state of every delivery of a batch of outcomes (a JSON array).
-    pub const APPLY_OUTCOMES: Sql = Sql::postgres_only(
-        "UPDATE webhook_queue q SET state = o.state, next_attempt_at = o.next_attempt_at, \
+         AND q.webhook_id = o.webhook_id RETURNING 1), \
+         applied AS (UPDATE webhook_queue q SET state = o.state, next_attempt_at = o.next_attempt_at, \
          leased_until = NULL, lease_id = NULL, last_attempt_at = o.at, \
-         last_status = o.status, last_error = o.error, updated_at = o.at \
-         FROM jsonb_to_recordset($2) AS o(message_id uuid, webhook_id uuid, lease uuid, \
-         state text, next_attempt_at timestamptz, at timestamptz, status bigint, error text) \
+         last_status = o.status, last_error = o.error, updated_at = o.at FROM o \
          WHERE q.tenant_id = $1 AND q.message_id = o.message_id \
-         AND q.webhook_id = o.webhook_id AND q.lease_id = o.lease",
+         AND q.webhook_id = o.webhook_id AND q.lease_id = o.lease RETURNING 1), \
+         healthy AS (UPDATE webhook_health SET failing_since = NULL \
+         WHERE tenant_id = $1 AND failing_since IS NOT NULL \
+         AND webhook_id IN (SELECT h.id::uuid FROM jsonb_array_elements_text($3) AS h(id)) \
+         RETURNING 1) \
+         SELECT (SELECT count(*) FROM logged) AS logged, (SELECT count(*) FROM applied) AS applied",
     );
     /// One attempt logged.
     pub const LOG_ATTEMPT: Sql = Sql::sqlite_only(
@@ -279,13 +309,6 @@ tenantkit::statements! {
         "UPDATE webhook_queue SET next_attempt_at = $5, leased_until = NULL, lease_id = NULL, \
          attempts = attempts - 1, updated_at = $5 \
          WHERE tenant_id = $1 AND message_id = $2 AND webhook_id = $3 AND lease_id = $4",
-    );
-    /// The tenant's budget window, locked until commit on PostgreSQL (SQLite's
-    /// writers are serial already), so claims of every process share one
-    /// budget.
-    pub const LOCK_RATE_WINDOW: Sql = Sql::pair(
-        "SELECT used FROM webhook_rate_windows WHERE tenant_id = $1 FOR UPDATE",
-        "SELECT used FROM webhook_rate_windows WHERE tenant_id = $1",
     );
 
     // Deliveries as the tenant sees them.

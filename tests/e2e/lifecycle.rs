@@ -471,6 +471,26 @@ async fn an_export_holds_every_table_of_the_tenant_and_nothing_else(backend: Bac
 /// only): every table with a `tenant_id` column, platform tables included,
 /// read from the database's own catalog as its owner (past row-level
 /// security). On PostgreSQL partitions count through their parent.
+/// [`rows_anywhere`] once the tenant's `api_call` events, which wait up to
+/// `analytics.flush_interval_ms` for company, are all written: the same
+/// counts twice, a flush interval apart.
+async fn settled_rows(
+    s: &Server,
+    tenant: tenantkit::TenantId,
+) -> std::collections::BTreeMap<String, i64> {
+    let wait = Duration::from_millis(s.config.analytics.flush_interval_ms + 250);
+    let mut rows = rows_anywhere(s, tenant).await;
+    for _ in 0..20 {
+        tokio::time::sleep(wait).await;
+        let again = rows_anywhere(s, tenant).await;
+        if again == rows {
+            return rows;
+        }
+        rows = again;
+    }
+    panic!("the tenant's rows never settled: {rows:?}");
+}
+
 async fn rows_anywhere(
     s: &Server,
     tenant: tenantkit::TenantId,
@@ -584,8 +604,9 @@ async fn a_deletion_leaves_no_row_of_the_tenant_anywhere_and_others_as_they_were
         .unwrap()
         .to_owned();
     let other_ctx = s.context(other.id).await;
+    settled_rows(&s, other.id).await;
     let other_before = snapshot(&s, &other_ctx).await;
-    let before = rows_anywhere(&s, t.id).await;
+    let before = settled_rows(&s, t.id).await;
     for table in [
         "users",
         "api_keys",

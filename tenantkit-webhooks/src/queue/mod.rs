@@ -13,10 +13,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tenantkit::{
-    Backend, TenantTx,
-    store::{DueWork, Scoped},
-};
+use tenantkit::{Backend, TenantTx, store::DueWork};
 use uuid::Uuid;
 
 use crate::{
@@ -51,12 +48,36 @@ pub(crate) struct Claim {
     pub(crate) over_budget: bool,
 }
 
+/// One claim's lease: its id, from `now` until `until`, over at most `max`
+/// deliveries, spending the budget window when `spend`.
+struct Lease {
+    id: Uuid,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+    max: i64,
+    spend: bool,
+}
+
+/// A leased delivery, with its body and its endpoint.
+impl Lease {
+    /// `sql` (a lease statement: `$2` now, `$3` until, `$4` the lease,
+    /// `$5` the most) with this lease bound.
+    fn query(&self, tx: &TenantTx, sql: tenantkit::store::Sql) -> tenantkit::store::Scoped {
+        tx.query(sql)
+            .bind(self.now)
+            .bind(self.until)
+            .bind(self.id)
+            .bind(self.max)
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct ClaimedRow {
     message_id: MessageId,
-    webhook_id: WebhookId,
     attempts: i64,
     payload: String,
+    #[sqlx(flatten)]
+    webhook: Webhook,
 }
 
 /// What an attempt led to.
@@ -147,13 +168,11 @@ impl Queue<'_> {
     ) -> Result<Claim, WebhookError> {
         let mut max = i64::from(max);
         if let Some(limit) = per_minute {
-            let window = window_start(now);
-            let open = tx.query(sql::OPEN_RATE_WINDOW).bind(window);
-            tx.write_operational(RATE_WINDOWS, open).await?;
-            // Locks the tenant's window until commit: claims of every
-            // process share one budget.
-            let used = tx.query(sql::LOCK_RATE_WINDOW);
-            let (used,): (i64,) = tx.fetch_one(used).await?;
+            // Opens (or resets) the tenant's window and locks it until
+            // commit: claims of every process share one budget.
+            let take = tx.query(sql::TAKE_RATE_WINDOW).bind(window_start(now));
+            let used: Vec<(i64,)> = tx.write_operational_returning(RATE_WINDOWS, take).await?;
+            let used = used.first().map_or(0, |(n,)| *n);
             let left = (i64::from(limit) - used).max(0);
             if left == 0 {
                 return Ok(Claim {
@@ -163,39 +182,25 @@ impl Queue<'_> {
             }
             max = max.min(left);
         }
-        let lease = Uuid::now_v7();
-        let until = now + lease_for;
-        let due = tx
-            .query(sql::LEASE_DUE)
-            .bind(now)
-            .bind(until)
-            .bind(lease)
-            .bind(max);
-        let rows = claimer(tx.backend()).lease_due(tx, due, lease).await?;
+        let lease = Lease {
+            id: Uuid::now_v7(),
+            now,
+            until: now + lease_for,
+            max,
+            spend: per_minute.is_some(),
+        };
+        let rows = claimer(tx.backend()).lease_due(tx, &lease).await?;
         if rows.is_empty() {
             return Ok(Claim::default());
         }
-        if per_minute.is_some() {
-            let spend = tx.query(sql::SPEND_RATE_WINDOW).bind(rows.len() as i64);
-            tx.write_operational(RATE_WINDOWS, spend).await?;
-        }
-        let webhooks: HashMap<WebhookId, Webhook> = self
-            .0
-            .leased_webhooks(tx, lease)
-            .await?
-            .into_iter()
-            .map(|w| (w.id, w))
-            .collect();
         let jobs = rows
             .into_iter()
-            .filter_map(|row| {
-                Some(Job {
-                    message_id: row.message_id,
-                    webhook: webhooks.get(&row.webhook_id)?.clone(),
-                    attempt: u32::try_from(row.attempts).unwrap_or(u32::MAX),
-                    payload: row.payload,
-                    lease,
-                })
+            .map(|row| Job {
+                message_id: row.message_id,
+                webhook: row.webhook,
+                attempt: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+                payload: row.payload,
+                lease: lease.id,
             })
             .collect();
         Ok(Claim {
@@ -228,9 +233,20 @@ impl Queue<'_> {
                 OutcomeRow::new(outcome)
             })
             .collect();
-        claimer(tx.backend()).write_outcomes(tx, rows).await?;
+        let healthy: Vec<WebhookId> = health
+            .iter()
+            .filter(|(_, o)| o.attempt.succeeded())
+            .map(|(id, _)| *id)
+            .collect();
+        claimer(tx.backend())
+            .write_outcomes(tx, rows, &healthy)
+            .await?;
 
         for (webhook, outcome) in health {
+            if outcome.attempt.succeeded() {
+                // No longer failing: written with the outcomes.
+                continue;
+            }
             if outcome.attempt.status == Some(410) {
                 self.0
                     .disable_by_worker(
@@ -240,11 +256,6 @@ impl Queue<'_> {
                         outcome.at,
                     )
                     .await?;
-                continue;
-            }
-            if outcome.attempt.succeeded() {
-                let healthy = tx.query(sql::CLEAR_FAILING).bind(webhook);
-                tx.write_operational(HEALTH, healthy).await?;
                 continue;
             }
             let failing = tx.query(sql::MARK_FAILING).bind(webhook).bind(outcome.at);
@@ -292,25 +303,28 @@ impl Queue<'_> {
 /// to. The algorithms differ: PostgreSQL leases and returns the rows with
 /// their bodies in one statement (`FOR UPDATE SKIP LOCKED`, so workers of
 /// several processes never claim the same row) and writes a batch's
-/// outcomes in two; SQLite, one writer at a time, leases and then reads the
+/// outcomes in one; SQLite, one writer at a time, leases and then reads the
 /// leased rows, and writes outcome by outcome.
 #[async_trait::async_trait]
 trait Claimer: Sync {
-    /// Runs `due` (`sql::LEASE_DUE`, which leases due deliveries to
-    /// `lease`); the leased rows with their payloads.
+    /// Leases up to `lease.max` due deliveries (counted against the
+    /// tenant's budget window when `lease.spend`); the leased rows with
+    /// their payloads.
     async fn lease_due(
         &self,
         tx: &mut TenantTx,
-        due: Scoped,
-        lease: Uuid,
+        lease: &Lease,
     ) -> Result<Vec<ClaimedRow>, WebhookError>;
 
     /// Logs each attempt and moves its delivery to its next state (only
-    /// while the lease is still the one it was attempted under).
+    /// while the lease is still the one it was attempted under); the
+    /// `healthy` endpoints (whose latest attempt succeeded) are no longer
+    /// failing.
     async fn write_outcomes(
         &self,
         tx: &mut TenantTx,
         rows: Vec<OutcomeRow>,
+        healthy: &[WebhookId],
     ) -> Result<(), WebhookError>;
 }
 

@@ -1,17 +1,14 @@
 //! PostgreSQL's [`Claimer`]: one statement leases the due rows
-//! (`FOR UPDATE SKIP LOCKED`) and returns them with their bodies; two write
+//! (`FOR UPDATE SKIP LOCKED`) and returns them with their bodies; one writes
 //! a batch's outcomes.
 
-use tenantkit::{
-    TenantTx,
-    store::{Scoped, Value},
-};
-use uuid::Uuid;
+use tenantkit::{TenantTx, store::Value};
 
-use super::{ClaimedRow, Claimer, OutcomeRow};
+use super::{ClaimedRow, Claimer, Lease, OutcomeRow};
 use crate::{
+    WebhookId,
     endpoints::WebhookError,
-    schema::{DELIVERIES, QUEUE},
+    schema::{DELIVERIES, HEALTH, QUEUE, RATE_WINDOWS},
     sql,
 };
 
@@ -23,23 +20,30 @@ impl Claimer for Postgres {
     async fn lease_due(
         &self,
         tx: &mut TenantTx,
-        due: Scoped,
-        _lease: Uuid,
+        lease: &Lease,
     ) -> Result<Vec<ClaimedRow>, WebhookError> {
-        Ok(tx.write_operational_returning(QUEUE, due).await?)
+        let due = lease.query(tx, sql::LEASE_DUE).bind(lease.spend);
+        Ok(tx
+            .write_operational_all(&[QUEUE, RATE_WINDOWS], due)
+            .await?)
     }
 
     async fn write_outcomes(
         &self,
         tx: &mut TenantTx,
         rows: Vec<OutcomeRow>,
+        healthy: &[WebhookId],
     ) -> Result<(), WebhookError> {
-        let rows = serde_json::to_value(&rows)
-            .map_err(|e| tenantkit::Error::Internal(format!("outcomes: {e}")))?;
-        let log = tx.query(sql::LOG_ATTEMPTS).bind(Value::Json(rows.clone()));
-        tx.write_operational(DELIVERIES, log).await?;
-        let update = tx.query(sql::APPLY_OUTCOMES).bind(Value::Json(rows));
-        tx.write_operational(QUEUE, update).await?;
+        let json = |v: serde_json::Result<serde_json::Value>| {
+            v.map_err(|e| tenantkit::Error::Internal(format!("outcomes: {e}")))
+        };
+        let record = tx
+            .query(sql::RECORD_OUTCOMES)
+            .bind(Value::Json(json(serde_json::to_value(&rows))?))
+            .bind(Value::Json(json(serde_json::to_value(healthy))?));
+        let _: Vec<(i64, i64)> = tx
+            .write_operational_all(&[DELIVERIES, QUEUE, HEALTH], record)
+            .await?;
         Ok(())
     }
 }

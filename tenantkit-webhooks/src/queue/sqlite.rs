@@ -1,17 +1,14 @@
-//! SQLite's [`Claimer`]: one writer at a time, so leasing the due rows and
-//! reading them back are two plain statements, and outcomes are written
-//! one by one.
+//! SQLite's [`Claimer`]: one writer at a time, so leasing the due rows,
+//! spending the budget and reading them back are plain statements, and
+//! outcomes are written one by one.
 
-use tenantkit::{
-    TenantTx,
-    store::{Scoped, Value},
-};
-use uuid::Uuid;
+use tenantkit::{TenantTx, store::Value};
 
-use super::{ClaimedRow, Claimer, OutcomeRow};
+use super::{ClaimedRow, Claimer, Lease, OutcomeRow};
 use crate::{
+    WebhookId,
     endpoints::WebhookError,
-    schema::{DELIVERIES, QUEUE},
+    schema::{DELIVERIES, HEALTH, QUEUE, RATE_WINDOWS},
     sql,
 };
 
@@ -23,13 +20,20 @@ impl Claimer for Sqlite {
     async fn lease_due(
         &self,
         tx: &mut TenantTx,
-        due: Scoped,
-        lease: Uuid,
+        lease: &Lease,
     ) -> Result<Vec<ClaimedRow>, WebhookError> {
-        if tx.write_operational(QUEUE, due).await? == 0 {
+        let due = lease.query(tx, sql::LEASE_DUE_ONLY);
+        let leased = tx.write_operational(QUEUE, due).await?;
+        if leased == 0 {
             return Ok(Vec::new());
         }
-        let rows = tx.query(sql::LEASED_WITH_PAYLOADS).bind(lease);
+        if lease.spend {
+            let spend = tx
+                .query(sql::SPEND_RATE_WINDOW)
+                .bind(i64::try_from(leased).unwrap_or(i64::MAX));
+            tx.write_operational(RATE_WINDOWS, spend).await?;
+        }
+        let rows = tx.query(sql::LEASED_WITH_PAYLOADS).bind(lease.id);
         Ok(tx.fetch_all(rows).await?)
     }
 
@@ -37,6 +41,7 @@ impl Claimer for Sqlite {
         &self,
         tx: &mut TenantTx,
         rows: Vec<OutcomeRow>,
+        healthy: &[WebhookId],
     ) -> Result<(), WebhookError> {
         for row in rows {
             let log = tx
@@ -62,6 +67,10 @@ impl Claimer for Sqlite {
                 .bind(Value::OptText(row.error))
                 .bind(row.lease);
             tx.write_operational(QUEUE, update).await?;
+        }
+        for webhook in healthy {
+            let cleared = tx.query(sql::CLEAR_FAILING).bind(*webhook);
+            tx.write_operational(HEALTH, cleared).await?;
         }
         Ok(())
     }

@@ -110,7 +110,9 @@ pub(super) fn expect_operational_all(sql: &str, tables: &[OperationalTable]) {
         {
             next(2)
         } else if word.eq_ignore_ascii_case("UPDATE")
-            && !(i > 0 && words[i - 1].eq_ignore_ascii_case("DO"))
+            // `ON CONFLICT … DO UPDATE` and the row locks `FOR UPDATE`,
+            // `FOR NO KEY UPDATE` write nothing else.
+            && !(i > 0 && ["DO", "FOR", "KEY"].iter().any(|w| words[i - 1].eq_ignore_ascii_case(w)))
         {
             next(1)
         } else {
@@ -172,6 +174,16 @@ mod tests {
              b AS (INSERT INTO event_counts(tenant_id) SELECT $1 ON CONFLICT (tenant_id) DO UPDATE SET count = 1) \
              SELECT 1",
             &[EVENTS, COUNTS],
+        );
+    }
+
+    #[test]
+    fn row_locks_are_not_writes() {
+        expect_operational_all(
+            "WITH a AS (UPDATE events e SET n = 1 FROM (SELECT id FROM events WHERE tenant_id = $1 \
+             FOR UPDATE SKIP LOCKED) d, (SELECT 1 FROM users FOR NO KEY UPDATE) u WHERE e.id = d.id) \
+             SELECT 1",
+            &[EVENTS],
         );
     }
 

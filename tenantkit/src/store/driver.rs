@@ -196,6 +196,40 @@ impl Tx {
         })
     }
 
+    /// Opens a transaction whose tenant the database already knows: on
+    /// PostgreSQL `BEGIN` and the tenant's binding (as `sql::BIND_TENANT`
+    /// does it, the id written as the literal it is) go in one round trip.
+    pub(in crate::store) async fn begin_bound(
+        pool: &Pool,
+        tenant: TenantId,
+        snapshot: bool,
+    ) -> Result<Self> {
+        #[cfg(feature = "postgres")]
+        if let Pool::Pg(pool) = pool {
+            let begin = if snapshot {
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+            } else {
+                "BEGIN"
+            };
+            // A UUID's text is hex digits and dashes: nothing to escape.
+            let bound = format!(
+                "{begin}; SELECT set_config('tenantkit.tenant_id', '{}', true)",
+                tenant.as_uuid().hyphenated()
+            );
+            return Ok(Tx::Pg(
+                pool.begin_with(sqlx::AssertSqlSafe(bound))
+                    .await
+                    .map_err(crate::Error::from_sqlx)?,
+            ));
+        }
+        let _ = tenant;
+        if snapshot {
+            Self::begin_snapshot(pool).await
+        } else {
+            Self::begin(pool).await
+        }
+    }
+
     pub(in crate::store) async fn begin(pool: &Pool) -> Result<Self> {
         Ok(match pool {
             #[cfg(feature = "postgres")]

@@ -58,7 +58,7 @@ pub use platform::Platform;
 pub use refusals::{MAX_PENDING_GROUPS, REFUSAL_FLUSH_EVERY, SecurityEvent};
 pub use scope::{Scoped, TenantTx};
 pub use tenants::{SSO_ISSUER_PROVIDER, TenantPages};
-pub use work::{DueTenant, DueWork, Maintenance, Wakeups};
+pub use work::{ANNOUNCE_EVERY, DueTenant, DueWork, Maintenance, Wakeups};
 
 use crate::{Error, Result, TenantContext};
 
@@ -68,6 +68,7 @@ pub struct Db {
     pool: Pool,
     access: AccessCache,
     refusals: std::sync::Arc<refusals::Refusals>,
+    announcer: work::Announcer,
 }
 
 /// Which database a [`Db`] talks to.
@@ -172,6 +173,7 @@ impl Db {
                     pool: Pool::Pg(own),
                     access: self.access.clone(),
                     refusals: self.refusals.clone(),
+                    announcer: self.announcer.clone(),
                 })
             }
             #[cfg(feature = "sqlite")]
@@ -251,6 +253,7 @@ impl Db {
             pool,
             access: AccessCache::new(DEFAULT_ACCESS_TTL),
             refusals: Default::default(),
+            announcer: Default::default(),
         }
     }
 }

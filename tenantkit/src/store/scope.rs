@@ -55,6 +55,10 @@ pub struct TenantTx {
     pub(super) tenant: TenantId,
     pub(super) ctx: TenantContext,
     pub(super) access: AccessCache,
+    /// The handle it was opened on, and the channels it announces at commit
+    /// (see [`TenantTx::notify`]).
+    pub(super) db: Db,
+    pub(super) announce: Vec<&'static str>,
     /// Access changes to drop from the cache once this commits.
     pub(super) changed: Vec<AccessChange>,
     /// Whether this transaction holds the tenant's write lock (the tenant
@@ -88,11 +92,13 @@ impl Scoped {
 
 impl TenantTx {
     pub(in crate::store) async fn begin(db: &Db, ctx: &TenantContext) -> Result<Self> {
-        Self::scope(db, Tx::begin(&db.pool).await?, ctx.clone()).await
+        let tx = Tx::begin_bound(&db.pool, ctx.id(), false).await?;
+        Ok(Self::scoped(db, tx, ctx.clone()))
     }
 
     pub(in crate::store) async fn begin_snapshot(db: &Db, ctx: &TenantContext) -> Result<Self> {
-        Self::scope(db, Tx::begin_snapshot(&db.pool).await?, ctx.clone()).await
+        let tx = Tx::begin_bound(&db.pool, ctx.id(), true).await?;
+        Ok(Self::scoped(db, tx, ctx.clone()))
     }
 
     /// Scopes an open transaction of `db` to `ctx`'s tenant (which must exist).
@@ -116,6 +122,8 @@ impl TenantTx {
             tenant: ctx.id(),
             ctx,
             access: db.access.clone(),
+            db: db.clone(),
+            announce: Vec::new(),
             changed: Vec::new(),
             write_locked: false,
             wrote_unlocked: false,

@@ -211,6 +211,9 @@ impl TenantTx {
         for change in self.changed {
             self.access.forget(change);
         }
+        for channel in self.announce {
+            self.db.announcer.committed(&self.db, channel);
+        }
         Ok(())
     }
 

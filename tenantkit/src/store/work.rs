@@ -13,7 +13,6 @@
 //! [`TenantTx::notify`] and [`Db::wakeups`] let a worker wake as soon as work
 //! is committed (PostgreSQL `LISTEN/NOTIFY`); polling stays the fallback.
 
-#[cfg(feature = "postgres")]
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -248,19 +247,51 @@ impl Wakeups {
 }
 
 impl TenantTx {
-    /// Announces new work on `channel` to [`Db::wakeups`] listeners, when
-    /// (and only if) this transaction commits. A no-op on SQLite. Repeats in
-    /// one transaction are announced once.
+    /// Announces new work on `channel` to [`Db::wakeups`] listeners once
+    /// (and only if) this transaction commits. A no-op on SQLite.
+    ///
+    /// The announcement follows the commit, coalesced: PostgreSQL serializes
+    /// the commits of notifying transactions (their WAL flush included), so
+    /// a notification riding in every publish would serialize the
+    /// publishers. Instead each process sends at most one per channel every
+    /// [`ANNOUNCE_EVERY`], with an empty payload, after the commits it
+    /// covers; a crash in between loses a wake-up, never work (workers poll).
     pub async fn notify(&mut self, channel: &'static str) -> Result<()> {
-        if self.backend() == Backend::Postgres {
-            let tenant = self.tenant_id().to_string();
-            self.conn()
-                .execute(
-                    sql::NOTIFY,
-                    vec![Value::Text(channel.to_owned()), Value::Text(tenant)],
-                )
-                .await?;
+        if self.backend() == Backend::Postgres && !self.announce.contains(&channel) {
+            self.announce.push(channel);
         }
         Ok(())
+    }
+}
+
+/// How long a process gathers commits' announcements on one channel before
+/// it sends one notification for them all.
+pub const ANNOUNCE_EVERY: Duration = Duration::from_millis(10);
+
+/// The channels with a notification on its way (see [`TenantTx::notify`]),
+/// shared by every handle of a [`Db`].
+#[derive(Clone, Debug, Default)]
+pub(in crate::store) struct Announcer(
+    std::sync::Arc<std::sync::Mutex<std::collections::HashSet<&'static str>>>,
+);
+
+impl Announcer {
+    /// Announces work committed on `channel`: within [`ANNOUNCE_EVERY`],
+    /// by a notification sent after this call (so after the commit).
+    pub(in crate::store) fn committed(&self, db: &Db, channel: &'static str) {
+        let first = self.0.lock().expect("announcer").insert(channel);
+        if !first {
+            // The one on its way is sent after this commit.
+            return;
+        }
+        let (pending, db) = (self.clone(), db.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(ANNOUNCE_EVERY).await;
+            // Taken off before sending: a commit from now on sends again.
+            pending.0.lock().expect("announcer").remove(channel);
+            if let Err(e) = db.announce(channel, "").await {
+                tracing::warn!(channel, error = %e, "announcing committed work failed; workers poll");
+            }
+        });
     }
 }
