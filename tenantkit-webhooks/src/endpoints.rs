@@ -409,6 +409,9 @@ impl From<&WebhookError> for Problem {
     }
 }
 
+/// See `Inner::dispatch`.
+pub(crate) type DispatchSlot = Arc<std::sync::RwLock<Option<Arc<dyn std::any::Any + Send + Sync>>>>;
+
 /// Webhooks of a platform: the URL policy, the secret keys and the event
 /// catalogue. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -422,6 +425,10 @@ struct Inner {
     secrets: SecretBox,
     catalogue: EventCatalogue,
     rotation_grace: Duration,
+    /// This process's running worker, for publishes to hand deliveries to
+    /// (shared by every clone): an `outbox::dispatch::Dispatch`, opaque
+    /// here, since endpoints come before the outbox.
+    dispatch: DispatchSlot,
 }
 
 impl Webhooks {
@@ -434,6 +441,7 @@ impl Webhooks {
                 secrets,
                 catalogue,
                 rotation_grace: Duration::hours(24),
+                dispatch: Arc::default(),
             }),
         }
     }
@@ -452,6 +460,11 @@ impl Webhooks {
     /// The event types endpoints can subscribe to.
     pub fn catalogue(&self) -> &EventCatalogue {
         &self.inner.catalogue
+    }
+
+    /// Where this process's running worker waits for publishes.
+    pub(crate) fn dispatch_slot(&self) -> &DispatchSlot {
+        &self.inner.dispatch
     }
 
     /// The URL policy (registration and delivery use the same).

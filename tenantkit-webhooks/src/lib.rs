@@ -28,7 +28,9 @@
 //! - [`outbox`]: [`Webhooks::publish`], the transactional outbox (a message
 //!   and its queue rows in the caller's transaction), and
 //!   [`Webhooks::publish_messages`], the same for messages from outside
-//!   (`POST /webhooks/messages`): batches, all or none, and idempotency.
+//!   (`POST /webhooks/messages`): batches, all or none, and idempotency;
+//!   its `dispatch` hands a publish's deliveries to this process's running
+//!   worker already leased, sent as soon as the publish commits.
 //! - [`queue`]: the delivery queue as the worker sees it, one tenant at a
 //!   time: due deliveries claimed under a lease and the tenant's rate
 //!   budget, outcomes written, the rest released.

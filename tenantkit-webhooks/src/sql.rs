@@ -170,29 +170,63 @@ tenantkit::statements! {
         ")"
     ));
     /// One queue row per active endpoint that receives message `$2` of type
-    /// `$3` on channels `$5`, due at `$4`.
+    /// `$3` on channels `$5`, due at `$4`; with a lease `$6` (else NULL), up
+    /// to `$8` of them leased to it until `$7` (`crate::dispatch`).
     pub const FAN_OUT: Sql = Sql::sqlite_only(concat!(
         "INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
-         next_attempt_at, created_at, updated_at) \
-         SELECT tenant_id, $2, id, 'pending', 0, $4, $4, $4 FROM webhooks \
+         next_attempt_at, leased_until, lease_id, created_at, updated_at) \
+         SELECT tenant_id, $2, id, 'pending', \
+         CASE WHEN $6 IS NOT NULL AND rank <= $8 THEN 1 ELSE 0 END, \
+         CASE WHEN $6 IS NOT NULL AND rank <= $8 THEN $7 ELSE $4 END, \
+         CASE WHEN $6 IS NOT NULL AND rank <= $8 THEN $7 END, \
+         CASE WHEN $6 IS NOT NULL AND rank <= $8 THEN $6 END, $4, $4 \
+         FROM (SELECT tenant_id, id, row_number() OVER (ORDER BY id) AS rank FROM webhooks \
          WHERE tenant_id = $1 AND status = 'active' AND ",
-        routed_sqlite!("$3", "$5")
+        routed_sqlite!("$3", "$5"),
+        ")"
     ));
     /// PostgreSQL's publish in one round trip: message `$2` of type `$3`
     /// with body `$6`, stored at `$4` with one queue row per active endpoint
     /// that receives it on channels `$5` ([`ANY_SUBSCRIBER`], then
     /// [`INSERT_MESSAGE`] and [`FAN_OUT`]; nothing stored when no endpoint
-    /// does). Returns how many endpoints will receive it.
+    /// does). With a lease `$7` (else NULL), up to `$9` of the rows are
+    /// inserted leased to it until `$8`, for this process's worker to send
+    /// at once (`crate::dispatch`); where the tenant has a budget `$11`
+    /// per minute (else NULL), they are counted in its window starting `$10`
+    /// and, when they would exceed it, none is leased. Returns each
+    /// receiving endpoint and whether its row was leased.
     pub const PUBLISH: Sql = Sql::postgres_only(concat!(
-        "WITH targets AS (SELECT id FROM webhooks WHERE tenant_id = $1 AND status = 'active' AND ",
+        "WITH targets AS (SELECT ",
+        columns!(),
+        ", row_number() OVER (ORDER BY id) AS rank FROM webhooks \
+         WHERE tenant_id = $1 AND status = 'active' AND ",
         routed_pg!("$3", "$5"),
         "), message AS (INSERT INTO webhook_messages (tenant_id, id, event_type, payload, created_at) \
          SELECT $1, $2, $3, $6, $4 WHERE EXISTS (SELECT 1 FROM targets) RETURNING id), \
+         spent AS (INSERT INTO webhook_rate_windows (tenant_id, window_start, used) \
+         SELECT $1, $10::timestamptz, least(count(*), $9::bigint) FROM targets \
+         HAVING $7::uuid IS NOT NULL AND $11::bigint IS NOT NULL AND count(*) > 0 \
+         AND least(count(*), $9::bigint) <= $11::bigint \
+         ON CONFLICT (tenant_id) DO UPDATE SET \
+         used = CASE WHEN webhook_rate_windows.window_start < excluded.window_start \
+         THEN 0 ELSE webhook_rate_windows.used END + excluded.used, \
+         window_start = greatest(webhook_rate_windows.window_start, excluded.window_start) \
+         WHERE CASE WHEN webhook_rate_windows.window_start < excluded.window_start \
+         THEN 0 ELSE webhook_rate_windows.used END + excluded.used <= $11::bigint RETURNING 1), \
+         direct AS (SELECT $7::uuid IS NOT NULL \
+         AND ($11::bigint IS NULL OR EXISTS (SELECT 1 FROM spent)) AS leasing), \
          queued AS (INSERT INTO webhook_queue (tenant_id, message_id, webhook_id, state, attempts, \
-         next_attempt_at, created_at, updated_at) \
-         SELECT $1, message.id, targets.id, 'pending', 0, $4, $4, $4 FROM message, targets \
-         RETURNING 1) \
-         SELECT count(*) AS endpoints FROM queued"
+         next_attempt_at, leased_until, lease_id, created_at, updated_at) \
+         SELECT $1, message.id, targets.id, 'pending', \
+         CASE WHEN leasing AND rank <= $9::bigint THEN 1 ELSE 0 END, \
+         CASE WHEN leasing AND rank <= $9::bigint THEN $8::timestamptz ELSE $4 END, \
+         CASE WHEN leasing AND rank <= $9::bigint THEN $8::timestamptz END, \
+         CASE WHEN leasing AND rank <= $9::bigint THEN $7::uuid END, $4, $4 \
+         FROM message, targets, direct \
+         RETURNING webhook_id, lease_id IS NOT NULL AS leased) \
+         SELECT queued.leased, ",
+        webhook_columns!(),
+        " FROM queued JOIN targets AS webhooks ON webhooks.id = queued.webhook_id"
     ));
 
     // The queue as the worker sees it: budget, claims, outcomes, releases.

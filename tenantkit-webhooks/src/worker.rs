@@ -16,6 +16,10 @@
 //!   tenant's backlog never holds others back; each tenant's budget per
 //!   minute ([`DeliveryLimits`]) is kept in the database, shared by every
 //!   worker process. Deliveries over budget wait for the next minute.
+//! - **Handed over at commit**: what `Webhooks::publish_messages` publishes
+//!   in this process reaches its running worker already leased, as the
+//!   publish commits, without a claim (`crate::outbox::dispatch`); what
+//!   found no free slot is claimed like the rest.
 //! - **Wakes** on PostgreSQL `LISTEN/NOTIFY` as soon as a publish commits,
 //!   and polls as well (SQLite only polls).
 //! - **Graceful shutdown** stops claiming, lets what is in flight finish
@@ -32,12 +36,11 @@ use std::{
     time::Duration,
 };
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::{FutureExt, StreamExt, stream};
-use tenantkit::{Db, TenantContext, TenantId, TenantStatus, audit::Actor, resolve::TenantRef};
+use tenantkit::{Db, TenantId, TenantStatus, audit::Actor, resolve::TenantRef};
 use tokio::{
-    sync::{Semaphore, mpsc},
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot},
     task::{JoinHandle, JoinSet},
 };
 use uuid::Uuid;
@@ -45,8 +48,11 @@ use uuid::Uuid;
 use crate::{
     WebhookId, Webhooks,
     endpoints::WebhookError,
-    outbox::MessageId,
-    queue::{self, DUE, Job, Outcome, Queue},
+    outbox::{
+        MessageId,
+        dispatch::{Dispatch, Handoff, Held, Job, Slot, window_start},
+    },
+    queue::{self, DUE, Outcome, Queue},
     signature::{SigningSecret, sign},
     transport::{Attempt, ErrorClass, Transport},
 };
@@ -59,23 +65,7 @@ const SUSPENDED_RECHECK: chrono::Duration = chrono::Duration::seconds(5);
 /// The default budget: deliveries per minute per tenant.
 pub const DEFAULT_PER_MINUTE: u32 = 100;
 
-/// Each tenant's delivery budget per minute (e.g. from its plan).
-#[async_trait]
-pub trait DeliveryLimits: Send + Sync + 'static {
-    /// Deliveries per minute for `tenant`; `None` for no limit.
-    async fn per_minute(&self, tenant: &TenantContext) -> Option<u32>;
-}
-
-/// The same budget for every tenant (`None`: no limit).
-#[async_trait]
-impl DeliveryLimits for Option<u32> {
-    async fn per_minute(&self, _tenant: &TenantContext) -> Option<u32> {
-        *self
-    }
-}
-
-/// The time, as the worker sees it (tests move it forward).
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+pub use crate::outbox::dispatch::{Clock, DeliveryLimits};
 
 /// How a [`Worker`] works.
 #[derive(Clone, Debug)]
@@ -107,6 +97,12 @@ pub struct WorkerOptions {
     pub retention: Option<Duration>,
     /// How often retention runs (default hourly, and once at start).
     pub retention_every: Duration,
+    /// Under load, how long a tenant's outcomes may wait to be written
+    /// together with more of its own (default 1 s; zero writes each batch as
+    /// it comes). Deliveries are not held back by it, only the record of
+    /// them: an outcome not yet written when the process dies means the
+    /// delivery is sent again once its lease runs out.
+    pub outcome_linger: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -122,6 +118,7 @@ impl Default for WorkerOptions {
             shutdown_grace: Duration::from_secs(15),
             retention: Some(Duration::from_secs(30 * 24 * 3600)),
             retention_every: Duration::from_secs(3600),
+            outcome_linger: Duration::from_secs(1),
         }
     }
 }
@@ -181,6 +178,12 @@ impl WorkerOptions {
         self
     }
 
+    /// Sets [`WorkerOptions::outcome_linger`].
+    pub fn outcome_linger(mut self, linger: Duration) -> Self {
+        self.outcome_linger = linger;
+        self
+    }
+
     /// Sets [`WorkerOptions::shutdown_grace`].
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
@@ -216,41 +219,7 @@ struct Shared {
     /// Claimed and not yet attempted: given back at shutdown.
     in_flight: Mutex<HashMap<(MessageId, WebhookId), (TenantId, Uuid)>>,
     /// Slots each tenant's deliveries hold now (see [`Slot`]).
-    held: Mutex<HashMap<TenantId, usize>>,
-}
-
-/// One delivery slot held by a tenant, given back when dropped (the
-/// delivery finished, or its task was cancelled).
-struct Slot {
-    shared: Arc<Shared>,
-    tenant: TenantId,
-}
-
-impl Slot {
-    fn take(shared: &Arc<Shared>, tenant: TenantId) -> Self {
-        *shared
-            .held
-            .lock()
-            .expect("held map")
-            .entry(tenant)
-            .or_default() += 1;
-        Self {
-            shared: shared.clone(),
-            tenant,
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut held = self.shared.held.lock().expect("held map");
-        if let Some(n) = held.get_mut(&self.tenant) {
-            *n -= 1;
-            if *n == 0 {
-                held.remove(&self.tenant);
-            }
-        }
-    }
+    held: Held,
 }
 
 impl std::fmt::Debug for Worker {
@@ -273,7 +242,7 @@ impl Worker {
                 options: WorkerOptions::default(),
                 clock: Arc::new(Utc::now),
                 in_flight: Mutex::default(),
-                held: Mutex::default(),
+                held: Held::default(),
             }),
         }
     }
@@ -311,6 +280,35 @@ impl Worker {
             .retention
             .map(|keep| tokio::spawn(apply_retention(shared.clone(), keep)));
         let permits = Arc::new(Semaphore::new(options.concurrency));
+        // Publishes of this process hand their deliveries over directly.
+        let (handoffs, handed) = mpsc::unbounded_channel();
+        let worker_id = Uuid::now_v7();
+        shared.webhooks.open_dispatch(Dispatch {
+            worker: worker_id,
+            handoffs,
+            permits: permits.clone(),
+            held: shared.held.clone(),
+            tenant_cap: options.slots_per_tenant(),
+            lease: chrono::Duration::from_std(options.lease)
+                .unwrap_or(chrono::Duration::seconds(60)),
+            limits: shared.limits.clone(),
+            known: Default::default(),
+            clock: shared.clock.clone(),
+        });
+        let (stop_handoffs, handoffs_stopped) = oneshot::channel();
+        let direct = tokio::spawn(deliver_handed_over(
+            shared.clone(),
+            handed,
+            outcomes.clone(),
+            handoffs_stopped,
+        ));
+        // However `run` ends (returned, or dropped mid-way), publishes stop
+        // handing deliveries to it and its direct deliveries stop.
+        let _door = DoorGuard {
+            webhooks: shared.webhooks.clone(),
+            worker: worker_id,
+            direct: direct.abort_handle(),
+        };
         let mut tasks = JoinSet::new();
         let mut paused: HashMap<TenantId, DateTime<Utc>> = HashMap::new();
         let mut shutdown = std::pin::pin!(shutdown.fuse());
@@ -327,6 +325,10 @@ impl Worker {
             }
             if recorder.is_finished() {
                 failed = Some("the outcome recorder stopped");
+                break;
+            }
+            if direct.is_finished() {
+                failed = Some("direct delivery stopped");
                 break;
             }
             if retention.as_ref().is_some_and(JoinHandle::is_finished) {
@@ -367,6 +369,8 @@ impl Worker {
         }
 
         tracing::info!(in_flight = tasks.len(), "webhook worker stopping");
+        shared.webhooks.close_dispatch(worker_id);
+        stop_handoffs.send(()).ok();
         if let Some(retention) = retention {
             // Mid-batch, its transaction rolls back: nothing half done.
             retention.abort();
@@ -379,6 +383,7 @@ impl Worker {
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
         }
+        direct.await.ok();
         drop(outcomes);
         recorder.await.ok();
         release_leases(&shared).await;
@@ -390,6 +395,20 @@ impl Worker {
         }
         tracing::info!("webhook worker stopped");
         Ok(())
+    }
+}
+
+/// See `Worker::run`.
+struct DoorGuard {
+    webhooks: Webhooks,
+    worker: Uuid,
+    direct: tokio::task::AbortHandle,
+}
+
+impl Drop for DoorGuard {
+    fn drop(&mut self) {
+        self.webhooks.close_dispatch(self.worker);
+        self.direct.abort();
     }
 }
 
@@ -493,34 +512,113 @@ async fn claim_round(
             }
         };
         if claim.over_budget {
-            paused.insert(
-                tenant_id,
-                queue::window_start(now) + chrono::Duration::seconds(60),
-            );
+            paused.insert(tenant_id, window_start(now) + chrono::Duration::seconds(60));
         }
         for job in claim.jobs {
             let permit = permits.clone().acquire_owned().await.expect("never closed");
-            let slot = Slot::take(shared, tenant_id);
-            shared
-                .in_flight
-                .lock()
-                .expect("in-flight map")
-                .insert((job.message_id, job.webhook.id), (tenant_id, job.lease));
-            let shared = shared.clone();
-            let outcomes = outcomes.clone();
-            tasks.spawn(async move {
-                let key = (job.message_id, job.webhook.id);
-                let outcome = deliver(&shared, job).await;
-                shared.in_flight.lock().expect("in-flight map").remove(&key);
-                outcomes.send((tenant_id, outcome)).await.ok();
-                drop((permit, slot));
-            });
+            let slot = Slot::take(&shared.held, tenant_id, 1);
+            start_delivery(shared, tasks, outcomes, tenant_id, job, (permit, slot));
             started += 1;
         }
         // Its deliveries hold their permits now.
         promised.fetch_sub(promise, Ordering::Relaxed);
     }
     Ok(started)
+}
+
+/// Sends `job` (claimed or handed over) in a task of `tasks`, holding
+/// `room` (its permit and its tenant's slot) until its outcome is passed on.
+fn start_delivery(
+    shared: &Arc<Shared>,
+    tasks: &mut JoinSet<()>,
+    outcomes: &mpsc::Sender<(TenantId, Outcome)>,
+    tenant_id: TenantId,
+    job: Job,
+    room: (OwnedSemaphorePermit, Slot),
+) {
+    shared
+        .in_flight
+        .lock()
+        .expect("in-flight map")
+        .insert((job.message_id, job.webhook.id), (tenant_id, job.lease));
+    let shared = shared.clone();
+    let outcomes = outcomes.clone();
+    tasks.spawn(async move {
+        let key = (job.message_id, job.webhook.id);
+        let outcome = deliver(&shared, job).await;
+        shared.in_flight.lock().expect("in-flight map").remove(&key);
+        outcomes.send((tenant_id, outcome)).await.ok();
+        drop(room);
+    });
+}
+
+/// Sends what publishes of this process hand over (see `crate::dispatch`)
+/// until `stop`; then, within the shutdown grace, lets those deliveries
+/// finish and keeps what is still handed over (by publishes that reserved
+/// room before the worker stopped) for [`release_leases`] to give back.
+async fn deliver_handed_over(
+    shared: Arc<Shared>,
+    mut handed: mpsc::UnboundedReceiver<Handoff>,
+    outcomes: mpsc::Sender<(TenantId, Outcome)>,
+    stop: oneshot::Receiver<()>,
+) {
+    let mut tasks = JoinSet::new();
+    let mut stop = std::pin::pin!(stop);
+    // Closed when another worker of this process took over the door.
+    let mut open = true;
+    loop {
+        tokio::select! {
+            handoff = handed.recv(), if open => match handoff {
+                Some(mut handoff) => {
+                    for job in std::mem::take(&mut handoff.jobs) {
+                        let Some(room) = handoff.room.take_one() else {
+                            // Never: a publish leases no more than it reserved.
+                            tracing::error!(tenant_id = %handoff.tenant, "a handed-over delivery without room; its lease runs out");
+                            continue;
+                        };
+                        start_delivery(&shared, &mut tasks, &outcomes, handoff.tenant, job, room);
+                    }
+                }
+                None => open = false,
+            },
+            Some(_) = tasks.join_next() => {}
+            _ = &mut stop => break,
+        }
+    }
+    let grace = shared.options.shutdown_grace;
+    let finished = tokio::time::timeout(grace, async {
+        loop {
+            tokio::select! {
+                handoff = handed.recv() => match handoff {
+                    Some(handoff) => keep_for_release(&shared, handoff),
+                    None => break,
+                },
+                Some(_) = tasks.join_next() => {}
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    handed.close();
+    while let Ok(handoff) = handed.try_recv() {
+        keep_for_release(&shared, handoff);
+    }
+    if finished.is_err() {
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Deliveries handed over as the worker stops: not sent, their leases
+/// given back at the end (see [`release_leases`]).
+fn keep_for_release(shared: &Shared, handoff: Handoff) {
+    let mut in_flight = shared.in_flight.lock().expect("in-flight map");
+    for job in handoff.jobs {
+        in_flight.insert(
+            (job.message_id, job.webhook.id),
+            (handoff.tenant, job.lease),
+        );
+    }
 }
 
 /// Signs and sends one claimed delivery: every claimed delivery is
@@ -575,15 +673,50 @@ async fn deliver(shared: &Shared, job: Job) -> Outcome {
     }
 }
 
-/// Writes outcomes as they come, in batches, one transaction per tenant.
+/// A tenant's outcomes written at once when this many wait, whatever
+/// [`WorkerOptions::outcome_linger`].
+const OUTCOME_BATCH: usize = 64;
+
+/// Writes outcomes in batches, one transaction per tenant. Under load
+/// (at least [`OUTCOME_BATCH`] waiting in all), a tenant's outcomes wait up
+/// to [`WorkerOptions::outcome_linger`] for more of its own, so that a busy
+/// tenant's share a transaction (deliveries go out one by one; their
+/// outcomes need not be written so); a quiet worker writes them at once.
+/// Everything waiting is written when the channel closes.
 async fn record_outcomes(shared: Arc<Shared>, mut received: mpsc::Receiver<(TenantId, Outcome)>) {
+    let linger = shared.options.outcome_linger;
+    let mut waiting: HashMap<TenantId, (tokio::time::Instant, Vec<Outcome>)> = HashMap::new();
     let mut batch = Vec::new();
-    while received.recv_many(&mut batch, 2000).await > 0 {
-        let mut by_tenant: HashMap<TenantId, Vec<Outcome>> = HashMap::new();
-        for (tenant, outcome) in batch.drain(..) {
-            by_tenant.entry(tenant).or_default().push(outcome);
+    let mut open = true;
+    while open || !waiting.is_empty() {
+        let oldest = waiting.values().map(|(since, _)| *since).min();
+        tokio::select! {
+            n = received.recv_many(&mut batch, 2000), if open => open = n > 0,
+            _ = tokio::time::sleep_until(oldest.unwrap_or_else(tokio::time::Instant::now) + linger),
+                if oldest.is_some() => {}
         }
-        stream::iter(by_tenant)
+        let now = tokio::time::Instant::now();
+        for (tenant, outcome) in batch.drain(..) {
+            waiting
+                .entry(tenant)
+                .or_insert_with(|| (now, Vec::new()))
+                .1
+                .push(outcome);
+        }
+        // Few waiting in all (a quiet worker): nothing to gain by waiting.
+        let quiet = waiting.values().map(|(_, o)| o.len()).sum::<usize>() < OUTCOME_BATCH;
+        let ripe: Vec<TenantId> = waiting
+            .iter()
+            .filter(|(_, (since, outcomes))| {
+                !open || quiet || outcomes.len() >= OUTCOME_BATCH || now >= *since + linger
+            })
+            .map(|(tenant, _)| *tenant)
+            .collect();
+        let ripe: Vec<(TenantId, Vec<Outcome>)> = ripe
+            .into_iter()
+            .filter_map(|tenant| waiting.remove(&tenant).map(|(_, o)| (tenant, o)))
+            .collect();
+        stream::iter(ripe)
             .for_each_concurrent(4, |(tenant, outcomes)| {
                 let shared = shared.clone();
                 async move { record_tenant(&shared, tenant, &outcomes).await }

@@ -17,28 +17,20 @@ use tenantkit::{Backend, TenantTx, store::DueWork};
 use uuid::Uuid;
 
 use crate::{
-    Webhook, WebhookId, Webhooks,
+    WebhookId, Webhooks,
     endpoints::WebhookError,
-    outbox::MessageId,
+    outbox::{
+        MessageId,
+        dispatch::{Job, LeasedRow, budget_left, window_start},
+    },
     retry::{self, Next},
-    schema::{HEALTH, QUEUE, RATE_WINDOWS},
+    schema::{HEALTH, QUEUE},
     sql,
     transport::Attempt,
 };
 
 /// Tenants with due deliveries: ids and times only (see `tenantkit::store::DueWork`).
 pub const DUE: DueWork = DueWork::new(sql::DUE_TENANTS);
-
-/// One claimed delivery, ready to send.
-#[derive(Clone, Debug)]
-pub(crate) struct Job {
-    pub(crate) message_id: MessageId,
-    pub(crate) webhook: Webhook,
-    /// This attempt's number (1 for the first).
-    pub(crate) attempt: u32,
-    pub(crate) payload: String,
-    pub(crate) lease: Uuid,
-}
 
 /// What one claim got.
 #[derive(Debug, Default)]
@@ -69,15 +61,6 @@ impl Lease {
             .bind(self.id)
             .bind(self.max)
     }
-}
-
-#[derive(sqlx::FromRow)]
-struct ClaimedRow {
-    message_id: MessageId,
-    attempts: i64,
-    payload: String,
-    #[sqlx(flatten)]
-    webhook: Webhook,
 }
 
 /// What an attempt led to.
@@ -143,12 +126,6 @@ impl OutcomeRow {
     }
 }
 
-/// The start of the minute `now` is in.
-pub(crate) fn window_start(now: DateTime<Utc>) -> DateTime<Utc> {
-    let secs = now.timestamp() - now.timestamp().rem_euclid(60);
-    DateTime::from_timestamp(secs, 0).unwrap_or(now)
-}
-
 /// The queue as the worker uses it (crate-private): the endpoints' store,
 /// [`Webhooks`], stays the tenant-facing API, and what only the worker does
 /// to the queue is here, in one place.
@@ -170,10 +147,7 @@ impl Queue<'_> {
         if let Some(limit) = per_minute {
             // Opens (or resets) the tenant's window and locks it until
             // commit: claims of every process share one budget.
-            let take = tx.query(sql::TAKE_RATE_WINDOW).bind(window_start(now));
-            let used: Vec<(i64,)> = tx.write_operational_returning(RATE_WINDOWS, take).await?;
-            let used = used.first().map_or(0, |(n,)| *n);
-            let left = (i64::from(limit) - used).max(0);
+            let left = budget_left(tx, window_start(now), limit).await?;
             if left == 0 {
                 return Ok(Claim {
                     jobs: Vec::new(),
@@ -193,16 +167,7 @@ impl Queue<'_> {
         if rows.is_empty() {
             return Ok(Claim::default());
         }
-        let jobs = rows
-            .into_iter()
-            .map(|row| Job {
-                message_id: row.message_id,
-                webhook: row.webhook,
-                attempt: u32::try_from(row.attempts).unwrap_or(u32::MAX),
-                payload: row.payload,
-                lease: lease.id,
-            })
-            .collect();
+        let jobs = rows.into_iter().map(|row| row.job(lease.id)).collect();
         Ok(Claim {
             jobs,
             over_budget: false,
@@ -314,7 +279,7 @@ trait Claimer: Sync {
         &self,
         tx: &mut TenantTx,
         lease: &Lease,
-    ) -> Result<Vec<ClaimedRow>, WebhookError>;
+    ) -> Result<Vec<LeasedRow>, WebhookError>;
 
     /// Logs each attempt and moves its delivery to its next state (only
     /// while the lease is still the one it was attempted under); the

@@ -4,7 +4,7 @@
 
 use tenantkit::{TenantTx, store::Value};
 
-use super::{ClaimedRow, Claimer, Lease, OutcomeRow};
+use super::{Claimer, Lease, LeasedRow, OutcomeRow};
 use crate::{
     WebhookId,
     endpoints::WebhookError,
@@ -21,7 +21,7 @@ impl Claimer for Postgres {
         &self,
         tx: &mut TenantTx,
         lease: &Lease,
-    ) -> Result<Vec<ClaimedRow>, WebhookError> {
+    ) -> Result<Vec<LeasedRow>, WebhookError> {
         let due = lease.query(tx, sql::LEASE_DUE).bind(lease.spend);
         Ok(tx
             .write_operational_all(&[QUEUE, RATE_WINDOWS], due)

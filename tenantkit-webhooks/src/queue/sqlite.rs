@@ -4,7 +4,7 @@
 
 use tenantkit::{TenantTx, store::Value};
 
-use super::{ClaimedRow, Claimer, Lease, OutcomeRow};
+use super::{Claimer, Lease, LeasedRow, OutcomeRow};
 use crate::{
     WebhookId,
     endpoints::WebhookError,
@@ -21,7 +21,7 @@ impl Claimer for Sqlite {
         &self,
         tx: &mut TenantTx,
         lease: &Lease,
-    ) -> Result<Vec<ClaimedRow>, WebhookError> {
+    ) -> Result<Vec<LeasedRow>, WebhookError> {
         let due = lease.query(tx, sql::LEASE_DUE_ONLY);
         let leased = tx.write_operational(QUEUE, due).await?;
         if leased == 0 {

@@ -3,6 +3,7 @@
 mod common;
 
 mod delivery;
+mod direct;
 mod endpoints;
 mod isolation;
 mod outbox;

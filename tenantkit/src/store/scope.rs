@@ -59,6 +59,8 @@ pub struct TenantTx {
     /// (see [`TenantTx::notify`]).
     pub(super) db: Db,
     pub(super) announce: Vec<&'static str>,
+    /// What runs once this commits (see [`TenantTx::after_commit`]).
+    pub(super) after_commit: Vec<Box<dyn FnOnce() + Send + Sync>>,
     /// Access changes to drop from the cache once this commits.
     pub(super) changed: Vec<AccessChange>,
     /// Whether this transaction holds the tenant's write lock (the tenant
@@ -124,6 +126,7 @@ impl TenantTx {
             access: db.access.clone(),
             db: db.clone(),
             announce: Vec::new(),
+            after_commit: Vec::new(),
             changed: Vec::new(),
             write_locked: false,
             wrote_unlocked: false,

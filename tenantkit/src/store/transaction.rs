@@ -214,7 +214,38 @@ impl TenantTx {
         for channel in self.announce {
             self.db.announcer.committed(&self.db, channel);
         }
+        for then in self.after_commit {
+            then();
+        }
         Ok(())
+    }
+
+    /// Runs `then` once this transaction has committed, and never if it
+    /// does not (rolled back, dropped, or its commit failed): `then` is
+    /// dropped unrun instead, so a guard it owns can give back what was
+    /// reserved for it. It runs on the committing task: keep it short and
+    /// non-blocking (hand work to a channel).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use tenantkit::{Db, NewTenant, audit::Actor};
+    /// # let db = Db::connect("sqlite::memory:").await?;
+    /// # db.migrate().await?;
+    /// # db.platform().create_tenant(&NewTenant { name: "Acme".into(), subdomain: "acme".into() }, &Actor::System).await?;
+    /// # let ctx = db.resolve_subdomain("acme").await?.expect("just created");
+    /// use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
+    ///
+    /// let done = Arc::new(AtomicBool::new(false));
+    /// let mut tx = db.begin(&ctx).await?;
+    /// let flag = done.clone();
+    /// tx.after_commit(move || flag.store(true, Ordering::SeqCst));
+    /// assert!(!done.load(Ordering::SeqCst));
+    /// tx.commit().await?;
+    /// assert!(done.load(Ordering::SeqCst));
+    /// # Ok::<_, tenantkit::Error>(()) }).unwrap();
+    /// ```
+    pub fn after_commit(&mut self, then: impl FnOnce() + Send + Sync + 'static) {
+        self.after_commit.push(Box::new(then));
     }
 
     /// Marks that this transaction changes what authentication sees (a

@@ -7,17 +7,21 @@
 //! ([`tenantkit::store::OperationalTable`]): tenant-scoped and isolated like
 //! everything else, but not audited (the change that caused the event is).
 
+pub(crate) mod dispatch;
+
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use tenantkit::{Backend, TenantTx, store::Value};
 use uuid::Uuid;
+
+use self::dispatch::{Handoff, Job, window_start};
 
 use crate::{
     WebhookId, WebhookStatus, Webhooks,
     catalogue::Refused,
     endpoints::WebhookError,
     idempotency::{self, Claim},
-    schema::{MESSAGES, QUEUE},
+    schema::{MESSAGES, QUEUE, RATE_WINDOWS},
     sql,
 };
 
@@ -63,6 +67,15 @@ impl From<MessageId> for Value {
     fn from(id: MessageId) -> Self {
         Value::Uuid(id.0)
     }
+}
+
+/// An endpoint a PostgreSQL publish queued a delivery for, and whether
+/// it was leased to this process's worker.
+#[derive(sqlx::FromRow)]
+struct PublishedRow {
+    leased: bool,
+    #[sqlx(flatten)]
+    webhook: crate::Webhook,
 }
 
 /// What [`Webhooks::publish`] queued.
@@ -150,7 +163,8 @@ impl Webhooks {
     ) -> Result<Published, WebhookError> {
         let now = Utc::now().trunc_subsecs(3);
         let payload = self.message_body(event_type, data, now)?;
-        self.publish_body(tx, event_type, payload, now, &[]).await
+        self.publish_body(tx, event_type, payload, now, &[], false)
+            .await
     }
 
     /// Publishes `messages`, all or none, inside `tx` (commit it, then
@@ -250,7 +264,7 @@ impl Webhooks {
                 continue;
             }
             let published = self
-                .publish_body(tx, &message.event_type, payload, now, &channels)
+                .publish_body(tx, &message.event_type, payload, now, &channels, true)
                 .await?;
             let answer = PublishedMessage {
                 message_id: published.id,
@@ -278,7 +292,10 @@ impl Webhooks {
     }
 
     /// Stores a checked message body and its queue rows, for the endpoints
-    /// that receive its type on `channels`.
+    /// that receive its type on `channels`. With `direct` (the transaction
+    /// is the publish's own, so it may hold the tenant's budget window until
+    /// it commits), deliveries go straight to this process's worker where it
+    /// has room (see `crate::dispatch`; PostgreSQL).
     async fn publish_body(
         &self,
         tx: &mut TenantTx,
@@ -286,50 +303,101 @@ impl Webhooks {
         payload: String,
         now: DateTime<Utc>,
         channels: &[String],
+        direct: bool,
     ) -> Result<Published, WebhookError> {
         let channels = serde_json::json!(channels);
-        if tx.backend() == Backend::Postgres {
+        let mut direct = self
+            .dispatch()
+            .filter(|_| direct)
+            .and_then(|dispatch| dispatch.prepare(tx.context()));
+        let (id, endpoints, jobs) = if tx.backend() == Backend::Postgres {
             let id = MessageId(Uuid::now_v7());
+            let body = direct.as_ref().map(|_| payload.clone());
             let publish = tx
                 .query(sql::PUBLISH)
                 .bind(id)
                 .bind(event_type)
                 .bind(now)
                 .bind(channels)
-                .bind(payload);
-            let stored: Vec<(i64,)> = tx
-                .write_operational_all(&[MESSAGES, QUEUE], publish)
+                .bind(payload)
+                .bind(Value::OptUuid(direct.as_ref().map(|d| d.lease)))
+                .bind(Value::OptTime(direct.as_ref().map(|d| d.until)))
+                .bind(direct.as_ref().map_or(0, |d| d.room.len() as i64))
+                .bind(direct.as_ref().map_or(window_start(now), |d| d.window))
+                .bind(Value::OptInt(
+                    direct.as_ref().and_then(|d| d.per_minute).map(i64::from),
+                ));
+            let stored: Vec<PublishedRow> = tx
+                .write_operational_all(&[MESSAGES, QUEUE, RATE_WINDOWS], publish)
                 .await?;
-            let endpoints = stored
-                .first()
-                .map_or(0, |(n,)| u64::try_from(*n).unwrap_or(0));
-            if endpoints > 0 {
-                tx.notify(crate::schema::CHANNEL).await?;
+            let endpoints = stored.len() as u64;
+            let jobs = match (&direct, body) {
+                (Some(d), Some(body)) => stored
+                    .into_iter()
+                    .filter(|row| row.leased)
+                    .map(|row| Job {
+                        message_id: id,
+                        webhook: row.webhook,
+                        attempt: 1,
+                        payload: body.clone(),
+                        lease: d.lease,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            (id, endpoints, jobs)
+        } else {
+            // Nobody listening: nothing to store (most tenants, most events).
+            let subscribed = tx
+                .query(sql::ANY_SUBSCRIBER)
+                .bind(event_type)
+                .bind(channels.clone());
+            let (subscribed,): (bool,) = tx.fetch_one(subscribed).await?;
+            if !subscribed {
+                return Ok(Published {
+                    id: MessageId(Uuid::now_v7()),
+                    endpoints: 0,
+                });
             }
-            return Ok(Published { id, endpoints });
-        }
-        // Nobody listening: nothing to store (most tenants, most events).
-        let subscribed = tx
-            .query(sql::ANY_SUBSCRIBER)
-            .bind(event_type)
-            .bind(channels.clone());
-        let (subscribed,): (bool,) = tx.fetch_one(subscribed).await?;
-        if !subscribed {
-            return Ok(Published {
-                id: MessageId(Uuid::now_v7()),
-                endpoints: 0,
-            });
-        }
-        let id = self.store_message(tx, event_type, payload, now).await?;
-        let fan_out = tx
-            .query(sql::FAN_OUT)
-            .bind(id)
-            .bind(event_type)
-            .bind(now)
-            .bind(channels);
-        let endpoints = tx.write_operational(QUEUE, fan_out).await?;
-        if endpoints > 0 {
+            let id = self.store_message(tx, event_type, payload, now).await?;
+            // One writer at a time: the budget left is read, then spent.
+            let mut most = direct.as_ref().map_or(0, |d| d.room.len() as i64);
+            if let Some(d) = &direct
+                && let Some(limit) = d.per_minute
+            {
+                most = most.min(dispatch::budget_left(tx, d.window, limit).await?);
+            }
+            let lease = direct.as_ref().filter(|_| most > 0);
+            let fan_out = tx
+                .query(sql::FAN_OUT)
+                .bind(id)
+                .bind(event_type)
+                .bind(now)
+                .bind(channels)
+                .bind(Value::OptUuid(lease.map(|d| d.lease)))
+                .bind(Value::OptTime(lease.map(|d| d.until)))
+                .bind(most);
+            let endpoints = tx.write_operational(QUEUE, fan_out).await?;
+            let jobs = match lease {
+                Some(d) => dispatch::leased_on_sqlite(tx, d.lease, d.per_minute.is_some()).await?,
+                None => Vec::new(),
+            };
+            (id, endpoints, jobs)
+        };
+        if endpoints > jobs.len() as u64 {
             tx.notify(crate::schema::CHANNEL).await?;
+        }
+        if let Some(mut direct) = direct.take() {
+            direct.room.keep(jobs.len());
+            if !jobs.is_empty() {
+                let handoff = Handoff {
+                    tenant: tx.tenant_id(),
+                    jobs,
+                    room: direct.room,
+                };
+                let dispatch = direct.dispatch;
+                tx.after_commit(move || dispatch.hand_over(handoff));
+            }
         }
         Ok(Published { id, endpoints })
     }
