@@ -31,7 +31,9 @@
 //! default `postgres://postgres@127.0.0.1:5432/test`), `TENANTKIT_BENCH_RATE`
 //! (messages/s), `TENANTKIT_BENCH_SECS`, `TENANTKIT_BENCH_TENANTS`,
 //! `TENANTKIT_BENCH_WORKER=process` (deliver from a separate
-//! `tenantkit-server worker` process instead of the server's own worker).
+//! `tenantkit-server worker` process instead of the server's own worker),
+//! `TENANTKIT_BENCH_POOL` (the server's `database.max_connections`,
+//! default 10).
 
 mod common;
 
@@ -171,7 +173,7 @@ async fn main() -> anyhow::Result<()> {
         &config_file,
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
-             [database]\nurl = \"{owner_url}\"\ndata_dir = \"{data}\"\n\n\
+             [database]\nurl = \"{owner_url}\"\ndata_dir = \"{data}\"\nmax_connections = {pool}\n\n\
              [auth]\njwt_secret = \"{SECRET}\"\n\n\
              [rate_limit]\nper_tenant_per_minute = 100000000\nper_ip_per_minute = 100000000\n\n\
              [billing]\ndefault_plan = \"enterprise\"\n\n\
@@ -187,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
              example = {{ seq = 0, sent_us = 1765000000000000 }}\n",
             data = dir.path().join("data").display(),
             in_server = !separate_worker,
+            pool = env_or("TENANTKIT_BENCH_POOL", 10),
         ),
     )?;
     let config = Config::load(Some(&config_file))?;
